@@ -1,0 +1,39 @@
+"""The ``medclass`` command: a thin typer layer; each subcommand calls one public function.
+
+Command groups live in their own modules (``medclass/cli/<group>.py``), each exposing
+``register(app: typer.Typer) -> None`` that adds its commands or sub-apps.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="medclass",
+    help="Medical image classification: data checks, leak-free splits, training, evaluation, explanations, serving.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+# Each module registers its commands; listed here so the order of `medclass --help` is stable.
+_GROUPS = ["data", "models", "train", "evaluate", "explain", "predict", "export", "serve", "experiments"]
+
+
+def _register_all() -> None:
+    for name in _GROUPS:
+        try:
+            module = importlib.import_module(f"medclass.cli.{name}")
+        except ModuleNotFoundError as e:  # a group not written yet, never a missing dependency of one
+            if e.name == f"medclass.cli.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``medclass`` console script."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _register_all()
+    app()

@@ -1,0 +1,102 @@
+"""The dataset contract: one row per image, samples are dicts.
+
+A :class:`DataTable` wraps a pandas DataFrame with at least these columns:
+
+========  =====  ==============================================================
+column    type   meaning
+========  =====  ==============================================================
+path      str    image file (absolute or relative to the working directory)
+label     str    class name, one of ``classes``
+patient   str    patient id ('' when unknown)
+split     str    'train' | 'val' | 'test' | '' (not assigned yet)
+frame     int    frame of a multi-frame DICOM or index in a .npz array; -1 otherwise
+========  =====  ==============================================================
+
+Any extra column (``sublabel``, ``fold``, ``sha256``...) is kept. ``classes`` fixes the order of
+class indices; it is stable (sorted names unless the user gives an order). ``skipped`` lists every
+file that was left out, each as ``{"path": ..., "reason": ...}``: nothing is dropped silently.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DatasetError
+
+REQUIRED_COLUMNS = ("path", "label", "patient", "split", "frame")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class DataTable:
+    """Rows of images plus the ordered class names and the list of skipped files."""
+
+    frame: pd.DataFrame
+    classes: list[str]
+    skipped: list[dict] = field(default_factory=list)
+    source: str = ""  # folders | csv | npz | dicom
+    root: str = ""  # what the user pointed at
+
+    def __post_init__(self) -> None:
+        df = self.frame
+        for col, default in (("patient", ""), ("split", ""), ("frame", -1)):
+            if col not in df.columns:
+                df[col] = default
+        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+        if missing:
+            raise DatasetError(f"Data table from {self.root or 'memory'} lacks columns {missing}; expected {list(REQUIRED_COLUMNS)}.")
+        df["path"] = df["path"].astype(str)
+        df["label"] = df["label"].astype(str)
+        df["patient"] = df["patient"].fillna("").astype(str)
+        df["split"] = df["split"].fillna("").astype(str)
+        df["frame"] = df["frame"].fillna(-1).astype(int)
+        unknown = sorted(set(df["label"]) - set(self.classes))
+        if unknown:
+            raise DatasetError(
+                f"Labels {unknown[:5]} in {self.root or 'the table'} are not among the classes {self.classes}; "
+                "give the full class list or drop those rows."
+            )
+        bad_splits = sorted(set(df["split"]) - set(SPLITS) - {""})
+        if bad_splits:
+            raise DatasetError(f"Unknown split names {bad_splits} in {self.root or 'the table'}; expected {SPLITS} or ''.")
+        self.frame = df.reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Class indices (int64) of every row, in ``classes`` order."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        return self.frame["label"].map(index).to_numpy(dtype=np.int64)
+
+    def subset(self, mask_or_split: str | np.ndarray | pd.Series) -> "DataTable":
+        """Rows of one split (``'train'``...) or of a boolean mask; classes and skips are kept."""
+        if isinstance(mask_or_split, str):
+            mask = self.frame["split"] == mask_or_split
+        else:
+            mask = np.asarray(mask_or_split, dtype=bool)
+        return DataTable(self.frame[mask].copy(), list(self.classes), list(self.skipped), self.source, self.root)
+
+    def with_frame(self, frame: pd.DataFrame) -> "DataTable":
+        """A table with the same classes/skips/source over another DataFrame."""
+        return DataTable(frame.copy(), list(self.classes), list(self.skipped), self.source, self.root)
+
+    def counts(self) -> pd.DataFrame:
+        """Images per split and class (a small DataFrame for reports)."""
+        return self.frame.groupby(["split", "label"]).size().unstack(fill_value=0)
+
+    def to_csv(self, path: str | Path) -> None:
+        """Write the table (e.g. ``split.csv`` next to a run) atomically."""
+        from ..utils import atomic_write_text
+
+        atomic_write_text(Path(path), self.frame.to_csv(index=False))
+
+    @classmethod
+    def from_csv(cls, path: str | Path, classes: list[str]) -> "DataTable":
+        """Read a table written by :meth:`to_csv` back (e.g. a run's ``split.csv``)."""
+        df = pd.read_csv(path, dtype={"path": str, "label": str, "patient": str, "split": str}, keep_default_na=False)
+        return cls(df, list(classes), source="csv", root=str(path))
