@@ -1,0 +1,326 @@
+"""The leak audit: patients and (near-)identical images shared between splits, and what to do about them.
+
+:func:`audit_leaks` finds
+
+1. patients that appear in more than one split;
+2. groups of byte-identical images (same ``sha256``): all of them, those that cross splits and
+   those filed under different patients;
+3. near-duplicates: images whose perceptual hashes differ in at most ``max_distance`` of 64 bits,
+   joined into groups (connected components), excluding groups that are one exact-duplicate group;
+4. duplicates (exact or near) that carry different labels.
+
+:func:`apply_leak_policy` then acts on the report:
+
+- ``fail``: raise :class:`LeakError` with a readable summary when anything crosses splits;
+- ``drop``: for each leaking group (a patient, identical images, near-duplicates) keep the rows of
+  its earliest split in the order train, val, test and drop its rows in later splits, so no copy
+  stays in val/test while one is in train;
+- ``merge``: give all images linked by duplication one patient id, so that a following
+  :func:`~medclass.data.splits.split_patients` keeps them together. Use it **before** splitting:
+  it cannot move rows that already have a split (it warns if merged patients span splits);
+- ``warn``: log the summary and keep everything.
+
+Example:
+    >>> report = audit_leaks(table, fingerprints)
+    >>> print(report.summary())
+    >>> table, info = apply_leak_policy(table, report, "drop")
+    >>> info["dropped"][:2]
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ..errors import LeakError, check_choice
+from .splits import patient_groups
+from .table import SPLITS, DataTable
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("fail", "drop", "merge", "warn")
+_BLOCK = 512  # rows of the Hamming-distance matrix computed at once (512 x n uint8)
+
+
+@dataclass
+class LeakReport:
+    """What :func:`audit_leaks` found. Groups hold positional ``rows`` of the audited table."""
+
+    n_rows: int  # rows of the audited table (reports only apply to that table)
+    max_distance: int  # near-duplicate threshold in phash bits (-1 when not checked)
+    patient_overlap: list[dict] = field(default_factory=list)  # {"patient", "splits": {split: images}}
+    exact_groups: list[dict] = field(default_factory=list)  # every byte-identical group (see _describe)
+    near_groups: list[dict] = field(default_factory=list)  # near-duplicate groups that are not one exact group
+    unhashed: int = 0  # rows without a fingerprint (unreadable), not audited
+
+    @property
+    def exact_cross_split(self) -> list[dict]:
+        """Byte-identical groups with members in more than one split."""
+        return [g for g in self.exact_groups if g["cross_split"]]
+
+    @property
+    def near_cross_split(self) -> list[dict]:
+        """Near-duplicate groups with members in more than one split."""
+        return [g for g in self.near_groups if g["cross_split"]]
+
+    @property
+    def has_leaks(self) -> bool:
+        """True when a patient or a (near-)duplicate image is shared between splits."""
+        return bool(self.patient_overlap or self.exact_cross_split or self.near_cross_split)
+
+    def counts(self) -> dict[str, int]:
+        """The headline numbers of the report."""
+        exact, near = self.exact_groups, self.near_groups
+        return {
+            "patients_in_several_splits": len(self.patient_overlap),
+            "exact_groups": len(exact),
+            "exact_images": sum(len(g["rows"]) for g in exact),
+            "exact_cross_split": len(self.exact_cross_split),
+            "exact_cross_patient": sum(g["cross_patient"] for g in exact),
+            "exact_conflicting_labels": sum(g["conflicting_labels"] for g in exact),
+            "near_groups": len(near),
+            "near_cross_split": len(self.near_cross_split),
+            "near_within_split": sum(not g["cross_split"] for g in near),
+            "near_conflicting_labels": sum(g["conflicting_labels"] for g in near),
+            "unhashed": self.unhashed,
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-able dict: counts, summary text and every group."""
+        return {"counts": self.counts(), "summary": self.summary(), **asdict(self)}
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        c = self.counts()
+        lines = [
+            f"{c['patients_in_several_splits']} patient(s) in more than one split.",
+            f"{c['exact_groups']} group(s) of byte-identical images ({c['exact_images']} images): "
+            f"{c['exact_cross_split']} across splits, {c['exact_cross_patient']} under different patients, "
+            f"{c['exact_conflicting_labels']} with conflicting labels.",
+        ]
+        if self.max_distance >= 0:
+            lines.append(
+                f"{c['near_groups']} near-duplicate group(s) (phash distance <= {self.max_distance}): "
+                f"{c['near_cross_split']} across splits, {c['near_within_split']} within one split, "
+                f"{c['near_conflicting_labels']} with conflicting labels."
+            )
+        if self.unhashed:
+            lines.append(f"{self.unhashed} unreadable image(s) were not audited.")
+        return "\n".join(lines)
+
+
+def _describe(df: pd.DataFrame, groups: pd.Series, rows: list[int]) -> dict:
+    """A JSON-able group: rows, paths, splits, patients, labels and the three flags."""
+    sub = df.iloc[rows]
+    splits = sorted(set(sub["split"]) - {""})
+    return {
+        "rows": [int(r) for r in rows],
+        "paths": sub["path"].tolist(),
+        "splits": sub["split"].tolist(),
+        "patients": sub["patient"].tolist(),
+        "labels": sub["label"].tolist(),
+        "cross_split": len(splits) > 1,
+        "cross_patient": groups.iloc[rows].nunique() > 1,
+        "conflicting_labels": sub["label"].nunique() > 1,
+    }
+
+
+def _phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``i < j`` whose 64-bit hashes differ in at most ``max_distance`` bits."""
+    firsts, seconds = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(hashes), _BLOCK):
+        block = hashes[start : start + _BLOCK]
+        distance = np.bitwise_count(block[:, None] ^ hashes[None, :])
+        i, j = np.nonzero(distance <= max_distance)
+        i += start
+        keep = i < j
+        firsts.append(i[keep])
+        seconds.append(j[keep])
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> list[list[int]]:
+    """Connected components (of size > 1) of the graph on ``n`` nodes with edges ``a - b``."""
+    if n == 0:
+        return []
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    comps = pd.Series(np.arange(n)).groupby(label).agg(list)
+    return [c for c in comps if len(c) > 1]
+
+
+def _aligned(table: DataTable, fingerprints: pd.DataFrame) -> pd.DataFrame:
+    same = len(fingerprints) == len(table) and (
+        fingerprints["path"].astype(str).to_numpy() == table.frame["path"].to_numpy()
+    ).all()
+    if not same:
+        raise ValueError(
+            f"Fingerprints ({len(fingerprints)} rows) do not line up with the table ({len(table)} rows); "
+            "compute them with fingerprint(table) on this very table."
+        )
+    return fingerprints.reset_index(drop=True)
+
+
+def audit_leaks(
+    table: DataTable,
+    fingerprints: pd.DataFrame | None = None,
+    near_duplicates: bool = True,
+    max_distance: int = 4,
+) -> LeakReport:
+    """Find patients and identical or near-identical images shared between splits.
+
+    Args:
+        table: the data, usually after splitting (without splits only duplicates are found).
+        fingerprints: from :func:`~medclass.data.fingerprint.fingerprint` on ``table`` (computed if None).
+        near_duplicates: also compare perceptual hashes.
+        max_distance: largest Hamming distance (of 64 bits) that counts as a near-duplicate.
+
+    Example:
+        >>> report = audit_leaks(table, fingerprint(table, cache_dir="cache"))
+        >>> report.counts()["exact_groups"]
+        25
+    """
+    if fingerprints is None:
+        from .fingerprint import fingerprint
+
+        fingerprints = fingerprint(table)
+    fp = _aligned(table, fingerprints)
+    df = table.frame
+    groups = patient_groups(df)
+    report = LeakReport(n_rows=len(df), max_distance=max_distance if near_duplicates else -1)
+
+    named = df[(df["patient"] != "") & (df["split"] != "")]
+    per_patient = named.groupby(["patient", "split"]).size().unstack(fill_value=0)
+    for patient, row in per_patient[(per_patient > 0).sum(axis=1) > 1].iterrows():
+        report.patient_overlap.append({"patient": str(patient), "splits": {s: int(n) for s, n in row.items() if n}})
+
+    hashed = np.flatnonzero(fp["sha256"].fillna("").to_numpy() != "")
+    report.unhashed = len(df) - len(hashed)
+    sha = fp["sha256"].iloc[hashed]
+    for _, members in sha.groupby(sha.to_numpy()).groups.items():
+        if len(members) > 1:
+            report.exact_groups.append(_describe(df, groups, sorted(int(m) for m in members)))
+
+    if near_duplicates:
+        with_phash = hashed[fp["phash"].iloc[hashed].fillna("").to_numpy() != ""]
+        hashes = np.array([int(h, 16) for h in fp["phash"].iloc[with_phash]], dtype=np.uint64)
+        a, b = _phash_pairs(hashes, max_distance)
+        for comp in _components(len(hashes), a, b):
+            rows = sorted(int(r) for r in with_phash[comp])
+            if fp["sha256"].iloc[rows].nunique() > 1:
+                report.near_groups.append(_describe(df, groups, rows))
+    log.info("Leak audit:\n%s", report.summary())
+    return report
+
+
+def _check_report(table: DataTable, report: LeakReport) -> None:
+    groups = report.exact_groups + report.near_groups
+    same = report.n_rows == len(table) and all(
+        table.frame["path"].iloc[g["rows"]].tolist() == g["paths"] for g in groups
+    )
+    if not same:
+        raise ValueError("The leak report was computed on another table; run audit_leaks(table) on this one first.")
+
+
+def _earliest(splits: pd.Series) -> str:
+    present = set(splits) - {""}
+    return next(s for s in SPLITS if s in present)
+
+
+def _drop_reasons(table: DataTable, report: LeakReport) -> dict[int, list[str]]:
+    """Row -> reasons, for rows in a later split than their leaking group's earliest split."""
+    df = table.frame
+    reasons: dict[int, list[str]] = {}
+    for item in report.patient_overlap:
+        rows = df.index[df["patient"] == item["patient"]]
+        keep = _earliest(df["split"].iloc[rows])
+        for r in rows:
+            if df["split"].iloc[r] not in ("", keep):
+                reasons.setdefault(int(r), []).append(f"patient {item['patient']} is also in {keep}")
+    kinds = ((report.exact_cross_split, "byte-identical to"), (report.near_cross_split, "near-duplicate of"))
+    for group_list, words in kinds:
+        for g in group_list:
+            splits = pd.Series(g["splits"])
+            keep = _earliest(splits)
+            kept_path = g["paths"][int(np.flatnonzero(splits == keep)[0])]
+            for r, s in zip(g["rows"], g["splits"]):
+                if s not in ("", keep):
+                    reasons.setdefault(int(r), []).append(f"{words} {kept_path} in {keep}")
+    return reasons
+
+
+def _merged_patients(table: DataTable, report: LeakReport) -> tuple[pd.Series, list[dict]]:
+    """New patient id per row, joining every patient linked by an exact or near-duplicate group."""
+    df = table.frame
+    groups = patient_groups(df)
+    keys, node = np.unique(groups.to_numpy(), return_inverse=True)
+    a, b = [], []
+    for g in report.exact_groups + report.near_groups:
+        nodes = node[g["rows"]]
+        a.extend(nodes[:-1])
+        b.extend(nodes[1:])
+    patient = df["patient"].copy()
+    merges = []
+    for comp in _components(len(keys), np.array(a, dtype=int), np.array(b, dtype=int)):
+        members = sorted(str(k) for k in keys[comp])
+        real = [m for m in members if not m.startswith("#row")]
+        rows = np.flatnonzero(np.isin(node, comp))
+        new_id = real[0] if real else f"dup:{Path(df['path'].iloc[rows[0]]).stem}"
+        patient.iloc[rows] = new_id
+        merges.append({"patients": real, "unnamed_rows": len(members) - len(real), "into": new_id, "rows": len(rows)})
+        if df["split"].iloc[rows].replace("", np.nan).nunique() > 1:
+            log.warning("Merged patient %s spans several splits already; merge before split_patients or use 'drop'.", new_id)
+    return patient, merges
+
+
+def apply_leak_policy(table: DataTable, report: LeakReport, policy: str) -> tuple[DataTable, dict]:
+    """Act on a :class:`LeakReport`: ``fail``, ``drop``, ``merge`` or ``warn`` (see the module docstring).
+
+    Returns the new table and ``{"policy", "summary", "dropped": [{path, frame, split, label,
+    patient, reason}], "merged": [{patients, unnamed_rows, into, rows}]}``. Dropped rows are also
+    appended to ``table.skipped``.
+
+    Raises:
+        LeakError: policy ``fail`` and something is shared between splits.
+
+    Example:
+        >>> table = apply_leak_policy(table, audit_leaks(table, fp), "merge")[0]  # then split_patients
+    """
+    check_choice("leak policy (data.duplicates)", policy, POLICIES)
+    _check_report(table, report)
+    info: dict = {"policy": policy, "summary": report.summary(), "dropped": [], "merged": []}
+    if policy == "fail":
+        if report.has_leaks:
+            raise LeakError(
+                f"The leak audit of {table.root or 'the data'} found data shared between splits:\n{report.summary()}\n"
+                "Fix: set data.duplicates=drop to drop the val/test copies, or use 'merge' before splitting."
+            )
+        return table, info
+    if policy == "warn":
+        if report.has_leaks:
+            log.warning("Data shared between splits is kept (policy 'warn'):\n%s", report.summary())
+        return table, info
+    if policy == "merge":
+        patient, info["merged"] = _merged_patients(table, report)
+        return table.with_frame(table.frame.assign(patient=patient)), info
+    reasons = _drop_reasons(table, report)
+    df = table.frame
+    for r in sorted(reasons):
+        row = df.iloc[r]
+        info["dropped"].append({
+            "path": row["path"], "frame": int(row["frame"]), "split": row["split"], "label": row["label"],
+            "patient": row["patient"], "reason": "; ".join(reasons[r]),
+        })
+    out = table.with_frame(df.drop(index=sorted(reasons)))
+    out.skipped.extend({"path": d["path"], "reason": f"leak: {d['reason']}"} for d in info["dropped"])
+    if reasons:
+        log.warning("Dropped %d row(s) shared between splits (policy 'drop').", len(reasons))
+    return out, info
+
+
+__all__ = ["POLICIES", "LeakReport", "apply_leak_policy", "audit_leaks"]

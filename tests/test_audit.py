@@ -1,0 +1,139 @@
+"""The leak audit and the leak policies, on hand-made fingerprints and on chest_xray."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from medclass.data.audit import _phash_pairs, apply_leak_policy, audit_leaks
+from medclass.data.splits import split_patients
+from medclass.data.table import DataTable
+from medclass.errors import ConfigError, LeakError
+
+SHARED = Path(os.environ.get("MEDCLASS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+#            path    label  patient split    sha  phash (hex of 64 bits)
+ROWS = [
+    ("a.png", "A", "p1", "train", "s1", "0000000000000000"),
+    ("b.png", "A", "p1", "test", "s2", "00000000000000ff"),  # patient p1 in train and test
+    ("c.png", "A", "p2", "train", "s3", "ffff000000000000"),
+    ("d.png", "A", "p3", "test", "s3", "ffff000000000000"),  # byte-identical to c, other patient, other split
+    ("e.png", "B", "p4", "val", "s4", "0f0f0f0f00000000"),
+    ("f.png", "B", "p4", "val", "s4", "0f0f0f0f00000000"),  # identical within one split and patient
+    ("g.png", "A", "p5", "val", "s5", "f0f0f0f000000000"),
+    ("h.png", "B", "p6", "test", "s6", "f0f0f0f000000007"),  # 3 bits from g, other split and label
+    ("i.png", "B", "p7", "train", "s7", "00ff00ff00ff00ff"),
+    ("j.png", "B", "p8", "train", "s8", "00ff00ff00ff0007"),  # 5 bits from i: not near at 4
+    ("k.png", "B", "", "train", "s9", "aaaaaaaaaaaaaaaa"),
+    ("l.png", "A", "", "train", "s9", "aaaaaaaaaaaaaaaa"),  # identical, no patients, conflicting labels
+    ("m.png", "B", "p9", "train", "", ""),  # unreadable
+]
+
+
+def make():
+    df = pd.DataFrame(ROWS, columns=["path", "label", "patient", "split", "sha256", "phash"])
+    table = DataTable(df[["path", "label", "patient", "split"]].copy(), ["A", "B"])
+    fp = df[["path", "sha256", "phash"]].assign(frame=-1, error=np.where(df["sha256"] == "", "broken", ""))
+    return table, fp
+
+
+def test_phash_pairs_match_a_brute_force_count():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**63, size=40, dtype=np.uint64)
+    flips = rng.integers(0, 64, size=(40, 3)).astype(np.uint64)
+    near = base ^ (np.uint64(1) << flips[:, 0]) ^ (np.uint64(1) << flips[:, 1])
+    hashes = np.concatenate([base, near])
+    a, b = _phash_pairs(hashes, 4)
+    expected = {(i, j) for i in range(80) for j in range(i + 1, 80) if bin(int(hashes[i]) ^ int(hashes[j])).count("1") <= 4}
+    assert set(zip(a.tolist(), b.tolist())) == expected
+    assert len(expected) >= 40
+
+
+def test_audit_finds_patients_exact_and_near_duplicates():
+    table, fp = make()
+    report = audit_leaks(table, fp, max_distance=4)
+    assert report.patient_overlap == [{"patient": "p1", "splits": {"test": 1, "train": 1}}]
+    by_paths = {tuple(g["paths"]): g for g in report.exact_groups}
+    assert set(by_paths) == {("c.png", "d.png"), ("e.png", "f.png"), ("k.png", "l.png")}
+    assert by_paths[("c.png", "d.png")]["cross_split"] and by_paths[("c.png", "d.png")]["cross_patient"]
+    assert not by_paths[("e.png", "f.png")]["cross_split"] and not by_paths[("e.png", "f.png")]["cross_patient"]
+    assert by_paths[("k.png", "l.png")]["conflicting_labels"] and by_paths[("k.png", "l.png")]["cross_patient"]
+    assert [g["paths"] for g in report.near_groups] == [["g.png", "h.png"]]
+    counts = report.counts()
+    assert counts == {
+        "patients_in_several_splits": 1, "exact_groups": 3, "exact_images": 6, "exact_cross_split": 1,
+        "exact_cross_patient": 2, "exact_conflicting_labels": 1, "near_groups": 1, "near_cross_split": 1,
+        "near_within_split": 0, "near_conflicting_labels": 1, "unhashed": 1,
+    }
+    assert report.has_leaks
+    assert "3 group(s) of byte-identical images (6 images): 1 across splits" in report.summary()
+    json.dumps(report.to_dict())
+    assert audit_leaks(table, fp, max_distance=5).counts()["near_groups"] == 2
+    assert audit_leaks(table, fp, near_duplicates=False).near_groups == []
+
+
+def test_policies_fail_warn_and_drop():
+    table, fp = make()
+    report = audit_leaks(table, fp)
+    with pytest.raises(LeakError, match="data.duplicates=drop"):
+        apply_leak_policy(table, report, "fail")
+    with pytest.raises(ConfigError, match="Did you mean 'drop'"):
+        apply_leak_policy(table, report, "dorp")
+    assert len(apply_leak_policy(table, report, "warn")[0]) == len(table)
+    out, info = apply_leak_policy(table, report, "drop")
+    dropped = {d["path"]: d["reason"] for d in info["dropped"]}
+    assert dropped == {
+        "b.png": "patient p1 is also in train",
+        "d.png": "byte-identical to c.png in train",
+        "h.png": "near-duplicate of g.png in val",
+    }
+    assert sorted(set(table.frame["path"]) - set(out.frame["path"])) == ["b.png", "d.png", "h.png"]
+    assert {s["path"] for s in out.skipped} == set(dropped)
+    assert not audit_leaks(out, fp[~fp["path"].isin(dropped)]).has_leaks
+
+
+def test_merge_joins_duplicate_patients_so_a_split_keeps_them_together():
+    table, fp = make()
+    unsplit = table.with_frame(table.frame.assign(split=""))
+    report = audit_leaks(unsplit, fp)
+    assert not report.has_leaks  # nothing crosses splits before splitting
+    merged, info = apply_leak_policy(unsplit, report, "merge")
+    patient = dict(zip(merged.frame["path"], merged.frame["patient"]))
+    assert patient["c.png"] == patient["d.png"] == "p2"
+    assert patient["g.png"] == patient["h.png"] == "p5"
+    assert patient["k.png"] == patient["l.png"] == "dup:k"
+    assert {m["into"] for m in info["merged"]} == {"p2", "p5", "dup:k"}
+    split = split_patients(merged, 0.3, 0.3, seed=0)
+    assert split.frame.groupby("patient")["split"].nunique().max() == 1
+
+
+def test_a_report_of_another_table_is_refused():
+    table, fp = make()
+    report = audit_leaks(table, fp)
+    with pytest.raises(ValueError, match="another table"):
+        apply_leak_policy(table.subset(np.arange(len(table)) > 0), report, "drop")
+    with pytest.raises(ValueError, match="do not line up"):
+        audit_leaks(table, fp.iloc[1:])
+
+
+@pytest.mark.slow
+def test_chest_xray_has_the_25_documented_duplicate_groups(request):
+    root = SHARED / "chest_xray"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    from medclass.data.fingerprint import fingerprint
+    from medclass.data.patients import patient_from_name
+
+    paths = sorted(root.glob("*/*.jpeg"))
+    df = pd.DataFrame({"path": [str(p) for p in paths], "label": [p.parent.name for p in paths]})
+    df["patient"] = [patient_from_name(p.name, "chest_xray") for p in paths]
+    table = DataTable(df, ["NORMAL", "PNEUMONIA"])
+    cache = request.config.cache.mkdir("medclass-fingerprints")  # warm on reruns
+    report = audit_leaks(table, fingerprint(table, cache_dir=cache))
+    assert report.counts()["exact_groups"] == 25
+    pairs = [set(g["patients"]) for g in report.exact_groups]
+    assert {"NORMAL2-IM-0095", "NORMAL2-IM-0096"} in pairs
