@@ -1,0 +1,69 @@
+"""Batch inference over a Dataset: one loop shared by training (baseline, threshold), evaluation and predict."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+@dataclass
+class Predictions:
+    """Outputs of a model over a dataset, row-aligned (unreadable samples are left out and listed)."""
+
+    logits: np.ndarray  # (n, num_outputs) raw model outputs
+    probs: np.ndarray  # (n, n_classes) probabilities (binary: [1 - p, p])
+    labels: np.ndarray  # (n,) class indices (-1 when unknown)
+    paths: list[str] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # row index in the dataset's table
+    skipped: list[str] = field(default_factory=list)
+
+
+def to_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Probabilities ``(n, n_classes)``: sigmoid of one logit (as ``[1-p, p]``) or softmax, after temperature."""
+    logits = logits.float() / temperature
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        p = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+@torch.no_grad()
+def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 32, num_workers: int = 0,
+                    temperature: float = 1.0, tta: bool = False, device: str | torch.device | None = None,
+                    collate_fn=None) -> Predictions:
+    """Run ``model`` in eval mode over ``dataset`` (dict samples) and collect logits and probabilities.
+
+    ``tta=True`` averages the logits of the image and its horizontal flip. Batches whose samples
+    were all unreadable are skipped; their paths are listed in ``Predictions.skipped``.
+    """
+    from .data.dataset import collate_skip
+
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        collate_fn=collate_fn or collate_skip)
+    logits, labels, paths, patients, indices, skipped = [], [], [], [], [], []
+    for batch in loader:
+        if batch is None:
+            continue
+        skipped.extend(batch.get("skipped", []))
+        x = batch["image"].to(device)
+        out = model(x).float()
+        if tta:
+            out = (out + model(torch.flip(x, dims=[3])).float()) / 2
+        logits.append(out.cpu())
+        labels.append(batch["label"].cpu())
+        paths.extend(batch["path"])
+        patients.extend(batch["patient"])
+        indices.append(torch.as_tensor(batch["index"]).cpu())
+    model.train(was_training)
+    if not logits:
+        n_out = 0
+        return Predictions(np.zeros((0, n_out)), np.zeros((0, 0)), np.zeros(0, dtype=np.int64), skipped=skipped)
+    lg = torch.cat(logits)
+    return Predictions(lg.numpy(), to_probs(lg, temperature).numpy(), torch.cat(labels).numpy(), paths, patients,
+                       torch.cat(indices).numpy(), skipped)

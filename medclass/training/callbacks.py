@@ -1,0 +1,112 @@
+"""Callbacks of the training loop: the per-epoch ``metrics.csv``, best/last exports and the resume state.
+
+All three run after the LightningModule's own ``on_train_epoch_end`` (they subclass Lightning's
+``Checkpoint``, which Lightning calls last), so they see the epoch's validation metrics and the
+scheduler already stepped.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Checkpoint
+
+from ..utils import atomic_write_text, peak_rss_mb
+from .checkpoint import save_checkpoint
+
+log = logging.getLogger(__name__)
+
+CSV_COLUMNS = ["epoch", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc", "lr",
+               "epoch_time_s", "peak_rss_mb", "gpu_max_allocated_mb"]
+
+
+def _metric(trainer: pl.Trainer, key: str) -> float:
+    v = trainer.callback_metrics.get(key)
+    return float(v) if v is not None else float("nan")
+
+
+class MetricsCSV(Checkpoint):
+    """Writes one row per epoch to ``metrics.csv`` (rewritten atomically; a resumed run keeps earlier rows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # noqa: D102
+        if not trainer.is_global_zero:
+            return
+        epoch = trainer.current_epoch
+        row: dict[str, Any] = {"epoch": epoch}
+        for key in CSV_COLUMNS[1:7] + ["epoch_time_s"]:
+            row[key] = _metric(trainer, key)
+        row["lr"] = module.current_lr()
+        row["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        row["gpu_max_allocated_mb"] = (round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                                       if torch.cuda.is_available() else float("nan"))
+        old = pd.read_csv(self.path) if self.path.is_file() else pd.DataFrame(columns=CSV_COLUMNS)
+        old = old[old["epoch"] < epoch] if len(old) else old
+        frame = pd.concat([old, pd.DataFrame([row])], ignore_index=True) if len(old) else pd.DataFrame([row])
+        atomic_write_text(self.path, frame[CSV_COLUMNS].to_csv(index=False))
+
+
+class ExportCheckpoints(Checkpoint):
+    """Writes ``last.safetensors`` every epoch and ``best.safetensors`` when the monitored metric improves.
+
+    ``make_meta(epoch_metrics)`` returns the checkpoint metadata (classes, preprocessing, config...).
+    The best score is saved in the Lightning checkpoint, so a resumed run compares with the right one.
+    """
+
+    def __init__(self, run_dir: Path, monitor: str, make_meta: Callable[[dict], dict]) -> None:
+        self.run_dir = Path(run_dir)
+        self.monitor = monitor
+        self.mode = "min" if monitor.endswith("loss") else "max"
+        self.make_meta = make_meta
+        self.best: float | None = None
+        self.best_epoch: int = -1
+
+    def _improved(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return self.best is None
+        if self.best is None or not math.isfinite(self.best):
+            return True
+        return value < self.best if self.mode == "min" else value > self.best
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # noqa: D102
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        metrics["epoch"] = trainer.current_epoch
+        value = metrics.get(self.monitor, float("nan"))
+        improved = self._improved(value)
+        if improved:
+            self.best, self.best_epoch = value, trainer.current_epoch
+        if not trainer.is_global_zero:
+            return
+        model = module.model
+        save_checkpoint(self.run_dir / "last.safetensors", model, self.make_meta(metrics))
+        if improved:
+            save_checkpoint(self.run_dir / "best.safetensors", model, self.make_meta(metrics))
+            log.info("epoch %d: %s=%.4f, new best written", trainer.current_epoch, self.monitor, value)
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        self.best = state_dict.get("best")
+        self.best_epoch = state_dict.get("best_epoch", -1)
+
+
+class ResumeState(Checkpoint):
+    """Saves Lightning's full training state to ``checkpoints/last.ckpt`` atomically at every epoch end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # noqa: D102
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            tmp.replace(self.path)

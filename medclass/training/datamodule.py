@@ -1,0 +1,61 @@
+"""LightningDataModule over a split :class:`~medclass.data.table.DataTable`.
+
+Loaders are built inside each process (after DDP has started), so the epoch sampler knows its
+rank and shards the data; validation is never augmented.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from ..config import RunConfig
+from ..data.dataset import EpochSampler, ImageDataset, collate_skip
+from ..data.table import DataTable
+from ..data.transforms import build_transform
+
+
+class SplitDataModule(pl.LightningDataModule):
+    """Train/val loaders for one run; ``cache`` is an optional memory-mapped image cache per split."""
+
+    def __init__(self, table: DataTable, cfg: RunConfig, mean: list[float], std: list[float],
+                 caches: dict | None = None) -> None:
+        super().__init__()
+        self.table = table
+        self.cfg = cfg
+        self.mean, self.std = list(mean), list(std)
+        self.caches = caches or {}
+
+    def dataset(self, split: str, train: bool) -> ImageDataset:
+        """The dataset of one split, with the train (augmented) or eval transform."""
+        m, t = self.cfg.model, self.cfg.train
+        tf = build_transform(t.augment if train else "none", image_size=m.image_size, in_chans=m.in_chans,
+                             mean=self.mean, std=self.std, train=train)
+        return ImageDataset(self.table.subset(split), classes=self.table.classes, transform=tf,
+                            window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
+
+    def _loader(self, ds: ImageDataset, sampler=None, shuffle_free: bool = True) -> DataLoader:
+        t = self.cfg.train
+        workers = max(0, t.num_workers)
+        return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,
+                          collate_fn=collate_skip, persistent_workers=workers > 0,
+                          pin_memory=False, drop_last=False)
+
+    def sample_weights(self, labels: np.ndarray) -> np.ndarray:
+        """Inverse class frequency per sample, for the weighted sampler."""
+        counts = np.bincount(labels, minlength=len(self.table.classes)).astype(float)
+        return 1.0 / np.maximum(counts[labels], 1.0)
+
+    def train_dataloader(self) -> DataLoader:  # noqa: D102
+        ds = self.dataset("train", train=True)
+        t = self.cfg.train
+        weights = self.sample_weights(self.table.subset("train").labels) if t.sampler == "weighted" else None
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = EpochSampler(len(ds), seed=t.seed, shuffle=True, weights=weights, num_replicas=world, rank=rank)
+        return self._loader(ds, sampler)
+
+    def val_dataloader(self) -> DataLoader:  # noqa: D102
+        ds = self.dataset("val", train=False)
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = EpochSampler(len(ds), seed=self.cfg.train.seed, shuffle=False, num_replicas=world, rank=rank)
+        return self._loader(ds, sampler)

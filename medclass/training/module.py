@@ -1,0 +1,181 @@
+"""The LightningModule: loss, epoch metrics, optimiser, LR schedule and the freeze / fine-tune schedule.
+
+Everything that changes from epoch to epoch is a pure function of the epoch number and of state
+that lives in the checkpoint (weights, optimiser, scheduler), so a resumed run continues exactly
+where an uninterrupted one would be:
+
+- the dropout RNG is re-seeded from ``(seed, epoch)`` at every epoch start;
+- whether the backbone is frozen depends only on the epoch;
+- the LR scheduler is stepped here (not by Lightning) and its state is saved with the checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from ..config import RunConfig
+from ..errors import check_choice
+from ..evaluation.metrics import accuracy, roc_auc
+from ..inference import to_probs
+from ..models import set_backbone_trainable, split_parameters
+
+
+class ClassifierModule(pl.LightningModule):
+    """Wraps a registry model for training with the settings of a :class:`RunConfig`."""
+
+    def __init__(self, model: torch.nn.Module, classes: list[str], cfg: RunConfig,
+                 class_weights: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.classes = list(classes)
+        self.cfg = cfg
+        self.binary = len(classes) == 2
+        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(classes)))
+        check_choice("train.optimizer", cfg.train.optimizer, ["adamw", "sgd"])
+        check_choice("train.scheduler", cfg.train.scheduler, ["none", "plateau", "cosine", "onecycle"])
+        check_choice("train.monitor", cfg.train.monitor, ["val_loss", "val_auc", "val_acc"])
+        self._outputs: dict[str, list] = {"train": [], "val": []}
+        self._epoch_start = 0.0
+        self._sched: Any = None
+        self.skipped_files: set[str] = set()
+
+    # ----------------------------------------------------------------- forward and loss
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return self.model(x)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Class-weighted BCE (one logit) or cross-entropy; mean over samples of ``w[y] * loss``."""
+        w = self.class_weights[y]
+        if self.binary:
+            target = y.float()
+            if self.cfg.train.label_smoothing:
+                target = target * (1 - self.cfg.train.label_smoothing) + 0.5 * self.cfg.train.label_smoothing
+            per = F.binary_cross_entropy_with_logits(logits[:, 0].float(), target, reduction="none")
+        else:
+            per = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=self.cfg.train.label_smoothing)
+        return (per * w).mean()
+
+    def _step(self, batch: dict | None, stage: str) -> torch.Tensor | None:
+        if batch is None:  # every sample of the batch was unreadable (reported by the dataset)
+            return None
+        self.skipped_files.update(batch.get("skipped", []))
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["label"])
+        self._outputs[stage].append((loss.detach().float().cpu() * len(batch["label"]), to_probs(logits.detach()).cpu(),
+                                     batch["label"].cpu()))
+        return loss
+
+    def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:  # noqa: D102
+        loss = self._step(batch, "train")
+        if loss is not None:
+            self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["label"]))
+        if self._sched is not None and self.cfg.train.scheduler == "onecycle":
+            self._sched.step()
+        return loss
+
+    def validation_step(self, batch: dict | None, batch_idx: int) -> None:  # noqa: D102
+        self._step(batch, "val")
+
+    # ----------------------------------------------------------------- epoch hooks
+    def on_train_epoch_start(self) -> None:  # noqa: D102
+        epoch = self.current_epoch
+        torch.manual_seed(self.cfg.train.seed * 1_000_003 + 7919 * epoch)  # dropout etc.: a function of the epoch
+        frozen = self.cfg.train.freeze_backbone or epoch < self.cfg.train.freeze_epochs
+        set_backbone_trainable(self.model, not frozen)
+        self._outputs["train"] = []
+        self._epoch_start = time.perf_counter()
+
+    def on_validation_epoch_start(self) -> None:  # noqa: D102
+        self._outputs["val"] = []
+
+    def epoch_metrics(self, stage: str) -> dict[str, float]:
+        """Loss, accuracy and AUC over the outputs collected in this epoch for ``stage``."""
+        outs = self._outputs[stage]
+        if not outs:
+            return {}
+        n = sum(len(o[2]) for o in outs)
+        loss = float(sum(o[0] for o in outs) / max(n, 1))
+        probs = torch.cat([o[1] for o in outs]).numpy()
+        y = torch.cat([o[2] for o in outs]).numpy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            auc = roc_auc(y, probs)
+        acc = accuracy(y, decide(probs))
+        return {f"{stage}_loss": loss, f"{stage}_acc": float(acc), f"{stage}_auc": float(auc)}
+
+    def on_validation_epoch_end(self) -> None:  # noqa: D102
+        metrics = self.epoch_metrics("val")
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            metrics.update(self.epoch_metrics("train"))
+            metrics["epoch_time_s"] = time.perf_counter() - self._epoch_start
+        for k, v in metrics.items():
+            self.log(k, v if math.isfinite(v) else float("nan"), prog_bar=k in ("val_loss", "val_auc", "train_loss"), sync_dist=True)
+
+    def on_train_epoch_end(self) -> None:
+        """Step epoch-level schedulers here so the saved state already includes this epoch's step."""
+        if self._sched is None or self.cfg.train.scheduler == "onecycle":
+            return
+        if self.cfg.train.scheduler == "plateau":
+            value = self.trainer.callback_metrics.get(self.cfg.train.monitor)
+            if value is not None and math.isfinite(float(value)):
+                self._sched.step(float(value))
+        else:
+            self._sched.step()
+
+    # ----------------------------------------------------------------- optimisation
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """AdamW or SGD with a lower LR on the backbone when a fine-tune schedule is used."""
+        t = self.cfg.train
+        backbone, head = split_parameters(self.model)
+        backbone_lr = t.lr * t.finetune_lr_factor if t.freeze_epochs > 0 else t.lr
+        groups = [{"params": backbone, "lr": backbone_lr, "name": "backbone"}, {"params": head, "lr": t.lr, "name": "head"}]
+        if t.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+        else:
+            opt = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        self._sched = self._make_scheduler(opt)
+        return opt
+
+    def _make_scheduler(self, opt: torch.optim.Optimizer) -> Any:
+        t = self.cfg.train
+        if t.scheduler == "plateau":
+            mode = "min" if t.monitor == "val_loss" else "max"
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=t.plateau_factor, patience=t.plateau_patience)
+        if t.scheduler == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(t.epochs, 1))
+        if t.scheduler == "onecycle":
+            total = int(self.trainer.estimated_stepping_batches)
+            return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=max(total, 1))
+        return None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        if self._sched is not None:
+            checkpoint["medclass_scheduler"] = self._sched.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        self._pending_sched_state = checkpoint.get("medclass_scheduler")
+
+    def on_train_start(self) -> None:  # noqa: D102
+        state = getattr(self, "_pending_sched_state", None)
+        if state is not None and self._sched is not None:
+            self._sched.load_state_dict(state)
+            self._pending_sched_state = None
+
+    def current_lr(self) -> float:
+        """The head's learning rate (the configured peak LR, after schedules)."""
+        opt = self.trainer.optimizers[0]
+        return float(opt.param_groups[-1]["lr"])
+
+
+def decide(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Predicted class indices: ``p >= threshold`` for binary, argmax otherwise."""
+    if probs.shape[1] == 2:
+        return (probs[:, 1] >= threshold).astype(np.int64)
+    return probs.argmax(axis=1)

@@ -1,0 +1,229 @@
+"""``train(cfg)``: data check and split, baseline, the Lightning loop, best/last checkpoints, resume.
+
+Example:
+    >>> from medclass import RunConfig, train
+    >>> cfg = RunConfig()                       # chest X-rays from ../shared/data, resnet18
+    >>> cfg.model.image_size, cfg.train.epochs = 64, 2
+    >>> result = train(cfg)                     # doctest: +SKIP
+    >>> result.run_dir                          # doctest: +SKIP
+    PosixPath('workspace/default/resnet18-20261123-1301')
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from ..config import RunConfig, load_config, save_config
+from ..data.prepare import prepare_data
+from ..data.table import DataTable
+from ..errors import ConfigError
+from ..models import create_model, model_info
+from ..utils import peak_rss_mb, write_json
+from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
+from .checkpoint import build_meta
+from .datamodule import SplitDataModule
+from ..evaluation.metrics import accuracy, roc_auc
+from ..inference import predict_dataset
+from .module import ClassifierModule, decide
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    """What a finished (or resumed) run produced."""
+
+    run_dir: Path  # workspace/<project>/<experiment>
+    best_checkpoint: Path  # best.safetensors (monitored validation metric)
+    metrics: pd.DataFrame  # metrics.csv: one row per epoch
+    baseline: dict  # validation metrics of the untrained model
+    best_epoch: int  # epoch of the best checkpoint
+    best_score: float  # monitored value at the best epoch
+    wall_time_s: float  # wall time of this call
+
+
+def resolve_experiment(cfg: RunConfig) -> RunConfig:
+    """Give the run a name (``<model>-<timestamp>``) when ``cfg.experiment`` is empty."""
+    if cfg.experiment:
+        return cfg
+    return dataclasses.replace(cfg, experiment=f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def class_weight_vector(spec: str, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
+    """Loss weights per class: 'none', 'balanced' (n / (k * count)) or comma-separated numbers."""
+    if spec in ("", "none"):
+        return None
+    if spec == "balanced":
+        counts = np.bincount(labels, minlength=n_classes).astype(float)
+        return torch.tensor(len(labels) / (n_classes * np.maximum(counts, 1.0)), dtype=torch.float32)
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        raise ConfigError(f"train.class_weights={spec!r}: expected 'none', 'balanced' or numbers like '1,3'.") from None
+    if len(values) != n_classes:
+        raise ConfigError(f"train.class_weights gives {len(values)} weights for {n_classes} classes.")
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _precision(spec: str, accelerator: str) -> str:
+    if spec != "auto":
+        return spec
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _devices(spec: str) -> int | str | list[int]:
+    if spec == "auto":
+        return "auto"
+    if "," in spec:
+        return [int(d) for d in spec.split(",") if d.strip()]
+    return int(spec)
+
+
+def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.Trainer:
+    """The Lightning Trainer for ``cfg`` (precision, devices/nodes/strategy, determinism)."""
+    t = cfg.train
+    if progress:
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        callbacks = [*callbacks, RichProgressBar(leave=True)]
+    return pl.Trainer(
+        max_epochs=t.epochs,
+        accelerator=t.accelerator,
+        devices=_devices(t.devices),
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=_precision(t.precision, t.accelerator),
+        accumulate_grad_batches=t.accumulate,
+        deterministic="warn" if t.deterministic else False,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        limit_train_batches=t.max_steps_per_epoch or 1.0,
+        default_root_dir=str(cfg.run_dir()),
+    )
+
+
+def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, table: DataTable | None = None,
+          progress: bool = True, extra_callbacks: list | None = None) -> RunResult:
+    """Train one run described by ``cfg``, or continue the run folder ``resume`` where it stopped.
+
+    Steps: load and check the data, patient-level split and leak audit (``split.csv``,
+    ``audit.json``), baseline of the untrained model on validation (``baseline.json``), training with
+    per-epoch ``metrics.csv``, ``best``/``last`` checkpoints, then the decision threshold chosen on
+    validation and stored in ``best.safetensors``.
+
+    ``table`` skips data preparation and trains on a table whose ``split`` column is already set
+    (cross-validation folds do this); ``extra_callbacks`` are added to the Lightning trainer (e.g. an
+    Optuna pruning callback).
+    """
+    start = time.perf_counter()
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass workspace/<project>/<experiment>.")
+        cfg = load_config(run_dir / "config.yaml")
+        table = DataTable.from_csv(run_dir / "split.csv", json.loads((run_dir / "classes.json").read_text()))
+    else:
+        cfg = resolve_experiment(cfg or RunConfig())
+        run_dir = cfg.run_dir()
+        if (run_dir / "checkpoints" / "last.ckpt").exists():
+            raise ConfigError(f"Run folder {run_dir} already holds a run; resume it with `medclass train --resume {run_dir}` "
+                              "or choose another experiment name.")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        if table is None:
+            table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run_dir, cache_dir=Path(cfg.workspace) / ".cache")
+        else:
+            table.to_csv(run_dir / "split.csv")
+        (run_dir / "classes.json").write_text(json.dumps(table.classes))
+    _setup_determinism(cfg)
+    pl.seed_everything(cfg.train.seed, workers=False, verbose=False)
+
+    m = cfg.model
+    info = model_info(m.name)
+    mean, std = info.mean_std(m.in_chans)
+    model = create_model(m.name, num_classes=len(table.classes), in_chans=m.in_chans, pretrained=m.pretrained,
+                         weights=m.weights, dropout=m.dropout, pool=m.pool)
+    train_labels = table.subset("train").labels
+    weights = class_weight_vector(cfg.train.class_weights, train_labels, len(table.classes))
+    module = ClassifierModule(model, table.classes, cfg, class_weights=weights)
+    dm = SplitDataModule(table, cfg, mean, std)
+
+    def make_meta(metrics: dict) -> dict:
+        return build_meta(classes=table.classes, model_name=m.name, in_chans=m.in_chans, image_size=m.image_size,
+                          mean=mean, std=std, window=cfg.data.window, dropout=m.dropout, pool=m.pool,
+                          config=cfg.to_dict(), metrics=metrics)
+
+    baseline_path = run_dir / "baseline.json"
+    if cfg.train.baseline and not baseline_path.exists():
+        baseline = baseline_metrics(module, dm)
+        write_json(baseline_path, baseline)
+        log.info("baseline (untrained model) on validation: %s", _fmt(baseline))
+    baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else {}
+
+    export = ExportCheckpoints(run_dir, cfg.train.monitor, make_meta)
+    callbacks = [*(extra_callbacks or []), MetricsCSV(run_dir / "metrics.csv"), export,
+                 ResumeState(run_dir / "checkpoints" / "last.ckpt")]
+    if cfg.train.early_stopping > 0:
+        from pytorch_lightning.callbacks import EarlyStopping
+
+        mode = "min" if cfg.train.monitor.endswith("loss") else "max"
+        callbacks.insert(0, EarlyStopping(cfg.train.monitor, patience=cfg.train.early_stopping, mode=mode, check_finite=False))
+    (run_dir / "checkpoints").mkdir(exist_ok=True)
+    trainer = make_trainer(cfg, callbacks, progress=progress)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resume is not None and ckpt.exists() else None,
+                    weights_only=True if resume is not None and ckpt.exists() else None)
+    if module.skipped_files:
+        write_json(run_dir / "skipped_during_training.json", sorted(module.skipped_files))
+        log.warning("%d unreadable files were skipped during training (listed in %s)", len(module.skipped_files),
+                    run_dir / "skipped_during_training.json")
+    if trainer.is_global_zero:
+        from .finalize import finalize_run
+
+        finalize_run(run_dir, dm, cfg)
+    metrics = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
+    result = RunResult(run_dir, run_dir / "best.safetensors", metrics, baseline, export.best_epoch,
+                       float(export.best) if export.best is not None else float("nan"), time.perf_counter() - start)
+    log.info("run finished in %.1f s (peak RSS %.0f MiB); results in %s", result.wall_time_s, peak_rss_mb(), run_dir)
+    return result
+
+
+def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
+    """Validation loss/accuracy/AUC of the model before any training step."""
+    pred = predict_dataset(module.model, dm.dataset("val", train=False), batch_size=dm.cfg.train.batch_size,
+                           num_workers=dm.cfg.train.num_workers)
+    with torch.no_grad():
+        loss = float(module.loss(torch.from_numpy(pred.logits), torch.from_numpy(pred.labels)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auc = float(roc_auc(pred.labels, pred.probs))
+    return {"val_loss": loss, "val_acc": float(accuracy(pred.labels, decide(pred.probs))), "val_auc": auc,
+            "n_images": int(len(pred.labels))}
+
+
+def _setup_determinism(cfg: RunConfig) -> None:
+    if cfg.train.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items())

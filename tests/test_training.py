@@ -1,0 +1,189 @@
+"""Training engine: a tiny real run, the run folder contents, resume after SIGKILL, DDP on 2 CPU processes,
+one optimisation step for every registered model, class weights."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from medclass.config import RunConfig, apply_overrides
+from medclass.errors import ConfigError
+from medclass.models import create_model, list_models, model_info
+from medclass.training import load_checkpoint, train
+from medclass.training.module import ClassifierModule
+from medclass.training.train import class_weight_vector
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_images(root: Path, n_per_class: int = 24, size: int = 40, seed: int = 0) -> Path:
+    """Two learnable classes: 'disk' images have a bright blob, 'plain' ones only noise; one patient per 2 images."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    for label in ("disk", "plain"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            img = rng.normal(0.3, 0.08, (size, size))
+            if label == "disk":
+                cy, cx = rng.integers(10, size - 10, 2)
+                img += 0.5 * (((yy - cy) ** 2 + (xx - cx) ** 2) < 36)
+            arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / label / f"p{label}{i // 2:03d}_{i % 2}.png")
+    return root
+
+
+def tiny_config(data: Path, workspace: Path, experiment: str = "tiny", **overrides: str) -> RunConfig:
+    items = {
+        "data.path": str(data), "data.patient_regex": r"^(p[a-z]+\d+)_", "data.near_duplicates": "false",
+        "model.name": "simple_cnn", "model.in_chans": "1", "model.image_size": "32",
+        "train.epochs": "3", "train.batch_size": "8", "train.num_workers": "0", "train.lr": "0.003",
+        "train.early_stopping": "0", "train.augment": "light", "workspace": str(workspace), "experiment": experiment,
+    }
+    items.update(overrides)
+    return apply_overrides(RunConfig(), [f"{k}={v}" for k, v in items.items()])
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_images(tmp_path_factory.mktemp("tiny"))
+
+
+def test_tiny_run_writes_a_complete_run_folder(tiny_data: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(tiny_data, tmp_path), progress=False)
+    run = result.run_dir
+    for name in ("config.yaml", "split.csv", "audit.json", "metrics.csv", "baseline.json", "best.safetensors",
+                 "last.safetensors", "threshold.json", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert list(metrics["epoch"]) == [0, 1, 2]
+    assert metrics[["train_loss", "val_loss", "lr", "epoch_time_s", "peak_rss_mb"]].notna().all().all()
+    split = pd.read_csv(run / "split.csv", keep_default_na=False)
+    by_patient = split.groupby("patient")["split"].nunique()
+    assert (by_patient == 1).all(), "a patient sits in two splits"
+    model, meta = load_checkpoint(run / "best.safetensors")
+    assert meta["classes"] == ["disk", "plain"]
+    assert meta["preprocessing"]["in_chans"] == 1 and meta["preprocessing"]["image_size"] == 32
+    assert 0.0 <= meta["threshold"] <= 1.0 and meta["threshold_rule"] == "youden"
+    assert meta["config"]["model"]["name"] == "simple_cnn"
+    out = model(torch.zeros(2, 1, 32, 32))
+    assert out.shape == (2, 1)
+    assert result.best_epoch in (0, 1, 2)
+
+
+def test_training_learns_beyond_baseline(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_data, tmp_path, **{"train.epochs": "6", "train.monitor": "val_auc", "train.scheduler": "none"})
+    result = train(cfg, progress=False)
+    best_auc = result.metrics["val_auc"].max()
+    assert best_auc >= result.baseline["val_auc"] + 0.2 or best_auc >= 0.95, (result.baseline, best_auc)
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    over = {"train.epochs": "4", "train.scheduler": "plateau", "train.plateau_patience": "0", "model.dropout": "0.3"}
+    straight = train(tiny_config(tiny_data, tmp_path / "a", **over), progress=False)
+
+    cfg = tiny_config(tiny_data, tmp_path / "b", **over)
+    code = (
+        "import sys; from medclass.config import load_config; from medclass.training import train\n"
+        "cfg = load_config(sys.argv[1]); train(cfg, progress=False)\n"
+    )
+    cfg_path = tmp_path / "cfg.yaml"
+    from medclass.config import save_config
+
+    save_config(cfg, cfg_path)
+    run_dir = cfg.run_dir()
+    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # kill as soon as epoch 1 (the second) has been saved
+            csv = run_dir / "metrics.csv"
+            if csv.is_file() and len(pd.read_csv(csv)) >= 2 and (run_dir / "checkpoints" / "last.ckpt").is_file():
+                break
+            if proc.poll() is not None:
+                pytest.fail("training subprocess ended before it could be killed")
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert len(pd.read_csv(run_dir / "metrics.csv")) < 4, "the run finished before the kill"
+    resumed = train(resume=run_dir, progress=False)
+    a, b = _tensors(straight.run_dir / "last.safetensors"), _tensors(resumed.run_dir / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"tensor {k} differs after resume")
+    ma, mb = pd.read_csv(straight.run_dir / "metrics.csv"), pd.read_csv(resumed.run_dir / "metrics.csv")
+    cols = ["epoch", "train_loss", "val_loss", "val_auc", "lr"]
+    pd.testing.assert_frame_equal(ma[cols], mb[cols], rtol=1e-6, atol=1e-7)
+
+
+def test_same_seed_same_metrics(tiny_data: Path, tmp_path: Path) -> None:
+    over = {"train.epochs": "2", "train.augment": "xray", "model.dropout": "0.2"}
+    a = train(tiny_config(tiny_data, tmp_path / "a", **over), progress=False)
+    b = train(tiny_config(tiny_data, tmp_path / "b", **over), progress=False)
+    cols = ["train_loss", "val_loss", "val_auc"]
+    pd.testing.assert_frame_equal(a.metrics[cols], b.metrics[cols], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_data, tmp_path, **{"train.epochs": "1", "train.accelerator": "cpu", "train.devices": "2",
+                                              "train.strategy": "ddp_spawn", "train.baseline": "false"})
+    result = train(cfg, progress=False)
+    assert (result.run_dir / "best.safetensors").is_file()
+    m = pd.read_csv(result.run_dir / "metrics.csv")
+    assert len(m) == 1 and np.isfinite(m["train_loss"].iloc[0])
+
+
+def test_class_weights() -> None:
+    labels = np.array([0] * 30 + [1] * 10)
+    w = class_weight_vector("balanced", labels, 2)
+    torch.testing.assert_close(w, torch.tensor([40 / 60, 40 / 20]))
+    assert class_weight_vector("none", labels, 2) is None
+    torch.testing.assert_close(class_weight_vector("1,3", labels, 2), torch.tensor([1.0, 3.0]))
+    with pytest.raises(ConfigError, match="2 classes"):
+        class_weight_vector("1,2,3", labels, 2)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_takes_one_training_step(name: str) -> None:
+    torch.manual_seed(0)
+    size = max(64, model_info(name).min_input_size)
+    cfg = apply_overrides(RunConfig(), [f"model.name={name}", "train.scheduler=none"])
+    for n_classes, in_chans in ((2, 1), (3, 3)):
+        model = create_model(name, num_classes=n_classes, in_chans=in_chans)
+        module = ClassifierModule(model, [f"c{i}" for i in range(n_classes)], cfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        batch = {"image": torch.randn(2, in_chans, size, size), "label": torch.tensor([0, n_classes - 1]),
+                 "path": ["a", "b"], "patient": ["", ""]}
+        before = [p.detach().clone() for p in model.parameters()]
+        loss = module.training_step(batch, 0)
+        loss.backward()
+        opt.step()
+        assert torch.isfinite(loss)
+        assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_unknown_monitor_is_refused(tiny_data: Path) -> None:
+    cfg = apply_overrides(RunConfig(), ["train.monitor=val_auroc"])
+    with pytest.raises(ConfigError, match="val_auc"):
+        ClassifierModule(create_model("simple_cnn", 2, in_chans=1), ["a", "b"], cfg)
+
+
+def test_resume_of_unknown_folder_is_clear(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a run folder"):
+        train(resume=tmp_path)
