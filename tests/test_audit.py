@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medclass.data.audit import _phash_pairs, apply_leak_policy, audit_leaks
+from medclass.data.audit import _hash_words, _phash_pairs, apply_leak_policy, audit_leaks
 from medclass.data.splits import split_patients
 from medclass.data.table import DataTable
 from medclass.errors import ConfigError, LeakError
@@ -53,6 +53,17 @@ def test_phash_pairs_match_a_brute_force_count():
     assert len(expected) >= 40
 
 
+def test_multi_word_hashes_add_their_bit_differences():
+    hashes = _hash_words(["00" * 8 + "00" * 8, "ff" * 8 + "00" * 8, "00" * 8 + "0f" + "00" * 7, "f0" * 16])
+    assert hashes.shape == (4, 2) and hashes.dtype == np.uint64
+    a, b = _phash_pairs(hashes, 64)
+    assert set(zip(a.tolist(), b.tolist())) == {(0, 1), (0, 2), (0, 3), (1, 3)}  # d(1, 2) = d(2, 3) = 68
+    a, b = _phash_pairs(hashes, 4)
+    assert set(zip(a.tolist(), b.tolist())) == {(0, 2)}
+    with pytest.raises(ValueError, match="mixed or odd lengths"):
+        _hash_words(["00" * 8, "00" * 16])
+
+
 def test_audit_finds_patients_exact_and_near_duplicates():
     table, fp = make()
     report = audit_leaks(table, fp, max_distance=4)
@@ -78,7 +89,7 @@ def test_audit_finds_patients_exact_and_near_duplicates():
 
 def test_policies_fail_warn_and_drop():
     table, fp = make()
-    report = audit_leaks(table, fp)
+    report = audit_leaks(table, fp, max_distance=4)
     with pytest.raises(LeakError, match="data.duplicates=drop"):
         apply_leak_policy(table, report, "fail")
     with pytest.raises(ConfigError, match="Did you mean 'drop'"):
@@ -93,13 +104,13 @@ def test_policies_fail_warn_and_drop():
     }
     assert sorted(set(table.frame["path"]) - set(out.frame["path"])) == ["b.png", "d.png", "h.png"]
     assert {s["path"] for s in out.skipped} == set(dropped)
-    assert not audit_leaks(out, fp[~fp["path"].isin(dropped)]).has_leaks
+    assert not audit_leaks(out, fp[~fp["path"].isin(dropped)], max_distance=4).has_leaks
 
 
 def test_merge_joins_duplicate_patients_so_a_split_keeps_them_together():
     table, fp = make()
     unsplit = table.with_frame(table.frame.assign(split=""))
-    report = audit_leaks(unsplit, fp)
+    report = audit_leaks(unsplit, fp, max_distance=4)
     assert not report.has_leaks  # nothing crosses splits before splitting
     merged, info = apply_leak_policy(unsplit, report, "merge")
     patient = dict(zip(merged.frame["path"], merged.frame["patient"]))
@@ -113,7 +124,7 @@ def test_merge_joins_duplicate_patients_so_a_split_keeps_them_together():
 
 def test_a_report_of_another_table_is_refused():
     table, fp = make()
-    report = audit_leaks(table, fp)
+    report = audit_leaks(table, fp, max_distance=4)
     with pytest.raises(ValueError, match="another table"):
         apply_leak_policy(table.subset(np.arange(len(table)) > 0), report, "drop")
     with pytest.raises(ValueError, match="do not line up"):

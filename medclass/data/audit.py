@@ -5,8 +5,10 @@
 1. patients that appear in more than one split;
 2. groups of byte-identical images (same ``sha256``): all of them, those that cross splits and
    those filed under different patients;
-3. near-duplicates: images whose perceptual hashes differ in at most ``max_distance`` of 64 bits,
-   joined into groups (connected components), excluding groups that are one exact-duplicate group;
+3. near-duplicates: images whose perceptual hashes differ in at most ``max_distance`` bits (of the
+   256 of :mod:`~medclass.data.fingerprint`), joined into groups (connected components), excluding
+   groups that are one exact-duplicate group. The default 16 lies between re-encoded, resized or
+   brightened copies (<= 16 bits on chest_xray) and different X-rays (>= 38 bits);
 4. duplicates (exact or near) that carry different labels.
 
 :func:`apply_leak_policy` then acts on the report:
@@ -130,12 +132,25 @@ def _describe(df: pd.DataFrame, groups: pd.Series, rows: list[int]) -> dict:
     }
 
 
+def _hash_words(hex_hashes: list[str]) -> np.ndarray:
+    """Hex hashes (all of one length, a multiple of 16 digits) as an ``(n, words)`` uint64 array."""
+    lengths = {len(h) for h in hex_hashes}
+    if len(lengths) > 1 or any(n % 16 for n in lengths):
+        raise ValueError(f"Perceptual hashes of mixed or odd lengths {sorted(lengths)}; recompute the fingerprints.")
+    words = lengths.pop() // 16 if lengths else 1
+    raw = b"".join(bytes.fromhex(h) for h in hex_hashes)
+    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hex_hashes), words)
+
+
 def _phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs ``i < j`` whose 64-bit hashes differ in at most ``max_distance`` bits."""
+    """Index pairs ``i < j`` of rows of ``hashes`` (``(n, words)`` uint64) at most ``max_distance`` bits apart."""
+    hashes = hashes.reshape(len(hashes), -1)
     firsts, seconds = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for start in range(0, len(hashes), _BLOCK):
         block = hashes[start : start + _BLOCK]
-        distance = np.bitwise_count(block[:, None] ^ hashes[None, :])
+        distance = np.zeros((len(block), len(hashes)), dtype=np.uint16)
+        for w in range(hashes.shape[1]):
+            distance += np.bitwise_count(block[:, None, w] ^ hashes[None, :, w])
         i, j = np.nonzero(distance <= max_distance)
         i += start
         keep = i < j
@@ -170,7 +185,7 @@ def audit_leaks(
     table: DataTable,
     fingerprints: pd.DataFrame | None = None,
     near_duplicates: bool = True,
-    max_distance: int = 4,
+    max_distance: int = 16,
 ) -> LeakReport:
     """Find patients and identical or near-identical images shared between splits.
 
@@ -178,7 +193,7 @@ def audit_leaks(
         table: the data, usually after splitting (without splits only duplicates are found).
         fingerprints: from :func:`~medclass.data.fingerprint.fingerprint` on ``table`` (computed if None).
         near_duplicates: also compare perceptual hashes.
-        max_distance: largest Hamming distance (of 64 bits) that counts as a near-duplicate.
+        max_distance: largest Hamming distance between perceptual hashes that counts as a near-duplicate.
 
     Example:
         >>> report = audit_leaks(table, fingerprint(table, cache_dir="cache"))
@@ -208,7 +223,7 @@ def audit_leaks(
 
     if near_duplicates:
         with_phash = hashed[fp["phash"].iloc[hashed].fillna("").to_numpy() != ""]
-        hashes = np.array([int(h, 16) for h in fp["phash"].iloc[with_phash]], dtype=np.uint64)
+        hashes = _hash_words(fp["phash"].iloc[with_phash].tolist())
         a, b = _phash_pairs(hashes, max_distance)
         for comp in _components(len(hashes), a, b):
             rows = sorted(int(r) for r in with_phash[comp])
