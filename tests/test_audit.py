@@ -1,15 +1,19 @@
 """The leak audit and the leak policies, on hand-made fingerprints and on chest_xray."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from medclass.data.audit import _hash_words, _phash_pairs, apply_leak_policy, audit_leaks
+from medclass.data.fingerprint import CACHE_FILE, fingerprint
 from medclass.data.splits import split_patients
 from medclass.data.table import DataTable
 from medclass.errors import ConfigError, LeakError
@@ -136,7 +140,6 @@ def test_chest_xray_has_the_25_documented_duplicate_groups(request):
     root = SHARED / "chest_xray"
     if not root.is_dir():
         pytest.skip(f"{root} not found")
-    from medclass.data.fingerprint import fingerprint
     from medclass.data.patients import patient_from_name
 
     paths = sorted(root.glob("*/*.jpeg"))
@@ -148,3 +151,67 @@ def test_chest_xray_has_the_25_documented_duplicate_groups(request):
     assert report.counts()["exact_groups"] == 25
     pairs = [set(g["patients"]) for g in report.exact_groups]
     assert {"NORMAL2-IM-0095", "NORMAL2-IM-0096"} in pairs
+
+
+@pytest.fixture
+def pngs(tmp_path):
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(6):
+        arr = (rng.random((64, 48)) * 255).astype(np.uint8)
+        arr[:, : 8 * i] = 0  # different structure per image, so perceptual hashes differ
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(arr).save(paths[-1])
+    # a smooth 128 px image and its JPEG re-encoding (perceptual hashes of tiny noise are unstable)
+    smooth = Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).resize((128, 128), Image.BICUBIC)
+    smooth.save(tmp_path / "smooth.png")
+    smooth.save(tmp_path / "smooth_q70.jpg", quality=70)
+    paths += [tmp_path / "smooth.png", tmp_path / "smooth_q70.jpg"]
+    df = pd.DataFrame({"path": [str(p) for p in paths], "label": "x", "split": ["train"] * 7 + ["test"]})
+    return DataTable(df, ["x"])
+
+
+def test_fingerprint_fields_match_the_libraries(pngs):
+    fp = fingerprint(pngs, workers=1)
+    first = Path(fp["path"][0])
+    assert fp["sha256"][0] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert fp["phash"][0] == str(imagehash.phash(Image.open(first), hash_size=16))
+    assert (fp["width"][0], fp["height"][0], fp["channels"][0], fp["mode"][0]) == (48, 64, 1, "L")
+    pixels = np.asarray(Image.open(first), dtype=np.float32) / 255
+    assert fp["mean"][0] == pytest.approx(pixels.mean(), abs=1e-6)
+    assert fp["std"][0] == pytest.approx(pixels.std(), abs=1e-6)
+    assert (fp["error"] == "").all()
+    # the re-encoded JPEG is a near-duplicate across splits
+    report = audit_leaks(pngs, fp)
+    assert [sorted(Path(p).name for p in g["paths"]) for g in report.near_groups] == [["smooth.png", "smooth_q70.jpg"]]
+    assert report.near_groups[0]["cross_split"]
+    assert fp["sha256"][6] != fp["sha256"][7]
+
+
+def test_fingerprint_in_parallel_and_from_the_cache(pngs, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cold = fingerprint(pngs, workers=2, cache_dir=cache)
+    pd.testing.assert_frame_equal(cold, fingerprint(pngs, workers=1))
+    assert len(pd.read_csv(cache / CACHE_FILE)) == len(pngs)
+
+    def no_reading(*args):
+        raise AssertionError(f"read {args} although it is cached")
+
+    monkeypatch.setattr("medclass.data.fingerprint.fingerprint_image", no_reading)
+    pd.testing.assert_frame_equal(fingerprint(pngs, workers=1, cache_dir=cache), cold)
+
+    changed = Path(pngs.frame["path"][0])
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(changed)  # new size and mtime: read again
+    monkeypatch.undo()
+    warm = fingerprint(pngs, workers=1, cache_dir=cache)
+    assert (warm["width"][0], warm["height"][0]) == (12, 10)
+    pd.testing.assert_frame_equal(warm.iloc[1:], cold.iloc[1:])
+
+
+def test_fingerprint_of_frames_hashes_pixels(shared_data):
+    path = str(shared_data / "dicom" / "OBXXXX1A_2frame.dcm")
+    table = DataTable(pd.DataFrame({"path": [path, path, path], "label": "x", "frame": [0, 1, 0]}), ["x"])
+    fp = fingerprint(table, workers=1)
+    assert (fp["error"] == "").all(), fp["error"].tolist()
+    assert fp["sha256"][0] == fp["sha256"][2] != fp["sha256"][1]
+    assert fp["sha256"][0] != hashlib.sha256(Path(path).read_bytes()).hexdigest()
