@@ -146,7 +146,9 @@ def dicom_header(path: str | Path) -> dict[str, Any]:
     """Header facts of a DICOM file without decoding its pixels.
 
     Keys: ``patient`` (PatientID, '' if none), ``n_frames``, ``modality``, ``photometric``,
-    ``rows``, ``cols``, ``study``, ``series``, ``instance`` (UIDs), ``has_pixels``.
+    ``rows``, ``cols``, ``study``, ``series``, ``instance`` (UIDs), ``has_pixels``,
+    ``transfer_syntax`` (UID) and ``decoder_problem`` ('' when a decoder for it is installed, else
+    the reason, e.g. the ``dicom-codecs`` extra to install).
     Raises :class:`ImageReadError` when the file cannot be parsed.
 
     >>> dicom_header("CT_small.dcm")["modality"]
@@ -164,6 +166,8 @@ def dicom_header(path: str | Path) -> dict[str, Any]:
         "series": str(ds.get("SeriesInstanceUID", "") or ""),
         "instance": str(ds.get("SOPInstanceUID", "") or ""),
         "has_pixels": any(k in ds for k in _PIXEL_KEYWORDS),
+        "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
+        "decoder_problem": _decoder_problem(ds),
     }
 
 
@@ -321,14 +325,27 @@ def _first_line(e: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _decode_failure(ds: Dataset, e: BaseException) -> str:
-    """Reason for a decoding failure; a missing codec names the extra to install."""
+def _syntax_name(ds: Dataset) -> str:
     uid = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
-    name = (f"{uid.name} ({uid})" if uid.name != str(uid) else str(uid)) if uid else "an unknown transfer syntax"
+    return (f"{uid.name} ({uid})" if uid.name != str(uid) else str(uid)) if uid else "an unknown transfer syntax"
+
+
+def _decoder_problem(ds: Dataset) -> str:
+    """'' when pydicom can decode the file's transfer syntax here, else why not (without decoding)."""
+    uid = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if not uid:
+        return ""
     try:
         decoder = get_decoder(uid)
     except NotImplementedError:
-        return f"pixel data in {name} cannot be decoded by pydicom ({_first_line(e)})"
+        return f"pixel data in {_syntax_name(ds)} cannot be decoded by pydicom"
     if not decoder.is_available:
-        return f"no decoder for {name} is installed; {CODECS_HINT}"
-    return f"pixel data in {name} cannot be decoded ({type(e).__name__}: {_first_line(e)})"
+        return f"no decoder for {_syntax_name(ds)} is installed; {CODECS_HINT}"
+    return ""
+
+
+def _decode_failure(ds: Dataset, e: BaseException) -> str:
+    """Reason for a decoding failure; a missing codec names the extra to install."""
+    problem = _decoder_problem(ds)
+    detail = f"{type(e).__name__}: {_first_line(e)}"
+    return f"{problem} ({detail})" if problem else f"pixel data in {_syntax_name(ds)} cannot be decoded ({detail})"

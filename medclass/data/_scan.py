@@ -1,0 +1,91 @@
+"""File scanning shared by the data sources: which files are images, and the rows one file gives.
+
+Nothing here decodes pixels: image files are recognised by extension, DICOM files by extension or
+the ``DICM`` magic (files without an extension), and a DICOM header is read only to expand frames
+and find the PatientID.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..errors import ImageReadError
+from .dicom import DICOM_EXTENSIONS, dicom_header, is_dicom
+from .io import IMAGE_EXTENSIONS
+
+SPLIT_ALIASES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}
+_SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
+
+
+def skip(skipped: list[dict], path: str | Path, reason: str) -> None:
+    """Record a file (or folder) left out, with the reason."""
+    skipped.append({"path": str(path), "reason": reason})
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden or system entries (``.DS_Store``, ``Thumbs.db``, ``__MACOSX``...)."""
+    return name.startswith(".") or name.lower() in _SYSTEM_FILES
+
+
+def file_kind(path: Path) -> str:
+    """``'image'``, ``'dicom'`` or ``''`` (unsupported) from the extension; DICM magic when there is none."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in DICOM_EXTENSIONS or (not suffix and is_dicom(path)):
+        return "dicom"
+    return ""
+
+
+def unsupported_reason(path: Path) -> str:
+    suffix = path.suffix.lower() or "(none)"
+    known = ", ".join(IMAGE_EXTENSIONS + DICOM_EXTENSIONS)
+    return f"unsupported file extension {suffix}; images must be one of {known}"
+
+
+def walk_files(folder: Path, skipped: list[dict]) -> Iterator[tuple[Path, str]]:
+    """Every supported file under ``folder`` (sorted, recursive) with its kind; the rest go to ``skipped``."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in sorted(d for d in dirnames if is_hidden(d)):
+            skip(skipped, Path(dirpath) / name, "hidden folder")
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if is_hidden(name):
+                skip(skipped, path, "hidden or system file")
+                continue
+            kind = file_kind(path)
+            if kind:
+                yield path, kind
+            else:
+                skip(skipped, path, unsupported_reason(path))
+
+
+def file_rows(path: Path, kind: str, label: str, split: str, patient_of: Callable[[str], str],
+              skipped: list[dict]) -> list[dict]:
+    """Rows of one file: one for an image, one per frame for a DICOM (patient = PatientID, else the
+    file-name rule). A DICOM whose header is unreadable, that has no pixels, or whose transfer syntax
+    has no decoder here gives no row and a ``skipped`` entry."""
+    base = {"path": os.path.abspath(path), "label": label, "split": split, "frame": -1}
+    if kind != "dicom":
+        return [{**base, "patient": patient_of(path.name)}]
+    try:
+        header = dicom_header(path)
+    except ImageReadError as e:
+        skip(skipped, path, e.reason)
+        return []
+    if not header["has_pixels"]:
+        skip(skipped, path, "DICOM file without pixel data (truncated file, or a non-image object)")
+        return []
+    if header["decoder_problem"]:
+        skip(skipped, path, header["decoder_problem"])
+        return []
+    patient = header["patient"] or patient_of(path.name)
+    n = header["n_frames"]
+    frames = range(n) if n > 1 else [-1]
+    return [{**base, "patient": patient, "frame": f} for f in frames]
