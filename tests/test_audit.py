@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import imagehash
@@ -17,8 +16,6 @@ from medclass.data.fingerprint import CACHE_FILE, fingerprint
 from medclass.data.splits import split_patients
 from medclass.data.table import DataTable
 from medclass.errors import ConfigError, LeakError
-
-SHARED = Path(os.environ.get("MEDCLASS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 #            path    label  patient split    sha  phash (hex of 64 bits)
 ROWS = [
@@ -136,10 +133,8 @@ def test_a_report_of_another_table_is_refused():
 
 
 @pytest.mark.slow
-def test_chest_xray_has_the_25_documented_duplicate_groups(request):
-    root = SHARED / "chest_xray"
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
+def test_chest_xray_has_the_25_documented_duplicate_groups(shared_data, request):
+    root = shared_data / "chest_xray"
     from medclass.data.patients import patient_from_name
 
     paths = sorted(root.glob("*/*.jpeg"))

@@ -1,7 +1,6 @@
 """Quality flags on generated images (constant, black, white, tiny, corrupt) and on real data."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +11,6 @@ from PIL import Image
 from medclass.data.fingerprint import fingerprint
 from medclass.data.quality import QualityThresholds, filter_quality, quality_report
 from medclass.data.table import DataTable
-
-SHARED = Path(os.environ.get("MEDCLASS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 @pytest.fixture
@@ -69,10 +66,8 @@ def test_misaligned_fingerprints_are_refused(images):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, pattern, flagged", [("chest_xray", "*/*.jpeg", 0), ("head_ct", "*.png", 0)])
-def test_real_data_quality(request, name, pattern, flagged):
-    root = SHARED / name
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
+def test_real_data_quality(shared_data, request, name, pattern, flagged):
+    root = shared_data / name
     paths = sorted(str(p) for p in root.glob(pattern))
     table = DataTable(pd.DataFrame({"path": paths, "label": "x"}), ["x"])
     fp = fingerprint(table, cache_dir=request.config.cache.mkdir("medclass-fingerprints"))

@@ -1,0 +1,119 @@
+"""``medclass data ...``: look at a data set before training on it."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ._common import console, friendly_errors
+
+data_app = typer.Typer(help="Inspect data sets: counts, patients, sizes, leaks, quality.", no_args_is_help=True)
+_SHOW = 10  # groups / files listed per table (the JSON report has them all)
+
+
+def _counts_table(report: dict[str, Any]) -> Table:
+    counts = report["counts"]
+    classes = report["source"]["classes"]
+    table = Table(title="Images (patients) per split and class")
+    table.add_column("split")
+    for c in classes:
+        table.add_column(c, justify="right")
+    for split, per_class in counts["images"].items():
+        patients = counts["patients"].get(split, {})
+        cells = [f"{per_class.get(c, 0)} ({patients.get(c, 0)})" for c in classes]
+        table.add_row(split, *cells)
+    return table
+
+
+def _groups_table(title: str, groups: list[dict]) -> Table:
+    table = Table(title=title)
+    for col in ("images", "splits", "patients", "labels", "first paths"):
+        table.add_column(col)
+    leaking_first = sorted(groups, key=lambda g: (not g["cross_split"], not g["cross_patient"], not g["conflicting_labels"]))
+    for g in leaking_first[:_SHOW]:
+        table.add_row(
+            str(len(g["rows"])), ", ".join(sorted(set(g["splits"]) - {""})) or "-",
+            ", ".join(sorted(set(g["patients"]) - {""})) or "-", ", ".join(sorted(set(g["labels"]))),
+            escape("\n".join(Path(p).name for p in g["paths"][:3])),
+        )
+    if len(groups) > _SHOW:
+        table.caption = f"... and {len(groups) - _SHOW} more (see data_check.json)"
+    return table
+
+
+def _files_table(title: str, rows: list[dict], limit: int | None = _SHOW) -> Table:
+    table = Table(title=title)
+    table.add_column("file")
+    table.add_column("reason")
+    for row in rows[:limit]:
+        frame = f" (frame {row['frame']})" if int(row.get("frame", -1)) >= 0 else ""
+        table.add_row(escape(Path(row["path"]).name + frame), escape(str(row["reason"])))
+    if limit is not None and len(rows) > limit:
+        table.caption = f"... and {len(rows) - limit} more (see data_check.json)"
+    return table
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """Print a :func:`~medclass.data.check.check_data` report with rich tables."""
+    src, sizes = report["source"], report["sizes"]
+    console.print(f"[bold]{src['path']}[/]: {src['images']} images, source {src['type']}, classes {src['classes']}")
+    console.print(_counts_table(report))
+    c = report["counts"]
+    console.print(f"{c['patients_total']} patients; {c['images_without_patient']} images without a patient id.")
+    if sizes.get("readable"):
+        w, h = sizes["width"], sizes["height"]
+        console.print(f"Sizes: width {w['min']}-{w['max']} (median {w['median']:g}), "
+                      f"height {h['min']}-{h['max']} (median {h['median']:g}); modes {sizes['modes']}")
+    audit = report["audit"]
+    console.print(f"[bold]Leak audit[/]\n{audit['summary']}")
+    if audit["patient_overlap"]:
+        console.print("Patients in several splits: " + ", ".join(
+            f"{p['patient']} {p['splits']}" for p in audit["patient_overlap"][:_SHOW]))
+    if audit["exact_groups"]:
+        console.print(_groups_table("Byte-identical images", audit["exact_groups"]))
+    if audit["near_groups"]:
+        console.print(_groups_table("Near-duplicate images", audit["near_groups"]))
+    console.print(f"{sizes['readable']} of {src['images']} images readable.")
+    if report["unreadable"]:
+        console.print(_files_table(f"Unreadable ({len(report['unreadable'])})", report["unreadable"], limit=None))
+    flags = [q for q in report["quality"] if not q["reason"].startswith("unreadable")]
+    console.print(_files_table(f"Quality flags ({len(flags)})", flags) if flags else "Quality: nothing else flagged.")
+    if report["skipped"]:
+        console.print(_files_table(f"Skipped by the loader ({len(report['skipped'])})", report["skipped"], limit=None))
+
+
+@data_app.command("check")
+def check(
+    path: Annotated[str, typer.Argument(help="Folder of class folders, CSV manifest, .npz or DICOM folder.")],
+    out: Annotated[Path | None, typer.Option(help="Folder to write data_check.json into.")] = None,
+    source: Annotated[str, typer.Option(help="auto | folders | csv | npz | dicom")] = "auto",
+    label_column: Annotated[str, typer.Option(help="CSV column with the class.")] = "label",
+    path_column: Annotated[str, typer.Option(help="CSV column with the image path or id.")] = "path",
+    patient_column: Annotated[str, typer.Option(help="CSV column with the patient id ('' = none).")] = "",
+    near_duplicates: Annotated[bool, typer.Option(help="Look for near-duplicates by perceptual hash.")] = True,
+    workers: Annotated[int | None, typer.Option(help="Processes reading images (default: all cores).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Fingerprint cache folder (fast re-checks).")] = None,
+) -> None:
+    """Counts per class/split, patients, image sizes, leak audit, quality flags and unreadable files.
+
+    Example: medclass data check ../shared/data/chest_xray --out reports
+    """
+    from ..config import DataConfig
+    from ..data.check import REPORT_FILE, check_data
+
+    with friendly_errors():
+        cfg = DataConfig(path=path, source=source, label_column=label_column, path_column=path_column,
+                         patient_column=patient_column)
+        report = check_data(cfg, out=out, near_duplicates=near_duplicates, workers=workers, cache_dir=cache_dir,
+                            progress=True)
+    print_report(report)
+    if out is not None:
+        console.print(f"Report written to {out / REPORT_FILE}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` command group to the main app."""
+    app.add_typer(data_app, name="data")

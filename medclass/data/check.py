@@ -1,0 +1,133 @@
+"""``medclass data check``: everything worth knowing about a data set before training on it.
+
+Example:
+    >>> report = check_data("../shared/data/chest_xray", out=Path("reports"))  # doctest: +SKIP
+    >>> report["audit"]["counts"]["exact_groups"]                             # doctest: +SKIP
+    25
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import DataConfig
+from ..utils import write_json
+from .audit import audit_leaks
+from .fingerprint import fingerprint
+from .quality import QualityThresholds, quality_report
+from .table import DataTable
+
+log = logging.getLogger(__name__)
+
+REPORT_FILE = "data_check.json"
+UNSPLIT = "unsplit"  # name of the '' split in the report
+
+
+def _nested(series: pd.Series) -> dict[str, dict[str, int]]:
+    """``{split: {class: n}}`` from a Series indexed by (split, label)."""
+    out: dict[str, dict[str, int]] = {}
+    for (split, label), n in series.items():
+        out.setdefault(split or UNSPLIT, {})[str(label)] = int(n)
+    return out
+
+
+def _counts(table: DataTable) -> dict[str, Any]:
+    df = table.frame
+    named = df[df["patient"] != ""]
+    return {
+        "images": _nested(df.groupby(["split", "label"]).size()),
+        "patients": _nested(named.groupby(["split", "label"])["patient"].nunique()),
+        "patients_total": int(named["patient"].nunique()),
+        "images_without_patient": int((df["patient"] == "").sum()),
+    }
+
+
+def _sizes(fp: pd.DataFrame) -> dict[str, Any]:
+    ok = fp[fp["error"] == ""]
+    if ok.empty:
+        return {"readable": 0}
+    stats = {
+        side: {"min": int(ok[side].min()), "median": float(ok[side].median()), "max": int(ok[side].max())}
+        for side in ("width", "height")
+    }
+    return {
+        "readable": len(ok),
+        **stats,
+        "modes": {str(k): int(v) for k, v in ok["mode"].value_counts().items()},
+        "channels": {str(k): int(v) for k, v in ok["channels"].value_counts().items()},
+    }
+
+
+def _config(path_or_cfg: str | Path | DataConfig) -> DataConfig:
+    """The DataConfig to load; a folder holding only one CSV manifest (e.g. head_ct) points at that CSV."""
+    cfg = path_or_cfg if isinstance(path_or_cfg, DataConfig) else DataConfig(path=str(path_or_cfg))
+    folder = Path(cfg.path)
+    if cfg.source not in ("auto", "csv") or not folder.is_dir():
+        return cfg
+    entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
+    manifests = [e for e in entries if e.is_file() and e.suffix.lower() in (".csv", ".tsv")]
+    if len(manifests) == 1 and not any(e.is_dir() for e in entries):
+        log.info("Using the manifest %s of folder %s.", manifests[0].name, folder)
+        return dataclasses.replace(cfg, path=str(manifests[0]))
+    return cfg
+
+
+def check_data(
+    path_or_cfg: str | Path | DataConfig,
+    out: Path | None = None,
+    near_duplicates: bool = True,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    thresholds: QualityThresholds | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Load a data source, fingerprint it and report counts, sizes, leaks, quality and skipped files.
+
+    Args:
+        path_or_cfg: a folder/CSV/.npz/DICOM path (source detected automatically) or a full DataConfig;
+            a folder without subfolders that holds one CSV manifest is read through that CSV.
+        out: folder to write ``data_check.json`` into (``None`` = do not write).
+        near_duplicates: also look for near-duplicate images (perceptual hash).
+        workers: processes for reading images (``None`` = all usable cores).
+        cache_dir: fingerprint cache folder; a second check of the same files is then fast.
+        thresholds: quality thresholds (defaults of :class:`QualityThresholds`).
+        progress: show a progress bar while reading images.
+
+    Returns:
+        A JSON-able dict with keys ``source, counts, sizes, audit, quality, unreadable, skipped``.
+
+    Example:
+        >>> r = check_data("../shared/data/head_ct/labels.csv")  # doctest: +SKIP
+        >>> r["counts"]["images"]                                  # doctest: +SKIP
+        {'unsplit': {'0': 100, '1': 100}}
+    """
+    from .sources import load_source
+
+    cfg = _config(path_or_cfg)
+    table = load_source(cfg)
+    fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=cfg.window)
+    audit = audit_leaks(table, fp, near_duplicates=near_duplicates)
+    quality = quality_report(table, fp, thresholds)
+    unreadable = fp[fp["error"] != ""]
+    report = {
+        "source": {"path": cfg.path, "type": table.source, "root": table.root, "images": len(table),
+                   "classes": list(table.classes)},
+        "counts": _counts(table),
+        "sizes": _sizes(fp),
+        "audit": audit.to_dict(),
+        "quality": quality.to_dict(orient="records"),
+        "unreadable": [{"path": p, "frame": int(f), "reason": r}
+                       for p, f, r in zip(unreadable["path"], unreadable["frame"], unreadable["error"])],
+        "skipped": list(table.skipped),
+    }
+    if out is not None:
+        write_json(Path(out) / REPORT_FILE, report)
+        log.info("Wrote %s", Path(out) / REPORT_FILE)
+    return report
+
+
+__all__ = ["REPORT_FILE", "check_data"]
