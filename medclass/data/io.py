@@ -62,7 +62,7 @@ def read_image(path: str | Path, frame: int = -1, window: str = "", size_hint: i
     suffix = path.suffix.lower()
     if suffix in NPZ_EXTENSIONS:
         return read_npz_item(path, frame)
-    if suffix in DICOM_EXTENSIONS:
+    if _is_dicom(path):
         return read_dicom(path, frame=frame, window=window)
     if suffix in _TIFF_EXTENSIONS:
         tiff = _read_tiff(path, frame)
@@ -105,7 +105,7 @@ def image_info(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix in NPZ_EXTENSIONS:
         return _npz_info(path)
-    if suffix in DICOM_EXTENSIONS:
+    if _is_dicom(path):
         return _dicom_info(path)
     try:
         with Image.open(path) as im:
@@ -118,6 +118,13 @@ def image_info(path: str | Path) -> dict[str, Any]:
         raise ImageReadError(str(path), f"unreadable image header ({e})") from None
     channels = 1 if mode in ("1", "L", "LA", "La", "F") or mode.startswith("I") else 3
     return {"width": width, "height": height, "mode": mode, "channels": channels}
+
+
+def _is_dicom(path: Path) -> bool:
+    """DICOM by extension, or by the DICM magic for files without an image extension (checked before
+    Pillow, which may take the 128-byte preamble of a dual-format file for a TIFF)."""
+    suffix = path.suffix.lower()
+    return suffix in DICOM_EXTENSIONS or (suffix not in IMAGE_EXTENSIONS and is_dicom(path))
 
 
 def _check_file(path: Path) -> None:
