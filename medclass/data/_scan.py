@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import ImageReadError
-from .dicom import DICOM_EXTENSIONS, dicom_header, is_dicom
+from .dicom import DICOM_EXTENSIONS, NO_PIXELS, dicom_header, is_dicom
 from .io import IMAGE_EXTENSIONS
 
 SPLIT_ALIASES = {
@@ -80,7 +80,7 @@ def file_rows(path: Path, kind: str, label: str, split: str, patient_of: Callabl
         skip(skipped, path, e.reason)
         return []
     if not header["has_pixels"]:
-        skip(skipped, path, "DICOM file without pixel data (truncated file, or a non-image object)")
+        skip(skipped, path, NO_PIXELS)
         return []
     if header["decoder_problem"]:
         skip(skipped, path, header["decoder_problem"])

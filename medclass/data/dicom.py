@@ -53,6 +53,7 @@ WINDOW_PRESETS: dict[str, tuple[float, float]] = {
 }
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 CODECS_HINT = 'install the decoders with: pip install "medclass[dicom-codecs]"'
+NO_PIXELS = "no pixel data in this DICOM file (truncated file, or a non-image object)"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422")
 
@@ -198,7 +199,7 @@ def read_dicom(path: str | Path, frame: int = -1, window: str = "") -> np.ndarra
     spec = parse_window(window)
     ds = read_dataset(path)
     if not any(k in ds for k in _PIXEL_KEYWORDS):
-        raise ImageReadError(str(path), "no pixel data in this DICOM file (truncated file, or a non-image object)")
+        raise ImageReadError(str(path), NO_PIXELS)
     n = _n_frames(ds)
     if frame < 0 and n > 1:
         raise ImageReadError(

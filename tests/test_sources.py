@@ -1,0 +1,222 @@
+"""Data sources on tiny generated layouts and on the real data sets."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from medclass.config import DataConfig
+from medclass.data.sources import detect_source, from_csv, from_dicom, from_folders, from_npz, load_source
+from medclass.errors import ConfigError, DatasetError
+
+
+def png(path, value=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((4, 4), value, np.uint8)).save(path)
+
+
+def reasons(table):
+    return {s["path"].rsplit("/", 1)[-1]: s["reason"] for s in table.skipped}
+
+
+@pytest.fixture
+def kaggle(tmp_path):
+    """train/valid/test folders of classes A and B; patients p1..p4 by file name; junk files."""
+    root = tmp_path / "kaggle"
+    for split, names in {"train": ["p1_a", "p1_b", "p2_a"], "valid": ["p3_a"], "test": ["p4_a", "p4_b"]}.items():
+        for cls in ("A", "B"):
+            for n in names:
+                png(root / split / cls / f"{n}.png")
+    (root / "train" / "A" / "notes.txt").write_text("x")
+    (root / "train" / "A" / ".DS_Store").write_text("x")
+    png(root / "train" / "A" / ".hidden" / "p9_a.png")
+    png(root / "train" / "A" / "sub" / "p5_a.png")  # nested folders inside a class are searched
+    (root / "README.md").write_text("x")
+    return root
+
+
+def test_kaggle_layout(kaggle):
+    table = from_folders(kaggle, patient_regex=r"^(p\d+)_")
+    df = table.frame
+    assert table.classes == ["A", "B"] and table.source == "folders"
+    assert len(df) == 13
+    assert df.groupby("split").size().to_dict() == {"test": 4, "train": 7, "val": 2}
+    assert set(df["patient"]) == {"p1", "p2", "p3", "p4", "p5"}
+    assert (df["frame"] == -1).all() and df["path"].str.startswith("/").all()
+    why = reasons(table)
+    assert "unsupported file extension .txt" in why["notes.txt"]
+    assert why[".DS_Store"] == "hidden or system file" and why[".hidden"] == "hidden folder"
+    assert why["README.md"] == "not inside a class folder"
+
+
+def test_class_folders_without_splits_and_auto_detection(tmp_path):
+    for cls, n in (("cat", 2), ("dog", 3)):
+        for i in range(n):
+            png(tmp_path / "d" / cls / f"{cls}{i}.png")
+    table = load_source(DataConfig(path=str(tmp_path / "d"), patient_regex="none"))
+    assert table.classes == ["cat", "dog"] and len(table) == 5 and set(table.frame["split"]) == {""}
+    assert (table.frame["patient"] == "").all() and "sublabel" not in table.frame
+    assert detect_source(tmp_path / "d") == "folders"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no class subfolders"):
+        detect_source(tmp_path / "empty")
+    (tmp_path / "e2" / "cls").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="No images found"):
+        from_folders(tmp_path / "e2")
+    with pytest.raises(FileNotFoundError):
+        load_source(DataConfig(path=str(tmp_path / "nowhere")))
+
+
+def test_keep_source_split_classes_and_errors(kaggle):
+    cfg = DataConfig(path=str(kaggle), patient_regex=r"^(p\d+)_", keep_source_split=False, classes=["B", "A"])
+    table = load_source(cfg)
+    assert table.classes == ["B", "A"] and set(table.frame["split"]) == {""}
+    assert load_source(DataConfig(path=str(kaggle), classes=["B"])).frame["label"].unique().tolist() == ["B"]
+    with pytest.raises(DatasetError, match="Did you mean 'B'"):
+        load_source(DataConfig(path=str(kaggle), classes=["b"]))
+    with pytest.raises(ConfigError, match="data.source"):
+        load_source(DataConfig(path=str(kaggle), source="folder"))
+    with pytest.raises(ConfigError, match="capture groups"):
+        load_source(DataConfig(path=str(kaggle), patient_regex="p\\d+"))
+
+
+def test_limit_per_class_takes_whole_patients(tmp_path):
+    for cls in ("A", "B"):
+        for p in range(12):
+            for i in range(1 + p % 3):
+                png(tmp_path / "d" / cls / f"pt{cls}{p}_{i}.png")
+    cfg = DataConfig(path=str(tmp_path / "d"), patient_regex=r"^(pt\w\d+)_", limit_per_class=7)
+    full = load_source(DataConfig(path=str(tmp_path / "d"), patient_regex=r"^(pt\w\d+)_"))
+    small = load_source(cfg, seed=1)
+    counts = small.frame["label"].value_counts()
+    assert (counts <= 7).all() and (counts >= 5).all()  # groups of up to 3 images fill 7 to at least 5
+    per_patient = full.frame.groupby("patient").size()
+    kept = small.frame.groupby("patient").size()
+    assert kept.to_dict() == per_patient[kept.index].to_dict()  # every chosen patient comes whole
+    assert small.frame["path"].tolist() == load_source(cfg, seed=1).frame["path"].tolist()
+    assert small.frame["path"].tolist() != load_source(cfg, seed=2).frame["path"].tolist()
+
+
+def write_csv_set(tmp_path):
+    img = tmp_path / "imgs"
+    for i in range(4):
+        png(img / f"{i:03d}.png")
+    (tmp_path / "m.csv").write_text(
+        "id, finding ,patient, split, age\n000,1,P1,train,40\n001,0,P1,train,41\n002,1,P2,valid,50\n"
+        "003,0,P3,test,60\n004,1,P4,test,70\n005,,P5,train,1\n"
+    )
+    return tmp_path / "m.csv", img
+
+
+def test_csv_manifest(tmp_path):
+    csv, img = write_csv_set(tmp_path)
+    table = from_csv(csv, "id", "finding", "patient", image_root=img, class_names=["neg", "pos"])
+    df = table.frame
+    assert table.classes == ["neg", "pos"] and len(df) == 4
+    assert df["label"].tolist() == ["pos", "neg", "pos", "neg"]
+    assert df["patient"].tolist() == ["P1", "P1", "P2", "P3"] and df["split"].tolist() == ["train", "train", "val", "test"]
+    assert df["age"].tolist() == ["40", "41", "50", "60"]  # extra columns are kept
+    assert df["path"].map(lambda p: p.rsplit("/", 1)[-1]).tolist() == ["000.png", "001.png", "002.png", "003.png"]
+    why = {s["path"].rsplit(":", 1)[-1]: s["reason"] for s in table.skipped}
+    assert why["6"].startswith("file not found") and "empty label" in why["7"]
+    templated = from_csv(csv, "id", "finding", image_root=img, path_template="{:03d}.png", split_column="")
+    assert len(templated) == 4 and set(templated.frame["split"]) == {""} and templated.classes == ["0", "1"]
+
+
+def test_csv_errors(tmp_path):
+    csv, img = write_csv_set(tmp_path)
+    with pytest.raises(DatasetError) as e:
+        from_csv(csv, "id", "findings", image_root=img)
+    assert "'findings'" in str(e.value) and "'finding'" in str(e.value) and "columns are" in str(e.value)
+    with pytest.raises(DatasetError, match="indices 0..0"):
+        from_csv(csv, "id", "finding", image_root=img, class_names=["only"])
+    with pytest.raises(FileNotFoundError):
+        from_csv(tmp_path / "nope.csv")
+
+
+def make_npz(path, labels_shape=(1,), compressed=False):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 2, (n, *labels_shape))
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    return arrays
+
+
+def test_npz_source(tmp_path):
+    arrays = make_npz(tmp_path / "m.npz")
+    table = load_source(DataConfig(path=str(tmp_path / "m.npz"), class_names=["normal", "sick"]))
+    df = table.frame
+    assert table.source == "npz" and table.classes == ["normal", "sick"] and len(df) == 11
+    assert df["frame"].tolist() == list(range(11))
+    assert df["split"].tolist() == ["train"] * 6 + ["val"] * 2 + ["test"] * 3
+    expected = np.concatenate([arrays[f"{s}_labels"][:, 0] for s in ("train", "val", "test")])
+    assert df["label"].tolist() == [["normal", "sick"][i] for i in expected]
+    assert from_npz(tmp_path / "m.npz").classes == ["0", "1"]
+    make_npz(tmp_path / "multi.npz", labels_shape=(3,))
+    with pytest.raises(DatasetError, match="only single-label"):
+        from_npz(tmp_path / "multi.npz")
+    np.savez(tmp_path / "odd.npz", x=np.zeros(3))
+    with pytest.raises(DatasetError, match="expected MedMNIST keys"):
+        from_npz(tmp_path / "odd.npz")
+
+
+def test_dicom_in_class_folders_and_dicom_source(tmp_path, shared_data):
+    src = shared_data / "dicom"
+    (tmp_path / "d" / "scan").mkdir(parents=True)
+    shutil.copy(src / "SC_rgb_2frame.dcm", tmp_path / "d" / "scan" / "two.dcm")
+    shutil.copy(src / "CT_small.dcm", tmp_path / "d" / "scan" / "ct")  # no extension: found by the DICM magic
+    shutil.copy(src / "emri_small_jpeg_2k_lossless_too_short.dcm", tmp_path / "d" / "scan" / "short.dcm")
+    table = from_folders(tmp_path / "d", patient_regex="none")
+    df = table.frame.sort_values(["path", "frame"])
+    assert df["frame"].tolist() == [-1, 0, 1]
+    assert df["patient"].tolist() == ["1CT1", "ID1", "ID1"] and set(df["label"]) == {"scan"}
+    assert "no pixel data" in reasons(table)["short.dcm"]
+    only = from_dicom(tmp_path / "d" / "scan" / "two.dcm")
+    assert only.classes == ["unlabelled"] and only.frame["frame"].tolist() == [0, 1]
+
+
+def test_real_chest_xray(shared_data):
+    table = load_source(DataConfig(path=str(shared_data / "chest_xray")))
+    df = table.frame
+    assert len(df) == 4979 and table.classes == ["NORMAL", "PNEUMONIA"] and not table.skipped
+    assert df["label"].value_counts().to_dict() == {"PNEUMONIA": 3642, "NORMAL": 1337}
+    assert (df["patient"] != "").all()
+    names = df["path"].map(lambda p: p.rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    independent = [n.split("_")[0] if n.startswith("person") else "-".join(n.split("-")[: 3 if n.startswith("NORMAL") else 2]) for n in names]
+    assert df["patient"].tolist() == independent
+    assert df["patient"].nunique() == len(set(independent))
+    assert df.loc[df["label"] == "PNEUMONIA", "sublabel"].isin(["bacteria", "virus"]).all()
+    three = load_source(DataConfig(path=str(shared_data / "chest_xray"), label_from_name="chest_xray_3class"))
+    assert three.classes == ["normal", "bacterial", "viral"]
+    assert three.frame["label"].value_counts().to_dict() == {
+        "bacterial": int((df["sublabel"] == "bacteria").sum()), "normal": 1337, "viral": int((df["sublabel"] == "virus").sum())}
+
+
+def test_real_head_ct(shared_data):
+    csv = shared_data / "head_ct" / "labels.csv"
+    raw = pd.read_csv(csv)
+    assert list(raw.columns) == ["id", " hemorrhage"]  # the space is really there
+    for template in ("{}", "{:03d}.png"):
+        cfg = DataConfig(path=str(csv), path_column="id", label_column="hemorrhage", path_template=template,
+                         class_names=["normal", "hemorrhage"])
+        table = load_source(cfg)
+        assert len(table) == 200 and not table.skipped
+        assert table.frame["label"].value_counts().to_dict() == {"hemorrhage": 100, "normal": 100}
+        assert table.frame["path"].iloc[0].endswith("head_ct/000.png")
+        assert table.frame.loc[table.frame["path"].str.endswith("/000.png"), "label"].item() == ["normal", "hemorrhage"][int(raw.iloc[0, 1])]
+
+
+def test_real_dicom_folder(shared_data):
+    table = load_source(DataConfig(path=str(shared_data / "dicom")))
+    assert table.source == "dicom" and table.classes == ["unlabelled"]
+    files = set(table.frame["path"].map(lambda p: p.rsplit("/", 1)[-1]))
+    why = reasons(table)
+    assert set(why) == {"LICENSE", "emri_small_jpeg_2k_lossless_too_short.dcm", "liver_deflate.dcm", "liver_nonbyte_aligned_deflate.dcm"}
+    assert len(files) == 83 - 3
+    assert (table.frame["path"].str.endswith("emri_small.dcm")).sum() == 10  # one row per frame
+    assert table.frame.loc[table.frame["path"].str.endswith("CT_small.dcm"), "patient"].item() == "1CT1"
