@@ -7,7 +7,6 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -62,20 +61,6 @@ def _sizes(fp: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def _config(path_or_cfg: str | Path | DataConfig) -> DataConfig:
-    """The DataConfig to load; a folder holding only one CSV manifest (e.g. head_ct) points at that CSV."""
-    cfg = path_or_cfg if isinstance(path_or_cfg, DataConfig) else DataConfig(path=str(path_or_cfg))
-    folder = Path(cfg.path)
-    if cfg.source not in ("auto", "csv") or not folder.is_dir():
-        return cfg
-    entries = [e for e in folder.iterdir() if not e.name.startswith(".")]
-    manifests = [e for e in entries if e.is_file() and e.suffix.lower() in (".csv", ".tsv")]
-    if len(manifests) == 1 and not any(e.is_dir() for e in entries):
-        log.info("Using the manifest %s of folder %s.", manifests[0].name, folder)
-        return dataclasses.replace(cfg, path=str(manifests[0]))
-    return cfg
-
-
 def check_data(
     path_or_cfg: str | Path | DataConfig,
     out: Path | None = None,
@@ -88,8 +73,8 @@ def check_data(
     """Load a data source, fingerprint it and report counts, sizes, leaks, quality and skipped files.
 
     Args:
-        path_or_cfg: a folder/CSV/.npz/DICOM path (source detected automatically) or a full DataConfig;
-            a folder without subfolders that holds one CSV manifest is read through that CSV.
+        path_or_cfg: a folder/CSV/.npz/DICOM path (source detected automatically, see
+            :func:`~medclass.data.sources.detect_source`) or a full DataConfig.
         out: folder to write ``data_check.json`` into (``None`` = do not write).
         near_duplicates: also look for near-duplicate images (perceptual hash).
         workers: processes for reading images (``None`` = all usable cores).
@@ -107,7 +92,7 @@ def check_data(
     """
     from .sources import load_source
 
-    cfg = _config(path_or_cfg)
+    cfg = path_or_cfg if isinstance(path_or_cfg, DataConfig) else DataConfig(path=str(path_or_cfg))
     table = load_source(cfg)
     fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=cfg.window)
     audit = audit_leaks(table, fp, near_duplicates=near_duplicates)

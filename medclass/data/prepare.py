@@ -48,7 +48,7 @@ def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = 
     happens to anything still shared between splits. A final audit must come out clean unless the
     policy is ``warn``.
     """
-    table = load_source(dcfg)
+    table = load_source(dcfg, seed=seed)
     fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=dcfg.window)
     quality: dict = {"dropped": []}
     if dcfg.quality_filter:

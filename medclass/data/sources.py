@@ -123,6 +123,13 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     split_column = ("split" if "split" in df.columns else "") if split_column == "auto" else split_column
     used = {"path_column": path_column, "label_column": label_column,
             "patient_column": patient_column, "split_column": split_column}
+    if (path_column, label_column) == ("path", "label") and len(df.columns) == 2 and \
+            not {"path", "label"} & set(df.columns):
+        # A two-column manifest such as head_ct's `id, hemorrhage`: first column = image, second = label.
+        path_column, label_column = df.columns[0], df.columns[1]
+        used.update(path_column=path_column, label_column=label_column)
+        log.info("%s: two columns without 'path'/'label'; using %r as the image and %r as the label "
+                 "(set data.path_column / data.label_column to choose)", csv_path, path_column, label_column)
     for option, column in used.items():
         if column and column not in df.columns:
             raise DatasetError(
@@ -222,9 +229,15 @@ def from_dicom(root: str | Path, patient_regex: str = "none") -> DataTable:
     return DataTable(pd.DataFrame(rows), [UNLABELLED], skipped, "dicom", str(root))
 
 
+def manifests_in(folder: str | Path) -> list[Path]:
+    """CSV/TSV manifests directly inside ``folder`` (a folder of images with one ``labels.csv``)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".csv", ".tsv") and not is_hidden(p.name))
+
+
 def detect_source(path: str | Path) -> str:
     """The source kind for ``data.source='auto'``: csv/tsv -> csv, .npz -> npz, a DICOM file -> dicom;
-    a folder with (non-hidden) subfolders -> folders, else dicom when it holds DICOM files."""
+    a folder with (non-hidden) subfolders -> folders; a folder with exactly one CSV manifest -> csv;
+    else dicom when it holds DICOM files."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Data path {path} does not exist (data.path).")
@@ -237,6 +250,8 @@ def detect_source(path: str | Path) -> str:
     entries = [e for e in os.scandir(path) if not is_hidden(e.name)]
     if any(e.is_dir() for e in entries):
         return "folders"
+    if len(manifests_in(path)) == 1:
+        return "csv"
     if any(e.is_file() and file_kind(Path(e.path)) == "dicom" for e in entries):
         return "dicom"
     raise DatasetError(
@@ -263,7 +278,13 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
     if kind == "folders":
         table = from_folders(cfg.path, cfg.patient_regex)
     elif kind == "csv":
-        table = from_csv(cfg.path, cfg.path_column, cfg.label_column, cfg.patient_column, cfg.image_root,
+        csv_path = Path(cfg.path)
+        if csv_path.is_dir():
+            found = manifests_in(csv_path)
+            if len(found) != 1:
+                raise DatasetError(f"{csv_path} holds {len(found)} CSV manifests; point data.path at one of them.")
+            csv_path = found[0]
+        table = from_csv(csv_path, cfg.path_column, cfg.label_column, cfg.patient_column, cfg.image_root,
                          cfg.path_template, cfg.class_names, patient_regex=cfg.patient_regex)
     elif kind == "npz":
         table = from_npz(cfg.path, cfg.class_names)
