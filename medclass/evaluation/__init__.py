@@ -1,0 +1,1 @@
+"""Evaluation: pure metric, bootstrap, threshold, calibration and statistical-test functions over numpy arrays."""
