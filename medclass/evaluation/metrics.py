@@ -79,7 +79,12 @@ def as_labels(y: ArrayLike, n_classes: int | None = None, name: str = "y_true") 
     return a
 
 
-def _inputs(y_true: ArrayLike, probs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def check_inputs(y_true: ArrayLike, probs: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Validated ``(y_true int64 (n,), probs float (n, n_classes))``; raise ``ValueError`` naming the problem.
+
+    >>> check_inputs([0, 1], [0.3, 0.8])[1].shape
+    (2, 2)
+    """
     P = as_prob_matrix(probs)
     y = as_labels(y_true, P.shape[1])
     if len(y) != len(P):
@@ -328,7 +333,7 @@ def _ap_ovr(pos: np.ndarray, score: np.ndarray, W: np.ndarray) -> np.ndarray:
 
 
 def _score_metric(core: Callable, name: str, y_true, probs, average, sample_weight) -> Metric:
-    y, P = _inputs(y_true, probs)
+    y, P = check_inputs(y_true, probs)
     W, scalar = _weights(sample_weight, len(y))
     k = P.shape[1]
     check_choice("average", str(average), ["macro", "None"])
@@ -371,7 +376,7 @@ def brier_score(y_true: ArrayLike, probs: ArrayLike, sample_weight: ArrayLike | 
     >>> round(brier_score([0, 1], [0.2, 0.6]), 6)
     0.1
     """
-    y, P = _inputs(y_true, probs)
+    y, P = check_inputs(y_true, probs)
     W, scalar = _weights(sample_weight, len(y))
     sq = ((P - np.eye(P.shape[1])[y]) ** 2).sum(1) * (0.5 if P.shape[1] == 2 else 1.0)
     return _out(_ratio(W @ sq, W.sum(1), "Brier score"), scalar)
@@ -387,7 +392,7 @@ def calibration_bins(y_true: ArrayLike, probs: ArrayLike, n_bins: int = ECE_BINS
     (bin 0 also holds 0), as ``sklearn.calibration.calibration_curve``. Each output is ``(n_bins,)``
     or ``(B, n_bins)`` for 2-D weights.
     """
-    y, P = _inputs(y_true, probs)
+    y, P = check_inputs(y_true, probs)
     kind = check_choice("kind", kind, ["auto", "positive", "top_label"])
     if kind == "auto":
         kind = "positive" if P.shape[1] == 2 else "top_label"
@@ -455,7 +460,7 @@ def scalar_metric(name: str, y_true: ArrayLike, probs: ArrayLike, threshold: flo
     >>> scalar_metric("sensitivity", [0, 1, 1], [0.2, 0.7, 0.4])
     0.5
     """
-    y, P = _inputs(y_true, probs)
+    y, P = check_inputs(y_true, probs)
     name = check_choice("metric", name, metric_names(P.shape[1]))
     return {**_COMMON, **_BINARY}[name](y, P, predict_labels(P, threshold), sample_weight)
 
@@ -495,7 +500,7 @@ def compute_metrics(y_true: ArrayLike, probs: ArrayLike, threshold: float = 0.5,
     >>> m["accuracy"], m["confusion_matrix"]
     (0.5, [[1, 1], [1, 1]])
     """
-    y, P = _inputs(y_true, probs)
+    y, P = check_inputs(y_true, probs)
     k = P.shape[1]
     names = list(class_names) if class_names is not None else [str(i) for i in range(k)]
     if len(names) != k:
