@@ -306,12 +306,11 @@ def npv(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = 
 # ---------------------------------------------------------------------------------------------- scores
 def _tied_sums(pos: np.ndarray, score: np.ndarray, W: np.ndarray, descending: bool) -> tuple[np.ndarray, np.ndarray]:
     """Weighted positives and negatives per distinct score value, in score order: two ``(B, n_distinct)``."""
-    order = np.argsort(-score if descending else score, kind="mergesort")
-    s = score[order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if len(s) else np.zeros(0, int)
-    Wo, po = W[:, order], pos[order]
-    if not len(s):
+    if not len(score):
         return np.zeros((len(W), 0)), np.zeros((len(W), 0))
+    order = np.argsort(-score if descending else score, kind="mergesort")
+    s, Wo, po = score[order], W[:, order], pos[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     return np.add.reduceat(Wo * po, starts, axis=1), np.add.reduceat(Wo * ~po, starts, axis=1)
 
 
@@ -382,6 +381,20 @@ def brier_score(y_true: ArrayLike, probs: ArrayLike, sample_weight: ArrayLike | 
     return _out(_ratio(W @ sq, W.sum(1), "Brier score"), scalar)
 
 
+def calibration_kind(n_classes: int, kind: str = "auto") -> str:
+    """Resolve the calibration ``kind``: ``'auto'`` is ``'positive'`` for 2 classes, ``'top_label'`` otherwise.
+
+    >>> calibration_kind(2), calibration_kind(3)
+    ('positive', 'top_label')
+    """
+    kind = check_choice("kind", kind, ["auto", "positive", "top_label"])
+    if kind == "auto":
+        return "positive" if n_classes == 2 else "top_label"
+    if kind == "positive" and n_classes != 2:
+        raise ValueError(f"kind='positive' needs binary probs; got {n_classes} classes. Use kind='top_label'.")
+    return kind
+
+
 def calibration_bins(y_true: ArrayLike, probs: ArrayLike, n_bins: int = ECE_BINS, kind: str = "auto",
                      sample_weight: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Equal-width bins over [0, 1]: per bin the (weighted) count, sum of confidences and sum of hits.
@@ -393,11 +406,7 @@ def calibration_bins(y_true: ArrayLike, probs: ArrayLike, n_bins: int = ECE_BINS
     or ``(B, n_bins)`` for 2-D weights.
     """
     y, P = check_inputs(y_true, probs)
-    kind = check_choice("kind", kind, ["auto", "positive", "top_label"])
-    if kind == "auto":
-        kind = "positive" if P.shape[1] == 2 else "top_label"
-    if kind == "positive" and P.shape[1] != 2:
-        raise ValueError(f"kind='positive' needs binary probs; got {P.shape[1]} classes. Use kind='top_label'.")
+    kind = calibration_kind(P.shape[1], kind)
     if not (isinstance(n_bins, int | np.integer) and n_bins >= 1):
         raise ValueError(f"n_bins must be a positive integer; got {n_bins!r}.")
     conf, hit = (P[:, 1], y == 1) if kind == "positive" else (P.max(1), P.argmax(1) == y)
