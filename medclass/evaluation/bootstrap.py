@@ -69,7 +69,14 @@ def resample_weights(n: int, groups: ArrayLike | None = None, n_boot: int = 1000
         yield counts[:, codes].astype(np.float64)
 
 
-def _interval(values: np.ndarray, alpha: float, what: str) -> tuple[float, float, int]:
+def percentile_interval(values: np.ndarray, alpha: float, what: str = "metric") -> tuple[float, float, int]:
+    """``(low, high, n_valid)``: the ``alpha/2`` and ``1 - alpha/2`` percentiles of the non-NaN ``values``.
+
+    Warns (:class:`UndefinedMetricWarning`) when more than ``MAX_SKIPPED_SHARE`` of them are NaN.
+
+    >>> percentile_interval(np.array([1.0, 2.0, 3.0]), 0.5)
+    (1.5, 2.5, 3)
+    """
     ok = values[~np.isnan(values)]
     skipped = len(values) - len(ok)
     if skipped > MAX_SKIPPED_SHARE * len(values):
@@ -82,7 +89,8 @@ def _interval(values: np.ndarray, alpha: float, what: str) -> tuple[float, float
     return float(low), float(high), len(ok)
 
 
-def _check_alpha(alpha: float) -> None:
+def check_alpha(alpha: float) -> None:
+    """Raise ``ValueError`` unless ``0 < alpha < 1``."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), e.g. 0.05 for a 95% interval; got {alpha}.")
 
@@ -100,7 +108,7 @@ def bootstrap_ci(metric_fn: Callable[..., float], y_true: ArrayLike, probs: Arra
     >>> round(point, 4)
     0.055
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     y, P = np.asarray(y_true), np.asarray(probs)
     if len(y) != len(P):
         raise ValueError(f"y_true has {len(y)} entries but probs has {len(P)} rows; they must match.")
@@ -112,7 +120,7 @@ def bootstrap_ci(metric_fn: Callable[..., float], y_true: ArrayLike, probs: Arra
             for w in W.astype(np.int64):
                 idx = np.repeat(np.arange(len(y)), w)
                 values.append(float(metric_fn(y[idx], P[idx], **kw)))
-    low, high, _ = _interval(np.array(values), alpha, getattr(metric_fn, "__name__", "metric"))
+    low, high, _ = percentile_interval(np.array(values), alpha, getattr(metric_fn, "__name__", "metric"))
     return BootstrapCI(point, low, high)
 
 
@@ -130,7 +138,7 @@ def bootstrap_metrics(y_true: ArrayLike, probs: ArrayLike, groups: ArrayLike | N
     >>> round(ci["accuracy"]["value"], 4), ci["accuracy"]["n_valid"]
     (0.6667, 100)
     """
-    _check_alpha(alpha)
+    check_alpha(alpha)
     y, P = check_inputs(y_true, probs)
     names = list(metric_names) if metric_names is not None else _available(P.shape[1])
     values: dict[str, list[np.ndarray]] = {name: [] for name in names}
@@ -141,6 +149,6 @@ def bootstrap_metrics(y_true: ArrayLike, probs: ArrayLike, groups: ArrayLike | N
             for name in names:
                 values[name].append(scalar_metric(name, y, P, threshold, sample_weight=W))
     for name in names:
-        low, high, n_valid = _interval(np.concatenate(values[name]), alpha, name)
+        low, high, n_valid = percentile_interval(np.concatenate(values[name]), alpha, name)
         out[name] |= {"low": low, "high": high, "n_valid": n_valid}
     return out
