@@ -1,0 +1,144 @@
+"""Reading finished run folders: locate them, and summarise config, metrics, checkpoint and test results.
+
+A run folder is ``workspace/<project>/<experiment>/`` (see docs/architecture.md). Everything here
+only reads files; nothing is recomputed from images.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from ..errors import did_you_mean
+
+# state_dict entries that are statistics, not learned parameters
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+TEST_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1")
+
+
+def resolve_run(run: str | Path, workspace: str | Path = "workspace") -> Path:
+    """The run folder named by a path or by ``project/experiment`` under ``workspace``.
+
+    Raises:
+        FileNotFoundError: neither is a folder with a ``config.yaml``; the message lists near names.
+
+    Example:
+        >>> resolve_run("chest/resnet18", workspace="workspace")  # doctest: +SKIP
+        PosixPath('workspace/chest/resnet18')
+    """
+    for candidate in (Path(run), Path(workspace) / str(run)):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    known = sorted(str(p.parent.relative_to(workspace)) for p in Path(workspace).glob("**/config.yaml")) \
+        if Path(workspace).is_dir() else []
+    raise FileNotFoundError(
+        f"Run {str(run)!r} is not a run folder (no config.yaml at {run} nor at {Path(workspace) / str(run)}); "
+        "pass a run path or project/experiment." + (did_you_mean(str(run), known) or
+                                                     (f" Runs in {workspace}: {', '.join(known[:8])}" if known else ""))
+    )
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.yaml`` as a nested dict."""
+    with (Path(run_dir) / "config.yaml").open() as f:
+        return yaml.safe_load(f) or {}
+
+
+def read_history(run_dir: Path) -> pd.DataFrame:
+    """``metrics.csv`` (one row per epoch); an empty frame when the run has none yet."""
+    path = Path(run_dir) / "metrics.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["epoch"])
+
+
+def count_parameters(checkpoint: Path) -> int | None:
+    """Number of learned values in a safetensors checkpoint (normalisation statistics left out).
+
+    Shapes are read from the header only; no tensor is loaded.
+
+    >>> count_parameters(Path("workspace/p/e/best.safetensors"))  # doctest: +SKIP
+    11170753
+    """
+    from safetensors import safe_open
+
+    if not Path(checkpoint).is_file():
+        return None
+    with safe_open(str(checkpoint), framework="pt") as f:
+        return int(sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(_BUFFER_SUFFIXES)))
+
+
+def best_epoch(history: pd.DataFrame, monitor: str) -> tuple[int | None, float]:
+    """Epoch and value of the best ``monitor`` (min for losses, max otherwise); ``(None, nan)`` if absent."""
+    if monitor not in history.columns or history[monitor].isna().all():
+        return None, float("nan")
+    values = history[monitor]
+    i = values.idxmin() if monitor.endswith("loss") else values.idxmax()
+    return int(history.loc[i, "epoch"]), float(values[i])
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def read_test_metrics(run_dir: Path) -> dict[str, tuple[float, float, float]]:
+    """Test metrics of ``metrics.json`` (written by ``medclass evaluate``) as ``{name: (value, ci_low, ci_high)}``.
+
+    Reads the point values of its ``metrics`` section and the bootstrap intervals of its ``ci``
+    section (``{"roc_auc": {"value", "low", "high", "n_valid"}}``); NaN where there is no interval,
+    and ``{}`` when the run was not evaluated.
+    """
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    point, cis = data.get("metrics", {}), data.get("ci") or {}
+    return {name: (_number(point[name]), _number(cis.get(name, {}).get("low")), _number(cis.get(name, {}).get("high")))
+            for name in TEST_METRICS if name in point}
+
+
+def run_summary(run_dir: Path) -> dict[str, Any]:
+    """One row of the comparison table for a run folder (numbers only, no plots).
+
+    Example:
+        >>> run_summary(Path("workspace/chest/resnet18"))["model"]  # doctest: +SKIP
+        'resnet18'
+    """
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    history = read_history(run_dir)
+    monitor = cfg.get("train", {}).get("monitor", "val_loss")
+    epoch, value = best_epoch(history, monitor)
+
+    def column_max(name: str) -> float:
+        return float(history[name].max()) if name in history.columns and history[name].notna().any() else float("nan")
+
+    row: dict[str, Any] = {
+        "run": str(run_dir),
+        "model": cfg.get("model", {}).get("name", ""),
+        "params": count_parameters(run_dir / "best.safetensors"),
+        "image_size": cfg.get("model", {}).get("image_size"),
+        "epochs": int(len(history)),
+        "train_time_s": float(history["epoch_time_s"].sum()) if "epoch_time_s" in history.columns else float("nan"),
+        "peak_rss_mb": column_max("peak_rss_mb"),
+        "gpu_max_mb": column_max("gpu_max_allocated_mb"),
+        "monitor": monitor,
+        "best_val": value,
+        "best_epoch": epoch,
+    }
+    for name, (v, low, high) in read_test_metrics(run_dir).items():
+        row[f"test_{name}"], row[f"test_{name}_low"], row[f"test_{name}_high"] = v, low, high
+    return row
+
+
+def read_predictions(run_dir: Path) -> pd.DataFrame | None:
+    """``predictions.csv`` of a run (after ``medclass evaluate``), or None."""
+    path = Path(run_dir) / "predictions.csv"
+    return pd.read_csv(path, dtype={"path": str, "patient": str, "label": str}, keep_default_na=False) if path.is_file() else None
+
+
+def prob_columns(predictions: pd.DataFrame) -> list[str]:
+    """The ``prob_<class>`` columns in file order (= class order)."""
+    return [c for c in predictions.columns if c.startswith("prob_")]

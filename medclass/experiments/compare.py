@@ -1,0 +1,181 @@
+"""Compare finished runs: size, cost, learning curves, test metrics with CIs, and paired AUC tests.
+
+Numbers first, plots second: :func:`compare_runs` builds the table and the paired tests from the run
+folders, then :mod:`._report` draws them and writes ``comparison.csv``, PNGs and a self-contained
+``comparison.html``.
+
+Example:
+    >>> cmp = compare_runs(["chest/resnet18", "chest/simple_cnn"], out=Path("cmp"))  # doctest: +SKIP
+    >>> cmp.table[["model", "params", "train_time_s", "test_roc_auc"]]                # doctest: +SKIP
+    >>> print("\\n".join(cmp.sentences))                                                # doctest: +SKIP
+    AUC of resnet18 0.951 vs simple_cnn 0.944: difference +0.007 (95% CI -0.004 to +0.018), p = 0.21 (DeLong); ...
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.table import Table
+
+from ._runs import prob_columns, read_history, read_predictions, resolve_run, run_summary
+
+log = logging.getLogger(__name__)
+
+ALPHA = 0.05  # significance level of the paired tests
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare_runs`: tables, paired tests, sentences and the files written."""
+
+    table: pd.DataFrame  # one row per run (see _runs.run_summary)
+    pairs: pd.DataFrame  # one row per pair of runs tested on the same images
+    sentences: list[str]  # the paired tests in words
+    histories: dict[str, pd.DataFrame]  # metrics.csv per run name
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)  # what was written: csv, html, plots
+
+    def rich_table(self) -> Table:
+        """A compact rich table for the terminal."""
+        t = Table(title="Run comparison")
+        cols = [("name", "run"), ("model", "model"), ("params", "params"), ("image_size", "size"), ("epochs", "epochs"),
+                ("train_time_s", "time s"), ("peak_rss_mb", "RSS MiB"), ("gpu_max_mb", "GPU MiB"),
+                ("best_val", "best val"), ("best_epoch", "at epoch"), ("test_roc_auc", "test AUC (95% CI)"),
+                ("test_accuracy", "test acc")]
+        for _, title in cols:
+            t.add_column(title, justify="left" if title in ("run", "model") else "right")
+        for _, row in self.table.iterrows():
+            t.add_row(*(_cell(row, key) for key, _ in cols))
+        return t
+
+
+def _cell(row: pd.Series, key: str) -> str:
+    value = row.get(key)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    if key == "params":
+        return f"{value / 1e6:.2f} M" if value >= 1e5 else f"{int(value):,}"
+    if key.startswith("test_"):
+        low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
+        ci = f" ({low:.3f}-{high:.3f})" if low is not None and np.isfinite(low) and np.isfinite(high) else ""
+        return f"{value:.3f}{ci}"
+    if key == "best_val":
+        return f"{value:.4f} ({row['monitor']})"
+    if isinstance(value, float):
+        return f"{value:.0f}" if key.endswith(("_s", "_mb")) else f"{value:.4g}"
+    return str(value)
+
+
+def run_names(run_dirs: list[Path]) -> list[str]:
+    """Short unique names: the experiment folder name, or ``project/experiment`` when those repeat.
+
+    >>> run_names([Path("ws/a/resnet"), Path("ws/b/resnet"), Path("ws/a/cnn")])
+    ['a/resnet', 'b/resnet', 'cnn']
+    """
+    short = [p.name for p in run_dirs]
+    return [f"{p.parent.name}/{p.name}" if short.count(p.name) > 1 else p.name for p in run_dirs]
+
+
+def _aligned_pair(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame | None:
+    """Rows of two predictions tables joined by image (path, frame), or None when the image sets differ."""
+    keys = ["path", "frame"] if "frame" in a.columns and "frame" in b.columns else ["path"]
+    if set(map(tuple, a[keys].to_numpy())) != set(map(tuple, b[keys].to_numpy())) or len(a) != len(b):
+        return None
+    merged = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    if (merged["label_a"] != merged["label_b"]).any():
+        return None
+    return merged
+
+
+def paired_test(name_a: str, name_b: str, a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int = 2000,
+                seed: int = 0) -> dict | None:
+    """DeLong test and patient-level paired bootstrap of the AUC difference of two runs on the same images.
+
+    Binary tasks only (the AUC of the positive class, the second ``prob_`` column). Returns None when
+    the two prediction tables do not hold the same images with the same labels.
+
+    Example:
+        >>> paired_test("resnet", "cnn", pred_a, pred_b)["delong_p"]  # doctest: +SKIP
+        0.21
+    """
+    from ..evaluation.stats import delong_test, describe_difference, paired_bootstrap_auc
+
+    cols_a, cols_b = prob_columns(a), prob_columns(b)
+    if cols_a != cols_b or len(cols_a) != 2:
+        log.info("paired test %s vs %s skipped: needs the same two classes (got %s and %s)", name_a, name_b, cols_a, cols_b)
+        return None
+    merged = _aligned_pair(a, b)
+    if merged is None:
+        log.info("paired test %s vs %s skipped: not tested on the same images", name_a, name_b)
+        return None
+    positive = cols_a[1][len("prob_"):]
+    y = (merged["label_a"] == positive).to_numpy(dtype=np.int64)
+    p_a, p_b = merged[f"{cols_a[1]}_a"].to_numpy(float), merged[f"{cols_a[1]}_b"].to_numpy(float)
+    patients = merged["patient_a"].to_numpy() if "patient_a" in merged.columns and (merged["patient_a"] != "").all() else None
+    delong = delong_test(y, p_a, p_b, alpha=ALPHA)
+    boot = paired_bootstrap_auc(y, p_a, p_b, groups=patients, n_boot=n_boot, seed=seed, alpha=ALPHA)
+    row = {"run_a": name_a, "run_b": name_b, "n_images": int(len(y)), "auc_a": delong["auc1"], "auc_b": delong["auc2"],
+           "difference": delong["diff"], "delong_ci_low": delong["ci_low"], "delong_ci_high": delong["ci_high"],
+           "delong_p": delong["p_value"], "bootstrap_ci_low": boot["ci_low"], "bootstrap_ci_high": boot["ci_high"],
+           "bootstrap_p": boot["p_value"], "bootstrap_method": boot["method"],
+           "significant": bool(delong["p_value"] < ALPHA)}
+    row["sentence"] = describe_difference(delong, ALPHA, (name_a, name_b))
+    row["bootstrap_sentence"] = describe_difference(boot, ALPHA, (name_a, name_b))
+    return row
+
+
+def compare_runs(runs: list[str | Path], out: str | Path, workspace: str | Path = "workspace", *,
+                 n_boot: int = 2000, plots: bool = True) -> Comparison:
+    """Compare run folders and write ``comparison.csv``, plots and ``comparison.html`` into ``out``.
+
+    Args:
+        runs: run folders, as paths or ``project/experiment`` names under ``workspace``.
+        out: output folder (created).
+        workspace: where ``project/experiment`` names are looked up.
+        n_boot: bootstrap resamples of the paired AUC test.
+        plots: also draw the PNGs and the HTML page (the CSV is always written).
+
+    Raises:
+        FileNotFoundError: a run is not a run folder.
+        ValueError: fewer than one run, or the same run twice.
+
+    Example:
+        >>> cmp = compare_runs(["chest/resnet18", "chest/densenet121"], out="comparisons/chest")  # doctest: +SKIP
+        >>> cmp.files["html"]                                                                      # doctest: +SKIP
+        PosixPath('comparisons/chest/comparison.html')
+    """
+    if not runs:
+        raise ValueError("compare_runs needs at least one run (a run folder or project/experiment).")
+    dirs = [resolve_run(r, workspace) for r in runs]
+    if len({d.resolve() for d in dirs}) != len(dirs):
+        raise ValueError(f"The same run is listed twice in {[str(r) for r in runs]}; list each run once.")
+    names = run_names(dirs)
+    table = pd.DataFrame([run_summary(d) for d in dirs])
+    table.insert(0, "name", names)
+    histories = {n: read_history(d) for n, d in zip(names, dirs)}
+    predictions = {n: read_predictions(d) for n, d in zip(names, dirs)}
+    rows = []
+    for (na, pa), (nb, pb) in itertools.combinations(predictions.items(), 2):
+        if pa is not None and pb is not None and (row := paired_test(na, nb, pa, pb, n_boot=n_boot)) is not None:
+            rows.append(row)
+    pairs = pd.DataFrame(rows, columns=None if rows else ["run_a", "run_b", "sentence", "bootstrap_sentence"])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sentences = [s for r in rows for s in (r["sentence"], r["bootstrap_sentence"])]
+    result = Comparison(table, pairs, sentences, histories, out)
+    from ..utils import atomic_write_text
+
+    atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
+    result.files["csv"] = out / "comparison.csv"
+    if len(pairs):
+        atomic_write_text(out / "paired_tests.csv", pairs.to_csv(index=False))
+        result.files["pairs"] = out / "paired_tests.csv"
+    if plots:
+        from ._report import write_report
+
+        result.files.update(write_report(result))
+    return result

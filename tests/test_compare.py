@@ -1,0 +1,150 @@
+"""compare_runs on synthetic run folders: table values, files, paired tests against known answers."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from medclass.config import RunConfig, save_config
+from medclass.experiments._runs import best_epoch, count_parameters, resolve_run
+from medclass.experiments.compare import compare_runs, run_names
+
+
+def make_run(workspace: Path, project: str, experiment: str, *, model: str = "simple_cnn", epochs: int = 3,
+             image_size: int = 32, probs: np.ndarray | None = None, labels: np.ndarray | None = None,
+             patients: list[str] | None = None, metrics_json: dict | None = None, gpu: bool = False) -> Path:
+    """A run folder with config.yaml, metrics.csv, best.safetensors and optionally predictions/metrics.json."""
+    cfg = RunConfig(project=project, experiment=experiment, workspace=str(workspace))
+    cfg.model.name, cfg.model.image_size, cfg.train.monitor = model, image_size, "val_auc"
+    run = cfg.run_dir()
+    run.mkdir(parents=True)
+    save_config(cfg, run / "config.yaml")
+    e = np.arange(epochs)
+    pd.DataFrame({
+        "epoch": e, "train_loss": 1.0 / (e + 1), "train_acc": 0.6 + 0.1 * e, "train_auc": 0.7 + 0.05 * e,
+        "val_loss": 1.2 / (e + 1), "val_acc": 0.55 + 0.1 * e, "val_auc": [0.6, 0.8, 0.75, 0.7, 0.65][:epochs],
+        "lr": 1e-3, "epoch_time_s": 2.0 + e, "peak_rss_mb": 500.0 + 10 * e,
+        "gpu_max_allocated_mb": 100.0 + e if gpu else np.nan,
+    }).to_csv(run / "metrics.csv", index=False)
+    # 4*1*6*6 + 4 = 148 learned values; the BatchNorm statistics are not parameters
+    save_file({"conv.weight": torch.zeros(4, 1, 6, 6), "conv.bias": torch.zeros(4), "bn.running_mean": torch.zeros(4),
+               "bn.running_var": torch.ones(4), "bn.num_batches_tracked": torch.zeros((), dtype=torch.int64)},
+              str(run / "best.safetensors"))
+    (run / "classes.json").write_text(json.dumps(["normal", "abnormal"]))
+    if probs is not None:
+        pd.DataFrame({"path": [f"img{i}.png" for i in range(len(probs))],
+                      "patient": patients if patients is not None else [f"p{i}" for i in range(len(probs))],
+                      "label": np.where(labels == 1, "abnormal", "normal"), "prob_normal": 1 - probs,
+                      "prob_abnormal": probs, "predicted": np.where(probs >= 0.5, "abnormal", "normal"),
+                      "correct": (probs >= 0.5) == (labels == 1)}).to_csv(run / "predictions.csv", index=False)
+    if metrics_json is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics_json))
+    return run
+
+
+def test_table_values_and_files(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    a = make_run(ws, "p", "cnn", epochs=3, gpu=True,
+                 metrics_json={"metrics": {"roc_auc": 0.91, "accuracy": 0.8},
+                               "ci": {"roc_auc": {"low": 0.85, "high": 0.95}}})
+    make_run(ws, "p", "vit", model="vit_tiny", epochs=4, image_size=64)
+    cmp = compare_runs([a, "p/vit"], out=tmp_path / "out", workspace=ws, plots=True)
+    t = cmp.table.set_index("name")
+    assert list(t.index) == ["cnn", "vit"]
+    assert t.loc["cnn", "params"] == 148 and t.loc["vit", "model"] == "vit_tiny"
+    assert t.loc["cnn", "epochs"] == 3 and t.loc["vit", "image_size"] == 64
+    assert t.loc["cnn", "train_time_s"] == pytest.approx(2 + 3 + 4)
+    assert t.loc["vit", "train_time_s"] == pytest.approx(2 + 3 + 4 + 5)
+    assert t.loc["vit", "peak_rss_mb"] == pytest.approx(530.0)
+    assert t.loc["cnn", "gpu_max_mb"] == pytest.approx(102.0) and np.isnan(t.loc["vit", "gpu_max_mb"])
+    assert t.loc["cnn", "best_val"] == pytest.approx(0.8) and t.loc["cnn", "best_epoch"] == 1
+    assert t.loc["cnn", "test_roc_auc"] == pytest.approx(0.91)
+    assert (t.loc["cnn", "test_roc_auc_low"], t.loc["cnn", "test_roc_auc_high"]) == pytest.approx((0.85, 0.95))
+    assert np.isnan(t.loc["cnn", "test_accuracy_low"]) and np.isnan(t.loc["vit", "test_roc_auc"])
+    assert cmp.sentences == []  # no predictions: nothing to pair
+    written = pd.read_csv(tmp_path / "out" / "comparison.csv")
+    assert written["params"].tolist() == [148, 148]
+    for name in ("loss.png", "accuracy_auc.png", "cost.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "out" / "comparison.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "vit_tiny" in page and 'src="loss.png"' not in page
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(cmp.rich_table())
+    assert "0.910 (0.850-0.950)" in console.export_text()
+
+
+def test_best_epoch_follows_monitor_direction() -> None:
+    h = pd.DataFrame({"epoch": [0, 1, 2], "val_loss": [0.5, 0.3, 0.4], "val_auc": [0.7, 0.6, 0.9]})
+    assert best_epoch(h, "val_loss") == (1, 0.3)
+    assert best_epoch(h, "val_auc") == (2, 0.9)
+    assert best_epoch(h, "val_acc")[0] is None
+
+
+def test_resolve_run_errors_name_near_runs(tmp_path: Path) -> None:
+    make_run(tmp_path, "chest", "resnet18")
+    assert resolve_run("chest/resnet18", tmp_path) == tmp_path / "chest" / "resnet18"
+    with pytest.raises(FileNotFoundError, match="chest/resnet18"):
+        resolve_run("chest/resnet19", tmp_path)
+    with pytest.raises(ValueError, match="twice"):
+        compare_runs(["chest/resnet18", tmp_path / "chest" / "resnet18"], out=tmp_path / "o", workspace=tmp_path)
+
+
+def test_run_names_disambiguate() -> None:
+    assert run_names([Path("w/a/x"), Path("w/b/x"), Path("w/a/y")]) == ["a/x", "b/x", "y"]
+
+
+def test_count_parameters_missing_checkpoint(tmp_path: Path) -> None:
+    assert count_parameters(tmp_path / "none.safetensors") is None
+
+
+def _scores(seed: int, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n // 2)
+    good = 1 / (1 + np.exp(-(2.5 * y + rng.normal(0, 1, n))))
+    weak = 1 / (1 + np.exp(-(0.5 * y + rng.normal(0, 1, n))))
+    return y, good, weak
+
+
+def test_paired_tests_match_stats_and_sklearn(tmp_path: Path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from medclass.evaluation.stats import delong_test
+
+    y, good, weak = _scores(0)
+    patients = [f"p{i // 2}" for i in range(len(y))]  # two images per patient
+    ws = tmp_path / "ws"
+    make_run(ws, "p", "good", probs=good, labels=y, patients=patients)
+    make_run(ws, "p", "weak", probs=weak, labels=y, patients=patients)
+    make_run(ws, "p", "other", probs=good[:100], labels=y[:100])  # other images: not paired
+    cmp = compare_runs(["p/good", "p/weak", "p/other"], out=tmp_path / "out", workspace=ws, n_boot=300)
+    assert len(cmp.pairs) == 1
+    pair = cmp.pairs.iloc[0]
+    assert (pair["run_a"], pair["run_b"], pair["n_images"]) == ("good", "weak", 120)
+    assert pair["auc_a"] == pytest.approx(roc_auc_score(y, good))
+    assert pair["auc_b"] == pytest.approx(roc_auc_score(y, weak))
+    assert pair["delong_p"] == pytest.approx(delong_test(y, good, weak)["p_value"])
+    assert pair["delong_p"] < 0.001 and pair["significant"]
+    assert pair["bootstrap_ci_low"] > 0 and pair["bootstrap_method"] == "paired bootstrap over patients"
+    assert cmp.sentences[0].startswith(f"AUC of good {roc_auc_score(y, good):.3f} vs weak")
+    assert "statistically significant at alpha = 0.05" in cmp.sentences[0]
+    assert pd.read_csv(tmp_path / "out" / "paired_tests.csv")["run_a"].tolist() == ["good"]
+    assert cmp.sentences[0] in html.unescape((tmp_path / "out" / "comparison.html").read_text())
+
+
+def test_same_model_twice_is_not_significant(tmp_path: Path) -> None:
+    y, good, _ = _scores(1)
+    rng = np.random.default_rng(2)
+    jitter = np.clip(good + rng.normal(0, 0.01, len(good)), 0, 1)
+    make_run(tmp_path, "p", "a", probs=good, labels=y)
+    make_run(tmp_path, "p", "b", probs=jitter, labels=y)
+    pair = compare_runs(["p/a", "p/b"], out=tmp_path / "o", workspace=tmp_path, n_boot=200, plots=False).pairs.iloc[0]
+    assert abs(pair["difference"]) < 0.01 and pair["delong_p"] > 0.05 and not pair["significant"]
+    assert pair["delong_ci_low"] < 0 < pair["delong_ci_high"]

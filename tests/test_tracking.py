@@ -1,0 +1,140 @@
+"""MLflow tracking: a run folder logged to a SQLite store and to a real `mlflow server`; the live callback."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+pytest.importorskip("mlflow")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from medclass.experiments.tracking import MLflowCallback, flatten, log_run_folder, tracking_uri  # noqa: E402
+from test_compare import make_run  # noqa: E402
+
+
+def _check_logged(client: MlflowClient, run_id: str) -> None:
+    run = client.get_run(run_id)
+    assert run.data.params["model.name"] == "simple_cnn"
+    assert run.data.params["model.image_size"] == "32"
+    assert run.data.params["train.monitor"] == "val_auc"
+    history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_auc"))
+    assert history == [(0, 0.6), (1, 0.8), (2, 0.75)]
+    assert [m.value for m in client.get_metric_history(run_id, "epoch_time_s")] == [2.0, 3.0, 4.0]
+    assert run.data.metrics["test_roc_auc"] == pytest.approx(0.9)
+    assert run.data.metrics["test_roc_auc_ci_low"] == pytest.approx(0.8)
+    names = {f.path for f in client.list_artifacts(run_id)}
+    assert {"config.yaml", "metrics.csv", "classes.json", "metrics.json", "model"} <= names
+    assert [f.path for f in client.list_artifacts(run_id, "model")] == ["model/best.safetensors"]
+    assert run.info.status == "FINISHED"
+
+
+def _run_folder(tmp_path: Path) -> Path:
+    return make_run(tmp_path / "ws", "proj", "cnn", metrics_json={"metrics": {"roc_auc": 0.9},
+                                                                    "ci": {"roc_auc": {"value": 0.9, "low": 0.8, "high": 0.97}}})
+
+
+def test_flatten_and_uri(tmp_path: Path) -> None:
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": ""}) == {"a.b": "1", "a.c": "1,2", "d": ""}
+    assert tracking_uri(tmp_path / "mlruns") == (tmp_path / "mlruns").as_uri()
+
+
+def test_log_run_folder_to_sqlite_store(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run_id = log_run_folder(_run_folder(tmp_path), uri)
+    client = MlflowClient(tracking_uri=uri)
+    _check_logged(client, run_id)
+    assert client.get_experiment_by_name("proj") is not None
+    assert (tmp_path / "mlartifacts" / "proj").is_dir()  # artefacts beside the database, not in the cwd
+
+
+class _Tiny(pl.LightningModule):
+    """A logistic regression that logs val_loss per epoch, like the medclass module does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return torch.nn.functional.binary_cross_entropy_with_logits(self.lin(x)[:, 0], y)
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.binary_cross_entropy_with_logits(self.lin(x)[:, 0], y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+def test_callback_logs_every_epoch_live(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 2, generator=g)
+    data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).float())
+    loader = torch.utils.data.DataLoader(data, batch_size=16)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cb = MLflowCallback(uri, "live", "tiny")
+    trainer = pl.Trainer(max_epochs=3, callbacks=[cb], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    trainer.fit(_Tiny(), loader, loader)
+    client = MlflowClient(tracking_uri=uri)
+    losses = [m.value for m in sorted(client.get_metric_history(cb.run_id, "val_loss"), key=lambda m: m.step)]
+    assert len(losses) == 3 and losses[-1] < losses[0]  # one value per epoch, and it learned
+    assert [m.value for m in client.get_metric_history(cb.run_id, "lr")] == [0.5, 0.5, 0.5]
+    assert client.get_run(cb.run_id).info.status == "FINISHED"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path: Path):
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artefacts); stopped afterwards."""
+    port = _free_port()
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+           "--artifacts-destination", str(tmp_path / "server-artifacts")]
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.skip(f"mlflow server did not start within 60 s: {(tmp_path / 'server.log').read_text()[-500:]}")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.mark.slow
+def test_log_run_folder_to_real_server(tmp_path: Path, mlflow_server: str) -> None:
+    run_id = log_run_folder(_run_folder(tmp_path), mlflow_server, experiment_name="server-test")
+    client = MlflowClient(tracking_uri=mlflow_server)
+    _check_logged(client, run_id)
+    stored = list((tmp_path / "server-artifacts").rglob("best.safetensors"))
+    assert len(stored) == 1  # the server stored the checkpoint in its artefact destination
+    assert stored[0].read_bytes() == (tmp_path / "ws" / "proj" / "cnn" / "best.safetensors").read_bytes()
+    assert np.isfinite(client.get_run(run_id).data.metrics["val_loss"])
