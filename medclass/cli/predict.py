@@ -1,0 +1,59 @@
+"""``medclass predict CKPT PATH...``: class probabilities for files, folders, CSV manifests and DICOM."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ._common import console, friendly_errors
+
+_SHOW = 20  # rows printed when no --out is given
+
+
+def predict_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or run folder.")],
+    paths: Annotated[list[Path], typer.Argument(help="Images, DICOM files, folders or CSV manifests (column 'path').")],
+    out: Annotated[Optional[Path], typer.Option(help="Write all rows to a .csv or .json file.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
+    onnx: Annotated[Optional[Path], typer.Option(help="Run this exported ONNX file instead of PyTorch.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1...")] = "cpu",
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Predict every image; unreadable files get a row with the reason and the run goes on."""
+    from ..serving.predictor import Predictor
+    from ..utils import atomic_write_text
+
+    with friendly_errors():
+        if out is not None and out.suffix.lower() not in (".csv", ".json"):
+            raise typer.BadParameter(f"--out {out} must end in .csv or .json.")
+        predictor = Predictor.from_checkpoint(checkpoint, device=device, onnx=onnx)
+        df = predictor.predict_files(paths, batch_size=batch_size, progress=not quiet)
+        if out is not None:
+            text = df.to_json(orient="records", indent=2) if out.suffix.lower() == ".json" else df.to_csv(index=False)
+            atomic_write_text(out, text)
+        _print_summary(df, out)
+
+
+def _print_summary(df, out: Path | None) -> None:
+    failed = df[df["error"] != ""]
+    counts = df.loc[df["error"] == "", "predicted"].value_counts().to_dict()
+    if out is None:
+        table = Table(title=f"Predictions (first {min(_SHOW, len(df))} of {len(df)} rows; --out FILE for all)")
+        for col in ("file", *[c for c in df.columns if c.startswith("prob_")], "predicted", "error"):
+            table.add_column(col)
+        for row in df.head(_SHOW).to_dict("records"):
+            frame = f" [{row['frame']}]" if row["frame"] >= 0 else ""
+            probs = [f"{row[c]:.3f}" if row[c] == row[c] else "-" for c in df.columns if c.startswith("prob_")]
+            table.add_row(escape(Path(row["path"]).name + frame), *probs, row["predicted"], escape(row["error"]))
+        console.print(table)
+    summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
+    console.print(f"[bold]{len(df) - len(failed)} predicted[/] ({summary}); [bold]{len(failed)} unreadable[/]"
+                  + (f"; written to {out}" if out else ""))
+
+
+def register(app: typer.Typer) -> None:
+    """Add `predict`."""
+    app.command("predict")(predict_command)

@@ -1,0 +1,140 @@
+"""Input handling for the predictor: in-memory images checked against the pixel convention, and
+the list of files (one row per image or DICOM frame) behind the paths a user gives.
+
+In-memory images must follow the convention of :func:`medclass.data.io.read_image`: float
+``(H, W)`` or ``(H, W, C)`` with ``C`` in {1, 3} and values in [0, 1]. Two conversions are
+unambiguous and done silently: ``uint8`` arrays are divided by 255 and ``uint16`` arrays by
+65535 (PIL images likewise). Everything else that does not fit (floats outside [0, 1], other
+integer types, channels-first or RGBA arrays) raises a ``ValueError`` that says what was
+expected, what came, and how to convert it. Grayscale and RGB both fit any model: the transform
+converts channels the way training did.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..data._scan import file_kind, file_rows, skip, unsupported_reason, walk_files
+from ..data.patients import patient_rule
+from ..data.transforms import check_image
+from ..errors import DatasetError
+
+_PIL_KEEP_MODES = ("L", "RGB", "I;16")
+_INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+_MANIFEST_SUFFIXES = (".csv", ".tsv")
+_PATH_COLUMNS = ("path", "file", "filename", "image")
+
+
+def to_unit_image(x: Any, where: str = "image") -> np.ndarray:
+    """Convert one in-memory image to float32 ``(H, W, C)`` and check it against the pixel convention.
+
+    Accepts a PIL image or an array-like. ``uint8`` is divided by 255, ``uint16`` by 65535; floats
+    must already lie in [0, 1] (checked by :func:`medclass.data.transforms.check_image`).
+
+    >>> to_unit_image(np.full((4, 4), 255, np.uint8)).max()
+    1.0
+    """
+    if isinstance(x, Image.Image):
+        x = np.asarray(x if x.mode in _PIL_KEEP_MODES else x.convert("RGB"))
+    arr = np.asarray(x)
+    if arr.dtype in _INTEGER_SCALE:
+        arr = arr.astype(np.float32) / _INTEGER_SCALE[arr.dtype]
+    elif arr.dtype.kind != "f":
+        raise ValueError(
+            f"{where}: pixel type {arr.dtype} is ambiguous; the checkpoint expects float pixels in [0, 1] "
+            "(uint8 and uint16 are scaled automatically). Scale by your bit depth, e.g. arr / 4095 for 12-bit."
+        )
+    if arr.ndim == 3 and arr.shape[-1] not in (1, 3):
+        if arr.shape[0] in (1, 3):
+            hint = "it looks channels-first (C, H, W): pass arr.transpose(1, 2, 0)"
+        elif arr.shape[-1] == 4:
+            hint = "drop the alpha channel with arr[..., :3]"
+        else:
+            hint = "give 1 (grayscale) or 3 (RGB) channels"
+        raise ValueError(f"{where}: expected channels-last (H, W, C) with C = 1 or 3, got shape {arr.shape}; {hint}.")
+    if arr.size == 0:
+        raise ValueError(f"{where}: empty image (shape {arr.shape}).")
+    check_image(arr, where)
+    return arr if arr.ndim == 3 else arr[..., None]
+
+
+def image_batch(images_or_paths: Any) -> list[Any]:
+    """The items of a predict call: one path/image becomes a list of one; a 4-D array is a batch.
+
+    >>> len(image_batch(np.zeros((2, 8, 8, 1), np.float32)))
+    2
+    """
+    if isinstance(images_or_paths, (str, Path, Image.Image)):
+        return [images_or_paths]
+    if isinstance(images_or_paths, np.ndarray) or hasattr(images_or_paths, "__array__"):
+        arr = np.asarray(images_or_paths)
+        return list(arr) if arr.ndim == 4 else [arr]
+    return list(images_or_paths)
+
+
+def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none") -> tuple[pd.DataFrame, list[dict]]:
+    """Rows (path, frame, patient) for files, folders (recursive) and CSV/TSV manifests.
+
+    A DICOM file gives one row per frame (patient = PatientID); other files take the patient from
+    their name with ``patient_regex`` (see :func:`~medclass.data.patients.patient_rule`). Anything
+    that cannot be a row (missing file, unsupported extension, DICOM without pixels...) is returned
+    in the second list as ``{path, frame, reason}``.
+
+    >>> rows, problems = collect_files(["../shared/data/chest_xray/NORMAL"], "chest_xray")  # doctest: +SKIP
+    """
+    patient_of = patient_rule(patient_regex)
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for file, kind in walk_files(path, skipped):
+                rows += file_rows(file, kind, "", "", patient_of, skipped)
+        elif path.is_file() and path.suffix.lower() in _MANIFEST_SUFFIXES:
+            rows += _manifest_rows(path, patient_of, skipped)
+        else:
+            rows += _file_rows(path, patient_of, skipped)
+    frame = pd.DataFrame(rows, columns=["path", "frame", "patient"]).astype({"path": str, "frame": int, "patient": str})
+    problems = [{"path": s["path"], "frame": s.get("frame", -1), "reason": s["reason"]} for s in skipped]
+    return frame, problems
+
+
+def _file_rows(path: Path, patient_of: Callable[[str], str], skipped: list[dict]) -> list[dict]:
+    if not path.exists():
+        skip(skipped, path, "file does not exist")
+        return []
+    kind = file_kind(path)
+    if not kind:
+        skip(skipped, path, unsupported_reason(path))
+        return []
+    return file_rows(path, kind, "", "", patient_of, skipped)
+
+
+def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: list[dict]) -> list[dict]:
+    """Rows of a manifest: the first of the columns path/file/filename/image, relative to the CSV's
+    folder; an optional ``frame`` column picks one DICOM frame, a ``patient`` column is carried through."""
+    sep = "\t" if csv_path.suffix.lower() == ".tsv" else ","
+    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
+    df.columns = [str(c).strip() for c in df.columns]
+    column = next((c for c in _PATH_COLUMNS if c in df.columns), None)
+    if column is None:
+        raise DatasetError(
+            f"Manifest {csv_path} has no path column; expected one of {list(_PATH_COLUMNS)}, found {list(df.columns)}."
+        )
+    rows = []
+    for line, rec in enumerate(df.to_dict("records"), start=2):
+        path = Path(rec[column].strip())
+        found = _file_rows(path if path.is_absolute() else csv_path.parent / path, patient_of, skipped)
+        frame = str(rec.get("frame", "")).strip()
+        if frame not in ("", "-1"):
+            found = [r for r in found if str(r["frame"]) == frame]
+            if not found:
+                skip(skipped, f"{csv_path}:{line}", f"frame {frame!r} of {path} is not a frame of that file")
+        patient = str(rec.get("patient", "")).strip()
+        rows += [{**r, "patient": patient or r["patient"]} for r in found]
+    return rows

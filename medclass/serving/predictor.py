@@ -1,0 +1,217 @@
+"""Predict from a checkpoint alone: images, arrays, files, folders, CSV manifests and DICOM.
+
+The :class:`Predictor` applies exactly the checkpoint's preprocessing (channels, size, mean/std,
+DICOM window), its temperature, and its decision threshold. In-memory images follow the pixel
+convention (float in [0, 1]; ``uint8`` / ``uint16`` are scaled automatically, anything else that
+does not fit raises a ``ValueError`` naming what the checkpoint expects). Inference is
+thread-safe (one lock around the model), so one predictor can serve concurrent requests.
+
+Example:
+    >>> p = Predictor.from_checkpoint("workspace/default/resnet18/best.safetensors")  # doctest: +SKIP
+    >>> p.predict(["person1_virus_6.jpeg"])  # doctest: +SKIP
+    ['PNEUMONIA']
+    >>> p.predict_files(["../shared/data/chest_xray/NORMAL"]).head()  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.io import read_image
+from ..data.transforms import build_transform, prepare_image
+from ..errors import ImageReadError
+from ..inference import to_probs
+from ._backends import OnnxBackend, TorchBackend
+from ._inputs import collect_files, image_batch, to_unit_image
+
+
+class Predictor:
+    """A checkpoint ready for inference (PyTorch or ONNX Runtime forward pass).
+
+    Attributes: ``meta`` (the checkpoint metadata), ``classes``, ``threshold``, ``temperature``,
+    ``model`` (the PyTorch model, also used for Grad-CAM), ``backend`` (``'torch'`` or ``'onnx'``).
+    """
+
+    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: str = "cpu", onnx: str | Path | None = None) -> None:
+        self.meta = meta
+        self.classes: list[str] = list(meta["classes"])
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self._forward = OnnxBackend(onnx, meta, str(device)) if onnx is not None else TorchBackend(self.model, self.device)
+        pre = meta["preprocessing"]
+        self.window: str = pre.get("window", "")
+        self.transform = build_transform("none", pre["image_size"], pre["in_chans"], pre["mean"], pre["std"], train=False)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", onnx: str | Path | None = None) -> "Predictor":
+        """Load a ``.safetensors`` checkpoint (or a run folder); ``onnx`` = an exported file to run instead of PyTorch.
+
+        Pickled files (``.pth``, ``.ckpt``) are refused with a :class:`~medclass.errors.CheckpointError`.
+
+        >>> Predictor.from_checkpoint("run/best.safetensors", onnx="run/best.onnx").backend  # doctest: +SKIP
+        'onnx'
+        """
+        from ..training.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(path, device=device)
+        return cls(model, meta, device=device, onnx=onnx)
+
+    @property
+    def backend(self) -> str:
+        """``'torch'`` or ``'onnx'``."""
+        return self._forward.name
+
+    @property
+    def binary(self) -> bool:
+        """True for a two-class checkpoint (one logit, decision at :attr:`threshold`)."""
+        return len(self.classes) == 2
+
+    # -- single steps -----------------------------------------------------------------------------
+    def load(self, item: Any, where: str = "image") -> np.ndarray:
+        """One input (path, PIL image or array) as float32 HWC in [0, 1].
+
+        Files are read as training read them: the checkpoint's DICOM window, JPEGs decoded at the
+        smallest scale that stays >= the model's input size.
+
+        >>> Predictor.from_checkpoint("best.safetensors").load("scan.dcm").shape  # doctest: +SKIP
+        (512, 512, 1)
+        """
+        if isinstance(item, (str, Path)):
+            return read_image(item, window=self.window, size_hint=self.transform.image_size)
+        return to_unit_image(item, where)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Unit images -> the model input batch (float32 NCHW, resized and normalised)."""
+        return torch.stack([self.transform(img) for img in images]).numpy()
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Model input batch -> probabilities ``(n, n_classes)`` (temperature applied); thread-safe."""
+        with self._lock:
+            logits = self._forward(batch)
+        return to_probs(torch.from_numpy(np.asarray(logits)), self.temperature).numpy()
+
+    def decide(self, probs: np.ndarray) -> list[str]:
+        """Class names: ``classes[1]`` when ``p >= threshold`` (binary), else the argmax.
+
+        >>> p.decide(np.array([[0.7, 0.3], [0.2, 0.8]]))  # threshold 0.4  # doctest: +SKIP
+        ['NORMAL', 'PNEUMONIA']
+        """
+        probs = np.asarray(probs)
+        if self.binary:
+            index = (probs[:, 1] >= self.threshold).astype(int)
+        else:
+            index = probs.argmax(axis=1)
+        return [self.classes[i] for i in index]
+
+    # -- public predict API -----------------------------------------------------------------------
+    def predict_proba(self, images_or_paths: Any, batch_size: int = 32) -> np.ndarray:
+        """Probabilities ``(n, n_classes)`` for paths, PIL images or arrays (a 4-D array is a batch).
+
+        Raises :class:`~medclass.errors.ImageReadError` for an unreadable file and ``ValueError`` for
+        an array outside the pixel convention (use :meth:`predict_files` to collect errors instead).
+
+        >>> p.predict_proba(np.random.rand(2, 64, 64, 1).astype(np.float32)).shape  # doctest: +SKIP
+        (2, 2)
+        """
+        items = image_batch(images_or_paths)
+        out = [np.zeros((0, len(self.classes)), np.float32)]
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            images = [self.load(x, f"image {start + i}") for i, x in enumerate(chunk)]
+            out.append(self.probabilities(self.preprocess(images)))
+        return np.concatenate(out)
+
+    def predict(self, images_or_paths: Any, batch_size: int = 32) -> list[str]:
+        """Class names at the stored threshold (binary) or the argmax (more classes).
+
+        >>> p.predict("IM-0001-0001.jpeg")  # doctest: +SKIP
+        ['NORMAL']
+        """
+        return self.decide(self.predict_proba(images_or_paths, batch_size))
+
+    def predict_files(self, paths: str | Path | Iterable[str | Path], batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+        """Predict every image under ``paths`` (files, folders, CSV/TSV manifests, DICOM) in batches.
+
+        Returns one row per image or DICOM frame with the columns ``path, frame, patient,
+        prob_<class>... , predicted, threshold, error``. An unreadable file gets a row with the
+        reason in ``error`` (and empty probabilities); the run goes on.
+
+        >>> df = p.predict_files(["../shared/data/dicom"], batch_size=16)  # doctest: +SKIP
+        >>> df[df.error != ""].error.iloc[0]  # doctest: +SKIP
+        'no pixel data in this DICOM file (truncated file, or a non-image object)'
+        """
+        from rich.progress import Progress
+
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        rule = self.meta.get("config", {}).get("data", {}).get("patient_regex", "none")
+        files, problems = collect_files(paths, rule)
+        records = files.to_dict("records")
+        probs = np.full((len(records), len(self.classes)), np.nan, np.float32)
+        errors = [""] * len(records)
+        with Progress(disable=not progress, transient=True) as bar:
+            task = bar.add_task("predicting", total=len(records))
+            for start in range(0, len(records), batch_size):
+                rows = range(start, min(start + batch_size, len(records)))
+                images, ok = [], []
+                for i in rows:
+                    try:
+                        images.append(read_image(records[i]["path"], frame=records[i]["frame"], window=self.window,
+                                                  size_hint=self.transform.image_size))
+                        ok.append(i)
+                    except ImageReadError as e:
+                        errors[i] = e.reason
+                if ok:
+                    probs[ok] = self.probabilities(self.preprocess(images))
+                bar.advance(task, len(rows))
+        return self._table(records + problems, probs, errors + [p["reason"] for p in problems])
+
+    def _table(self, records: list[dict], probs: np.ndarray, errors: list[str]) -> pd.DataFrame:
+        unread = np.full((len(records) - len(probs), len(self.classes)), np.nan, np.float32)  # files never listed
+        probs = np.concatenate([probs, unread])
+        df = pd.DataFrame({"path": [r["path"] for r in records], "frame": [int(r["frame"]) for r in records],
+                           "patient": [r.get("patient", "") for r in records]})
+        for k, name in enumerate(self.classes):
+            df[f"prob_{name}"] = probs[:, k]
+        valid = ~np.isnan(probs).any(axis=1)
+        predicted = np.array([""] * len(df), dtype=object)
+        if valid.any():
+            predicted[valid] = self.decide(probs[valid])
+        df["predicted"] = predicted
+        df["threshold"] = self.threshold if self.binary else np.nan
+        df["error"] = errors
+        return df
+
+    # -- explanation ------------------------------------------------------------------------------
+    def explain(self, image: Any, target_class: int | None = None, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Grad-CAM overlay of one image: ``(overlay uint8 HxWx3 at the model's input size, probabilities)``.
+
+        ``target_class`` defaults to the decided class; ``method`` to the checkpoint's
+        ``eval.cam_method`` (gradcam). Runs the PyTorch model even when the backend is ONNX.
+
+        >>> overlay, probs = p.explain("person1_virus_6.jpeg")  # doctest: +SKIP
+        """
+        from ..explain.cam import compute_cam, overlay_cam
+
+        config = self.meta.get("config", {})
+        method = method or config.get("eval", {}).get("cam_method", "gradcam")
+        target_layer = config.get("model", {}).get("target_layer", "") or None
+        unit = self.load(image)
+        x = self.transform(unit)[None].to(self.device)
+        with self._lock:
+            with torch.no_grad():
+                logits = self.model(x).float().cpu()
+            probs = to_probs(logits, self.temperature).numpy()
+            if target_class is None:
+                target_class = self.classes.index(self.decide(probs)[0])
+            cam = compute_cam(self.model, x, target_class=target_class, method=method, target_layer=target_layer)
+        shown = prepare_image(unit, self.transform.image_size, in_chans=3).permute(1, 2, 0).numpy()
+        return overlay_cam(shown, np.asarray(cam)[0]), probs[0]
