@@ -1,0 +1,62 @@
+"""``medclass evaluate``: held-out metrics with CIs, a checked leak statement and a self-contained report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ._common import console, friendly_errors
+
+_SHOWN = ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
+          "macro_f1", "brier", "ece")
+
+
+def evaluate_command(
+    run: Annotated[Path, typer.Argument(help="Run folder (workspace/<project>/<experiment>) or checkpoint file.")],
+    data: Annotated[Optional[str], typer.Option(help="External data to evaluate instead of the run's own split.")] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate: test (held out), or val/train of the run.")] = "test",
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: the run folder).")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap replicates for the 95% CIs (0 = none).")] = 1000,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Flip test-time augmentation (default: the run's setting).")] = None,
+    cam_samples: Annotated[int, typer.Option(help="Grad-CAM images per class and outcome in the report.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 64,
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
+    pdf: Annotated[bool, typer.Option(help="Also write report.pdf with the figures.")] = False,
+) -> None:
+    """Evaluate a trained model on held-out data: metrics.json, predictions.csv and report.html."""
+    from ..evaluation.evaluate import evaluate
+
+    with friendly_errors():
+        result = evaluate(run, data=data, split=split, out=out, n_boot=n_boot, cam_samples=cam_samples, tta=tta,
+                          batch_size=batch_size, num_workers=num_workers, report=not pdf)
+        if pdf:
+            from ..evaluation.report import write_report
+
+            result.files["report"] = write_report(result, result.out_dir / "report.html", pdf=True)
+    m = result.metrics
+    leak = m["leak_check"]
+    style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")
+    console.print(f"[{style}]{leak['statement']}[/]")
+    ci = m.get("ci", {})
+    table = Table(title=f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI (patients resampled)", justify="right")
+    for key in _SHOWN:
+        if key in m["metrics"]:
+            c = ci.get(key)
+            table.add_row(key, _num(m["metrics"][key]), f"{_num(c['low'])} – {_num(c['high'])}" if c else "")
+    console.print(table)
+    for name, path in result.files.items():
+        console.print(f"[bold]{name}:[/] {path}")
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.3f}"
+
+
+def register(app: typer.Typer) -> None:
+    """Add `evaluate`."""
+    app.command("evaluate")(evaluate_command)

@@ -1,0 +1,40 @@
+"""``medclass explain``: predicted class and a CAM overlay PNG for each image."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ._common import console, friendly_errors
+
+def explain_command(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint (.safetensors).")],
+    images: Annotated[list[Path], typer.Argument(help="Image, DICOM or npz files to explain.")],
+    out: Annotated[Path, typer.Option(help="Folder for the overlay PNGs.")] = Path("explanations"),
+    method: Annotated[Optional[str], typer.Option(help="gradcam | gradcam++ | eigencam (default: the run's).")] = None,
+    target_class: Annotated[Optional[str], typer.Option(help="Class to explain (default: the predicted class).")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="Target layer name (default: the run's or found automatically).")] = None,
+) -> None:
+    """Predict each image and write a CAM overlay showing what drove the prediction."""
+    from ..evaluation.explain_images import explain_images
+
+    with friendly_errors():
+        rows = explain_images(run, [str(p) for p in images], out, method=method, target_class=target_class, layer=layer)
+    table = Table(title="Predictions and explanations")
+    for col in ("image", "predicted", "probability", "explained class", "overlay"):
+        table.add_column(col)
+    for r in rows:
+        if "error" in r:
+            table.add_row(r["path"], f"[red]unreadable: {r['error']}[/]", "", "", "")
+        else:
+            table.add_row(r["path"], r["predicted"], f"{r['probability']:.3f}", r["explained_class"], r["overlay"])
+    console.print(table)
+    if any("error" in r for r in rows):
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `explain`."""
+    app.command("explain")(explain_command)

@@ -1,0 +1,356 @@
+"""``evaluate(run)``: held-out metrics with patient-level CIs, a checked leak statement, predictions and a report.
+
+Steps (compute first, plot second):
+
+1. Load the checkpoint (model, classes, preprocessing, threshold, temperature) and pick the images:
+   the run's own ``split.csv`` rows of ``split`` (default: the held-out test set), or an external
+   data set (``data=PATH``) read with the run's data settings and preprocessed as the checkpoint says.
+2. Check, not assume, that those images are held out: compare them with the run's training and
+   validation rows by path, file hash, patient id and perceptual hash.
+3. Predict (checkpoint temperature, optional TTA); decide at the checkpoint's threshold, chosen on
+   validation and never re-tuned here.
+4. Metrics with 95% bootstrap CIs resampling patients, curves, calibration, per-patient results.
+5. Pick examples (gallery, top losses, Grad-CAM cells), write ``metrics.json``, ``predictions.csv``
+   and ``report.html`` (plots drawn from the computed results).
+
+Example:
+    >>> result = evaluate("workspace/default/resnet18-20261123-1301", n_boot=1000)  # doctest: +SKIP
+    >>> result.metrics["ci"]["roc_auc"]                                            # doctest: +SKIP
+    {'value': 0.961, 'low': 0.944, 'high': 0.975, 'n_valid': 1000}
+    >>> result.files["report"]                                                     # doctest: +SKIP
+    PosixPath('workspace/default/resnet18-20261123-1301/report.html')
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..config import DataConfig, RunConfig
+from ..data.dataset import ImageDataset
+from ..data.splits import patient_groups
+from ..data.table import DataTable
+from ..errors import DatasetError
+from ..inference import Predictions, predict_dataset
+from ..training.checkpoint import load_checkpoint
+from ..utils import atomic_write_text, write_json
+from ._curves import score_curves
+from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gallery
+from ._leakcheck import check_held_out
+from .bootstrap import bootstrap_metrics
+from .calibration import reliability_curve
+from .metrics import UndefinedMetricWarning, classification_report_dict, compute_metrics, predict_labels
+from .patients import aggregate_by_patient, patient_errors
+
+log = logging.getLogger(__name__)
+
+FORMAT = "medclass-evaluation/1"
+GALLERY_SIZE = 16  # images in the prediction gallery
+TOP_LOSSES = 12  # images in the top-losses grid
+
+
+@dataclass
+class EvaluationResult:
+    """Everything one evaluation computed: ``metrics`` is the content of ``metrics.json``."""
+
+    metrics: dict  # JSON-able: see the module docstring and docs/architecture.md
+    out_dir: Path  # folder of the written files
+    files: dict[str, Path] = field(default_factory=dict)  # metrics, predictions, report (and pdf)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)  # predictions.csv
+    examples: dict[str, list[Example]] = field(default_factory=dict)  # gallery, top_losses, cam
+    history: pd.DataFrame | None = None  # the run's metrics.csv (training curves)
+
+
+@dataclass
+class _Run:
+    checkpoint: Path
+    run_dir: Path | None  # folder with split.csv (None for a bare checkpoint)
+    model: torch.nn.Module
+    meta: dict
+    config: RunConfig
+
+
+def _load_run(run: str | Path, device: torch.device) -> _Run:
+    path = Path(run)
+    if path.is_dir():
+        names = [n for n in ("best.safetensors", "last.safetensors") if (path / n).is_file()]
+        checkpoint = path / names[0] if names else path  # load_checkpoint raises the explaining error
+    else:
+        checkpoint = path
+    model, meta = load_checkpoint(checkpoint, device=device)
+    folder = checkpoint.parent if checkpoint.is_file() else path
+    run_dir = folder if (folder / "split.csv").is_file() else None
+    config = RunConfig.from_dict(meta.get("config") or {})
+    return _Run(checkpoint, run_dir, model, meta, config)
+
+
+def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataTable:
+    """Rows of an external data set, labelled with the checkpoint's classes."""
+    from ..data.sources import load_source
+
+    if isinstance(data, DataConfig):
+        dcfg = data
+    else:
+        dcfg = dataclasses.replace(r.config.data, path=str(data), source="auto", classes=[], limit_per_class=0,
+                                   keep_source_split=True)
+    table = load_source(dcfg)
+    classes = list(r.meta["classes"])
+    unknown = sorted(set(table.frame["label"]) - set(classes))
+    if unknown:
+        raise DatasetError(f"{dcfg.path} holds classes {unknown} that the model does not know; the checkpoint "
+                           f"{r.checkpoint} predicts {classes}. Keep only those classes (data.classes) or relabel.")
+    present = sorted(set(table.frame["split"]) - {""})
+    if present:
+        if split not in present:
+            raise DatasetError(f"{dcfg.path} has splits {present} but no {split!r} rows; pass --split with one of them.")
+        table = table.subset(split)
+    return DataTable(table.frame, classes, table.skipped, table.source, table.root)
+
+
+def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[DataTable, DataTable | None, str]:
+    """(evaluated rows, reference rows for the leak check or None, name of the reference splits)."""
+    classes = list(r.meta["classes"])
+    full = DataTable.from_csv(r.run_dir / "split.csv", classes) if r.run_dir is not None else None
+    if data is None:
+        if full is None:
+            raise FileNotFoundError(f"{r.checkpoint} has no split.csv beside it, so its test split is unknown; "
+                                    "pass the images to evaluate with --data PATH.")
+        evaluated = full.subset(split)
+        if not len(evaluated):
+            counts = full.frame["split"].value_counts().to_dict()
+            raise DatasetError(f"{r.run_dir / 'split.csv'} has no rows in split {split!r} (splits: {counts}).")
+    else:
+        evaluated = _external_table(data, r, split)
+        if not len(evaluated):
+            raise DatasetError(f"No images to evaluate in {data} (split {split!r}).")
+    if full is None:
+        return evaluated, None, "training or validation"
+    ref_splits = [s for s in ("train", "val") if not (data is None and s == split)]
+    if data is None and split != "test":
+        log.warning("Evaluating the %r split: it was used during training (model selection/threshold), so these "
+                    "metrics are not held-out estimates.", split)
+    reference = full.subset(full.frame["split"].isin(ref_splits).to_numpy())
+    return evaluated, reference, " or ".join({"train": "training", "val": "validation"}[s] for s in ref_splits)
+
+
+def _default_out(r: _Run, data: str | Path | DataConfig | None, split: str) -> Path:
+    base = r.run_dir or r.checkpoint.parent
+    if data is None and split == "test":
+        return base
+    name = Path(data.path if isinstance(data, DataConfig) else data).stem if data is not None else "run"
+    return base / f"evaluation-{name}-{split}"
+
+
+def _groups(patients: list[str]) -> np.ndarray:
+    return patient_groups(pd.DataFrame({"patient": patients})).to_numpy()
+
+
+def _metrics(pred: Predictions, classes: list[str], threshold: float, n_boot: int, seed: int = 0) -> dict:
+    """Image-level metrics, CIs resampling patients, report, curves, calibration."""
+    y, P = pred.labels, pred.probs
+    out = {"metrics": compute_metrics(y, P, threshold, classes)}
+    decided = predict_labels(P, threshold)
+    out["classification_report"] = classification_report_dict(y, decided, classes)
+    if n_boot > 0:
+        out["ci"] = bootstrap_metrics(y, P, _groups(pred.patients), threshold=threshold, n_boot=n_boot, seed=seed)
+        out["ci_method"] = (f"95% percentile bootstrap, {n_boot} replicates resampling patients "
+                            "(images without a patient id count as their own patient)")
+    out["log_loss"] = float(per_image_loss(P, y).mean())
+    out["curves"] = score_curves(y, P, classes)
+    out["calibration"] = reliability_curve(y, P)
+    if len(classes) == 2:
+        m = out["metrics"]
+        fpr, tpr = 1.0 - m["specificity"], m["sensitivity"]
+        out["operating_point"] = {"threshold": threshold, "sensitivity": m["sensitivity"], "specificity": m["specificity"],
+                                  "ppv": m["ppv"], "npv": m["npv"], "fpr": fpr, "tpr": tpr, "recall": tpr,
+                                  "precision": m["ppv"]}
+    return out
+
+
+def _patient_results(pred: Predictions, classes: list[str], threshold: float,
+                     frames: np.ndarray) -> tuple[dict, pd.DataFrame]:
+    """Patient-level metrics for mean and max aggregation, each patient's wrong images, and a per-patient table."""
+    groups = _groups(pred.patients)
+    decided = predict_labels(pred.probs, threshold)
+    out: dict = {"label_rule": "any positive image" if len(classes) == 2 else "most frequent image label",
+                 "images_without_patient_count_as_own_patient": True}
+    table = pd.DataFrame()
+    for how in ("mean", "max"):
+        ids, y_pat, P_pat = aggregate_by_patient(pred.labels, pred.probs, groups, how=how)
+        full = compute_metrics(y_pat, P_pat, threshold, classes)
+        out[how] = {k: v for k, v in full.items() if k != "per_class"}
+        table["patient"], table["label"] = ids, [classes[i] for i in y_pat]
+        for j, c in enumerate(classes):
+            table[f"{how}_prob_{c}"] = P_pat[:, j]
+        table[f"{how}_predicted"] = [classes[i] for i in predict_labels(P_pat, threshold)]
+    table.insert(2, "n_images", pd.Series(groups).value_counts().reindex(table["patient"]).to_numpy())
+    out["n_patients"] = int(len(table))
+    out["errors"] = patient_errors(pred.paths, groups, pred.labels, decided, pred.probs, order=frames,
+                                   class_names=classes)
+    return out, table
+
+
+def _prediction_frame(pred: Predictions, table: DataTable, classes: list[str], threshold: float,
+                      loss: np.ndarray) -> pd.DataFrame:
+    decided = predict_labels(pred.probs, threshold)
+    df = pd.DataFrame({"path": pred.paths, "frame": table.frame["frame"].to_numpy()[pred.indices],
+                       "patient": pred.patients, "label": [classes[i] for i in pred.labels]})
+    for j, c in enumerate(classes):
+        df[f"prob_{c}"] = pred.probs[:, j]
+    df["predicted"] = [classes[i] for i in decided]
+    df["correct"] = decided == pred.labels
+    df["loss"] = loss
+    return df
+
+
+def _examples(rows: np.ndarray, df: pd.DataFrame, ds: ImageDataset, indices: np.ndarray, classes: list[str],
+              probs: np.ndarray) -> tuple[list[Example], torch.Tensor | None]:
+    views, inputs, kept = load_views(ds, indices[rows])
+    out = []
+    for view, pos in zip(views, kept):
+        row = df.iloc[int(rows[pos])]
+        p = probs[int(rows[pos])]
+        out.append(Example(row["path"], row["patient"], row["label"], row["predicted"],
+                           float(p[classes.index(row["predicted"])]), float(p[classes.index(row["label"])]),
+                           float(row["loss"]), view))
+    return out, inputs
+
+
+def _cam_examples(r: _Run, df: pd.DataFrame, ds: ImageDataset, pred: Predictions, classes: list[str],
+                  per_cell: int) -> list[Example]:
+    """Grad-CAM overlays (explaining the predicted class) for sampled correct and wrong images of each class."""
+    from ..explain.cam import compute_cam, overlay_cam
+
+    device = next(r.model.parameters()).device
+    out = []
+    for _, _, rows in pick_cells(pred.labels, df["correct"].to_numpy(), len(classes), per_cell):
+        if not len(rows):
+            continue
+        examples, inputs = _examples(rows, df, ds, pred.indices, classes, pred.probs)
+        if inputs is None:
+            continue
+        targets = [classes.index(ex.predicted) for ex in examples]
+        cams = compute_cam(r.model, inputs.to(device), target_class=targets, method=r.config.eval.cam_method,
+                           target_layer=r.config.model.target_layer or None)
+        for ex, cam in zip(examples, cams):
+            ex.overlay, ex.cam_class = overlay_cam(ex.image, cam), ex.predicted
+        out.extend(examples)
+    return out
+
+
+def _run_files(run_dir: Path | None, meta: dict) -> tuple[dict | None, pd.DataFrame | None, dict | None]:
+    """The run's baseline.json, metrics.csv and threshold.json when present."""
+    if run_dir is None:
+        return None, None, None
+    baseline = json.loads((run_dir / "baseline.json").read_text()) if (run_dir / "baseline.json").is_file() else None
+    history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else None
+    chosen = json.loads((run_dir / "threshold.json").read_text()) if (run_dir / "threshold.json").is_file() else None
+    return baseline, history, chosen
+
+
+def _fingerprint_cache(run_dir: Path | None) -> Path | None:
+    """The workspace fingerprint cache that training filled (``<workspace>/.cache``), when it exists."""
+    if run_dir is None:
+        return None
+    cache = run_dir.resolve().parents[1] / ".cache"
+    return cache if cache.is_dir() else None
+
+
+def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split: str = "test",
+             out: str | Path | None = None, n_boot: int = 1000, cam_samples: int = 4, tta: bool | None = None,
+             batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None) -> EvaluationResult:
+    """Evaluate a run folder (or checkpoint) on its held-out split or on external data; write metrics and a report.
+
+    Args:
+        run: a run folder (``best.safetensors`` and ``split.csv``) or a checkpoint file.
+        data: external data (a path read with the run's data settings, or a :class:`DataConfig`); all of
+            its rows, or its ``split`` rows when it has splits. ``None``: the run's own ``split`` rows.
+        split: which split to evaluate (``test`` is the only held-out one of a run).
+        out: output folder (default: the run folder for its test split, else ``<run>/evaluation-<name>-<split>``).
+        n_boot: bootstrap replicates for the CIs (0 = no CIs).
+        cam_samples: Grad-CAM images per (class, correct/wrong) cell (0 = none).
+        tta: horizontal-flip test-time augmentation (``None`` = the run's ``eval.tta``).
+        batch_size, num_workers: inference loader settings.
+        report: also write ``report.html``.
+        device: ``cuda``/``cpu`` (default: CUDA when available).
+
+    Example:
+        >>> res = evaluate("workspace/default/simple_cnn-1", n_boot=200, cam_samples=2)  # doctest: +SKIP
+        >>> res.metrics["leak_check"]["statement"]                                       # doctest: +SKIP
+        'No evaluated image or patient was used in training or validation: checked 600 images / 190 patients ...'
+    """
+    start = time.perf_counter()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    r = _load_run(run, dev)
+    classes, pre = list(r.meta["classes"]), r.meta["preprocessing"]
+    threshold, temperature = float(r.meta.get("threshold", 0.5)), float(r.meta.get("temperature", 1.0))
+    tta = r.config.eval.tta if tta is None else tta
+    evaluated, reference, ref_names = _tables(r, data, split)
+    leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.get("window", ""),
+                                   near_duplicates=r.config.data.near_duplicates, cache_dir=_fingerprint_cache(r.run_dir))
+
+    from ..data.transforms import build_transform
+
+    tf = build_transform("none", pre["image_size"], pre["in_chans"], pre["mean"], pre["std"], train=False)
+    ds = ImageDataset(evaluated, classes=classes, transform=tf, window=pre.get("window", ""))
+    pred = predict_dataset(r.model, ds, batch_size=batch_size, num_workers=num_workers, temperature=temperature, tta=tta)
+    if not len(pred.labels):
+        raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
+    loss = per_image_loss(pred.probs, pred.labels)
+    df = _prediction_frame(pred, evaluated, classes, threshold, loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN metrics are reported as null
+        computed = _metrics(pred, classes, threshold, n_boot)
+        patients, patient_table = _patient_results(pred, classes, threshold, df["frame"].to_numpy())
+    baseline, history, chosen = _run_files(r.run_dir, r.meta)
+
+    gallery, _ = _examples(pick_gallery(df["correct"].to_numpy(), GALLERY_SIZE), df, ds, pred.indices, classes, pred.probs)
+    top, _ = _examples(np.argsort(-loss, kind="stable")[:TOP_LOSSES], df, ds, pred.indices, classes, pred.probs)
+    cams = _cam_examples(r, df, ds, pred, classes, cam_samples) if cam_samples > 0 else []
+
+    metrics = {
+        "format": FORMAT,
+        "checkpoint": str(r.checkpoint), "run": str(r.run_dir) if r.run_dir else None,
+        "model": r.meta["model"], "classes": classes, "preprocessing": pre,
+        "threshold": threshold, "threshold_rule": r.meta.get("threshold_rule", ""), "threshold_on_validation": chosen,
+        "temperature": temperature, "tta": bool(tta),
+        "data": {"source": "run split" if data is None else "external", "path": str(data) if data is not None else
+                 str(r.run_dir / "split.csv"), "split": split, "n_predicted": int(len(pred.labels)),
+                 "unreadable_at_prediction": list(pred.skipped), **summary},
+        "leak_check": leak, "contaminated": leak.get("clean") is False,
+        **computed, "patients": patients,
+        "top_losses": df.iloc[np.argsort(-loss, kind="stable")[:TOP_LOSSES]].to_dict(orient="records"),
+        "baseline": baseline, "checkpoint_metrics": r.meta.get("metrics", {}),
+        "training": {"history": history.to_dict(orient="list") if history is not None else None,
+                     "best_epoch": r.meta.get("metrics", {}).get("epoch")},
+        "versions": r.meta.get("versions", {}), "cam_method": r.config.eval.cam_method,
+    }
+    out_dir = Path(out) if out is not None else _default_out(r, data, split)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = EvaluationResult(metrics, out_dir, predictions=df,
+                              examples={"gallery": gallery, "top_losses": top, "cam": cams}, history=history)
+    atomic_write_text(out_dir / "predictions.csv", df.to_csv(index=False))
+    result.files["predictions"] = out_dir / "predictions.csv"
+    atomic_write_text(out_dir / "patients.csv", patient_table.to_csv(index=False))
+    result.files["patients"] = out_dir / "patients.csv"
+    metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
+    write_json(out_dir / "metrics.json", metrics)
+    result.files["metrics"] = out_dir / "metrics.json"
+    if report:
+        from .report import write_report
+
+        result.files["report"] = write_report(result, out_dir / "report.html")
+    log.info("evaluation of %s on %d images written to %s (%.1f s)", r.checkpoint, len(df), out_dir,
+             time.perf_counter() - start)
+    return result
+
+
+__all__ = ["EvaluationResult", "evaluate"]
