@@ -168,9 +168,9 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: boo
         log.info("%s: pretrained weights from the installed package file %s", name, local)
         weights, pretrained = local, False
     model = builder(n_out, in_chans, pretrained, dropout, pool)
+    model.medclass_name = name
     if weights:
         load_local_weights(model, weights)
-    model.medclass_name = name
     return model
 
 
