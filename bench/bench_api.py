@@ -1,0 +1,131 @@
+"""Load test of the REST API: N requests with C concurrent clients against a real uvicorn server.
+
+Starts ``create_api(checkpoint)`` with uvicorn in a subprocess on 127.0.0.1 (a free port), posts
+real chest X-rays to ``/predict`` and prints a markdown table: requests/s, median and p95 latency,
+errors. Without ``--checkpoint`` a checkpoint with random weights is written to a temporary folder
+(speed does not depend on the weights).
+
+    .venv/bin/python bench/bench_api.py --model simple_cnn --image-size 224 --requests 200 --concurrency 8
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+SHARED = Path(os.environ.get("MEDCLASS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 200 (raises after ``timeout`` s or when ``process`` has exited)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with code {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16) -> subprocess.Popen:
+    """``create_api(checkpoint)`` under uvicorn in a subprocess on 127.0.0.1:port."""
+    code = ("import uvicorn; from medclass.serving.api import create_api; "
+            f"uvicorn.run(create_api({str(checkpoint)!r}, max_batch={max_batch}), host='127.0.0.1', port={port}, "
+            "log_level='warning')")
+    process = subprocess.Popen([sys.executable, "-c", code])
+    wait_ready(f"http://127.0.0.1:{port}/health", process=process)
+    return process
+
+
+def run_load(url: str, payloads: list[tuple[str, bytes, str]], n_requests: int = 200, concurrency: int = 8) -> dict:
+    """POST ``n_requests`` uploads (cycling through ``payloads``) with ``concurrency`` clients.
+
+    Returns ``{requests, concurrency, errors, statuses, seconds, rps, p50_ms, p95_ms}``.
+    """
+    latencies = np.zeros(n_requests)
+    statuses = np.zeros(n_requests, dtype=int)
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+
+        def one(i: int) -> None:
+            name, data, content_type = payloads[i % len(payloads)]
+            start = time.perf_counter()
+            try:
+                statuses[i] = client.post(url, files={"file": (name, data, content_type)}).status_code
+            except httpx.HTTPError:
+                statuses[i] = -1
+            latencies[i] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(one, range(n_requests)))
+        seconds = time.perf_counter() - start
+    values, counts = np.unique(statuses, return_counts=True)
+    return {"requests": n_requests, "concurrency": concurrency, "errors": int((statuses != 200).sum()),
+            "statuses": dict(zip(map(int, values), map(int, counts))), "seconds": seconds,
+            "rps": n_requests / seconds, "p50_ms": float(np.percentile(latencies, 50) * 1000),
+            "p95_ms": float(np.percentile(latencies, 95) * 1000)}
+
+
+def xray_payloads(n: int = 16) -> list[tuple[str, bytes, str]]:
+    """The first ``n`` chest X-rays of each class as upload payloads."""
+    files = [p for c in ("NORMAL", "PNEUMONIA") for p in sorted((SHARED / "chest_xray" / c).glob("*.jpeg"))[: n // 2]]
+    return [(p.name, p.read_bytes(), "image/jpeg") for p in files]
+
+
+def _random_checkpoint(folder: Path, model: str, image_size: int) -> Path:
+    from medclass.models import create_model
+    from medclass.training.checkpoint import build_meta, save_checkpoint
+
+    meta = build_meta(classes=["NORMAL", "PNEUMONIA"], model_name=model, in_chans=1, image_size=image_size,
+                      mean=[0.5], std=[0.25])
+    return save_checkpoint(folder / "bench.safetensors", create_model(model, 2, in_chans=1), meta)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default="", help="checkpoint to serve (default: random simple_cnn weights)")
+    parser.add_argument("--model", default="simple_cnn")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-batch", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = args.checkpoint or _random_checkpoint(Path(tmp), args.model, args.image_size)
+        port = free_port()
+        server = start_api_server(ckpt, port, args.max_batch)
+        try:
+            payloads = xray_payloads()
+            run_load(f"http://127.0.0.1:{port}/predict", payloads, n_requests=16, concurrency=4)  # warm-up
+            r = run_load(f"http://127.0.0.1:{port}/predict", payloads, args.requests, args.concurrency)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print("| model | size | requests | concurrency | max batch | req/s | p50 ms | p95 ms | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.model if not args.checkpoint else Path(args.checkpoint).name} | {args.image_size} | {r['requests']} | "
+          f"{r['concurrency']} | {args.max_batch} | {r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['errors']} |")
+
+
+if __name__ == "__main__":
+    main()

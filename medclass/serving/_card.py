@@ -1,0 +1,112 @@
+"""The model card shown by ``GET /model`` and the web app: built from the checkpoint metadata only."""
+from __future__ import annotations
+
+import math
+from pathlib import PurePath
+from typing import Any
+
+DISCLAIMER = (
+    "Not a medical device. This model is for research and education only; it must not be used for "
+    "diagnosis, triage or any clinical decision."
+)
+LIMITATIONS = (
+    "Trained and validated on one retrospective data set; performance on other hospitals, scanners, "
+    "populations or image types is unknown. Probabilities reflect that data set's class balance."
+)
+_CI_KEYS = (("ci_low", "ci_high"), ("lower", "upper"), ("low", "high"))
+_VALUE_KEYS = ("value", "estimate", "mean", "point")
+
+
+def model_card(meta: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-friendly card: model, classes, data, preprocessing, decision rule, metrics, intended use.
+
+    >>> model_card(meta)["medical_device"]  # doctest: +SKIP
+    False
+    """
+    config = meta.get("config") or {}
+    data = config.get("data") or {}
+    classes = list(meta["classes"])
+    return {
+        "model": meta["model"],
+        "classes": classes,
+        "data": {
+            "name": PurePath(str(data["path"])).name if data.get("path") else "",
+            "source": data.get("source", ""),
+            "label_from_name": data.get("label_from_name", ""),
+            "patient_rule": data.get("patient_regex", ""),
+        },
+        "preprocessing": meta["preprocessing"],
+        "threshold": meta.get("threshold") if len(classes) == 2 else None,
+        "threshold_rule": meta.get("threshold_rule", ""),
+        "temperature": meta.get("temperature", 1.0),
+        "decision_rule": (f"{classes[1]} when P({classes[1]}) >= threshold, else {classes[0]}" if len(classes) == 2
+                          else "the class with the highest probability"),
+        "metrics": meta.get("metrics") or {},
+        "intended_use": meta.get("intended_use") or (
+            f"Research and teaching demonstrations of image classification into {', '.join(classes)}."),
+        "limitations": LIMITATIONS,
+        "medical_device": False,
+        "disclaimer": DISCLAIMER,
+        "versions": meta.get("versions") or {},
+    }
+
+
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(name, "value [ci_low, ci_high]")`` pairs for display; CIs come from ``<name>_ci`` lists or
+    ``{"value", "ci_low", "ci_high"}``-style dicts, nested dicts are flattened with dots.
+
+    >>> metric_rows({"auc": 0.91, "auc_ci": [0.88, 0.94], "epoch": 3})
+    [('auc', '0.91 [0.88, 0.94]'), ('epoch', '3')]
+    """
+    rows: list[tuple[str, str]] = []
+    for name, value in metrics.items():
+        if name.endswith("_ci") and name[:-3] in metrics:
+            continue
+        ci = metrics.get(f"{name}_ci")
+        if isinstance(value, dict):
+            point = next((value[k] for k in _VALUE_KEYS if k in value), None)
+            bounds = value.get("ci") or next(([value[a], value[b]] for a, b in _CI_KEYS if a in value and b in value), None)
+            if point is None:
+                rows += [(f"{name}.{k}", text) for k, text in metric_rows(value)]
+                continue
+            value, ci = point, bounds
+        text = _number(value)
+        if isinstance(ci, (list, tuple)) and len(ci) == 2:
+            text += f" [{_number(ci[0])}, {_number(ci[1])}]"
+        rows.append((name, text))
+    return rows
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The card as Markdown (for the web app).
+
+    >>> "Not a medical device" in card_markdown(model_card(meta))  # doctest: +SKIP
+    True
+    """
+    pre = card["preprocessing"]
+    lines = [
+        f"### Model card: {card['model']['name']}",
+        f"**{card['disclaimer']}**",
+        "",
+        f"- **Classes:** {', '.join(card['classes'])}",
+        f"- **Decision:** {card['decision_rule']}"
+        + (f" (threshold {card['threshold']:.3g}, rule {card['threshold_rule'] or 'fixed'})" if card["threshold"] is not None else ""),
+        f"- **Data:** {card['data']['name'] or 'not recorded'}"
+        + (f" ({card['data']['label_from_name']})" if card["data"]["label_from_name"] else ""),
+        f"- **Input:** {pre['image_size']} x {pre['image_size']} px, {pre['in_chans']} channel(s), "
+        f"DICOM window {pre.get('window') or 'from the file'}",
+        f"- **Intended use:** {card['intended_use']}",
+        f"- **Limitations:** {card['limitations']}",
+    ]
+    rows = metric_rows(card["metrics"])
+    if rows:
+        lines += ["", "| metric | value [95% CI] |", "|---|---|", *(f"| {n} | {v} |" for n, v in rows)]
+    return "\n".join(lines)

@@ -1,0 +1,176 @@
+"""REST API over one checkpoint: ``POST /predict``, ``GET /model``, ``GET /health`` (+ OpenAPI at ``/docs``).
+
+``POST /predict`` takes a multipart upload (field ``file``: PNG, JPEG, TIFF, ... or DICOM) and
+answers the class probabilities, the decision at the checkpoint's threshold and, with
+``?cam=true``, a Grad-CAM overlay as a base64 PNG. Every bad input is a 4xx with a JSON
+``{"detail": "..."}``: 413 too large (bytes or pixels), 415 wrong content type, 422 empty,
+non-image, corrupt or truncated data, DICOM without pixels.
+
+Concurrency: uploads are decoded in FastAPI's thread pool; forward passes go through a
+micro-batching queue (up to ``max_batch`` concurrent images per pass) in front of the model, and
+Grad-CAM runs under the predictor's lock, so concurrent requests are safe.
+
+Example:
+    >>> app = create_api("workspace/default/resnet18/best.safetensors")  # doctest: +SKIP
+    >>> # uvicorn.run(app, host="127.0.0.1", port=8000); then
+    >>> # curl -F file=@IM-0001-0001.jpeg http://127.0.0.1:8000/predict
+"""
+from __future__ import annotations
+
+import base64
+import io
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.responses import JSONResponse
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from ._batcher import MicroBatcher
+from ._card import model_card
+from ._upload import UploadError, check_content_type, decode_upload, read_limited
+from .predictor import Predictor
+
+_ERRORS = {
+    413: "Upload too large (bytes) or too many pixels",
+    415: "Content type is not an image or DICOM",
+    422: "Empty, non-image, corrupt or truncated file; DICOM without pixel data; invalid parameters",
+}
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx answer."""
+
+    detail: Any = Field(description="What was wrong with the request and how to fix it.")
+
+
+class PredictionBody(BaseModel):
+    """Answer of ``POST /predict``."""
+
+    probabilities: dict[str, float] = Field(description="Probability of each class (after temperature scaling).")
+    decision: str = Field(description="Predicted class: the positive class when its probability >= threshold (binary), else the argmax.")
+    threshold: float | None = Field(description="Decision threshold on the positive class (binary models; null otherwise).")
+    classes: list[str]
+    model: str
+    cam: str | None = Field(default=None, description="Grad-CAM overlay as a base64 PNG (only with cam=true).")
+    disclaimer: str
+
+
+class HealthBody(BaseModel):
+    """Answer of ``GET /health``."""
+
+    status: str
+    model: str
+    classes: list[str]
+    backend: str
+
+
+def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = 20, max_pixels: int = 50_000_000,
+               max_batch: int = 16, onnx: str | Path | None = None) -> FastAPI:
+    """A FastAPI app serving one checkpoint (a path, or an already loaded :class:`Predictor`).
+
+    Args:
+        checkpoint: ``.safetensors`` checkpoint (pickles are refused) or a ready predictor.
+        max_upload_mb: largest accepted upload in MiB (413 beyond).
+        max_pixels: largest accepted width x height (413 beyond; guards against decompression bombs).
+        max_batch: most images per forward pass of the micro-batching queue.
+        onnx: optional exported ONNX file to run instead of PyTorch.
+
+    >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+    >>> TestClient(create_api("best.safetensors")).get("/health").json()["status"]  # doctest: +SKIP
+    'ok'
+    """
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, onnx=onnx)
+    max_bytes = int(max_upload_mb * 2**20)
+    batcher = MicroBatcher(predictor.probabilities, max_batch=max_batch)
+    card = model_card(predictor.meta)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(title="medclass", version=str(predictor.meta.get("versions", {}).get("medclass", "")),
+                  description=f"Classifier of {', '.join(predictor.classes)} images. {card['disclaimer']}",
+                  lifespan=lifespan)
+    app.state.predictor, app.state.batcher = predictor, batcher
+    app.add_middleware(_BodyLimit, max_bytes=max_bytes + 64 * 1024, limit_mb=max_upload_mb)  # + multipart framing
+
+    @app.exception_handler(UploadError)
+    async def upload_error(request, exc: UploadError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+
+    @app.get("/health", response_model=HealthBody)
+    def health() -> dict[str, Any]:
+        """Liveness: the model is loaded."""
+        return {"status": "ok", "model": predictor.meta["model"]["name"], "classes": predictor.classes,
+                "backend": predictor.backend}
+
+    @app.get("/model")
+    def model() -> dict[str, Any]:
+        """Model card: classes, preprocessing, threshold, metrics, intended use ("not a medical device")."""
+        return card
+
+    @app.post("/predict", response_model=PredictionBody,
+              responses={k: {"model": ErrorBody, "description": v} for k, v in _ERRORS.items()})
+    def predict(
+        file: UploadFile = File(description="Image (PNG, JPEG, TIFF, BMP, ...) or DICOM file."),
+        cam: bool = Query(False, description="Also return a Grad-CAM overlay (base64 PNG)."),
+        frame: int = Query(-1, ge=-1, le=100_000, description="Frame of a multi-frame DICOM (-1 = single-frame file)."),
+    ) -> dict[str, Any]:
+        """Classify one uploaded image or DICOM file."""
+        check_content_type(file.content_type)
+        data = read_limited(file.file, max_bytes)
+        image = decode_upload(data, file.filename, file.content_type, window=predictor.window, frame=frame,
+                              max_pixels=max_pixels, size_hint=predictor.transform.image_size)
+        overlay = None
+        if cam:
+            overlay_rgb, probs = predictor.explain(image)
+            overlay = _png_base64(overlay_rgb)
+        else:
+            probs = batcher.submit(predictor.preprocess([image])[0])
+        return {"probabilities": dict(zip(predictor.classes, map(float, probs))),
+                "decision": predictor.decide(probs[None])[0],
+                "threshold": predictor.threshold if predictor.binary else None,
+                "classes": predictor.classes, "model": predictor.meta["model"]["name"], "cam": overlay,
+                "disclaimer": card["disclaimer"]}
+
+    return app
+
+
+def _png_base64(rgb: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 before reading a body whose Content-Length is over the limit, and while
+    streaming a body without one (chunked) as soon as it goes over."""
+
+    def __init__(self, app, max_bytes: int, limit_mb: float) -> None:
+        self.app, self.max_bytes = app, max_bytes
+        self.message = f"Upload larger than the limit of {limit_mb:g} MiB."
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and not length.isdigit():
+            return await JSONResponse({"detail": "Invalid Content-Length header."}, status_code=400)(scope, receive, send)
+        if length is not None and int(length) > self.max_bytes:
+            return await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, limited_receive, send)

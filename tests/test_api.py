@@ -1,0 +1,232 @@
+"""REST API: every bad input is a clear 4xx; schema fuzzing and a bounded load test on a real server."""
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from medclass.errors import CheckpointError
+from medclass.serving._batcher import MicroBatcher
+from medclass.serving.api import create_api
+from medclass.serving.predictor import Predictor
+from test_predictor import XRAYS, make_checkpoint
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_api.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_api", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("api") / "m.safetensors",
+                           metrics={"test_auc": 0.91, "test_auc_ci": [0.88, 0.94], "epoch": 3})
+
+
+@pytest.fixture(scope="module")
+def client(ckpt):
+    with TestClient(create_api(ckpt, max_upload_mb=1, max_pixels=1_000_000)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def xray(shared_data) -> Path:
+    return shared_data / "chest_xray" / XRAYS[2]
+
+
+def post(client, name: str, data: bytes, content_type: str | None = "image/jpeg", **params):
+    file = (name, data, content_type) if content_type else (name, data)
+    return client.post("/predict", files={"file": file}, params=params)
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_predict_real_xray_matches_predictor(client, ckpt, xray):
+    r = post(client, xray.name, xray.read_bytes())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expected = Predictor.from_checkpoint(ckpt).predict_proba(xray)[0]
+    np.testing.assert_allclose([body["probabilities"]["NORMAL"], body["probabilities"]["PNEUMONIA"]], expected, atol=1e-5)
+    assert body["decision"] == ("PNEUMONIA" if expected[1] >= 0.4 else "NORMAL")
+    assert body["threshold"] == 0.4 and body["cam"] is None and "Not a medical device" in body["disclaimer"]
+
+
+def test_predict_dicom_and_frames(client, shared_data):
+    ct = (shared_data / "dicom" / "CT_small.dcm").read_bytes()
+    assert post(client, "ct.dcm", ct, "application/dicom").status_code == 200
+    assert post(client, "no_extension", ct, "application/octet-stream").status_code == 200  # DICM magic
+    multi = (shared_data / "dicom" / "emri_small.dcm").read_bytes()
+    r = post(client, "multi.dcm", multi, "application/dicom")
+    assert r.status_code == 422 and "has 10 frames" in r.json()["detail"]
+    assert post(client, "multi.dcm", multi, "application/dicom", frame=3).status_code == 200
+    r = post(client, "multi.dcm", multi, "application/dicom", frame=10)
+    assert r.status_code == 422 and "frame 10 requested" in r.json()["detail"]
+
+
+def test_cam_overlay_is_a_png_of_the_model_size(client, xray):
+    r = post(client, xray.name, xray.read_bytes(), cam="true")
+    assert r.status_code == 200, r.text
+    overlay = Image.open(io.BytesIO(base64.b64decode(r.json()["cam"])))
+    assert overlay.format == "PNG" and overlay.size == (64, 64) and overlay.mode == "RGB"
+
+
+@pytest.mark.parametrize("name, data, content_type, status, message", [
+    ("notes.txt", b"hello", "text/plain", 415, "Unsupported content type 'text/plain'"),
+    ("x.json", b"{}", "application/json", 415, "Unsupported content type"),
+    ("x.png", b"hello world, not an image", "image/png", 422, "not an image"),
+    ("x.png", b"", "image/png", 422, "empty"),
+    ("x.dcm", b"DICM" * 40, "application/dicom", 422, "Cannot read the upload"),
+])
+def test_bad_uploads_are_clear_4xx(client, name, data, content_type, status, message):
+    r = post(client, name, data, content_type)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+
+
+def test_truncated_and_corrupt_images(client, xray):
+    data = xray.read_bytes()
+    r = post(client, "t.jpeg", data[: len(data) // 3])
+    assert r.status_code == 422 and "truncated" in r.json()["detail"]
+    png = png_bytes(np.zeros((64, 64), np.uint8))
+    r = post(client, "c.png", png[:40] + b"\x00" * 40 + png[80:], "image/png")
+    assert r.status_code == 422
+
+
+def test_dicom_without_pixel_data(client, shared_data):
+    data = (shared_data / "dicom" / "emri_small_jpeg_2k_lossless_too_short.dcm").read_bytes()
+    r = post(client, "x.dcm", data, "application/dicom")
+    assert r.status_code == 422 and "no pixel data" in r.json()["detail"]
+
+
+def test_too_large_upload_is_413(client):
+    r = post(client, "big.png", b"\x89PNG" + b"0" * (2 * 2**20), "image/png")
+    assert r.status_code == 413 and "1 MiB" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit is enforced while streaming
+        yield b"--xx\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n"
+        for _ in range(40):
+            yield b"0" * 65536
+    r = client.post("/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=xx"})
+    assert r.status_code == 413
+
+
+def test_too_many_pixels_and_decompression_bomb(client, monkeypatch):
+    r = post(client, "wide.png", png_bytes(np.zeros((1000, 1001), np.uint8)), "image/png")  # 1,001,000 > 1,000,000
+    assert r.status_code == 413 and "pixels" in r.json()["detail"]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # PIL's own bomb guard: > 2 x MAX raises
+    r = post(client, "bomb.png", png_bytes(np.zeros((30, 30), np.uint8)), "image/png")
+    assert r.status_code == 413 and "decompression bomb" in r.json()["detail"]
+
+
+def test_missing_file_field_and_bad_parameters(client, xray):
+    assert client.post("/predict").status_code == 422
+    assert client.post("/predict", data={"other": "1"}).status_code == 422
+    r = post(client, xray.name, xray.read_bytes(), frame=-5)
+    assert r.status_code == 422
+
+
+def test_model_card_health_and_openapi(client):
+    card = client.get("/model").json()
+    assert card["classes"] == ["NORMAL", "PNEUMONIA"] and card["threshold"] == 0.4
+    assert card["medical_device"] is False and "Not a medical device" in card["disclaimer"]
+    assert card["metrics"]["test_auc_ci"] == [0.88, 0.94] and card["preprocessing"]["image_size"] == 64
+    assert card["data"]["name"] == "chest_xray"
+    assert client.get("/health").json() == {"status": "ok", "model": "simple_cnn", "classes": ["NORMAL", "PNEUMONIA"],
+                                            "backend": "torch"}
+    schema = client.get("/openapi.json").json()
+    assert {"/predict", "/model", "/health"} <= set(schema["paths"])
+    assert {"413", "415", "422"} <= set(schema["paths"]["/predict"]["post"]["responses"])
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".ckpt"])
+def test_api_refuses_pickled_checkpoints(tmp_path, suffix):
+    path = tmp_path / f"m{suffix}"
+    torch.save({"weights": torch.zeros(2)}, path)
+    with pytest.raises(CheckpointError, match="pickled"):
+        create_api(path)
+
+
+def test_micro_batcher_batches_concurrent_calls_and_keeps_rows():
+    calls = []
+
+    def double(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        time.sleep(0.01)
+        return x * 2
+
+    batcher = MicroBatcher(double, max_batch=4, max_wait_s=0.02)
+    with ThreadPoolExecutor(8) as pool:
+        out = list(pool.map(lambda i: batcher.submit(np.full(3, float(i))), range(16)))
+    batcher.close()
+    assert [o.tolist() for o in out] == [[2.0 * i] * 3 for i in range(16)]
+    assert sum(calls) == 16 and max(calls) <= 4 and len(calls) < 16
+
+    failing = MicroBatcher(lambda x: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.submit(np.ones(1))
+    failing.close()
+
+
+# -- a real server -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def server(ckpt):
+    """create_api under uvicorn in a subprocess on 127.0.0.1 and a free port."""
+    bench = _bench()
+    port = bench.free_port()
+    process = bench.start_api_server(ckpt, port)
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_errors(server):
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{server}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} == {"/predict", "/model", "/health"}
+    statuses: set[int] = set()
+    for op in operations:
+        # valid requests; for /predict (the only operation with inputs) also requests that break the schema
+        modes = list(schemathesis.GenerationMode) if op.path == "/predict" else [schemathesis.GenerationMode.POSITIVE]
+        for mode in modes:
+            @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+            @given(case=op.as_strategy(generation_mode=mode))
+            def check(case):
+                response = case.call(base_url=server, timeout=30)
+                statuses.add(response.status_code)
+                assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+
+            check()
+    assert 200 in statuses and statuses & {413, 415, 422}  # both kinds of answer were exercised
+
+
+@pytest.mark.slow
+def test_load_200_requests_8_concurrent_without_errors(server, capsys):
+    bench = _bench()
+    result = bench.run_load(f"{server}/predict", bench.xray_payloads(8), n_requests=200, concurrency=8)
+    with capsys.disabled():
+        print(f"\nAPI load: {result['requests']} requests, {result['concurrency']} concurrent: "
+              f"{result['rps']:.1f} req/s, p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms")
+    assert result["errors"] == 0, result["statuses"]
+    assert result["statuses"] == {200: 200}
