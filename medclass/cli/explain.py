@@ -24,7 +24,7 @@ def explain_command(
         rows = explain_images(run, [str(p) for p in images], out, method=method, target_class=target_class, layer=layer)
     table = Table(title="Predictions and explanations")
     for col in ("image", "predicted", "probability", "explained class", "overlay"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
         if "error" in r:
             table.add_row(r["path"], f"[red]unreadable: {r['error']}[/]", "", "", "")
