@@ -164,6 +164,6 @@ def test_real_search_interrupted_by_ctrl_c_resumes(tmp_path: Path, monkeypatch: 
     assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "COMPLETE"]
     assert study.trials[2].params == study.trials[1].params
     assert result.best_run_dir is not None and (result.best_run_dir / "best.safetensors").is_file()
-    assert result.best_value == pytest.approx(max(t.value for t in study.trials if t.value is not None))
+    assert result.best_value == pytest.approx(min(t.value for t in study.trials if t.value is not None))  # val_loss
     assert (result.out_dir / "best_config.yaml").is_file() and len(result.comparison.table) == 2
     assert (Path(cfg.workspace) / "p" / "tune.db").is_file()
