@@ -1,0 +1,130 @@
+"""Class activation maps (Grad-CAM, Grad-CAM++, Eigen-CAM) through ``pytorch-grad-cam``, and overlays.
+
+Arrays first, pictures second: :func:`compute_cam` returns ``(N, H, W)`` maps in [0, 1];
+:func:`overlay_cam` is a pure function that draws one of them on its image.
+
+>>> import torch
+>>> from medclass.models import create_model
+>>> model = create_model("simple_cnn", num_classes=2, in_chans=1)
+>>> cams = compute_cam(model, torch.randn(2, 1, 64, 64), target_class=1)
+>>> cams.shape
+(2, 64, 64)
+>>> overlay_cam(np.zeros((64, 64, 1), np.float32), cams[0]).shape
+(64, 64, 3)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
+from torch import nn
+
+from ..errors import ConfigError, check_choice
+from ._targets import ClassTarget, find_target_layer
+
+METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
+COLORMAPS = sorted(name[len("COLORMAP_"):].lower() for name in dir(cv2) if name.startswith("COLORMAP_"))
+
+__all__ = ["METHODS", "COLORMAPS", "ClassTarget", "compute_cam", "find_target_layer", "overlay_cam", "save_overlay"]
+
+
+def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list[int] | None = None,
+                method: str = "gradcam", target_layer: str | nn.Module | None = None) -> np.ndarray:
+    """Class activation maps of ``images`` (normalised model input, ``(N, C, H, W)``).
+
+    Args:
+        model: a registry model (one logit for binary tasks, N logits otherwise).
+        images: the normalised input batch, on the model's device.
+        target_class: class index explained, one per image or one for all; ``None`` explains each
+            image's predicted class. For a one-logit model class 1 is the logit and class 0 its negation.
+        method: ``gradcam`` | ``gradcam++`` | ``eigencam`` (Eigen-CAM ignores the class).
+        target_layer: a dotted module name (``"layer4.1"``), a module, or ``None`` for
+            :func:`find_target_layer`.
+
+    Returns:
+        ``float32`` array ``(N, H, W)``, each map scaled to [0, 1]. The model's hooks are removed and
+        its train/eval mode restored afterwards.
+
+    >>> cams = compute_cam(model, images, target_class=[0, 1], method="gradcam++")   # doctest: +SKIP
+    """
+    cam_class = METHODS[check_choice("explain method", method, METHODS)]
+    if images.dim() != 4:
+        raise ValueError(f"images must be a batch (N, C, H, W), got shape {tuple(images.shape)}.")
+    layer = find_target_layer(model, target_layer) if not isinstance(target_layer, nn.Module) else target_layer
+    was_training = model.training
+    model.eval()
+    try:
+        targets = _targets(model, images, target_class)
+        # An input that requires grad keeps gradients flowing to the layer when the backbone is frozen.
+        with cam_class(model=model, target_layers=[layer]) as cam:
+            maps = cam(input_tensor=images.detach().requires_grad_(True), targets=targets)
+    finally:
+        model.train(was_training)
+    return maps.astype(np.float32)
+
+
+def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:
+    """Draw ``cam`` (``H x W`` in [0, 1]) over ``image`` (``H x W x C`` float in [0, 1], C = 1 or 3).
+
+    Returns a ``uint8`` RGB array ``H x W x 3``; ``alpha`` is the heatmap's weight. A cam of another
+    size is resized to the image.
+
+    >>> overlay_cam(np.ones((8, 8, 3), np.float32) * 0.5, np.zeros((8, 8))).dtype
+    dtype('uint8')
+    """
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    colormap = check_choice("colormap", colormap, COLORMAPS)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}.")
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise ValueError(f"image must be H x W x C with C in {{1, 3}}, got shape {image.shape}.")
+    if image.min() < 0.0 or image.max() > 1.0:
+        raise ValueError(f"image values must be in [0, 1] (the pixel convention), got [{image.min():.3g}, {image.max():.3g}].")
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    cam = np.clip(np.asarray(cam, dtype=np.float32), 0.0, 1.0)
+    if cam.shape != rgb.shape[:2]:
+        cam = cv2.resize(cam, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return show_cam_on_image(rgb, cam, use_rgb=True, colormap=getattr(cv2, f"COLORMAP_{colormap.upper()}"),
+                             image_weight=1.0 - alpha)
+
+
+def save_overlay(path: str | Path, image: np.ndarray, cam: np.ndarray, alpha: float = 0.4,
+                 colormap: str = "jet") -> Path:
+    """Write :func:`overlay_cam` of ``image`` and ``cam`` to ``path`` (PNG/JPEG by suffix); returns the path.
+
+    >>> save_overlay("cam.png", image, cams[0])   # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(overlay_cam(image, cam, alpha=alpha, colormap=colormap)).save(path)
+    return path
+
+
+def _targets(model: nn.Module, images: torch.Tensor, target_class: int | list[int] | None) -> list[ClassTarget]:
+    if target_class is None:
+        with torch.no_grad():
+            logits = model(images)
+        n_out = logits.shape[1]
+        chosen = (logits[:, 0] >= 0).long() if n_out == 1 else logits.argmax(dim=1)
+        return [ClassTarget(int(c)) for c in chosen]
+    classes = [target_class] * len(images) if isinstance(target_class, int) else list(target_class)
+    if len(classes) != len(images):
+        raise ValueError(f"target_class has {len(classes)} entries for {len(images)} images; give one per image or one int.")
+    n_classes = _n_classes(model)
+    bad = sorted({int(c) for c in classes if not 0 <= int(c) < n_classes})
+    if bad:
+        raise ConfigError(f"target_class {bad} out of range: the model has {n_classes} classes (0..{n_classes - 1}).")
+    return [ClassTarget(int(c)) for c in classes]
+
+
+def _n_classes(model: nn.Module) -> int:
+    n_out = model.get_classifier().out_features
+    return 2 if n_out == 1 else n_out
