@@ -15,6 +15,7 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from medclass.data.io import read_image
 from medclass.errors import CheckpointError
 from medclass.serving._batcher import MicroBatcher
 from medclass.serving.api import create_api
@@ -81,11 +82,18 @@ def test_predict_dicom_and_frames(client, shared_data):
     assert r.status_code == 422 and "frame 10 requested" in r.json()["detail"]
 
 
-def test_cam_overlay_is_a_png_of_the_model_size(client, xray):
+def test_cam_overlay_is_a_png_of_the_image_size(client, ckpt, xray):
     r = post(client, xray.name, xray.read_bytes(), cam="true")
     assert r.status_code == 200, r.text
-    overlay = Image.open(io.BytesIO(base64.b64decode(r.json()["cam"])))
-    assert overlay.format == "PNG" and overlay.size == (64, 64) and overlay.mode == "RGB"
+    body = r.json()
+    overlay = Image.open(io.BytesIO(base64.b64decode(body["cam"])))
+    assert overlay.format == "PNG" and overlay.mode == "RGB"
+    image = read_image(xray, size_hint=64)  # the upload as decoded for a 64 px model (JPEG at 1/2 scale)
+    assert overlay.size == (image.shape[1], image.shape[0]) and image.shape[0] > 64  # not the model input size
+    gray = image.mean(axis=2) * 255
+    assert np.abs(np.asarray(overlay.convert("L"), np.float32) - gray).mean() > 5  # a heat map was drawn
+    expected = Predictor.from_checkpoint(ckpt).predict_proba(xray)[0]
+    np.testing.assert_allclose(list(body["probabilities"].values()), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("name, data, content_type, status, message", [

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from ..data.io import read_image
-from ..data.transforms import build_transform, prepare_image
+from ..data.transforms import build_transform
 from ..errors import ImageReadError
 from ..inference import to_probs
 from ._backends import OnnxBackend, TorchBackend
@@ -192,7 +192,7 @@ class Predictor:
 
     # -- explanation ------------------------------------------------------------------------------
     def explain(self, image: Any, target_class: int | None = None, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Grad-CAM overlay of one image: ``(overlay uint8 HxWx3 at the model's input size, probabilities)``.
+        """Grad-CAM overlay of one image: ``(overlay uint8 HxWx3 at the image's own size, probabilities)``.
 
         ``target_class`` defaults to the decided class; ``method`` to the checkpoint's
         ``eval.cam_method`` (gradcam). Runs the PyTorch model even when the backend is ONNX.
@@ -213,5 +213,4 @@ class Predictor:
             if target_class is None:
                 target_class = self.classes.index(self.decide(probs)[0])
             cam = compute_cam(self.model, x, target_class=target_class, method=method, target_layer=target_layer)
-        shown = prepare_image(unit, self.transform.image_size, in_chans=3).permute(1, 2, 0).numpy()
-        return overlay_cam(shown, np.asarray(cam)[0]), probs[0]
+        return overlay_cam(unit, cam[0]), probs[0]  # the square map is stretched back like the input was

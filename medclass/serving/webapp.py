@@ -1,0 +1,117 @@
+"""Web app: upload a PNG/JPEG/DICOM, see the class probabilities, the decision, a Grad-CAM overlay
+and the model card. :func:`serve` runs it together with the REST API on one port.
+
+Uploads go through the same checks as the API (size in pixels, decompression bombs, corrupt
+files, DICOM without pixels) and errors are shown in the page. The server binds to 127.0.0.1
+unless another host is given.
+
+Example:
+    >>> serve("workspace/default/resnet18/best.safetensors", port=7860)  # doctest: +SKIP
+    # UI on http://127.0.0.1:7860/ ; API on /predict, /model, /health, docs on /docs
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from fastapi import FastAPI
+from PIL import Image
+
+from ..data.dicom import DICOM_EXTENSIONS
+from ..data.io import IMAGE_EXTENSIONS
+from ._card import card_markdown, model_card
+from ._upload import UploadError, decode_upload
+from .predictor import Predictor
+
+MAX_PIXELS = 50_000_000
+DISPLAY_SIDE = 336  # smallest height of the images shown
+
+
+def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
+    """The Gradio UI for one checkpoint (a path or a loaded :class:`Predictor`).
+
+    >>> create_webapp("best.safetensors").launch(server_name="127.0.0.1")  # doctest: +SKIP
+    """
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
+    card = model_card(predictor.meta)
+
+    def analyse(file: str | None, frame: float | None) -> tuple[Any, ...]:
+        if not file:
+            return None, None, "", None
+        try:
+            image = decode_upload(Path(file).read_bytes(), Path(file).name, None, window=predictor.window,
+                                  frame=int(frame or 0), max_pixels=max_pixels, size_hint=predictor.transform.image_size)
+        except UploadError as e:
+            raise gr.Error(e.message) from None
+        overlay, probs = predictor.explain(image)
+        decision = predictor.decide(probs[None])[0]
+        return (_display(_to_uint8(image)), dict(zip(predictor.classes, map(float, probs))),
+                _decision_text(predictor, probs, decision), _display(overlay))
+
+    with gr.Blocks(title=f"medclass: {', '.join(predictor.classes)}", analytics_enabled=False) as demo:
+        gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="Image or DICOM file", file_types=list(IMAGE_EXTENSIONS + DICOM_EXTENSIONS),
+                                 type="filepath", elem_id="upload")
+                frame = gr.Number(value=0, precision=0, minimum=0, label="Frame (multi-frame DICOM)", elem_id="frame")
+                preview = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=DISPLAY_SIDE + 24,
+                                   elem_id="preview")
+            with gr.Column():
+                # no heading: the top class is the argmax, which is not the decision of a tuned threshold
+                probabilities = gr.Label(label="Class probabilities", num_top_classes=len(predictor.classes),
+                                         show_heading=False, elem_id="probs")
+                decision = gr.Textbox(label="Decision", interactive=False, elem_id="decision")
+                overlay = gr.Image(label="Grad-CAM overlay (where the model looked)", type="numpy", interactive=False,
+                                   height=DISPLAY_SIDE + 24, elem_id="overlay")
+        gr.Markdown(card_markdown(card), elem_id="card")
+        outputs = [preview, probabilities, decision, overlay]
+        upload.change(analyse, inputs=[upload, frame], outputs=outputs)
+        frame.submit(analyse, inputs=[upload, frame], outputs=outputs)
+    return demo
+
+
+def _decision_text(predictor: Predictor, probs: np.ndarray, decision: str) -> str:
+    if predictor.binary:
+        positive = predictor.classes[1]
+        return f"{decision} (P({positive}) = {probs[1]:.3f}, threshold {predictor.threshold:.3f})"
+    return f"{decision} (P = {probs.max():.3f}, highest probability)"
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    return (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def _display(rgb: np.ndarray) -> np.ndarray:
+    """Small images (e.g. JPEGs decoded at reduced scale for a small model) enlarged for the screen."""
+    height, width = rgb.shape[:2]
+    if height >= DISPLAY_SIDE:
+        return rgb
+    size = (round(width * DISPLAY_SIDE / height), DISPLAY_SIDE)
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
+
+
+def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_options: Any) -> FastAPI:
+    """One FastAPI app: the REST API (when ``api``) with the Gradio UI mounted at ``/``.
+
+    >>> app = create_app("best.safetensors")  # doctest: +SKIP
+    """
+    from .api import create_api
+
+    predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
+    app = create_api(predictor, **api_options) if api else FastAPI(title="medclass")
+    return gr.mount_gradio_app(app, create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS)), path="/",
+                               footer_links=["api"] if api else [])
+
+
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api: bool = True) -> None:
+    """Run the web app (and the REST API) with uvicorn until interrupted; binds to 127.0.0.1 by default.
+
+    >>> serve("best.safetensors", port=8080, api=False)  # doctest: +SKIP
+    """
+    import uvicorn
+
+    uvicorn.run(create_app(checkpoint, api=api), host=host, port=port, log_level="info")
