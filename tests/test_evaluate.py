@@ -185,3 +185,24 @@ def test_selection_helpers():
     assert sorted(pick_gallery(correct, 8, seed=1)) == sorted(picked)
     cells = pick_cells(np.array([0, 0, 1, 1, 1]), np.array([True, False, True, True, False]), 2, per_cell=1)
     assert [(c, ok, len(r)) for c, ok, r in cells] == [(0, True, 1), (0, False, 1), (1, True, 1), (1, False, 1)]
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_real_chest_xrays(shared_data, tmp_path):
+    from medclass.config import RunConfig
+    from medclass.training.train import train
+
+    cfg = RunConfig.from_dict({
+        "workspace": str(tmp_path / "ws"), "project": "p", "experiment": "e",
+        "data": {"path": str(shared_data / "chest_xray"), "limit_per_class": 80},
+        "model": {"name": "simple_cnn", "in_chans": 1, "image_size": 32},
+        "train": {"epochs": 1, "batch_size": 32, "num_workers": 0, "accelerator": "cpu", "early_stopping": 0}})
+    run = train(cfg, progress=False).run_dir
+    result = evaluate(run, n_boot=200, cam_samples=1, num_workers=0)
+    m = result.metrics
+    split = pd.read_csv(run / "split.csv", keep_default_na=False)
+    test = split[split["split"] == "test"]
+    assert m["metrics"]["n"] == len(test) > 0 and m["leak_check"]["clean"]
+    assert m["leak_check"]["reference_images"] == int((split["split"] != "test").sum())
+    assert m["threshold"] == json.loads((run / "threshold.json").read_text()).get("threshold", 0.5)
+    assert (run / "report.html").stat().st_size > 50_000

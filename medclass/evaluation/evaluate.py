@@ -246,7 +246,7 @@ def _cam_examples(r: _Run, df: pd.DataFrame, ds: ImageDataset, pred: Predictions
     return out
 
 
-def _run_files(run_dir: Path | None, meta: dict) -> tuple[dict | None, pd.DataFrame | None, dict | None]:
+def _run_files(run_dir: Path | None) -> tuple[dict | None, pd.DataFrame | None, dict | None]:
     """The run's baseline.json, metrics.csv and threshold.json when present."""
     if run_dir is None:
         return None, None, None
@@ -310,7 +310,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN metrics are reported as null
         computed = _metrics(pred, classes, threshold, n_boot)
         patients, patient_table = _patient_results(pred, classes, threshold, df["frame"].to_numpy())
-    baseline, history, chosen = _run_files(r.run_dir, r.meta)
+    baseline, history, chosen = _run_files(r.run_dir)
 
     gallery, _ = _examples(pick_gallery(df["correct"].to_numpy(), GALLERY_SIZE), df, ds, pred.indices, classes, pred.probs)
     top, _ = _examples(np.argsort(-loss, kind="stable")[:TOP_LOSSES], df, ds, pred.indices, classes, pred.probs)
