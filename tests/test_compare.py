@@ -148,3 +148,21 @@ def test_same_model_twice_is_not_significant(tmp_path: Path) -> None:
     pair = compare_runs(["p/a", "p/b"], out=tmp_path / "o", workspace=tmp_path, n_boot=200, plots=False).pairs.iloc[0]
     assert abs(pair["difference"]) < 0.01 and pair["delong_p"] > 0.05 and not pair["significant"]
     assert pair["delong_ci_low"] < 0 < pair["delong_ci_high"]
+
+
+def test_cli_compare_prints_table_and_sentences(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medclass.cli import app, _register_all
+
+    _register_all()
+    y, good, weak = _scores(3)
+    make_run(tmp_path, "p", "good", probs=good, labels=y)
+    make_run(tmp_path, "p", "weak", probs=weak, labels=y)
+    result = CliRunner().invoke(app, ["compare", "p/good", "p/weak", "--workspace", str(tmp_path), "--n-boot", "100"],
+                                terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "Run comparison" in result.output and "AUC of good" in result.output
+    assert (tmp_path / "comparisons" / "good-vs-weak" / "comparison.html").is_file()
+    missing = CliRunner().invoke(app, ["compare", "p/goood", "--workspace", str(tmp_path)])
+    assert missing.exit_code == 2 and "p/good" in missing.output  # near names are suggested

@@ -167,3 +167,24 @@ def test_real_search_interrupted_by_ctrl_c_resumes(tmp_path: Path, monkeypatch: 
     assert result.best_value == pytest.approx(min(t.value for t in study.trials if t.value is not None))  # val_loss
     assert (result.out_dir / "best_config.yaml").is_file() and len(result.comparison.table) == 2
     assert (Path(cfg.workspace) / "p" / "tune.db").is_file()
+
+
+def test_cli_tune_runs_and_reports_best(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from medclass.cli import app, _register_all
+
+    _register_all()
+    monkeypatch.setattr(tune_module, "prepare_data", lambda *a, **k: "prepared once")
+    fake = _FakeTrain()
+    monkeypatch.setattr(tune_module, "train", fake)
+    (tmp_path / "space.yaml").write_text("train.lr: {low: 0.001, high: 0.1, log: true}\ntrain.batch_size: [8]\n")
+    args = ["tune", "--trials", "2", "--study", "cli", "--space", str(tmp_path / "space.yaml"), "--quiet",
+            "--set", f"workspace={tmp_path / 'ws'}", "--set", "project=p"]
+    result = CliRunner().invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = result.output.replace("\n", "")
+    assert len(fake.calls) == 2 and "best val_loss" in text and "best_config.yaml" in text
+    assert (tmp_path / "ws" / "p" / "tune.db").is_file()
+    bad = CliRunner().invoke(app, ["tune", "--trials", "1", "--set", "train.lrr=1"])
+    assert bad.exit_code == 2 and "train.lr" in bad.output

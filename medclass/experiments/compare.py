@@ -40,20 +40,23 @@ class Comparison:
     files: dict[str, Path] = field(default_factory=dict)  # what was written: csv, html, plots
 
     def rich_table(self) -> Table:
-        """A compact rich table for the terminal."""
-        t = Table(title="Run comparison")
+        """A compact rich table for the terminal (columns with no value in any run are left out)."""
+        monitors = set(self.table["monitor"])
+        best = f"best {monitors.pop()}" if len(monitors) == 1 else "best val"
         cols = [("name", "run"), ("model", "model"), ("params", "params"), ("image_size", "size"), ("epochs", "epochs"),
                 ("train_time_s", "time s"), ("peak_rss_mb", "RSS MiB"), ("gpu_max_mb", "GPU MiB"),
-                ("best_val", "best val"), ("best_epoch", "at epoch"), ("test_roc_auc", "test AUC (95% CI)"),
-                ("test_accuracy", "test acc")]
+                ("best_val", best), ("best_epoch", "epoch"), ("test_roc_auc", "test AUC (95% CI)"),
+                ("test_accuracy", "test acc (95% CI)")]
+        cols = [(k, title) for k, title in cols if k in self.table.columns and self.table[k].notna().any()]
+        t = Table(title="Run comparison")
         for _, title in cols:
             t.add_column(title, justify="left" if title in ("run", "model") else "right")
         for _, row in self.table.iterrows():
-            t.add_row(*(_cell(row, key) for key, _ in cols))
+            t.add_row(*(_cell(row, key, len(monitors) > 1) for key, _ in cols))
         return t
 
 
-def _cell(row: pd.Series, key: str) -> str:
+def _cell(row: pd.Series, key: str, show_monitor: bool = False) -> str:
     value = row.get(key)
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "-"
@@ -64,7 +67,7 @@ def _cell(row: pd.Series, key: str) -> str:
         ci = f" ({low:.3f}-{high:.3f})" if low is not None and np.isfinite(low) and np.isfinite(high) else ""
         return f"{value:.3f}{ci}"
     if key == "best_val":
-        return f"{value:.4f} ({row['monitor']})"
+        return f"{value:.4f}" + (f" ({row['monitor']})" if show_monitor else "")
     if isinstance(value, float):
         return f"{value:.0f}" if key.endswith(("_s", "_mb")) else f"{value:.4g}"
     return str(value)
