@@ -17,9 +17,10 @@ Memory: the mapped pages belong to the kernel's page cache, shared by all DataLo
 and reclaimable; they show up in RSS as *shared file-backed* memory, not as private memory of a
 process (``bench/bench_memory.py`` measures both).
 
-Example:
-    >>> cache = build_cache(table, image_size=64, in_chans=1, window="", folder="workspace/.cache")
-    >>> ds = ImageDataset(table, transform=tf, cache=cache)
+Example::
+
+    cache = build_cache(table, image_size=64, in_chans=1, window="", folder="workspace/.cache")
+    ds = ImageDataset(table, transform=tf, cache=cache)
 """
 from __future__ import annotations
 
@@ -60,8 +61,9 @@ def rows_hash(table: DataTable) -> str:
 def cache_key(table: DataTable, image_size: int, in_chans: int, window: str = "", keep_aspect: bool = False) -> str:
     """The key naming a cache: rows, file sizes and times, and every setting that changes pixels.
 
-    >>> cache_key(table, 64, 1) != cache_key(table, 128, 1)
-    True
+    Example::
+
+        cache_key(table, 64, 1) != cache_key(table, 128, 1)  # True
     """
     digest = hashlib.sha256(f"{FORMAT}|{rows_hash(table)}|{image_size}|{in_chans}|{window}|{keep_aspect}\n".encode())
     for path in table.frame["path"]:
@@ -73,7 +75,7 @@ def cache_key(table: DataTable, image_size: int, in_chans: int, window: str = ""
     return digest.hexdigest()
 
 
-@dataclass
+@dataclass(eq=False)
 class ImageCache:
     """A built cache; the memory map is opened lazily in each process (never pickled)."""
 
@@ -158,9 +160,10 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
     Reuses a complete cache with the same key. Unreadable rows are marked invalid, listed in the
     side JSON and reported in one warning; the dataset skips them like unreadable files.
 
-    >>> cache = build_cache(table, 64, 1, folder="workspace/.cache", workers=2)
-    >>> cache.images.shape
-    (4979, 1, 64, 64)
+    Example::
+
+        cache = build_cache(table, 64, 1, folder="workspace/.cache", workers=2)
+        cache.images.shape  # (4979, 1, 64, 64) for chest_xray
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -14,13 +14,14 @@ Unreadable files never stop an epoch: the dataset logs a warning naming the file
 (once per file and process), returns ``None``, and :func:`collate_skip` drops it and lists the
 path in ``batch["skipped"]`` (worker processes cannot hand a list back any other way).
 
-Example:
-    >>> tf = build_transform("xray", image_size=64, in_chans=1, mean=[0.5], std=[0.25], train=True)
-    >>> ds = ImageDataset(table.subset("train"), classes=table.classes, transform=tf, seed=42)
-    >>> sampler = EpochSampler(len(ds), seed=42, shuffle=True)
-    >>> loader = DataLoader(ds, batch_size=32, sampler=sampler, num_workers=2, collate_fn=collate_skip)
-    >>> sampler.set_epoch(3)
-    >>> batch = next(iter(loader))   # batch["image"]: (32, 1, 64, 64); batch["skipped"]: []
+Example (``table`` from :func:`medclass.data.sources.load_source`)::
+
+    tf = build_transform("xray", image_size=64, in_chans=1, mean=[0.5], std=[0.25], train=True)
+    ds = ImageDataset(table.subset("train"), classes=table.classes, transform=tf, seed=42)
+    sampler = EpochSampler(len(ds), seed=42, shuffle=True)
+    loader = DataLoader(ds, batch_size=32, sampler=sampler, num_workers=2, collate_fn=collate_skip)
+    sampler.set_epoch(3)
+    batch = next(iter(loader))  # batch["image"]: (32, 1, 64, 64); batch["skipped"]: []
 """
 from __future__ import annotations
 
@@ -79,9 +80,10 @@ class ImageDataset(Dataset):
     return ``{"image", "label", "path", "patient", "index"}`` or ``None`` for an unreadable file.
     ``skipped`` maps each path skipped in this process to its reason.
 
-    >>> ds = ImageDataset(table, transform=build_transform("none", 64, 1, [0.5], [0.25], train=False))
-    >>> ds[0]["image"].shape
-    torch.Size([1, 64, 64])
+    Example::
+
+        ds = ImageDataset(table, transform=build_transform("none", 64, 1, [0.5], [0.25], train=False))
+        ds[0]["image"].shape  # torch.Size([1, 64, 64])
     """
 
     def __init__(self, table: DataTable, classes: Sequence[str] | None = None,
