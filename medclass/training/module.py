@@ -4,7 +4,7 @@ Everything that changes from epoch to epoch is a pure function of the epoch numb
 that lives in the checkpoint (weights, optimiser, scheduler), so a resumed run continues exactly
 where an uninterrupted one would be:
 
-- the dropout RNG is re-seeded from ``(seed, epoch)`` at every epoch start;
+- the dropout RNG is re-seeded from ``(seed, epoch, batch)`` before every training batch;
 - whether the backbone is frozen depends only on the epoch;
 - the LR scheduler is stepped here (not by Lightning) and its state is saved with the checkpoint.
 """
@@ -15,14 +15,14 @@ import time
 import warnings
 from typing import Any
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from ..config import RunConfig
+from ..data.dataset import sample_seed
 from ..errors import check_choice
-from ..evaluation.metrics import accuracy, roc_auc
+from ..evaluation.metrics import accuracy, predict_labels, roc_auc
 from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
 
@@ -86,11 +86,14 @@ class ClassifierModule(pl.LightningModule):
     # ----------------------------------------------------------------- epoch hooks
     def on_train_epoch_start(self) -> None:  # noqa: D102
         epoch = self.current_epoch
-        torch.manual_seed(self.cfg.train.seed * 1_000_003 + 7919 * epoch)  # dropout etc.: a function of the epoch
         frozen = self.cfg.train.freeze_backbone or epoch < self.cfg.train.freeze_epochs
         set_backbone_trainable(self.model, not frozen)
         self._outputs["train"] = []
         self._epoch_start = time.perf_counter()
+
+    def on_train_batch_start(self, batch: dict | None, batch_idx: int) -> None:
+        """Seed the RNG (dropout, stochastic depth) from (seed, epoch, batch): identical after a resume."""
+        torch.manual_seed(sample_seed(self.cfg.train.seed, self.current_epoch, batch_idx))
 
     def on_validation_epoch_start(self) -> None:  # noqa: D102
         self._outputs["val"] = []
@@ -107,7 +110,7 @@ class ClassifierModule(pl.LightningModule):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             auc = roc_auc(y, probs)
-        acc = accuracy(y, decide(probs))
+        acc = accuracy(y, predict_labels(probs))
         return {f"{stage}_loss": loss, f"{stage}_acc": float(acc), f"{stage}_auc": float(auc)}
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
@@ -173,9 +176,3 @@ class ClassifierModule(pl.LightningModule):
         opt = self.trainer.optimizers[0]
         return float(opt.param_groups[-1]["lr"])
 
-
-def decide(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Predicted class indices: ``p >= threshold`` for binary, argmax otherwise."""
-    if probs.shape[1] == 2:
-        return (probs[:, 1] >= threshold).astype(np.int64)
-    return probs.argmax(axis=1)

@@ -33,9 +33,9 @@ from ..utils import peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .checkpoint import build_meta
 from .datamodule import SplitDataModule
-from ..evaluation.metrics import accuracy, roc_auc
+from ..evaluation.metrics import accuracy, predict_labels, roc_auc
 from ..inference import predict_dataset
-from .module import ClassifierModule, decide
+from .module import ClassifierModule
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auc = float(roc_auc(pred.labels, pred.probs))
-    return {"val_loss": loss, "val_acc": float(accuracy(pred.labels, decide(pred.probs))), "val_auc": auc,
+    return {"val_loss": loss, "val_acc": float(accuracy(pred.labels, predict_labels(pred.probs))), "val_auc": auc,
             "n_images": int(len(pred.labels))}
 
 
