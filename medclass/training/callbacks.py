@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,15 +56,16 @@ class MetricsCSV(Checkpoint):
 class ExportCheckpoints(Checkpoint):
     """Writes ``last.safetensors`` every epoch and ``best.safetensors`` when the monitored metric improves.
 
-    ``make_meta(epoch_metrics)`` returns the checkpoint metadata (classes, preprocessing, config...).
-    The best score is saved in the Lightning checkpoint, so a resumed run compares with the right one.
+    ``meta`` is the checkpoint metadata (classes, preprocessing, config...); each save adds the
+    epoch's metrics. The best score is saved in the Lightning checkpoint, so a resumed run compares
+    with the right one.
     """
 
-    def __init__(self, run_dir: Path, monitor: str, make_meta: Callable[[dict], dict]) -> None:
+    def __init__(self, run_dir: Path, monitor: str, meta: dict) -> None:
         self.run_dir = Path(run_dir)
         self.monitor = monitor
         self.mode = "min" if monitor.endswith("loss") else "max"
-        self.make_meta = make_meta
+        self.meta = meta
         self.best: float | None = None
         self.best_epoch: int = -1
 
@@ -85,10 +85,10 @@ class ExportCheckpoints(Checkpoint):
             self.best, self.best_epoch = value, trainer.current_epoch
         if not trainer.is_global_zero:
             return
-        model = module.model
-        save_checkpoint(self.run_dir / "last.safetensors", model, self.make_meta(metrics))
+        meta = {**self.meta, "metrics": metrics}
+        save_checkpoint(self.run_dir / "last.safetensors", module.model, meta)
         if improved:
-            save_checkpoint(self.run_dir / "best.safetensors", model, self.make_meta(metrics))
+            save_checkpoint(self.run_dir / "best.safetensors", module.model, meta)
             log.info("epoch %d: %s=%.4f, new best written", trainer.current_epoch, self.monitor, value)
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102

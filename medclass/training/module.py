@@ -64,6 +64,9 @@ class ClassifierModule(pl.LightningModule):
 
     def _step(self, batch: dict | None, stage: str) -> torch.Tensor | None:
         if batch is None:  # every sample of the batch was unreadable (reported by the dataset)
+            if stage == "train" and self.trainer.world_size > 1:
+                # under DDP every rank must run backward: a zero loss that touches every parameter
+                return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
             return None
         self.skipped_files.update(batch.get("skipped", []))
         logits = self(batch["image"])

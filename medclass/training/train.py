@@ -163,12 +163,10 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
     train_labels = table.subset("train").labels
     weights = class_weight_vector(cfg.train.class_weights, train_labels, len(table.classes))
     module = ClassifierModule(model, table.classes, cfg, class_weights=weights)
-    dm = SplitDataModule(table, cfg, mean, std)
+    dm = SplitDataModule(table, cfg, mean, std, caches=build_caches(table, cfg))
 
-    def make_meta(metrics: dict) -> dict:
-        return build_meta(classes=table.classes, model_name=m.name, in_chans=m.in_chans, image_size=m.image_size,
-                          mean=mean, std=std, window=cfg.data.window, dropout=m.dropout, pool=m.pool,
-                          config=cfg.to_dict(), metrics=metrics)
+    meta = build_meta(classes=table.classes, model_name=m.name, in_chans=m.in_chans, image_size=m.image_size,
+                      mean=mean, std=std, window=cfg.data.window, dropout=m.dropout, pool=m.pool, config=cfg.to_dict())
 
     baseline_path = run_dir / "baseline.json"
     if cfg.train.baseline and not baseline_path.exists():
@@ -177,7 +175,7 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         log.info("baseline (untrained model) on validation: %s", _fmt(baseline))
     baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else {}
 
-    export = ExportCheckpoints(run_dir, cfg.train.monitor, make_meta)
+    export = ExportCheckpoints(run_dir, cfg.train.monitor, meta)
     callbacks = [*(extra_callbacks or []), MetricsCSV(run_dir / "metrics.csv"), export,
                  ResumeState(run_dir / "checkpoints" / "last.ckpt")]
     if cfg.train.early_stopping > 0:
@@ -218,6 +216,17 @@ def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
         auc = float(roc_auc(pred.labels, pred.probs))
     return {"val_loss": loss, "val_acc": float(accuracy(pred.labels, predict_labels(pred.probs))), "val_auc": auc,
             "n_images": int(len(pred.labels))}
+
+
+def build_caches(table: DataTable, cfg: RunConfig) -> dict:
+    """Memory-mapped uint8 image caches per split when ``data.cache`` names a folder (else none)."""
+    if not cfg.data.cache:
+        return {}
+    from ..data.cache import build_cache
+
+    return {split: build_cache(table.subset(split), cfg.model.image_size, cfg.model.in_chans, cfg.data.window,
+                               cfg.data.cache, workers=cfg.train.num_workers or None)
+            for split in ("train", "val") if (table.frame["split"] == split).any()}
 
 
 def _setup_determinism(cfg: RunConfig) -> None:
