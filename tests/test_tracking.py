@@ -138,3 +138,34 @@ def test_log_run_folder_to_real_server(tmp_path: Path, mlflow_server: str) -> No
     assert len(stored) == 1  # the server stored the checkpoint in its artefact destination
     assert stored[0].read_bytes() == (tmp_path / "ws" / "proj" / "cnn" / "best.safetensors").read_bytes()
     assert np.isfinite(client.get_run(run_id).data.metrics["val_loss"])
+
+
+@pytest.mark.slow
+def test_track_training_logs_live_and_artefacts(tmp_path: Path) -> None:
+    """A real 2-epoch run: metrics logged by the callback during training, files added to the same MLflow run."""
+    from PIL import Image
+
+    from medclass.config import RunConfig
+    from medclass.experiments.tracking import track_training
+
+    rng = np.random.default_rng(0)
+    for label in ("neg", "pos"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(12):
+            a = rng.integers(0, 120, (40, 40), dtype=np.uint8) + (100 if label == "pos" else 0)
+            Image.fromarray(a.astype(np.uint8)).save(tmp_path / "data" / label / f"{label}{i}.png")
+    cfg = RunConfig(project="track", experiment="cnn", workspace=str(tmp_path / "ws"))
+    cfg.data.path, cfg.data.patient_regex, cfg.data.near_duplicates = str(tmp_path / "data"), "none", False
+    cfg.model.name, cfg.model.image_size, cfg.model.in_chans = "simple_cnn", 32, 1
+    cfg.train.epochs, cfg.train.num_workers, cfg.train.baseline, cfg.train.batch_size = 2, 0, False, 8
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result, run_id = track_training(cfg, uri, progress=False)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.info.run_name == "cnn" and run.data.params["model.name"] == "simple_cnn"
+    logged = sorted((m.step, m.value) for m in client.get_metric_history(run_id, "val_loss"))
+    assert [s for s, _ in logged] == [0, 1]
+    assert [v for _, v in logged] == pytest.approx(result.metrics["val_loss"].tolist(), rel=1e-5)  # = metrics.csv
+    assert {"config.yaml", "metrics.csv", "split.csv", "threshold.json"} <= {f.path for f in client.list_artifacts(run_id)}
+    assert [f.path for f in client.list_artifacts(run_id, "model")] == ["model/best.safetensors"]
+    assert run.info.status == "FINISHED"
