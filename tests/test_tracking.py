@@ -43,18 +43,24 @@ def _run_folder(tmp_path: Path) -> Path:
                                                                     "ci": {"roc_auc": {"value": 0.9, "low": 0.8, "high": 0.97}}})
 
 
+@pytest.fixture(scope="module")
+def sqlite_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite store for the module (creating its tables takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
 def test_flatten_and_uri(tmp_path: Path) -> None:
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": ""}) == {"a.b": "1", "a.c": "1,2", "d": ""}
     assert tracking_uri(tmp_path / "mlruns") == (tmp_path / "mlruns").as_uri()
 
 
-def test_log_run_folder_to_sqlite_store(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    run_id = log_run_folder(_run_folder(tmp_path), uri)
-    client = MlflowClient(tracking_uri=uri)
+def test_log_run_folder_to_sqlite_store(tmp_path: Path, sqlite_uri: str) -> None:
+    run_id = log_run_folder(_run_folder(tmp_path), sqlite_uri)
+    client = MlflowClient(tracking_uri=sqlite_uri)
     _check_logged(client, run_id)
     assert client.get_experiment_by_name("proj") is not None
-    assert (tmp_path / "mlartifacts" / "proj").is_dir()  # artefacts beside the database, not in the cwd
+    db_dir = Path(sqlite_uri[len("sqlite:///"):]).parent
+    assert (db_dir / "mlartifacts" / "proj").is_dir()  # artefacts beside the database, not in the cwd
 
 
 class _Tiny(pl.LightningModule):
@@ -76,17 +82,16 @@ class _Tiny(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
-def test_callback_logs_every_epoch_live(tmp_path: Path) -> None:
+def test_callback_logs_every_epoch_live(sqlite_uri: str) -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 2, generator=g)
     data = torch.utils.data.TensorDataset(x, (x[:, 0] > 0).float())
     loader = torch.utils.data.DataLoader(data, batch_size=16)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cb = MLflowCallback(uri, "live", "tiny")
+    cb = MLflowCallback(sqlite_uri, "live", "tiny")
     trainer = pl.Trainer(max_epochs=3, callbacks=[cb], logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
     trainer.fit(_Tiny(), loader, loader)
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=sqlite_uri)
     losses = [m.value for m in sorted(client.get_metric_history(cb.run_id, "val_loss"), key=lambda m: m.step)]
     assert len(losses) == 3 and losses[-1] < losses[0]  # one value per epoch, and it learned
     assert [m.value for m in client.get_metric_history(cb.run_id, "lr")] == [0.5, 0.5, 0.5]
