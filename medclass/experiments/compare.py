@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from ..data.splits import patient_groups
 from ._runs import prob_columns, read_history, read_predictions, resolve_run, run_summary
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def paired_test(name_a: str, name_b: str, a: pd.DataFrame, b: pd.DataFrame, *, n
     positive = cols_a[1][len("prob_"):]
     y = (merged["label_a"] == positive).to_numpy(dtype=np.int64)
     p_a, p_b = merged[f"{cols_a[1]}_a"].to_numpy(float), merged[f"{cols_a[1]}_b"].to_numpy(float)
-    patients = merged["patient_a"].to_numpy() if "patient_a" in merged.columns and (merged["patient_a"] != "").all() else None
+    patients = patient_groups(merged.rename(columns={"patient_a": "patient"})).to_numpy() \
+        if "patient_a" in merged.columns else None  # images without a patient id are their own patient
     delong = delong_test(y, p_a, p_b, alpha=ALPHA)
     boot = paired_bootstrap_auc(y, p_a, p_b, groups=patients, n_boot=n_boot, seed=seed, alpha=ALPHA)
     row = {"run_a": name_a, "run_b": name_b, "n_images": int(len(y)), "auc_a": delong["auc1"], "auc_b": delong["auc2"],
