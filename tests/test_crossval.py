@@ -93,13 +93,13 @@ def test_pooled_metrics_match_sklearn() -> None:
 
 @pytest.mark.slow
 def test_cross_validate_head_ct(tmp_path: Path, shared_data: Path) -> None:
-    """Two folds of head CT at 32 px for one epoch: the machinery, not the accuracy."""
+    """Two folds of 80 head CT images at 32 px for one epoch: the machinery, not the accuracy."""
     from sklearn.metrics import roc_auc_score
 
     from medclass.experiments.crossval import cross_validate
 
     cfg = RunConfig(project="hct", experiment="cv", workspace=str(tmp_path / "ws"))
-    cfg.data.path, cfg.data.patient_regex = str(shared_data / "head_ct"), "none"
+    cfg.data.path, cfg.data.patient_regex, cfg.data.limit_per_class = str(shared_data / "head_ct"), "none", 40
     cfg.model.name, cfg.model.image_size, cfg.model.in_chans = "simple_cnn", 32, 1
     cfg.train.epochs, cfg.train.num_workers, cfg.train.baseline, cfg.train.batch_size = 1, 0, False, 32
     cv = cross_validate(cfg, folds=2, progress=False, n_boot=200)
