@@ -43,6 +43,7 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     check = check_data(cfg.data, out=check_dir, cache_dir=Path(workspace) / ".cache")
     result = train(resume=run_dir, progress=progress) if (run_dir / "checkpoints" / "last.ckpt").is_file() \
         else train(cfg, progress=progress)
-    evaluation = evaluate(result.run_dir, split="test", out=result.run_dir / "evaluation")
+    evaluation = evaluate(result.run_dir, split="test")
     return {"data_check": check_dir / "data_check.json", "run_dir": result.run_dir, "baseline": result.baseline,
-            "evaluation": evaluation, "report": evaluation.report_path, "check": check}
+            "evaluation": evaluation, "report": evaluation.files.get("report"), "check": check,
+            "wall_time_s": result.wall_time_s}

@@ -190,7 +190,7 @@ def test_selection_helpers():
 @pytest.mark.slow
 def test_train_then_evaluate_real_chest_xrays(shared_data, tmp_path):
     from medclass.config import RunConfig
-    from medclass.training.train import train
+    from medclass.training.runner import train
 
     cfg = RunConfig.from_dict({
         "workspace": str(tmp_path / "ws"), "project": "p", "experiment": "e",

@@ -22,7 +22,7 @@ from medclass.errors import ConfigError
 from medclass.models import create_model, list_models, model_info
 from medclass.training import load_checkpoint, train
 from medclass.training.module import ClassifierModule
-from medclass.training.train import class_weight_vector
+from medclass.training.runner import class_weight_vector
 
 REPO = Path(__file__).resolve().parents[1]
 

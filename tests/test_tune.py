@@ -17,7 +17,7 @@ from medclass.errors import ConfigError  # noqa: E402
 from medclass.experiments import tune as tune_module  # noqa: E402
 from medclass.experiments._search import check_space, suggest  # noqa: E402
 from medclass.experiments.tune import PruningCallback, storage_url, tune  # noqa: E402
-from medclass.training.train import RunResult  # noqa: E402
+from medclass.training.runner import RunResult  # noqa: E402
 
 SPACE = {"train.lr": {"low": 1e-4, "high": 1e-1, "log": True}, "train.batch_size": [8, 16],
          "train.freeze_epochs": {"low": 0, "high": 2}}

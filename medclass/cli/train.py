@@ -71,7 +71,43 @@ def config_command() -> None:
     typer.echo(yaml.safe_dump(RunConfig().to_dict(), sort_keys=False))
 
 
+def quickstart_command(
+    data: Annotated[str, typer.Option(help="Data to run on (default: the chest X-rays in ../shared/data).")] = "",
+    model: Annotated[str, typer.Option(help="Registered model name.")] = "resnet18",
+    image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 64,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
+    workspace: Annotated[str, typer.Option(help="Workspace root.")] = "workspace",
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value.")] = None,
+) -> None:
+    """The main job: data check, patient-level split with leak audit, short training, held-out evaluation."""
+    from ..config import DEFAULT_DATA
+    from ..pipeline import quickstart
+
+    with friendly_errors():
+        out = quickstart(data or DEFAULT_DATA, workspace=workspace, model=model, image_size=image_size,
+                         epochs=epochs, overrides=list(set_ or []))
+    m = out["evaluation"].metrics
+    audit = out["check"]["audit"]["counts"]
+    console.print(f"[bold]data check:[/] {out['check']['source']['images']} images; "
+                  f"{audit['exact_groups']} groups of identical images; written to {out['data_check']}")
+    console.print(f"[bold]baseline (untrained, validation):[/] AUC {out['baseline'].get('val_auc', float('nan')):.3f}")
+    console.print(f"[bold]held-out test:[/] {m.get('leak_check', {}).get('statement', '')}")
+    _print_headline(m)
+    console.print(f"[bold green]results:[/] {out['run_dir']}\n[bold green]report:[/] {out['report']}")
+
+
+def _print_headline(metrics: dict) -> None:
+    from rich.table import Table
+
+    table = Table("metric", "value", "95% CI", title="test metrics (CIs by patient bootstrap)")
+    for name, ci in metrics.get("ci", {}).items():
+        if isinstance(ci, dict) and "value" in ci:
+            table.add_row(name, f"{ci['value']:.3f}", f"{ci.get('low', float('nan')):.3f} - {ci.get('high', float('nan')):.3f}")
+    console.print(table)
+
+
 def register(app: typer.Typer) -> None:
-    """Add `train` and `config`."""
+    """Add `train`, `config` and `quickstart`."""
+    app.command("quickstart")(quickstart_command)
     app.command("train")(train_command)
     app.command("config")(config_command)

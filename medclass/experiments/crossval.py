@@ -125,7 +125,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
         >>> console.print(cv.summary_table())                  # doctest: +SKIP
     """
     from ..evaluation.evaluate import evaluate
-    from ..training.train import resolve_experiment, train
+    from ..training.runner import resolve_experiment, train
 
     cfg = resolve_experiment(cfg)
     out_dir = cfg.run_dir()

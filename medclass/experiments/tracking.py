@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
     from ..config import RunConfig
-    from ..training.train import RunResult
+    from ..training.runner import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def track_training(cfg: "RunConfig", uri: str | Path, **train_kwargs: Any) -> tu
     Example:
         >>> result, run_id = track_training(cfg, "sqlite:///mlflow.db", progress=False)  # doctest: +SKIP
     """
-    from ..training.train import resolve_experiment, train
+    from ..training.runner import resolve_experiment, train
 
     cfg = resolve_experiment(cfg)
     callback = MLflowCallback(uri, cfg.project, cfg.experiment)

@@ -37,7 +37,7 @@ import pytorch_lightning as pl
 from ..config import RunConfig, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..training.train import train
+from ..training.runner import train
 from ._search import DEFAULT_SPACE, apply_params, check_space, suggest
 from .compare import Comparison, compare_runs
 
