@@ -28,6 +28,7 @@ def train_command(
     strategy: Annotated[Optional[str], typer.Option(help="Lightning strategy (auto, ddp, ddp_spawn...).")] = None,
     folds: Annotated[int, typer.Option(help="K-fold cross-validation by patient (0 = one train/val/test split).")] = 0,
     resume: Annotated[Optional[Path], typer.Option(help="Resume the run folder workspace/<project>/<experiment>.")] = None,
+    mlflow: Annotated[Optional[str], typer.Option(help="Also log to MLflow: a folder, sqlite:///x.db or http://host:port.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -56,7 +57,13 @@ def train_command(
                 console.print(cv.summary_table())
                 console.print(f"[bold]cross-validation results:[/] {cv.out_dir}")
                 return
-            result = train(cfg, progress=not quiet)
+            if mlflow:
+                from ..experiments.tracking import track_training
+
+                result, run_id = track_training(cfg, mlflow, progress=not quiet)
+                console.print(f"[bold]MLflow run:[/] {run_id} at {mlflow}")
+            else:
+                result = train(cfg, progress=not quiet)
         console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {result.best_epoch} "
                       f"({result.best_score:.4f}); baseline {result.baseline}")
         console.print(f"[bold]results:[/] {result.run_dir}")

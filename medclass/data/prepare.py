@@ -39,14 +39,15 @@ def align_fingerprints(fp: pd.DataFrame, table: DataTable) -> pd.DataFrame:
     return keyed.reindex(index).reset_index()
 
 
-def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = None,
-                 cache_dir: str | Path | None = None, workers: int | None = None, progress: bool = False) -> DataTable:
-    """Load ``dcfg.path``, drop unusable images, split by patient without leaks, and record it all.
+def clean_data(dcfg: DataConfig, seed: int = 42, cache_dir: str | Path | None = None, workers: int | None = None,
+               progress: bool = False) -> tuple[DataTable, pd.DataFrame, dict, dict]:
+    """Load ``dcfg.path``, drop unusable images and link duplicate images into one patient.
 
-    Duplicate images are first linked into one patient (so the split keeps copies together); after
-    the split the leak audit runs again and ``dcfg.duplicates`` (fail | drop | warn) decides what
-    happens to anything still shared between splits. A final audit must come out clean unless the
-    policy is ``warn``.
+    The common first half of a train/val/test split (:func:`prepare_data`) and of k-fold
+    cross-validation. Linking happens only for rows without a split, so a following split or
+    fold assignment keeps copies together.
+
+    Returns ``(table, fingerprints aligned with it, quality record, audit record)``.
     """
     table = load_source(dcfg, seed=seed)
     fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=dcfg.window)
@@ -61,6 +62,19 @@ def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = 
         before = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)
         table, merged = apply_leak_policy(table, before, "merge")
         audit["before_split"] = {"counts": before.counts(), "merged": merged["merged"]}
+    return table, fp, quality, audit
+
+
+def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = None,
+                 cache_dir: str | Path | None = None, workers: int | None = None, progress: bool = False) -> DataTable:
+    """Load ``dcfg.path``, drop unusable images, split by patient without leaks, and record it all.
+
+    Duplicate images are first linked into one patient (so the split keeps copies together); after
+    the split the leak audit runs again and ``dcfg.duplicates`` (fail | drop | warn) decides what
+    happens to anything still shared between splits. A final audit must come out clean unless the
+    policy is ``warn``.
+    """
+    table, fp, quality, audit = clean_data(dcfg, seed, cache_dir, workers, progress)
     table = split_patients(table, dcfg.val_fraction, dcfg.test_fraction, seed=seed)
     after = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)
     table, action = apply_leak_policy(table, after, dcfg.duplicates)

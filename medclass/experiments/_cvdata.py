@@ -13,10 +13,7 @@ import pandas as pd
 
 from ..config import DataConfig
 from ..data.audit import apply_leak_policy, audit_leaks
-from ..data.fingerprint import fingerprint
-from ..data.prepare import align_fingerprints
-from ..data.quality import filter_quality, quality_report
-from ..data.sources import load_source
+from ..data.prepare import align_fingerprints, clean_data
 from ..data.splits import assign_folds, fold_tables, patient_groups
 from ..data.table import DataTable
 from ..errors import LeakError
@@ -69,23 +66,14 @@ def prepare_folds(dcfg: DataConfig, k: int, seed: int = 42, out_dir: str | Path 
         >>> table.frame["fold"].value_counts().sort_index().tolist()                    # doctest: +SKIP
         [40, 40, 40, 40, 40]
     """
-    table = load_source(dcfg, seed=seed)
-    fp = fingerprint(table, cache_dir=cache_dir, window=dcfg.window)
-    quality: dict = {"dropped": []}
-    if dcfg.quality_filter:
-        flagged = quality_report(table, fp)
-        table = filter_quality(table, flagged)
-        quality["dropped"] = flagged.to_dict(orient="records")
-        fp = align_fingerprints(fp, table)
-    before = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)
-    table, merged = apply_leak_policy(table, before, "merge")
+    table, fp, quality, audit = clean_data(dcfg, seed, cache_dir)
     folds = assign_folds(table, k=k, seed=seed)
     quality["skipped"] = list(folds.skipped)
     if out_dir is not None:
         out = Path(out_dir)
         folds.to_csv(out / "folds.csv")
         write_json(out / "quality.json", quality)
-        write_json(out / "audit.json", {"before_folds": {"counts": before.counts(), "merged": merged["merged"]}})
+        write_json(out / "audit.json", {"before_folds": audit.get("before_split", {})})
     counts = folds.frame.assign(group=patient_groups(folds.frame).to_numpy()).groupby("fold").agg(
         images=("path", "size"), patients=("group", "nunique"))
     log.info("%d-fold cross-validation by patient (seed %d):\n%s", k, seed, counts.to_string())

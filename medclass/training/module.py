@@ -27,6 +27,11 @@ from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
 
 
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULERS = ("none", "plateau", "cosine", "onecycle")
+MONITORS = ("val_loss", "val_auc", "val_acc")
+
+
 class ClassifierModule(pl.LightningModule):
     """Wraps a registry model for training with the settings of a :class:`RunConfig`."""
 
@@ -38,9 +43,9 @@ class ClassifierModule(pl.LightningModule):
         self.cfg = cfg
         self.binary = len(classes) == 2
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(classes)))
-        check_choice("train.optimizer", cfg.train.optimizer, ["adamw", "sgd"])
-        check_choice("train.scheduler", cfg.train.scheduler, ["none", "plateau", "cosine", "onecycle"])
-        check_choice("train.monitor", cfg.train.monitor, ["val_loss", "val_auc", "val_acc"])
+        check_choice("train.optimizer", cfg.train.optimizer, OPTIMIZERS)
+        check_choice("train.scheduler", cfg.train.scheduler, SCHEDULERS)
+        check_choice("train.monitor", cfg.train.monitor, MONITORS)
         self._outputs: dict[str, list] = {"train": [], "val": []}
         self._epoch_start = 0.0
         self._sched: Any = None

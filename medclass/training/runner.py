@@ -27,7 +27,7 @@ import torch
 from ..config import RunConfig, load_config, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..errors import ConfigError
+from ..errors import ConfigError, check_choice
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
@@ -35,7 +35,7 @@ from .checkpoint import build_meta
 from .datamodule import SplitDataModule
 from ..evaluation.metrics import accuracy, predict_labels, roc_auc
 from ..inference import predict_dataset
-from .module import ClassifierModule
+from .module import MONITORS, OPTIMIZERS, SCHEDULERS, ClassifierModule
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,25 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
     )
 
 
+def check_config(cfg: RunConfig) -> None:
+    """Fail fast, before any data is read, on an unknown model, optimiser, schedule, metric or preset."""
+    from ..data.transforms import PRESETS
+    from ..evaluation.threshold import parse_rule
+
+    model_info(cfg.model.name)
+    t = cfg.train
+    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    check_choice("train.scheduler", t.scheduler, SCHEDULERS)
+    check_choice("train.monitor", t.monitor, MONITORS)
+    check_choice("train.sampler", t.sampler, ["shuffle", "weighted"])
+    check_choice("train.augment", t.augment, list(PRESETS))
+    check_choice("model.in_chans", str(cfg.model.in_chans), ["1", "3"])
+    parse_rule(cfg.eval.threshold)
+    if cfg.model.image_size < model_info(cfg.model.name).min_input_size:
+        raise ConfigError(f"model.image_size={cfg.model.image_size} is below the minimum "
+                          f"{model_info(cfg.model.name).min_input_size} px of {cfg.model.name}.")
+
+
 def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, table: DataTable | None = None,
           progress: bool = True, extra_callbacks: list | None = None) -> RunResult:
     """Train one run described by ``cfg``, or continue the run folder ``resume`` where it stopped.
@@ -141,6 +160,7 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         table = DataTable.from_csv(run_dir / "split.csv", json.loads((run_dir / "classes.json").read_text()))
     else:
         cfg = resolve_experiment(cfg or RunConfig())
+        check_config(cfg)
         run_dir = cfg.run_dir()
         if (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"Run folder {run_dir} already holds a run; resume it with `medclass train --resume {run_dir}` "

@@ -1,0 +1,56 @@
+"""`medclass train`, `config`, `--resume` and `quickstart` through the CLI (typer's CliRunner)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from medclass.cli import _register_all, app
+
+from test_training import make_images
+
+_register_all()
+runner = CliRunner()
+
+
+def test_config_prints_every_section() -> None:
+    out = runner.invoke(app, ["config"])
+    assert out.exit_code == 0, out.output
+    d = yaml.safe_load(out.output)
+    assert set(d) >= {"data", "model", "train", "eval"} and d["model"]["name"] == "resnet18"
+
+
+def test_train_then_resume_from_the_cli(tmp_path: Path) -> None:
+    data = make_images(tmp_path / "data", n_per_class=12)
+    args = ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--in-chans", "1",
+            "--epochs", "1", "--batch-size", "8", "--experiment", "cli", "--quiet",
+            "--set", f"workspace={tmp_path / 'ws'}", "--set", r"data.patient_regex=^(p[a-z]+\d+)_",
+            "--set", "train.num_workers=0", "--set", "data.near_duplicates=false"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    run = tmp_path / "ws" / "default" / "cli"
+    assert (run / "best.safetensors").is_file() and "results:" in out.output
+    # a second run with the same name is refused with advice, not overwritten
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "--resume" in again.output
+    # extend the run by one epoch and resume it
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["train"]["epochs"] = 2
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    out = runner.invoke(app, ["train", "--resume", str(run), "--quiet"])
+    assert out.exit_code == 0, out.output
+    assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [0, 1]
+
+
+def test_unknown_model_gets_a_suggestion(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["train", "--data", str(tmp_path), "--model", "resnet5O", "--quiet"])
+    assert out.exit_code == 2
+    assert "resnet50" in out.output
+
+
+def test_bad_override_is_explained() -> None:
+    out = runner.invoke(app, ["train", "--set", "train.lr_rate=0.1"])
+    assert out.exit_code == 2 and "train.lr_rate" in out.output and "Did you mean" in out.output
