@@ -10,12 +10,14 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,7 +159,6 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass workspace/<project>/<experiment>.")
         cfg = load_config(run_dir / "config.yaml")
-        table = DataTable.from_csv(run_dir / "split.csv", json.loads((run_dir / "classes.json").read_text()))
     else:
         cfg = resolve_experiment(cfg or RunConfig())
         check_config(cfg)
@@ -167,11 +168,43 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
                               "or choose another experiment name.")
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
-        if table is None:
+    with run_log(run_dir / "train.log"):
+        if resume is not None:
+            log.info("resuming %s", run_dir)
+            table = DataTable.from_csv(run_dir / "split.csv", json.loads((run_dir / "classes.json").read_text()))
+        elif table is None:
             table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run_dir, cache_dir=Path(cfg.workspace) / ".cache")
         else:
             table.to_csv(run_dir / "split.csv")
         (run_dir / "classes.json").write_text(json.dumps(table.classes))
+        return _fit(cfg, run_dir, table, resumed=resume is not None, progress=progress,
+                    extra_callbacks=extra_callbacks, start=start)
+
+
+@contextlib.contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """Append every medclass and Lightning log record of this run to ``path`` (``train.log``)."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger("medclass"), logging.getLogger("pytorch_lightning")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()
+
+
+def _fit(cfg: RunConfig, run_dir: Path, table: DataTable, *, resumed: bool, progress: bool,
+         extra_callbacks: list | None, start: float) -> RunResult:
+    """Build model, data and trainer for a prepared run folder and fit (or continue) it."""
     _setup_determinism(cfg)
     pl.seed_everything(cfg.train.seed, workers=False, verbose=False)
 
@@ -208,8 +241,8 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resume is not None and ckpt.exists() else None,
-                    weights_only=True if resume is not None and ckpt.exists() else None)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
+                    weights_only=True if resumed and ckpt.exists() else None)
     if module.skipped_files:
         write_json(run_dir / "skipped_during_training.json", sorted(module.skipped_files))
         log.warning("%d unreadable files were skipped during training (listed in %s)", len(module.skipped_files),
