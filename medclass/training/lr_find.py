@@ -97,8 +97,9 @@ def _range_test(module: ClassifierModule, dm: SplitDataModule, cfg: RunConfig, m
     trainer = make_trainer(cfg, callbacks=[], progress=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        finder = Tuner(trainer).lr_find(module, datamodule=dm, min_lr=min_lr, max_lr=max_lr, num_training=num_steps,
-                                        mode="exponential", update_attr=False)
+        # the training loader alone: the search never looks at validation, so none is run
+        finder = Tuner(trainer).lr_find(module, train_dataloaders=dm.train_dataloader(), min_lr=min_lr, max_lr=max_lr,
+                                        num_training=num_steps, mode="exponential", update_attr=False)
     lrs = [float(v) for v in finder.results["lr"]]
     losses = [float(v) for v in finder.results["loss"]]
     # Lightning skips the first 10 points (a smoothed loss that is still warming up); fewer for short searches
