@@ -6,7 +6,6 @@
 from .audit import LeakReport, apply_leak_policy, audit_leaks
 from .check import check_data
 from .dicom import WINDOW_PRESETS, parse_window, read_dicom
-from .fingerprint import fingerprint
 from .io import image_info, read_image
 from .patients import patient_from_name, sublabel_from_name
 from .prepare import prepare_data
@@ -17,7 +16,7 @@ from .table import DataTable
 
 __all__ = [
     "WINDOW_PRESETS", "DataTable", "LeakReport", "QualityThresholds", "apply_leak_policy", "assign_folds",
-    "audit_leaks", "check_data", "detect_source", "filter_quality", "fingerprint", "fold_tables", "from_csv",
+    "audit_leaks", "check_data", "detect_source", "filter_quality", "fold_tables", "from_csv",
     "from_dicom", "from_folders", "from_npz", "image_info", "load_source", "parse_window", "patient_from_name",
     "prepare_data", "quality_report", "read_dicom", "read_image", "split_patients", "split_summary",
     "sublabel_from_name",
