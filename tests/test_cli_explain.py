@@ -41,8 +41,8 @@ def test_explain_images_matches_model_and_writes_overlays(run, tmp_path):
     assert rows[0]["predicted"] == ("PNEUMONIA" if p >= meta["threshold"] else "NORMAL")
     assert all(r["explained_class"] == "PNEUMONIA" for r in rows)
     assert len({r["overlay"] for r in rows}) == 3  # same stem twice gets a second name
-    with Image.open(rows[0]["overlay"]) as im:
-        assert im.size == (32, 32) and im.mode == "RGB"
+    with Image.open(rows[0]["overlay"]) as im, Image.open(paths[0]) as original:
+        assert im.size == original.size and im.mode == "RGB"  # drawn on the original image, not the model input
 
 
 def test_explain_cli(run, tmp_path):

@@ -16,13 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from ..data.io import read_image
-from ..data.transforms import build_transform, prepare_image
 from ..errors import ImageReadError, check_choice
-from ..inference import to_probs
-from ..training.checkpoint import load_checkpoint
-from .metrics import predict_labels
 
 log = logging.getLogger(__name__)
 
@@ -57,38 +53,30 @@ def explain_images(checkpoint: str | Path, paths: Sequence[str | Path], out: str
         >>> explain_images("run/best.safetensors", ["a.png"], "out", method="gradcam++")  # doctest: +SKIP
         [{'path': 'a.png', 'predicted': 'NORMAL', 'probability': 0.93, ...}]
     """
-    from ..explain.cam import compute_cam, save_overlay
+    from ..serving.predictor import Predictor
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, meta = load_checkpoint(checkpoint, device=dev)
-    classes, pre, config = list(meta["classes"]), meta["preprocessing"], meta.get("config") or {}
+    predictor = Predictor.from_checkpoint(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    classes, config = predictor.classes, predictor.meta.get("config") or {}
     method = method or config.get("eval", {}).get("cam_method") or "gradcam"
-    layer = layer or config.get("model", {}).get("target_layer") or None
+    target = None
     if target_class is not None:
-        check_choice("target class", target_class, classes)
-    tf = build_transform("none", pre["image_size"], pre["in_chans"], pre["mean"], pre["std"], train=False)
+        target = classes.index(check_choice("target class", target_class, classes))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results, used = [], set()
     for path in paths:
         try:
-            raw = read_image(path, window=pre.get("window", ""))
+            overlay, probs = predictor.explain(path, target_class=target, method=method, target_layer=layer)
         except ImageReadError as e:
             log.warning("Cannot explain %s: %s", e.path, e.reason)
             results.append({"path": str(path), "error": e.reason})
             continue
-        x = tf(raw)[None].to(dev)
-        with torch.no_grad():
-            probs = to_probs(model(x), float(meta.get("temperature", 1.0))).cpu().numpy()[0]
-        predicted = int(predict_labels(probs[None], float(meta.get("threshold", 0.5)))[0])
-        target = classes.index(target_class) if target_class is not None else predicted
-        cam = compute_cam(model, x, target_class=target, method=method, target_layer=layer)[0]
-        view = prepare_image(raw, pre["image_size"], pre["in_chans"]).permute(1, 2, 0).numpy()
+        predicted = classes.index(predictor.decide(probs[None])[0])
         file = _free_name(out, Path(path).stem, method.replace("+", "p"), used)
-        save_overlay(file, view, cam)
+        Image.fromarray(overlay).save(file)
         results.append({"path": str(path), "predicted": classes[predicted], "probability": float(probs[predicted]),
-                        "probs": {c: float(p) for c, p in zip(classes, probs)}, "explained_class": classes[target],
-                        "overlay": str(file)})
+                        "probs": {c: float(p) for c, p in zip(classes, probs)},
+                        "explained_class": classes[target if target is not None else predicted], "overlay": str(file)})
     return results
 
 

@@ -191,11 +191,13 @@ class Predictor:
         return df
 
     # -- explanation ------------------------------------------------------------------------------
-    def explain(self, image: Any, target_class: int | None = None, method: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def explain(self, image: Any, target_class: int | None = None, method: str | None = None,
+                target_layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Grad-CAM overlay of one image: ``(overlay uint8 HxWx3 at the image's own size, probabilities)``.
 
         ``target_class`` defaults to the decided class; ``method`` to the checkpoint's
-        ``eval.cam_method`` (gradcam). Runs the PyTorch model even when the backend is ONNX.
+        ``eval.cam_method`` (gradcam); ``target_layer`` to the checkpoint's ``model.target_layer``
+        or the layer found automatically. Runs the PyTorch model even when the backend is ONNX.
 
         >>> overlay, probs = p.explain("person1_virus_6.jpeg")  # doctest: +SKIP
         """
@@ -203,7 +205,7 @@ class Predictor:
 
         config = self.meta.get("config", {})
         method = method or config.get("eval", {}).get("cam_method", "gradcam")
-        target_layer = config.get("model", {}).get("target_layer", "") or None
+        target_layer = target_layer or config.get("model", {}).get("target_layer", "") or None
         unit = self.load(image)
         x = self.transform(unit)[None].to(self.device)
         with self._lock:
