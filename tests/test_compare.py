@@ -166,3 +166,31 @@ def test_cli_compare_prints_table_and_sentences(tmp_path: Path) -> None:
     assert (tmp_path / "comparisons" / "good-vs-weak" / "comparison.html").is_file()
     missing = CliRunner().invoke(app, ["compare", "p/goood", "--workspace", str(tmp_path)])
     assert missing.exit_code == 2 and "p/good" in missing.output  # near names are suggested
+
+
+@pytest.mark.slow
+def test_compare_two_real_short_runs(tmp_path: Path, shared_data: Path) -> None:
+    """Two real runs on the same patient split of chest X-rays, evaluated on the same test images, compared."""
+    from medclass.config import apply_overrides
+    from medclass.evaluation.evaluate import evaluate
+    from medclass.training import train
+
+    runs = []
+    for model in ("simple_cnn", "resnet18"):
+        cfg = apply_overrides(RunConfig(), [
+            f"data.path={shared_data / 'chest_xray'}", "data.limit_per_class=80", f"workspace={tmp_path}",
+            "project=cmp", f"experiment={model}", f"model.name={model}", "model.in_chans=1", "model.image_size=32",
+            "train.epochs=1", "train.num_workers=0", "train.baseline=false",
+        ])
+        result = train(cfg, progress=False)
+        evaluate(result.run_dir, split="test", n_boot=100, cam_samples=0, report=False, num_workers=0)
+        runs.append(result.run_dir)
+    comparison = compare_runs(["cmp/simple_cnn", "cmp/resnet18"], tmp_path / "cmp_out", workspace=str(tmp_path))
+    assert list(comparison.table["model"]) == ["simple_cnn", "resnet18"]
+    assert (comparison.table["train_time_s"] > 0).all()
+    assert len(comparison.pairs) == 1
+    pair = comparison.pairs.iloc[0]
+    assert 0.0 <= pair["delong_p"] <= 1.0 and pair["n_images"] > 0
+    assert 0.0 <= pair["auc_a"] <= 1.0 and pair["difference"] == pytest.approx(pair["auc_a"] - pair["auc_b"])
+    assert comparison.sentences and "DeLong" in comparison.sentences[0]
+    assert (tmp_path / "cmp_out" / "comparison.csv").is_file() and (tmp_path / "cmp_out" / "comparison.html").is_file()
