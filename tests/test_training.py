@@ -159,6 +159,7 @@ def test_class_weights() -> None:
         class_weight_vector("1,2,3", labels, 2)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 @pytest.mark.parametrize("name", list_models())
 def test_every_registered_model_takes_one_training_step(name: str) -> None:
     torch.manual_seed(0)
