@@ -101,7 +101,10 @@ class ClassifierModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch: dict | None, batch_idx: int) -> None:
         """Seed the RNG (dropout, stochastic depth) from (seed, epoch, batch): identical after a resume."""
-        torch.manual_seed(sample_seed(self.cfg.train.seed, self.current_epoch, batch_idx))
+        seed = sample_seed(self.cfg.train.seed, self.current_epoch, batch_idx)
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed would also seed every idle backend
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed(seed)
 
     def on_validation_epoch_start(self) -> None:  # noqa: D102
         self._outputs["val"] = []
