@@ -120,9 +120,13 @@ def test_recipe4_head_ct_cv(shared_data, tmp_path):
     cv = cross_validate(cfg, folds=2, progress=False, n_boot=50)
     assert len(cv.folds) == 2 and len(cv.oof) == 60
     assert set(cv.oof["fold"]) == {0, 1}
-    pooled = cv.summary["pooled"]["roc_auc"]["value"]
+    assert cv.oof["path"].is_unique  # every image predicted once, by the fold that did not train on it
+    mean_auc = cv.summary["mean"]["roc_auc"]
     baselines = [json.loads((Path(d) / "baseline.json").read_text())["val_auc"] for d in cv.run_dirs]
-    assert pooled >= np.mean(baselines) + 0.1 or pooled >= 0.75, (pooled, baselines)
+    # The untrained simple_cnn already reached 0.71 and 0.82 here (intensity alone separates some slices),
+    # hence the 'or': mean fold AUC above the baselines' mean + 0.1, or >= 0.75.
+    assert mean_auc >= np.mean(baselines) + 0.1 or mean_auc >= 0.75, (mean_auc, baselines)
+    assert 0.0 <= cv.summary["pooled"]["roc_auc"]["value"] <= 1.0
 
 
 @pytest.mark.slow
