@@ -157,3 +157,32 @@ def test_recipe5_dicom_per_patient(shared_data, tmp_path):
     test_patients = set(pd.read_csv(result.run_dir / "split.csv").query("split == 'test'")["patient"])
     assert set(patients["patient"]) == test_patients
     assert len(patients) < (ev.predictions.shape[0])  # several images per patient were aggregated
+
+
+def test_images_to_dicom_roundtrip(tmp_path):
+    """Fast: two tiny PNGs become DICOM files that pydicom reads without force, pixels and patient kept."""
+    from PIL import Image
+
+    from medclass.data.io import read_image
+    from medclass.data.table import DataTable
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (label, patient) in enumerate([("NORMAL", "IM-0001"), ("PNEUMONIA", "person7")]):
+        pixels = rng.integers(0, 256, (12, 10), dtype=np.uint8)
+        path = tmp_path / "src" / f"img{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(path)
+        rows.append({"path": str(path), "label": label, "patient": patient, "pixels": pixels})
+    table = DataTable(pd.DataFrame(rows).drop(columns="pixels"), ["NORMAL", "PNEUMONIA"])
+    out = images_to_dicom(table, tmp_path / "dcm")
+    assert [Path(p).relative_to(tmp_path / "dcm").as_posix() for p in out.frame["path"]] == \
+        ["NORMAL/img0.dcm", "PNEUMONIA/img1.dcm"]
+    for row, path in zip(rows, out.frame["path"]):
+        ds = pydicom.dcmread(path)
+        assert ds.PatientID == row["patient"] and ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        np.testing.assert_array_equal(ds.pixel_array, row["pixels"])
+        px = row["pixels"].astype(np.float32)  # no VOI window in the file: the reader windows min-max
+        np.testing.assert_allclose(read_image(path)[..., 0], (px - px.min()) / (px.max() - px.min()), atol=1e-6)
+    with pytest.raises(Exception, match="no patient id"):
+        images_to_dicom(table.with_frame(table.frame.assign(patient="")), tmp_path / "dcm2")
