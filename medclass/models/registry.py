@@ -169,9 +169,27 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: boo
         weights, pretrained = local, False
     model = builder(n_out, in_chans, pretrained, dropout, pool)
     model.medclass_name = name
+    init_head(model)
     if weights:
         load_local_weights(model, weights)
     return model
+
+
+def init_head(model: nn.Module, std: float = 0.01) -> None:
+    """Start the classifier with small weights (normal, ``std``) and zero bias, for every model.
+
+    timm initialises some heads by fan-out (EfficientNet: U(-1, 1) for a single logit), which makes
+    the first logits of a binary head large and saturates the sigmoid; a frozen backbone then
+    cannot recover in a few epochs. Weights loaded afterwards (``--weights``) replace this.
+
+    >>> m = create_model("efficientnet_lite0", 2); float(m.get_classifier().weight.detach().std()) < 0.05
+    True
+    """
+    for module in model.get_classifier().modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def count_parameters(name: str, num_classes: int = 2, in_chans: int = 3) -> int:
