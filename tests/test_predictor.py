@@ -102,7 +102,11 @@ def test_arrays_uint8_uint16_pil_and_float_agree(predictor, xrays):
     np.testing.assert_allclose(predictor.predict_proba(Image.open(xrays[0]).convert("L")), as_float, atol=1e-6)
     np.testing.assert_allclose(predictor.predict_proba(gray.astype(np.uint16) * 257), as_float, atol=1e-6)
     rgb = np.repeat(gray[..., None], 3, axis=2)  # same picture in 3 equal channels -> the same gray input
-    np.testing.assert_allclose(predictor.predict_proba(rgb), as_float, atol=1e-4)  # luma weights in float32
+    one_grey_level = 1 / 255 / predictor.meta["preprocessing"]["std"][0]  # in normalised input units
+    gap = (predictor.transform(predictor.load(rgb)) - predictor.transform(predictor.load(gray))).abs().max()
+    assert float(gap) < 0.1 * one_grey_level  # only float32 luma rounding separates the two inputs
+    # an untrained model sits near p = 0.5, where that rounding moves p by ~1e-4
+    np.testing.assert_allclose(predictor.predict_proba(rgb), as_float, atol=1e-3)
     batch = np.stack([gray, gray[::-1]])[..., None].astype(np.float32) / 255  # a 4-D array is a batch
     assert predictor.predict_proba(batch).shape == (2, 2)
 
@@ -150,9 +154,9 @@ def test_predict_files_folder_with_bad_files_and_dicom_frames(predictor, xrays, 
     multi = predictor.predict_proba([read_image(shared_data / "dicom" / "emri_small.dcm", frame=f) for f in (0, 9)])
     np.testing.assert_allclose(frames.sort_values("frame")[["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy()[[0, 9]], multi, atol=1e-5)
     jpgs = ok[ok["path"].str.endswith(".jpeg")]
-    jpgs = jpgs.set_index(jpgs["path"].map(lambda p: Path(p).name))  # batch of 3 vs 4: float noise ~1e-6
-    expected = predictor.predict_proba(xrays)
-    np.testing.assert_allclose(jpgs.loc[[p.name for p in xrays], ["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy(), expected, atol=1e-5)
+    jpgs = jpgs.set_index(jpgs["path"].map(lambda p: Path(p).name))  # batch of 3 vs 4: float noise only
+    expected = predictor.predict_proba(xrays)  # (~2e-5 in p near 0.5, the steepest part of the sigmoid)
+    np.testing.assert_allclose(jpgs.loc[[p.name for p in xrays], ["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy(), expected, atol=1e-4)
     assert list(jpgs.loc[[p.name for p in xrays], "predicted"]) == predictor.decide(expected)
     assert jpgs.loc["person1_virus_6.jpeg", "patient"] == "person1"  # the checkpoint's patient rule
     assert (ok["threshold"] == 0.4).all()
