@@ -1,9 +1,8 @@
-"""Small shared helpers: atomic file writes, seeding, memory measurement, JSON that knows numpy."""
+"""Small shared helpers: atomic file writes, memory measurement, JSON that knows numpy."""
 from __future__ import annotations
 
 import json
 import os
-import random
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -55,24 +54,9 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(Path(path), to_json(obj))
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MiB (ru_maxrss)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
-
-def current_rss_mb() -> float:
-    """Current resident memory of this process in MiB."""
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20

@@ -34,7 +34,7 @@ class SplitDataModule(pl.LightningDataModule):
         return ImageDataset(self.table.subset(split), classes=self.table.classes, transform=tf,
                             window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
 
-    def _loader(self, ds: ImageDataset, sampler=None, shuffle_free: bool = True) -> DataLoader:
+    def _loader(self, ds: ImageDataset, sampler=None) -> DataLoader:
         t = self.cfg.train
         workers = max(0, t.num_workers)
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,

@@ -116,13 +116,7 @@ class ClassifierModule(pl.LightningModule):
             return {}
         n = sum(len(o[2]) for o in outs)
         loss = float(sum(o[0] for o in outs) / max(n, 1))
-        probs = torch.cat([o[1] for o in outs]).numpy()
-        y = torch.cat([o[2] for o in outs]).numpy()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            auc = roc_auc(y, probs)
-        acc = accuracy(y, predict_labels(probs))
-        return {f"{stage}_loss": loss, f"{stage}_acc": float(acc), f"{stage}_auc": float(auc)}
+        return summary_metrics(torch.cat([o[2] for o in outs]).numpy(), torch.cat([o[1] for o in outs]).numpy(), loss, stage)
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
         metrics = self.epoch_metrics("val")
@@ -187,3 +181,10 @@ class ClassifierModule(pl.LightningModule):
         opt = self.trainer.optimizers[0]
         return float(opt.param_groups[-1]["lr"])
 
+
+def summary_metrics(y, probs, loss: float, stage: str) -> dict[str, float]:
+    """``{stage}_loss``, ``{stage}_acc`` (decisions at 0.5 / argmax) and ``{stage}_auc`` (NaN, silently, for one class)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auc = roc_auc(y, probs)
+    return {f"{stage}_loss": float(loss), f"{stage}_acc": float(accuracy(y, predict_labels(probs))), f"{stage}_auc": float(auc)}

@@ -35,9 +35,8 @@ from ..utils import peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .checkpoint import build_meta
 from .datamodule import SplitDataModule
-from ..evaluation.metrics import accuracy, predict_labels, roc_auc
 from ..inference import predict_dataset
-from .module import MONITORS, OPTIMIZERS, SCHEDULERS, ClassifierModule
+from .module import MONITORS, OPTIMIZERS, SCHEDULERS, ClassifierModule, summary_metrics
 
 log = logging.getLogger(__name__)
 
@@ -264,11 +263,7 @@ def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
                            num_workers=dm.cfg.train.num_workers)
     with torch.no_grad():
         loss = float(module.loss(torch.from_numpy(pred.logits), torch.from_numpy(pred.labels)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        auc = float(roc_auc(pred.labels, pred.probs))
-    return {"val_loss": loss, "val_acc": float(accuracy(pred.labels, predict_labels(pred.probs))), "val_auc": auc,
-            "n_images": int(len(pred.labels))}
+    return {**summary_metrics(pred.labels, pred.probs, loss, "val"), "n_images": int(len(pred.labels))}
 
 
 def build_caches(table: DataTable, cfg: RunConfig) -> dict:
