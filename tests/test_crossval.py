@@ -125,3 +125,28 @@ def test_cross_validate_head_ct(tmp_path: Path, shared_data: Path) -> None:
     console = Console(record=True, width=220)
     console.print(cv.summary_table())
     assert "pooled (95% CI)" in console.export_text()
+
+    # Resuming: a second plain run refuses the folder; an interrupted one continues and matches.
+    from medclass.errors import ConfigError
+    from medclass.experiments.crossval import resume_cross_validation
+
+    with pytest.raises(ConfigError, match="already holds a cross-validation"):
+        cross_validate(cfg, folds=2, progress=False, n_boot=200)
+    kept = (cv.run_dirs[0] / "best.safetensors").stat().st_mtime_ns
+    (cv.run_dirs[1] / "threshold.json").unlink()  # fold 1 stopped before finishing
+    (cv.out_dir / "cv_summary.json").unlink()
+    again = resume_cross_validation(cv.out_dir, progress=False, n_boot=200)
+    assert (cv.run_dirs[0] / "best.safetensors").stat().st_mtime_ns == kept  # finished fold not retrained
+    assert (cv.run_dirs[1] / "threshold.json").is_file()
+    pd.testing.assert_frame_equal(again.oof, cv.oof)
+    assert again.folds["best_epoch"].tolist() == cv.folds["best_epoch"].tolist()
+    # the CLI's --resume recognises a cross-validation folder; every fold is finished, so nothing retrains
+    from typer.testing import CliRunner
+
+    from medclass.cli import _register_all, app
+
+    _register_all()
+    out = CliRunner().invoke(app, ["train", "--resume", str(cv.out_dir), "--quiet"])
+    assert out.exit_code == 0, out.output
+    assert "cross-validation results" in out.output and "2-fold" in out.output
+    assert (cv.run_dirs[0] / "best.safetensors").stat().st_mtime_ns == kept

@@ -27,7 +27,7 @@ def train_command(
     num_nodes: Annotated[Optional[int], typer.Option(help="Nodes for multi-node DDP.")] = None,
     strategy: Annotated[Optional[str], typer.Option(help="Lightning strategy (auto, ddp, ddp_spawn...).")] = None,
     folds: Annotated[int, typer.Option(help="K-fold cross-validation by patient (0 = one train/val/test split).")] = 0,
-    resume: Annotated[Optional[Path], typer.Option(help="Resume the run folder workspace/<project>/<experiment>.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Resume the run (or cross-validation) folder workspace/<project>/<experiment>.")] = None,
     mlflow: Annotated[Optional[str], typer.Option(help="Also log to MLflow: a folder, sqlite:///x.db or http://host:port.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
@@ -38,6 +38,13 @@ def train_command(
 
     with friendly_errors():
         if resume is not None:
+            from ..experiments.crossval import is_cross_validation, resume_cross_validation
+
+            if is_cross_validation(resume):
+                cv = resume_cross_validation(resume, progress=not quiet)
+                console.print(cv.summary_table())
+                console.print(f"[bold]cross-validation results:[/] {cv.out_dir}")
+                return
             result = train(resume=resume, progress=not quiet)
         else:
             cfg = load_config(config) if config else RunConfig()

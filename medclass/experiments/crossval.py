@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from ..config import RunConfig, save_config
+from ..config import RunConfig, load_config, save_config
+from ..errors import ConfigError
 from ..data.splits import patient_groups
 from ..evaluation.bootstrap import bootstrap_ci
 from ..evaluation.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
@@ -106,7 +108,8 @@ def _fold_summary(folds: pd.DataFrame, names: list[str]) -> tuple[dict, dict]:
     return values.mean().to_dict(), values.std(ddof=1).to_dict()
 
 
-def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_boot: int = 1000) -> CVResult:
+def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_boot: int = 1000,
+                   resume: bool = False) -> CVResult:
     """Train ``folds`` runs, one per patient fold, and summarise their out-of-fold predictions.
 
     Args:
@@ -115,8 +118,13 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
         folds: number of folds (k >= 2; each class needs at least k patients).
         progress: progress bars while training.
         n_boot: bootstrap replicates (over patients) for the pooled CIs.
+        resume: continue an interrupted cross-validation in the same folder: finished folds are
+            kept, an interrupted fold continues from its last epoch, missing folds are trained.
+            :func:`resume_cross_validation` does this from the folder alone.
 
     Raises:
+        ConfigError: the folder already holds a cross-validation (and ``resume`` is false), or, when
+            resuming, the data no longer gives the same folds.
         DatasetError: too few patients per class for ``folds``.
         LeakError: a fold's training and validation share a patient or an image.
 
@@ -124,32 +132,31 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
         >>> cv = cross_validate(cfg, folds=5, progress=False)  # doctest: +SKIP
         >>> console.print(cv.summary_table())                  # doctest: +SKIP
     """
-    from ..evaluation.evaluate import evaluate
-    from ..training.runner import resolve_experiment, train
+    from ..training.runner import check_config, resolve_experiment
 
     cfg = resolve_experiment(cfg)
+    check_config(cfg)
     out_dir = cfg.run_dir()
+    if (out_dir / "cv_config.yaml").is_file() and not resume:
+        raise ConfigError(f"{out_dir} already holds a cross-validation; continue it with `medclass train --resume "
+                          f"{out_dir}` or choose another experiment name.")
     out_dir.mkdir(parents=True, exist_ok=True)
+    previous = _read_folds(out_dir / "folds.csv") if resume else None
     save_config(cfg, out_dir / "cv_config.yaml")
+    write_json(out_dir / "cv_state.json", {"k": folds})
     table, fp = prepare_folds(cfg.data, folds, seed=cfg.train.seed, out_dir=out_dir,
                               cache_dir=Path(cfg.workspace) / ".cache")
+    if previous is not None and not previous.equals(_read_folds(out_dir / "folds.csv")):
+        raise ConfigError(f"Cannot resume {out_dir}: the data in {cfg.data.path} no longer gives the folds of the "
+                          "interrupted run (images were added, removed or relabelled). Start a new experiment.")
     rows, oof_parts, run_dirs, audits = [], [], [], []
     for k in range(folds):
         ftable, audit = fold_table(table, k, fp, cfg.data)
         audits.append(audit)
-        fold_cfg = dataclasses.replace(cfg, experiment=f"{cfg.experiment}-fold{k}")
-        log.info("fold %d/%d: %d training and %d validation images", k + 1, folds,
-                 (ftable.frame["split"] == "train").sum(), (ftable.frame["split"] == "val").sum())
-        result = train(fold_cfg, table=ftable, progress=progress)
-        ev = evaluate(result.run_dir, split="val", n_boot=0, cam_samples=0, report=False,
-                      batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers)
-        m = ev.metrics["metrics"]
-        val = ftable.subset("val")
-        rows.append({"fold": k, "run_dir": str(result.run_dir), "images": len(val),
-                     "patients": int(patient_groups(val.frame).nunique()), "best_epoch": result.best_epoch,
-                     "threshold": ev.metrics["threshold"], **{name: m.get(name, np.nan) for name in FOLD_METRICS}})
-        oof_parts.append(ev.predictions.assign(fold=k))
-        run_dirs.append(result.run_dir)
+        row, preds, run_dir = _run_fold(cfg, k, folds, ftable, progress)
+        rows.append(row)
+        oof_parts.append(preds)
+        run_dirs.append(run_dir)
     fold_frame = pd.DataFrame(rows)
     oof = pd.concat(oof_parts, ignore_index=True)
     oof.insert(0, "fold", oof.pop("fold"))
@@ -166,3 +173,58 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     atomic_write_text(out_dir / "oof_predictions.csv", oof.to_csv(index=False))
     log.info("cross-validation results in %s", out_dir)
     return CVResult(out_dir, fold_frame, summary, oof, run_dirs)
+
+
+def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot: int = 1000) -> CVResult:
+    """Continue the interrupted cross-validation in ``cv_dir`` (the folder holding ``cv_config.yaml``).
+
+    >>> cv = resume_cross_validation("workspace/recipes/4_head_ct")  # doctest: +SKIP
+    """
+    cv_dir = Path(cv_dir)
+    if not (cv_dir / "cv_config.yaml").is_file():
+        raise FileNotFoundError(f"{cv_dir} is not a cross-validation folder (no cv_config.yaml); pass the folder "
+                                "that `medclass train --folds K` printed.")
+    state = json.loads((cv_dir / "cv_state.json").read_text()) if (cv_dir / "cv_state.json").is_file() else {}
+    k = state.get("k") or int(pd.read_csv(cv_dir / "folds.csv")["fold"].max()) + 1
+    return cross_validate(load_config(cv_dir / "cv_config.yaml"), folds=k, progress=progress, n_boot=n_boot,
+                          resume=True)
+
+
+def is_cross_validation(path: str | Path) -> bool:
+    """True when ``path`` is a cross-validation folder (``medclass train --resume`` uses this)."""
+    return (Path(path) / "cv_config.yaml").is_file()
+
+
+def _read_folds(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    return pd.read_csv(path, usecols=["path", "label", "fold"]).sort_values("path", ignore_index=True)
+
+
+def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tuple[dict, pd.DataFrame, Path]:
+    """Train fold ``k`` (or keep it when already finished, or continue it when interrupted) and predict its fold."""
+    from ..evaluation.evaluate import evaluate
+    from ..training.checkpoint import read_meta
+    from ..training.runner import train
+
+    fold_cfg = dataclasses.replace(cfg, experiment=f"{cfg.experiment}-fold{k}")
+    run_dir = fold_cfg.run_dir()
+    n_train, n_val = (ftable.frame["split"] == "train").sum(), (ftable.frame["split"] == "val").sum()
+    if (run_dir / "threshold.json").is_file() and (run_dir / "best.safetensors").is_file():
+        log.info("fold %d/%d: already trained in %s, kept", k + 1, folds, run_dir)
+        best_epoch = int(read_meta(run_dir / "best.safetensors").get("metrics", {}).get("epoch", -1))
+    else:
+        resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        log.info("fold %d/%d: %d training and %d validation images%s", k + 1, folds, n_train, n_val,
+                 " (continuing the interrupted run)" if resumable else "")
+        result = train(resume=run_dir, progress=progress) if resumable else \
+            train(fold_cfg, table=ftable, progress=progress)
+        best_epoch = result.best_epoch
+    ev = evaluate(run_dir, split="val", n_boot=0, cam_samples=0, report=False,
+                  batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers)
+    m = ev.metrics["metrics"]
+    val = ftable.subset("val")
+    row = {"fold": k, "run_dir": str(run_dir), "images": len(val),
+           "patients": int(patient_groups(val.frame).nunique()), "best_epoch": best_epoch,
+           "threshold": ev.metrics["threshold"], **{name: m.get(name, np.nan) for name in FOLD_METRICS}}
+    return row, ev.predictions.assign(fold=k), run_dir

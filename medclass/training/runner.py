@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -176,8 +177,16 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         else:
             table.to_csv(run_dir / "split.csv")
         (run_dir / "classes.json").write_text(json.dumps(table.classes))
-        return _fit(cfg, run_dir, table, resumed=resume is not None, progress=progress,
-                    extra_callbacks=extra_callbacks, start=start)
+        try:
+            return _fit(cfg, run_dir, table, resumed=resume is not None, progress=progress,
+                        extra_callbacks=extra_callbacks, start=start)
+        finally:
+            # The trainer, module and loaders form reference cycles that the cyclic collector may not
+            # reach for a long time; without this, a process training many runs (cross-validation
+            # folds, tuning trials) grew by ~250 MB per run (measured, inception_v3 at 80 px).
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
 
 @contextlib.contextmanager
