@@ -98,6 +98,15 @@ def test_patient_results(evaluated):
     table = pd.read_csv(result.files["patients"])
     mean = pred.groupby("patient")["prob_PNEUMONIA"].mean()
     np.testing.assert_allclose(table.set_index("patient")["mean_prob_PNEUMONIA"].loc[mean.index], mean, rtol=1e-6)
+    # patient-level CIs: the point is the patient-level metric, the interval resamples patients
+    from sklearn.metrics import roc_auc_score
+
+    y_pat = (table["label"] == "PNEUMONIA").to_numpy()
+    for how in ("mean", "max"):
+        ci = p["ci"][how]["roc_auc"]
+        assert ci["value"] == pytest.approx(roc_auc_score(y_pat, table[f"{how}_prob_PNEUMONIA"]))
+        assert ci["value"] == pytest.approx(p[how]["roc_auc"])
+        assert ci["low"] <= ci["value"] <= ci["high"] and ci["high"] > ci["low"]
 
 
 def test_leak_check_clean_statement(evaluated):

@@ -175,9 +175,10 @@ def _metrics(pred: Predictions, classes: list[str], threshold: float, n_boot: in
     return out
 
 
-def _patient_results(pred: Predictions, classes: list[str], threshold: float,
-                     frames: np.ndarray) -> tuple[dict, pd.DataFrame]:
-    """Patient-level metrics for mean and max aggregation, each patient's wrong images, and a per-patient table."""
+def _patient_results(pred: Predictions, classes: list[str], threshold: float, frames: np.ndarray,
+                     n_boot: int = 0, seed: int = 0) -> tuple[dict, pd.DataFrame]:
+    """Patient-level metrics (with bootstrap CIs over patients) for mean and max aggregation, each patient's
+    wrong images, and a per-patient table."""
     groups = _groups(pred.patients)
     decided = predict_labels(pred.probs, threshold)
     out: dict = {"label_rule": "any positive image" if len(classes) == 2 else "most frequent image label",
@@ -187,6 +188,9 @@ def _patient_results(pred: Predictions, classes: list[str], threshold: float,
         ids, y_pat, P_pat = aggregate_by_patient(pred.labels, pred.probs, groups, how=how)
         full = compute_metrics(y_pat, P_pat, threshold, classes)
         out[how] = {k: v for k, v in full.items() if k != "per_class"}
+        if n_boot > 0:  # one row per patient: resampling rows resamples patients
+            out.setdefault("ci", {})[how] = bootstrap_metrics(y_pat, P_pat, None, threshold=threshold,
+                                                              n_boot=n_boot, seed=seed)
         table["patient"], table["label"] = ids, [classes[i] for i in y_pat]
         for j, c in enumerate(classes):
             table[f"{how}_prob_{c}"] = P_pat[:, j]
@@ -309,7 +313,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN metrics are reported as null
         computed = _metrics(pred, classes, threshold, n_boot)
-        patients, patient_table = _patient_results(pred, classes, threshold, df["frame"].to_numpy())
+        patients, patient_table = _patient_results(pred, classes, threshold, df["frame"].to_numpy(), n_boot)
     baseline, history, chosen = _run_files(r.run_dir)
 
     gallery, _ = _examples(pick_gallery(df["correct"].to_numpy(), GALLERY_SIZE), df, ds, pred.indices, classes, pred.probs)

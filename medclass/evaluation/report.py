@@ -202,8 +202,17 @@ def _patients(m: dict) -> str:
     keys = [k for k in ("accuracy", "roc_auc", "sensitivity", "specificity", "balanced_accuracy") if k in p["mean"]]
     body = (f"<p>{p['n_patients']} patients; patient label = {esc(p['label_rule'])}; images without a patient id "
             "count as their own patient. Patient probability = mean or maximum of the image probabilities.</p>")
+    ci = p.get("ci", {})
+
+    def cell(how: str, k: str) -> Raw:
+        c = ci.get(how, {}).get(k)
+        interval = f" <span class='muted'>({fmt(c['low'])}–{fmt(c['high'])})</span>" if c else ""
+        return Raw(esc(fmt(p[how][k])) + interval)
+
     body += table(["aggregation", *(METRIC_LABELS[k] for k in keys)],
-                  [(how, *(p[how][k] for k in keys)) for how in ("mean", "max")])
+                  [(how, *(cell(how, k) for k in keys)) for how in ("mean", "max")])
+    if ci:
+        body += "<p class='muted'>In brackets: 95% percentile bootstrap CIs resampling patients.</p>"
     errors = p["errors"]
     if not errors:
         return body + "<p>Every image of every patient was classified correctly.</p>"
