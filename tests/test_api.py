@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,16 +18,7 @@ from medclass.errors import CheckpointError
 from medclass.serving._batcher import MicroBatcher
 from medclass.serving.api import create_api
 from medclass.serving.predictor import Predictor
-from test_predictor import XRAYS, make_checkpoint
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_api.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_api", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _helpers import XRAYS, load_bench_api, make_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +186,7 @@ def test_micro_batcher_batches_concurrent_calls_and_keeps_rows():
 @pytest.fixture(scope="module")
 def server(ckpt):
     """create_api under uvicorn in a subprocess on 127.0.0.1 and a free port."""
-    bench = _bench()
+    bench = load_bench_api()
     port = bench.free_port()
     process = bench.start_api_server(ckpt, port)
     yield f"http://127.0.0.1:{port}"
@@ -231,7 +220,7 @@ def test_schemathesis_finds_no_server_errors(server):
 
 @pytest.mark.slow
 def test_load_200_requests_8_concurrent_without_errors(server, capsys):
-    bench = _bench()
+    bench = load_bench_api()
     result = bench.run_load(f"{server}/predict", bench.xray_payloads(8), n_requests=200, concurrency=8)
     with capsys.disabled():
         print(f"\nAPI load: {result['requests']} requests, {result['concurrency']} concurrent: "

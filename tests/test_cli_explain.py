@@ -1,7 +1,6 @@
 """`medclass evaluate` and `medclass explain` through typer's CliRunner; explain_images on its own."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch

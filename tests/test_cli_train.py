@@ -4,13 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
 from typer.testing import CliRunner
 
 from medclass.cli import _register_all, app
 
-from test_training import make_images
+from _helpers import make_images
 
 _register_all()
 runner = CliRunner()

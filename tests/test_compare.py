@@ -2,58 +2,24 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from safetensors.torch import save_file
 
-from medclass.config import RunConfig, save_config
+from medclass.config import RunConfig
 from medclass.experiments._runs import best_epoch, count_parameters, resolve_run
 from medclass.experiments.compare import compare_runs, run_names
-
-
-def make_run(workspace: Path, project: str, experiment: str, *, model: str = "simple_cnn", epochs: int = 3,
-             image_size: int = 32, probs: np.ndarray | None = None, labels: np.ndarray | None = None,
-             patients: list[str] | None = None, metrics_json: dict | None = None, gpu: bool = False) -> Path:
-    """A run folder with config.yaml, metrics.csv, best.safetensors and optionally predictions/metrics.json."""
-    cfg = RunConfig(project=project, experiment=experiment, workspace=str(workspace))
-    cfg.model.name, cfg.model.image_size, cfg.train.monitor = model, image_size, "val_auc"
-    run = cfg.run_dir()
-    run.mkdir(parents=True)
-    save_config(cfg, run / "config.yaml")
-    e = np.arange(epochs)
-    pd.DataFrame({
-        "epoch": e, "train_loss": 1.0 / (e + 1), "train_acc": 0.6 + 0.1 * e, "train_auc": 0.7 + 0.05 * e,
-        "val_loss": 1.2 / (e + 1), "val_acc": 0.55 + 0.1 * e, "val_auc": [0.6, 0.8, 0.75, 0.7, 0.65][:epochs],
-        "lr": 1e-3, "epoch_time_s": 2.0 + e, "peak_rss_mb": 500.0 + 10 * e,
-        "gpu_max_allocated_mb": 100.0 + e if gpu else np.nan,
-    }).to_csv(run / "metrics.csv", index=False)
-    # 4*1*6*6 + 4 = 148 learned values; the BatchNorm statistics are not parameters
-    save_file({"conv.weight": torch.zeros(4, 1, 6, 6), "conv.bias": torch.zeros(4), "bn.running_mean": torch.zeros(4),
-               "bn.running_var": torch.ones(4), "bn.num_batches_tracked": torch.zeros((), dtype=torch.int64)},
-              str(run / "best.safetensors"))
-    (run / "classes.json").write_text(json.dumps(["normal", "abnormal"]))
-    if probs is not None:
-        pd.DataFrame({"path": [f"img{i}.png" for i in range(len(probs))],
-                      "patient": patients if patients is not None else [f"p{i}" for i in range(len(probs))],
-                      "label": np.where(labels == 1, "abnormal", "normal"), "prob_normal": 1 - probs,
-                      "prob_abnormal": probs, "predicted": np.where(probs >= 0.5, "abnormal", "normal"),
-                      "correct": (probs >= 0.5) == (labels == 1)}).to_csv(run / "predictions.csv", index=False)
-    if metrics_json is not None:
-        (run / "metrics.json").write_text(json.dumps(metrics_json))
-    return run
+from _helpers import make_fake_run
 
 
 def test_table_values_and_files(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    a = make_run(ws, "p", "cnn", epochs=3, gpu=True,
-                 metrics_json={"metrics": {"roc_auc": 0.91, "accuracy": 0.8},
-                               "ci": {"roc_auc": {"low": 0.85, "high": 0.95}}})
-    make_run(ws, "p", "vit", model="vit_tiny", epochs=4, image_size=64)
+    a = make_fake_run(ws, "p", "cnn", epochs=3, gpu=True,
+                      metrics_json={"metrics": {"roc_auc": 0.91, "accuracy": 0.8},
+                                    "ci": {"roc_auc": {"low": 0.85, "high": 0.95}}})
+    make_fake_run(ws, "p", "vit", model="vit_tiny", epochs=4, image_size=64)
     cmp = compare_runs([a, "p/vit"], out=tmp_path / "out", workspace=ws, plots=True)
     t = cmp.table.set_index("name")
     assert list(t.index) == ["cnn", "vit"]
@@ -89,7 +55,7 @@ def test_best_epoch_follows_monitor_direction() -> None:
 
 
 def test_resolve_run_errors_name_near_runs(tmp_path: Path) -> None:
-    make_run(tmp_path, "chest", "resnet18")
+    make_fake_run(tmp_path, "chest", "resnet18")
     assert resolve_run("chest/resnet18", tmp_path) == tmp_path / "chest" / "resnet18"
     with pytest.raises(FileNotFoundError, match="chest/resnet18"):
         resolve_run("chest/resnet19", tmp_path)
@@ -121,9 +87,9 @@ def test_paired_tests_match_stats_and_sklearn(tmp_path: Path) -> None:
     y, good, weak = _scores(0)
     patients = [f"p{i // 2}" for i in range(len(y))]  # two images per patient
     ws = tmp_path / "ws"
-    make_run(ws, "p", "good", probs=good, labels=y, patients=patients)
-    make_run(ws, "p", "weak", probs=weak, labels=y, patients=patients)
-    make_run(ws, "p", "other", probs=good[:100], labels=y[:100])  # other images: not paired
+    make_fake_run(ws, "p", "good", probs=good, labels=y, patients=patients)
+    make_fake_run(ws, "p", "weak", probs=weak, labels=y, patients=patients)
+    make_fake_run(ws, "p", "other", probs=good[:100], labels=y[:100])  # other images: not paired
     cmp = compare_runs(["p/good", "p/weak", "p/other"], out=tmp_path / "out", workspace=ws, n_boot=300)
     assert len(cmp.pairs) == 1
     pair = cmp.pairs.iloc[0]
@@ -143,8 +109,8 @@ def test_same_model_twice_is_not_significant(tmp_path: Path) -> None:
     y, good, _ = _scores(1)
     rng = np.random.default_rng(2)
     jitter = np.clip(good + rng.normal(0, 0.01, len(good)), 0, 1)
-    make_run(tmp_path, "p", "a", probs=good, labels=y)
-    make_run(tmp_path, "p", "b", probs=jitter, labels=y)
+    make_fake_run(tmp_path, "p", "a", probs=good, labels=y)
+    make_fake_run(tmp_path, "p", "b", probs=jitter, labels=y)
     pair = compare_runs(["p/a", "p/b"], out=tmp_path / "o", workspace=tmp_path, n_boot=200, plots=False).pairs.iloc[0]
     assert abs(pair["difference"]) < 0.01 and pair["delong_p"] > 0.05 and not pair["significant"]
     assert pair["delong_ci_low"] < 0 < pair["delong_ci_high"]
@@ -157,8 +123,8 @@ def test_cli_compare_prints_table_and_sentences(tmp_path: Path) -> None:
 
     _register_all()
     y, good, weak = _scores(3)
-    make_run(tmp_path, "p", "good", probs=good, labels=y)
-    make_run(tmp_path, "p", "weak", probs=weak, labels=y)
+    make_fake_run(tmp_path, "p", "good", probs=good, labels=y)
+    make_fake_run(tmp_path, "p", "weak", probs=weak, labels=y)
     result = CliRunner().invoke(app, ["compare", "p/good", "p/weak", "--workspace", str(tmp_path), "--n-boot", "100"],
                                 terminal_width=250)
     assert result.exit_code == 0, result.output

@@ -14,7 +14,7 @@ from medclass.errors import CheckpointError, ConfigError
 from medclass.inference import to_probs
 from medclass.serving.export import export_model, onnx_metadata, torchscript_metadata
 from medclass.serving.predictor import Predictor
-from test_predictor import XRAYS, make_checkpoint
+from _helpers import XRAYS, make_checkpoint
 
 CASES = [("simple_cnn", 1, 64), ("resnet18", 3, 64)]
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from medclass.errors import ConfigError
 from medclass.training import lr_find as lr_find_module
 from medclass.training.lr_find import find_lr, lr_find_figure
-from test_training import make_images, tiny_config
+from _helpers import make_images, tiny_config
 
 
 @pytest.fixture(scope="module")

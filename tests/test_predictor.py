@@ -16,32 +16,7 @@ from medclass.data.transforms import build_transform
 from medclass.errors import CheckpointError, ImageReadError
 from medclass.models import create_model
 from medclass.serving.predictor import Predictor
-from medclass.training.checkpoint import build_meta, save_checkpoint
-from conftest import SHARED_DATA
-
-XRAYS = ["NORMAL/IM-0001-0001.jpeg", "NORMAL/IM-0003-0001.jpeg", "PNEUMONIA/person1_bacteria_1.jpeg",
-         "PNEUMONIA/person1_virus_6.jpeg"]
-
-
-def make_checkpoint(path: Path, model_name: str = "simple_cnn", classes: tuple[str, ...] = ("NORMAL", "PNEUMONIA"),
-                    in_chans: int = 1, image_size: int = 64, threshold: float = 0.4, temperature: float = 1.0,
-                    metrics: dict | None = None, seed: int = 0) -> Path:
-    """A checkpoint with seeded random weights; the classifier is rescaled so that the logits of the
-    real X-rays in XRAYS are centred with standard deviation 2 (probabilities spread, not all 0.5)."""
-    torch.manual_seed(seed)
-    model = create_model(model_name, num_classes=len(classes), in_chans=in_chans).eval()
-    tf = build_transform("none", image_size, in_chans, [0.5] * in_chans, [0.25] * in_chans, train=False)
-    x = torch.stack([tf(read_image(SHARED_DATA / "chest_xray" / n, size_hint=image_size)) for n in XRAYS])
-    head = model.get_classifier()
-    with torch.no_grad():
-        z = model(x)
-        scale = 2.0 / z.std(dim=0).clamp_min(1e-8)
-        head.bias.copy_((head.bias - z.mean(dim=0)) * scale)
-        head.weight.mul_(scale[:, None])
-    meta = build_meta(classes=list(classes), model_name=model_name, in_chans=in_chans, image_size=image_size,
-                      mean=[0.5] * in_chans, std=[0.25] * in_chans, threshold=threshold, temperature=temperature,
-                      metrics=metrics or {}, config={"data": {"path": "../shared/data/chest_xray", "patient_regex": "chest_xray"}})
-    return save_checkpoint(path, model, meta)
+from _helpers import XRAYS, make_checkpoint
 
 
 @pytest.fixture(scope="module")

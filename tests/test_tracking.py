@@ -19,7 +19,7 @@ pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from medclass.experiments.tracking import MLflowCallback, flatten, log_run_folder, tracking_uri  # noqa: E402
-from test_compare import make_run  # noqa: E402
+from _helpers import make_fake_run  # noqa: E402
 
 
 def _check_logged(client: MlflowClient, run_id: str) -> None:
@@ -39,8 +39,8 @@ def _check_logged(client: MlflowClient, run_id: str) -> None:
 
 
 def _run_folder(tmp_path: Path) -> Path:
-    return make_run(tmp_path / "ws", "proj", "cnn", metrics_json={"metrics": {"roc_auc": 0.9},
-                                                                    "ci": {"roc_auc": {"value": 0.9, "low": 0.8, "high": 0.97}}})
+    return make_fake_run(tmp_path / "ws", "proj", "cnn", metrics_json={"metrics": {"roc_auc": 0.9},
+                                                                         "ci": {"roc_auc": {"value": 0.9, "low": 0.8, "high": 0.97}}})
 
 
 @pytest.fixture(scope="module")

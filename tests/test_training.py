@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from medclass.config import RunConfig, apply_overrides
@@ -23,35 +22,9 @@ from medclass.models import create_model, list_models, model_info
 from medclass.training import load_checkpoint, train
 from medclass.training.module import ClassifierModule
 from medclass.training.runner import class_weight_vector
+from _helpers import make_images, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def make_images(root: Path, n_per_class: int = 24, size: int = 40, seed: int = 0) -> Path:
-    """Two learnable classes: 'disk' images have a bright blob, 'plain' ones only noise; one patient per 2 images."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    for label in ("disk", "plain"):
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for i in range(n_per_class):
-            img = rng.normal(0.3, 0.08, (size, size))
-            if label == "disk":
-                cy, cx = rng.integers(10, size - 10, 2)
-                img += 0.5 * (((yy - cy) ** 2 + (xx - cx) ** 2) < 36)
-            arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
-            Image.fromarray(arr).save(root / label / f"p{label}{i // 2:03d}_{i % 2}.png")
-    return root
-
-
-def tiny_config(data: Path, workspace: Path, experiment: str = "tiny", **overrides: str) -> RunConfig:
-    items = {
-        "data.path": str(data), "data.patient_regex": r"^(p[a-z]+\d+)_", "data.near_duplicates": "false",
-        "model.name": "simple_cnn", "model.in_chans": "1", "model.image_size": "32",
-        "train.epochs": "3", "train.batch_size": "8", "train.num_workers": "0", "train.lr": "0.003",
-        "train.early_stopping": "0", "train.augment": "light", "workspace": str(workspace), "experiment": experiment,
-    }
-    items.update(overrides)
-    return apply_overrides(RunConfig(), [f"{k}={v}" for k, v in items.items()])
 
 
 @pytest.fixture(scope="module")

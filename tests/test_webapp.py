@@ -13,8 +13,7 @@ from fastapi.testclient import TestClient
 
 from medclass.serving.predictor import Predictor
 from medclass.serving.webapp import create_app, create_webapp
-from test_api import _bench
-from test_predictor import XRAYS, make_checkpoint
+from _helpers import XRAYS, load_bench_api, make_checkpoint
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -50,7 +49,7 @@ def _chromium() -> str:
 @pytest.fixture(scope="module")
 def server(ckpt):
     """`medclass serve` in a subprocess on 127.0.0.1 and a free port."""
-    bench = _bench()
+    bench = load_bench_api()
     port = bench.free_port()
     process = subprocess.Popen([sys.executable, "-c", "from medclass.cli import main; main()", "serve", str(ckpt),
                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

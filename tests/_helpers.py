@@ -1,0 +1,113 @@
+"""Helpers shared by several test modules: a seeded checkpoint with the real X-rays it is calibrated on
+(XRAYS, make_checkpoint), a tiny learnable image folder and its training config (make_images, tiny_config),
+a synthetic run folder (make_fake_run) and the loader of bench/bench_api.py (load_bench_api)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from medclass.config import RunConfig, apply_overrides, save_config
+from medclass.data.io import read_image
+from medclass.data.transforms import build_transform
+from medclass.models import create_model
+from medclass.training.checkpoint import build_meta, save_checkpoint
+from conftest import SHARED_DATA
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_api.py"
+
+XRAYS = ["NORMAL/IM-0001-0001.jpeg", "NORMAL/IM-0003-0001.jpeg", "PNEUMONIA/person1_bacteria_1.jpeg",
+         "PNEUMONIA/person1_virus_6.jpeg"]
+
+
+def make_checkpoint(path: Path, model_name: str = "simple_cnn", classes: tuple[str, ...] = ("NORMAL", "PNEUMONIA"),
+                    in_chans: int = 1, image_size: int = 64, threshold: float = 0.4, temperature: float = 1.0,
+                    metrics: dict | None = None, seed: int = 0) -> Path:
+    """A checkpoint with seeded random weights; the classifier is rescaled so that the logits of the
+    real X-rays in XRAYS are centred with standard deviation 2 (probabilities spread, not all 0.5)."""
+    torch.manual_seed(seed)
+    model = create_model(model_name, num_classes=len(classes), in_chans=in_chans).eval()
+    tf = build_transform("none", image_size, in_chans, [0.5] * in_chans, [0.25] * in_chans, train=False)
+    x = torch.stack([tf(read_image(SHARED_DATA / "chest_xray" / n, size_hint=image_size)) for n in XRAYS])
+    head = model.get_classifier()
+    with torch.no_grad():
+        z = model(x)
+        scale = 2.0 / z.std(dim=0).clamp_min(1e-8)
+        head.bias.copy_((head.bias - z.mean(dim=0)) * scale)
+        head.weight.mul_(scale[:, None])
+    meta = build_meta(classes=list(classes), model_name=model_name, in_chans=in_chans, image_size=image_size,
+                      mean=[0.5] * in_chans, std=[0.25] * in_chans, threshold=threshold, temperature=temperature,
+                      metrics=metrics or {}, config={"data": {"path": "../shared/data/chest_xray", "patient_regex": "chest_xray"}})
+    return save_checkpoint(path, model, meta)
+
+
+def make_images(root: Path, n_per_class: int = 24, size: int = 40, seed: int = 0) -> Path:
+    """Two learnable classes: 'disk' images have a bright blob, 'plain' ones only noise; one patient per 2 images."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    for label in ("disk", "plain"):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            img = rng.normal(0.3, 0.08, (size, size))
+            if label == "disk":
+                cy, cx = rng.integers(10, size - 10, 2)
+                img += 0.5 * (((yy - cy) ** 2 + (xx - cx) ** 2) < 36)
+            arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+            Image.fromarray(arr).save(root / label / f"p{label}{i // 2:03d}_{i % 2}.png")
+    return root
+
+
+def tiny_config(data: Path, workspace: Path, experiment: str = "tiny", **overrides: str) -> RunConfig:
+    items = {
+        "data.path": str(data), "data.patient_regex": r"^(p[a-z]+\d+)_", "data.near_duplicates": "false",
+        "model.name": "simple_cnn", "model.in_chans": "1", "model.image_size": "32",
+        "train.epochs": "3", "train.batch_size": "8", "train.num_workers": "0", "train.lr": "0.003",
+        "train.early_stopping": "0", "train.augment": "light", "workspace": str(workspace), "experiment": experiment,
+    }
+    items.update(overrides)
+    return apply_overrides(RunConfig(), [f"{k}={v}" for k, v in items.items()])
+
+
+def make_fake_run(workspace: Path, project: str, experiment: str, *, model: str = "simple_cnn", epochs: int = 3,
+                  image_size: int = 32, probs: np.ndarray | None = None, labels: np.ndarray | None = None,
+                  patients: list[str] | None = None, metrics_json: dict | None = None, gpu: bool = False) -> Path:
+    """A run folder with config.yaml, metrics.csv, best.safetensors and optionally predictions/metrics.json."""
+    cfg = RunConfig(project=project, experiment=experiment, workspace=str(workspace))
+    cfg.model.name, cfg.model.image_size, cfg.train.monitor = model, image_size, "val_auc"
+    run = cfg.run_dir()
+    run.mkdir(parents=True)
+    save_config(cfg, run / "config.yaml")
+    e = np.arange(epochs)
+    pd.DataFrame({
+        "epoch": e, "train_loss": 1.0 / (e + 1), "train_acc": 0.6 + 0.1 * e, "train_auc": 0.7 + 0.05 * e,
+        "val_loss": 1.2 / (e + 1), "val_acc": 0.55 + 0.1 * e, "val_auc": [0.6, 0.8, 0.75, 0.7, 0.65][:epochs],
+        "lr": 1e-3, "epoch_time_s": 2.0 + e, "peak_rss_mb": 500.0 + 10 * e,
+        "gpu_max_allocated_mb": 100.0 + e if gpu else np.nan,
+    }).to_csv(run / "metrics.csv", index=False)
+    # 4*1*6*6 + 4 = 148 learned values; the BatchNorm statistics are not parameters
+    save_file({"conv.weight": torch.zeros(4, 1, 6, 6), "conv.bias": torch.zeros(4), "bn.running_mean": torch.zeros(4),
+               "bn.running_var": torch.ones(4), "bn.num_batches_tracked": torch.zeros((), dtype=torch.int64)},
+              str(run / "best.safetensors"))
+    (run / "classes.json").write_text(json.dumps(["normal", "abnormal"]))
+    if probs is not None:
+        pd.DataFrame({"path": [f"img{i}.png" for i in range(len(probs))],
+                      "patient": patients if patients is not None else [f"p{i}" for i in range(len(probs))],
+                      "label": np.where(labels == 1, "abnormal", "normal"), "prob_normal": 1 - probs,
+                      "prob_abnormal": probs, "predicted": np.where(probs >= 0.5, "abnormal", "normal"),
+                      "correct": (probs >= 0.5) == (labels == 1)}).to_csv(run / "predictions.csv", index=False)
+    if metrics_json is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics_json))
+    return run
+
+
+def load_bench_api():
+    spec = importlib.util.spec_from_file_location("bench_api", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
