@@ -155,3 +155,34 @@ def test_overlay_is_a_pure_rgb_uint8_picture(tmp_path) -> None:
         overlay_cam(gray * 255, cam)
     path = save_overlay(tmp_path / "sub" / "cam.png", gray, cam)
     np.testing.assert_array_equal(np.asarray(Image.open(path)), out)
+
+
+def test_small_maps_fall_back_to_an_earlier_stage(caplog) -> None:
+    """resnet18's layer4 is 2 x 2 at 64 px (a flat, useless map): layer3 (4 x 4) is used, and said so."""
+    from medclass.explain._targets import layer_for_input
+
+    model = _binary_gray("resnet18")
+    x = torch.randn(2, 1, 64, 64)
+    layer, note = layer_for_input(model, x)
+    assert layer is model.layer3 and "layer4.1 gives 2 x 2 maps for 64 x 64 inputs" in note and "using layer3" in note
+    assert layer_for_input(model, torch.randn(1, 1, 128, 128)) == (model.layer4[1], "")  # 4 x 4: kept
+    assert layer_for_input(model, x, "layer4.1") == (model.layer4[1], "")  # a named layer is always used
+    with caplog.at_level("WARNING", logger="medclass.explain.cam"):
+        auto = compute_cam(model, x, target_class=1)
+    np.testing.assert_array_equal(auto, compute_cam(model, x, target_class=1, target_layer=model.layer3))
+    assert any("using layer3" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_inception_at_80_px_explains_with_mixed_6e() -> None:
+    """inception_v3's Mixed_7c is 1 x 1 at 80 px (recipe 4's size): every map would be constant."""
+    from medclass.explain._targets import layer_for_input
+
+    model = _binary_gray("inception_v3")
+    x = torch.randn(2, 1, 80, 80)
+    layer, note = layer_for_input(model, x)
+    assert layer is model.Mixed_6e and "Mixed_7c gives 1 x 1 maps" in note
+    flat = compute_cam(model, x, target_class=[0, 1], target_layer="Mixed_7c")
+    assert all(np.ptp(c) == 0 for c in flat)  # what users got before: no spatial information at all
+    cams = compute_cam(model, x, target_class=[0, 1])
+    assert any(np.ptp(c) > 0.5 for c in cams)

@@ -63,21 +63,70 @@ def find_target_layer(model: nn.Module, name: str | None = None) -> nn.Module:
     return model.get_submodule(_spatial_modules(model)[-1])
 
 
-def _spatial_modules(model: nn.Module) -> list[str]:
+MIN_CAM_SIDE = 3  # an automatically chosen CAM layer must give maps of at least 3 x 3 on the real input
+
+
+def _spatial_modules(model: nn.Module, x: torch.Tensor | None = None) -> list[str]:
     """Names of modules producing an ``(N, C, H, W)`` output with ``H * W > 1``, in order of completion."""
-    in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
-    names: list[str] = []
-    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: names.append(n)
-                                       if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[-2] * out.shape[-1] > 1
-                                       else None)
+    return [n for n, h, w in _map_sizes(model, x) if h * w > 1]
+
+
+def _map_sizes(model: nn.Module, x: torch.Tensor | None = None) -> list[tuple[str, int, int]]:
+    """``(name, H, W)`` of every module with a 4-D output, in order of completion, for input ``x``
+    (default: one blank ``_PROBE_SIZE`` image)."""
+    if x is None:
+        in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+        x = torch.zeros(1, in_chans, _PROBE_SIZE, _PROBE_SIZE, device=next(model.parameters()).device)
+    sizes: list[tuple[str, int, int]] = []
+    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: sizes.append((n, out.shape[-2], out.shape[-1]))
+                                       if isinstance(out, torch.Tensor) and out.dim() == 4 else None)
                for n, m in model.named_modules() if n]
     was_training = model.training
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, in_chans, _PROBE_SIZE, _PROBE_SIZE, device=next(model.parameters()).device))
+            model(x[:1])
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return names
+    return sizes
+
+
+def layer_for_input(model: nn.Module, x: torch.Tensor, name: str | None = None) -> tuple[nn.Module, str]:
+    """The CAM layer for inputs like ``x``, and a note when the default was replaced (else ``""``).
+
+    An explicitly named layer is always used. The default layer (the registry's, or the last spatial
+    one) is kept when its map on ``x`` is at least ``MIN_CAM_SIDE`` on each side; a smaller map (e.g.
+    1 x 1 in inception_v3's ``Mixed_7c`` at 80 px, 2 x 2 in resnet18's ``layer4`` at 64 px) carries no
+    spatial detail, so the last stage-level module (a child of the model or of a plain container, such
+    as ``layer3``, ``features.denseblock3`` or ``Mixed_6e``, never a branch inside a block) whose map
+    is large enough is used instead.
+
+    >>> layer, note = layer_for_input(create_model("resnet18", 2), torch.zeros(1, 3, 64, 64))  # doctest: +SKIP
+    >>> note                                                                                  # doctest: +SKIP
+    'layer4 gives 2 x 2 maps for 64 x 64 inputs (no spatial detail); using layer3 (4 x 4) ...'
+    """
+    if name:
+        return find_target_layer(model, name), ""
+    default = find_target_layer(model)
+    sizes = _map_sizes(model, x)
+    names = {id(m): n for n, m in model.named_modules()}
+    default_name = names.get(id(default), "")
+    found = [(h, w) for n, h, w in sizes if n == default_name]
+    if not found or min(found[-1]) >= MIN_CAM_SIDE:
+        return default, ""
+    modules = dict(model.named_modules())
+
+    def stage_level(n: str) -> bool:  # a child of the model or of a plain container, not a branch inside a block
+        parent = modules[n.rpartition(".")[0]]
+        return parent is model or isinstance(parent, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+
+    stage_level = [(n, h, w) for n, h, w in sizes if min(h, w) >= MIN_CAM_SIDE and stage_level(n)]
+    if not stage_level:
+        return default, ""
+    n, h, w = stage_level[-1]
+    note = (f"Grad-CAM: the default layer {default_name} gives {found[-1][0]} x {found[-1][1]} maps for "
+            f"{x.shape[-2]} x {x.shape[-1]} inputs (no spatial detail); using {n} ({h} x {w}) instead. "
+            "Set model.target_layer (or --layer) to choose another layer, or train at a larger image size.")
+    return model.get_submodule(n), note

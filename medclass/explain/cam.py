@@ -14,6 +14,7 @@ Arrays first, pictures second: :func:`compute_cam` returns ``(N, H, W)`` maps in
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -24,7 +25,10 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
 from torch import nn
 
 from ..errors import ConfigError, check_choice
-from ._targets import ClassTarget, find_target_layer
+from ._targets import ClassTarget, find_target_layer, layer_for_input
+
+log = logging.getLogger(__name__)
+_NOTED: set[str] = set()  # each layer substitution is logged once per process
 
 METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
 COLORMAPS = sorted(name[len("COLORMAP_"):].lower() for name in dir(cv2) if name.startswith("COLORMAP_"))
@@ -42,8 +46,9 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
         target_class: class index explained, one per image or one for all; ``None`` explains each
             image's predicted class. For a one-logit model class 1 is the logit and class 0 its negation.
         method: ``gradcam`` | ``gradcam++`` | ``eigencam`` (Eigen-CAM ignores the class).
-        target_layer: a dotted module name (``"layer4.1"``), a module, or ``None`` for
-            :func:`find_target_layer`.
+        target_layer: a dotted module name (``"layer4.1"``), a module, or ``None`` for the model's
+            default layer (:func:`find_target_layer`), replaced by an earlier stage when its maps would
+            be smaller than 3 x 3 for these images (:func:`~medclass.explain._targets.layer_for_input`).
 
     Returns:
         ``float32`` array ``(N, H, W)``, each map scaled to [0, 1]. The model's hooks are removed and
@@ -54,7 +59,13 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
     cam_class = METHODS[check_choice("explain method", method, METHODS)]
     if images.dim() != 4:
         raise ValueError(f"images must be a batch (N, C, H, W), got shape {tuple(images.shape)}.")
-    layer = find_target_layer(model, target_layer) if not isinstance(target_layer, nn.Module) else target_layer
+    if isinstance(target_layer, nn.Module):
+        layer = target_layer
+    else:
+        layer, note = layer_for_input(model, images, target_layer)
+        if note and note not in _NOTED:
+            _NOTED.add(note)
+            log.warning(note)
     was_training = model.training
     model.eval()
     try:
@@ -64,6 +75,11 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
             maps = cam(input_tensor=images.detach().requires_grad_(True), targets=targets)
     finally:
         model.train(was_training)
+    empty = int((maps.reshape(len(maps), -1).max(axis=1) <= 0).sum())
+    if empty:
+        log.warning("%s: %d of %d maps are empty (no positive class evidence at the target layer; common for an "
+                    "untrained model or a class the model does not predict for the image): their overlays show no "
+                    "heat.", method, empty, len(maps))
     return maps.astype(np.float32)
 
 
