@@ -15,6 +15,7 @@ import time
 import warnings
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -56,7 +57,11 @@ class ClassifierModule(pl.LightningModule):
         return self.model(x)
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Class-weighted BCE (one logit) or cross-entropy; mean over samples of ``w[y] * loss``."""
+        """Mean class-weighted loss of a batch (binary: BCE on the single logit; else cross-entropy)."""
+        return self.per_sample_loss(logits, y).mean()
+
+    def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Class-weighted loss of every sample, ``w[y] * loss``, shape ``(batch,)``."""
         w = self.class_weights[y]
         if self.binary:
             target = y.float()
@@ -65,7 +70,7 @@ class ClassifierModule(pl.LightningModule):
             per = F.binary_cross_entropy_with_logits(logits[:, 0].float(), target, reduction="none")
         else:
             per = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=self.cfg.train.label_smoothing)
-        return (per * w).mean()
+        return per * w
 
     def _step(self, batch: dict | None, stage: str) -> torch.Tensor | None:
         if batch is None:  # every sample of the batch was unreadable (reported by the dataset)
@@ -75,10 +80,12 @@ class ClassifierModule(pl.LightningModule):
             return None
         self.skipped_files.update(batch.get("skipped", []))
         logits = self(batch["image"])
-        loss = self.loss(logits, batch["label"])
-        self._outputs[stage].append((loss.detach().float().cpu() * len(batch["label"]), to_probs(logits.detach()).cpu(),
-                                     batch["label"].cpu()))
-        return loss
+        per = self.per_sample_loss(logits, batch["label"])
+        index = batch.get("index")
+        index = torch.as_tensor(index) if index is not None else torch.full((len(per),), -1)
+        self._outputs[stage].append((per.detach().float().cpu(), to_probs(logits.detach()).float().cpu(),
+                                     batch["label"].cpu(), index.cpu()))
+        return per.mean()
 
     def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:  # noqa: D102
         loss = self._step(batch, "train")
@@ -110,13 +117,30 @@ class ClassifierModule(pl.LightningModule):
         self._outputs["val"] = []
 
     def epoch_metrics(self, stage: str) -> dict[str, float]:
-        """Loss, accuracy and AUC over the outputs collected in this epoch for ``stage``."""
-        outs = self._outputs[stage]
-        if not outs:
+        """Loss, accuracy and AUC over the outputs collected in this epoch for ``stage``.
+
+        Under DDP every rank gathers the outputs of all ranks first, so the metrics are those of the
+        whole split (not a mean of per-shard AUCs), and validation images that the distributed
+        sampler repeated to even out the shards are counted once (by dataset index).
+        """
+        rows = _output_matrix(self._outputs[stage], len(self.classes) if len(self.classes) > 2 else 2)
+        world = self._trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            rows = self._gather_rows(rows)
+            if stage == "val":
+                rows = _unique_by_index(rows)
+        if not len(rows):
             return {}
-        n = sum(len(o[2]) for o in outs)
-        loss = float(sum(o[0] for o in outs) / max(n, 1))
-        return summary_metrics(torch.cat([o[2] for o in outs]).numpy(), torch.cat([o[1] for o in outs]).numpy(), loss, stage)
+        loss = float(rows[:, 1].mean())
+        return summary_metrics(rows[:, 2].long().numpy(), rows[:, 3:].numpy(), loss, stage)
+
+    def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows of every rank (all ranks must call this), padded to the longest for ``all_gather``."""
+        sizes = self.all_gather(torch.tensor([len(rows)], device=self.device)).reshape(-1).cpu()
+        longest = int(sizes.max())
+        padded = torch.cat([rows, rows.new_full((longest - len(rows), rows.shape[1]), -1.0)])
+        gathered = self.all_gather(padded.to(self.device)).cpu().reshape(len(sizes), longest, rows.shape[1])
+        return torch.cat([gathered[r, : int(n)] for r, n in enumerate(sizes)])
 
     def on_validation_epoch_end(self) -> None:  # noqa: D102
         metrics = self.epoch_metrics("val")
@@ -188,3 +212,20 @@ def summary_metrics(y, probs, loss: float, stage: str) -> dict[str, float]:
         warnings.simplefilter("ignore")
         auc = roc_auc(y, probs)
     return {f"{stage}_loss": float(loss), f"{stage}_acc": float(accuracy(y, predict_labels(probs))), f"{stage}_auc": float(auc)}
+
+
+def _output_matrix(outputs: list, n_prob: int) -> torch.Tensor:
+    """The collected ``(loss, probs, label, index)`` batches as one float64 matrix ``[index, loss, label, probs...]``."""
+    if not outputs:
+        return torch.zeros((0, 3 + n_prob), dtype=torch.float64)
+    loss, probs, labels, index = (torch.cat([o[i] for o in outputs]) for i in range(4))
+    return torch.cat([index[:, None].double(), loss[:, None].double(), labels[:, None].double(), probs.double()], dim=1)
+
+
+def _unique_by_index(rows: torch.Tensor) -> torch.Tensor:
+    """Drop repeated dataset indices (the distributed sampler's padding); rows without an index (-1) are kept."""
+    index = rows[:, 0].long().numpy()
+    known = index >= 0
+    _, first = np.unique(index[known], return_index=True)
+    keep = np.concatenate([np.flatnonzero(known)[first], np.flatnonzero(~known)])
+    return rows[np.sort(keep)]
