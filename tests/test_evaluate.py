@@ -215,3 +215,17 @@ def test_train_then_evaluate_real_chest_xrays(shared_data, tmp_path):
     assert m["leak_check"]["reference_images"] == int((split["split"] != "test").sum())
     assert m["threshold"] == json.loads((run / "threshold.json").read_text()).get("threshold", 0.5)
     assert (run / "report.html").stat().st_size > 50_000
+
+
+def test_leak_statement_without_patient_ids():
+    """Data sets without patient ids (head_ct) are described as such, not as '0 patients'."""
+    from medclass.evaluation._leakcheck import _statement
+
+    clean = {"same_path": 0, "same_file_hash": 0, "near_duplicates": 0, "same_patient": 0}
+    text = _statement(clean, 40, 0, 160, 0, "training", "path")
+    assert text == ("No evaluated image or patient was used in training: checked 40 images (no patient ids) "
+                    "against the 160 training images (no patient ids) by path.")
+    assert "checked 40 images / 12 patients against the 160 training images (50 patients)" in \
+        _statement(clean, 40, 12, 160, 50, "training", "path")
+    assert _statement({**clean, "same_patient": 2}, 40, 12, 160, 50, "training", "path").startswith(
+        "WARNING: the evaluated data overlaps the training data (2 same patient)")

@@ -75,12 +75,14 @@ def _same_paths(evaluated: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
 
 
 def _statement(counts: dict, n_eval: int, p_eval: int, n_ref: int, p_ref: int, ref_names: str, methods: str) -> str:
+    evaluated = f"{n_eval} images / {p_eval} patients" if p_eval else f"{n_eval} images (no patient ids)"
+    patients = f"{p_ref} patients" if p_ref else "no patient ids"
     if not any(counts.values()):
-        return (f"No evaluated image or patient was used in {ref_names}: checked {n_eval} images / {p_eval} patients "
-                f"against the {n_ref} {ref_names} images ({p_ref} patients) by {methods}.")
+        return (f"No evaluated image or patient was used in {ref_names}: checked {evaluated} "
+                f"against the {n_ref} {ref_names} images ({patients}) by {methods}.")
     found = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
     return (f"WARNING: the evaluated data overlaps the {ref_names} data ({found}); the metrics are CONTAMINATED "
-            f"and overestimate performance on new patients. Checked {n_eval} images / {p_eval} patients against "
+            f"and overestimate performance on new patients. Checked {evaluated} against "
             f"{n_ref} {ref_names} images by {methods}.")
 
 
