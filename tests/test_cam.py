@@ -157,9 +157,12 @@ def test_overlay_is_a_pure_rgb_uint8_picture(tmp_path) -> None:
     np.testing.assert_array_equal(np.asarray(Image.open(path)), out)
 
 
-def test_small_maps_fall_back_to_an_earlier_stage(caplog) -> None:
+def test_small_maps_fall_back_to_an_earlier_stage(caplog, monkeypatch) -> None:
     """resnet18's layer4 is 2 x 2 at 64 px (a flat, useless map): layer3 (4 x 4) is used, and said so."""
+    import medclass.explain.cam as cam_module
     from medclass.explain._targets import layer_for_input
+
+    monkeypatch.setattr(cam_module, "_NOTED", set())  # each substitution is logged once per process
 
     model = _binary_gray("resnet18")
     x = torch.randn(2, 1, 64, 64)
