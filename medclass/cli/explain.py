@@ -22,8 +22,10 @@ def explain_command(
 
     with friendly_errors():
         rows = explain_images(run, [str(p) for p in images], out, method=method, target_class=target_class, layer=layer)
-    table = Table(title="Predictions and explanations")
-    for col in ("image", "predicted", "probability", "explained class", "overlay"):
+    table = Table(title="Predictions and explanations",
+                  caption="predicted: the checkpoint's decision rule (for two classes its stored threshold, chosen on "
+                          "validation), so p(predicted) can be below 0.5")
+    for col in ("image", "predicted", "p(predicted)", "explained class", "overlay"):
         table.add_column(col, overflow="fold")
     for r in rows:
         if "error" in r:
