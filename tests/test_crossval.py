@@ -140,6 +140,19 @@ def test_cross_validate_head_ct(tmp_path: Path, shared_data: Path) -> None:
     assert (cv.run_dirs[1] / "threshold.json").is_file()
     pd.testing.assert_frame_equal(again.oof, cv.oof)
     assert again.folds["best_epoch"].tolist() == cv.folds["best_epoch"].tolist()
+    # Data that no longer gives the same folds: the resume is refused and the interrupted run's files stay.
+    import yaml
+
+    kept_files = {n: (cv.out_dir / n).read_bytes() for n in ("folds.csv", "cv_config.yaml", "quality.json")}
+    changed = yaml.safe_load((cv.out_dir / "cv_config.yaml").read_text())
+    changed["data"]["limit_per_class"] = 39
+    (cv.out_dir / "cv_config.yaml").write_text(yaml.safe_dump(changed))
+    kept_files["cv_config.yaml"] = (cv.out_dir / "cv_config.yaml").read_bytes()
+    with pytest.raises(ConfigError, match="no longer gives the folds"):
+        resume_cross_validation(cv.out_dir, progress=False, n_boot=200)
+    assert {n: (cv.out_dir / n).read_bytes() for n in kept_files} == kept_files
+    (cv.out_dir / "cv_config.yaml").write_text(yaml.safe_dump({**changed, "data": {**changed["data"],
+                                                                                   "limit_per_class": 40}}))
     # the CLI's --resume recognises a cross-validation folder; every fold is finished, so nothing retrains
     from typer.testing import CliRunner
 

@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import warnings
@@ -137,16 +138,17 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     cfg = resolve_experiment(cfg)
     check_config(cfg)
     out_dir = cfg.run_dir()
-    if (out_dir / "cv_config.yaml").is_file() and not resume:
+    if is_cross_validation(out_dir) and not resume:
         raise ConfigError(f"{out_dir} already holds a cross-validation; continue it with `medclass train --resume "
                           f"{out_dir}` or choose another experiment name.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous = _read_folds(out_dir / "folds.csv") if resume else None
-    save_config(cfg, out_dir / "cv_config.yaml")
-    write_json(out_dir / "cv_state.json", {"k": folds})
-    table, fp = prepare_folds(cfg.data, folds, seed=cfg.train.seed, out_dir=out_dir,
+    previous = _fold_key(out_dir / "folds.csv") if resume and (out_dir / "folds.csv").is_file() else None
+    if previous is None:  # a resumed run keeps the files that describe its folds
+        save_config(cfg, out_dir / "cv_config.yaml")
+        write_json(out_dir / "cv_state.json", {"k": folds})
+    table, fp = prepare_folds(cfg.data, folds, seed=cfg.train.seed, out_dir=out_dir if previous is None else None,
                               cache_dir=Path(cfg.workspace) / ".cache")
-    if previous is not None and not previous.equals(_read_folds(out_dir / "folds.csv")):
+    if previous is not None and not previous.equals(_fold_key(io.StringIO(table.frame.to_csv(index=False)))):
         raise ConfigError(f"Cannot resume {out_dir}: the data in {cfg.data.path} no longer gives the folds of the "
                           "interrupted run (images were added, removed or relabelled). Start a new experiment.")
     rows, oof_parts, run_dirs, audits = [], [], [], []
@@ -181,7 +183,7 @@ def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot
     >>> cv = resume_cross_validation("workspace/recipes/4_head_ct")  # doctest: +SKIP
     """
     cv_dir = Path(cv_dir)
-    if not (cv_dir / "cv_config.yaml").is_file():
+    if not is_cross_validation(cv_dir):
         raise FileNotFoundError(f"{cv_dir} is not a cross-validation folder (no cv_config.yaml); pass the folder "
                                 "that `medclass train --folds K` printed.")
     state = json.loads((cv_dir / "cv_state.json").read_text()) if (cv_dir / "cv_state.json").is_file() else {}
@@ -195,10 +197,9 @@ def is_cross_validation(path: str | Path) -> bool:
     return (Path(path) / "cv_config.yaml").is_file()
 
 
-def _read_folds(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    return pd.read_csv(path, usecols=["path", "label", "fold"]).sort_values("path", ignore_index=True)
+def _fold_key(csv: Path | io.StringIO) -> pd.DataFrame:
+    """Path, label and fold of every image of a ``folds.csv``, sorted by path, for comparing two fold assignments."""
+    return pd.read_csv(csv, usecols=["path", "label", "fold"]).sort_values("path", ignore_index=True)
 
 
 def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tuple[dict, pd.DataFrame, Path]:
