@@ -207,7 +207,7 @@ def _patients(m: dict) -> str:
     def cell(how: str, k: str) -> Raw:
         c = ci.get(how, {}).get(k)
         interval = f" <span class='muted'>({fmt(c['low'])}–{fmt(c['high'])})</span>" if c else ""
-        return Raw(esc(fmt(p[how][k])) + interval)
+        return Raw(fmt(p[how][k]) + interval)
 
     body += table(["aggregation", *(METRIC_LABELS[k] for k in keys)],
                   [(how, *(cell(how, k) for k in keys)) for how in ("mean", "max")])

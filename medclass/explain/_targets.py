@@ -110,22 +110,21 @@ def layer_for_input(model: nn.Module, x: torch.Tensor, name: str | None = None) 
     if name:
         return find_target_layer(model, name), ""
     default = find_target_layer(model)
+    modules = dict(model.named_modules())
+    default_name = next((n for n, m in modules.items() if m is default), "")
     sizes = _map_sizes(model, x)
-    names = {id(m): n for n, m in model.named_modules()}
-    default_name = names.get(id(default), "")
     found = [(h, w) for n, h, w in sizes if n == default_name]
     if not found or min(found[-1]) >= MIN_CAM_SIDE:
         return default, ""
-    modules = dict(model.named_modules())
 
-    def stage_level(n: str) -> bool:  # a child of the model or of a plain container, not a branch inside a block
+    def is_stage(n: str) -> bool:  # a child of the model or of a plain container, not a branch inside a block
         parent = modules[n.rpartition(".")[0]]
         return parent is model or isinstance(parent, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
 
-    stage_level = [(n, h, w) for n, h, w in sizes if min(h, w) >= MIN_CAM_SIDE and stage_level(n)]
-    if not stage_level:
+    candidates = [(n, h, w) for n, h, w in sizes if min(h, w) >= MIN_CAM_SIDE and is_stage(n)]
+    if not candidates:
         return default, ""
-    n, h, w = stage_level[-1]
+    n, h, w = candidates[-1]
     note = (f"Grad-CAM: the default layer {default_name} gives {found[-1][0]} x {found[-1][1]} maps for "
             f"{x.shape[-2]} x {x.shape[-1]} inputs (no spatial detail); using {n} ({h} x {w}) instead. "
             "Set model.target_layer (or --layer) to choose another layer, or train at a larger image size.")

@@ -123,7 +123,7 @@ class ClassifierModule(pl.LightningModule):
         whole split (not a mean of per-shard AUCs), and validation images that the distributed
         sampler repeated to even out the shards are counted once (by dataset index).
         """
-        rows = _output_matrix(self._outputs[stage], len(self.classes) if len(self.classes) > 2 else 2)
+        rows = _output_matrix(self._outputs[stage], len(self.classes))
         world = self._trainer.world_size if self._trainer is not None else 1
         if world > 1:
             rows = self._gather_rows(rows)
