@@ -5,13 +5,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from ._common import console, friendly_errors
-
-_SHOWN = ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
-          "macro_f1", "brier", "ece")
-
+from ._common import console, friendly_errors, metrics_table
 
 def evaluate_command(
     run: Annotated[Path, typer.Argument(help="Run folder (workspace/<project>/<experiment>) or checkpoint file.")],
@@ -39,22 +34,9 @@ def evaluate_command(
     leak = m["leak_check"]
     style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")
     console.print(f"[{style}]{leak['statement']}[/]")
-    ci = m.get("ci", {})
-    table = Table(title=f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("95% CI (patients resampled)", justify="right")
-    for key in _SHOWN:
-        if key in m["metrics"]:
-            c = ci.get(key)
-            table.add_row(key, _num(m["metrics"][key]), f"{_num(c['low'])} – {_num(c['high'])}" if c else "")
-    console.print(table)
+    console.print(metrics_table(m, f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"))
     for name, path in result.files.items():
         console.print(f"[bold]{name}:[/] {path}")
-
-
-def _num(value: float | None) -> str:
-    return "–" if value is None or value != value else f"{value:.3f}"
 
 
 def register(app: typer.Typer) -> None:

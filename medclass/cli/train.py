@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import console, friendly_errors
+from ._common import console, friendly_errors, metrics_table
 
 
 def train_command(
@@ -106,18 +106,8 @@ def quickstart_command(
                   f"{audit['exact_groups']} groups of identical images; written to {out['data_check']}")
     console.print(f"[bold]baseline (untrained, validation):[/] AUC {out['baseline'].get('val_auc', float('nan')):.3f}")
     console.print(f"[bold]held-out test:[/] {m.get('leak_check', {}).get('statement', '')}")
-    _print_headline(m)
+    console.print(metrics_table(m, "test metrics"))
     console.print(f"[bold green]results:[/] {out['run_dir']}\n[bold green]report:[/] {out['report']}")
-
-
-def _print_headline(metrics: dict) -> None:
-    from rich.table import Table
-
-    table = Table("metric", "value", "95% CI", title="test metrics (CIs by patient bootstrap)")
-    for name, ci in metrics.get("ci", {}).items():
-        if isinstance(ci, dict) and "value" in ci:
-            table.add_row(name, f"{ci['value']:.3f}", f"{ci.get('low', float('nan')):.3f} - {ci.get('high', float('nan')):.3f}")
-    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
