@@ -22,14 +22,14 @@ import yaml
 
 from .errors import ConfigError, did_you_mean
 
-DEFAULT_DATA = "../shared/data/chest_xray"
+DEFAULT_DATA = "chest_xray_sample"  # the chest X-rays shipped in the package (medclass.data.catalog)
 
 
 @dataclass
 class DataConfig:
     """Where the images are, how they are labelled, grouped by patient and split."""
 
-    path: str = DEFAULT_DATA  # folder of class folders, CSV manifest, .npz file or DICOM folder
+    path: str = DEFAULT_DATA  # folder of class folders, CSV manifest, .npz file, DICOM folder or a data set name (`medclass datasets`)
     source: str = "auto"  # auto | folders | csv | npz | dicom
     image_root: str = ""  # csv: folder the CSV paths are relative to ('' = the CSV's folder)
     path_column: str = "path"  # csv: column with the image path or id

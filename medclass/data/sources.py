@@ -32,6 +32,7 @@ import pandas as pd
 from ..config import DataConfig
 from ..errors import DatasetError, check_choice, did_you_mean
 from . import _npz
+from .catalog import resolve_named
 from ._scan import SPLIT_ALIASES, file_kind, file_rows, is_hidden, skip, unsupported_reason, walk_files
 from .io import SUPPORTED_EXTENSIONS
 from .patients import CHEST_XRAY_3CLASSES, chest_xray_3class, patient_rule, sublabel_from_name
@@ -263,7 +264,8 @@ def detect_source(path: str | Path) -> str:
 def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
     """Build the table described by ``cfg`` (see :class:`~medclass.config.DataConfig`).
 
-    Steps: detect and read the source; relabel from file names (``label_from_name``); keep only
+    Steps: resolve a registered data-set name (:mod:`~medclass.data.catalog`); detect and read the
+    source; relabel from file names (``label_from_name``); keep only
     ``classes`` (in that order); blank the split unless ``keep_source_split``; take at most
     ``limit_per_class`` images per class as whole patients (seeded by ``seed``).
 
@@ -271,6 +273,7 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
     >>> table.classes
     ['normal', 'bacterial', 'viral']
     """
+    cfg = resolve_named(cfg)  # a registered data-set name (e.g. 'kermany_cxr') -> its local path
     source = check_choice("data.source", cfg.source, SOURCES)
     check_choice("data.label_from_name", cfg.label_from_name, LABEL_FROM_NAME)
     patient_rule(cfg.patient_regex)  # fails early on a bad regex
