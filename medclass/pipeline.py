@@ -1,8 +1,9 @@
 """The main job, end to end: data check -> patient-level split -> short training -> held-out evaluation.
 
-This is what the README's first command runs on the embedded default data
-(``../shared/data/chest_xray``). It is a small composition of the public API, so it doubles as
-an example of it.
+This is what the README's first command runs, by default on the chest X-ray sample shipped inside
+the package (``chest_xray_sample``: 600 images, offline); ``data`` also takes a path or another
+data set name such as ``kermany_cxr`` (see :mod:`medclass.data.catalog`). The recipe is the same
+whatever the data. It is a small composition of the public API, so it doubles as an example of it.
 
 Example:
     >>> from medclass.pipeline import quickstart

@@ -18,7 +18,7 @@ app = typer.Typer(
 )
 
 # Each module registers its commands; listed here so the order of `medclass --help` is stable.
-_GROUPS = ["data", "models", "train", "tools", "evaluate", "explain", "predict", "export", "serve", "experiments"]
+_GROUPS = ["data", "datasets", "models", "train", "tools", "evaluate", "explain", "predict", "export", "serve", "experiments"]
 
 
 def _register_all() -> None:

@@ -11,7 +11,7 @@ from ._common import console, friendly_errors
 
 def lr_find_command(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (any subset of fields; see `medclass config`).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz or DICOM folder.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz, DICOM folder or a `medclass datasets` name.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Registered model name (see `medclass models`).")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Square input size in pixels.")] = None,
     min_lr: Annotated[float, typer.Option(help="Smallest learning rate tried.")] = 1e-6,

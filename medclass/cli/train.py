@@ -11,7 +11,7 @@ from ._common import console, friendly_errors, metrics_table
 
 def train_command(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (any subset of fields; see `medclass config`).")] = None,
-    data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz or DICOM folder.")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz, DICOM folder or a `medclass datasets` name.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Registered model name (see `medclass models`).")] = None,
     project: Annotated[Optional[str], typer.Option(help="Workspace project.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="Experiment name (default: model and time).")] = None,
@@ -86,7 +86,8 @@ def config_command() -> None:
 
 
 def quickstart_command(
-    data: Annotated[str, typer.Option(help="Data to run on (default: the chest X-rays in ../shared/data).")] = "",
+    data: Annotated[str, typer.Option(help="A path or a data set name from `medclass datasets` "
+                                            "(default: the chest X-ray sample shipped with medclass).")] = "",
     model: Annotated[str, typer.Option(help="Registered model name.")] = "resnet18",
     image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 64,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
