@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,15 @@ def test_sample_is_balanced_whole_patients_with_their_ids_and_small() -> None:
     assert sum(p.stat().st_size for p in files) < 3_000_000
     assert {"README.md", "LICENSE"} <= {p.name for p in files}
     assert "CC BY 4.0" in (sample_path().parent / "LICENSE").read_text()
+
+
+def test_every_sample_file_is_shipped_as_package_data() -> None:
+    """A non-editable install carries exactly what pyproject's package-data names: it must name every sample file."""
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["medclass"]
+    shipped = {p for pattern in patterns for p in (root / "medclass").glob(pattern)}
+    on_disk = {p for p in sample_path().parent.rglob("*") if p.is_file()}
+    assert on_disk and on_disk == shipped
 
 
 def test_sample_keeps_whole_patients_of_the_full_set(shared_data: Path) -> None:

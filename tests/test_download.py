@@ -204,6 +204,20 @@ def test_zip_archive_is_unpacked_once_and_read_as_class_folders(server: _Server,
     assert marker.is_file() and len(server.seen) == 1
 
 
+def test_without_checksum_the_sha256_is_logged_and_a_damaged_archive_is_not_kept(
+        server: _Server, monkeypatch: pytest.MonkeyPatch, cache: Path, caplog: pytest.LogCaptureFixture) -> None:
+    body = _npz_bytes()
+    _serve(server, monkeypatch, body, name="unchecked", known_hash=None)
+    with caplog.at_level("WARNING", logger="medclass.data.download"):
+        load_source(DataConfig(path="unchecked"))
+    assert "no published checksum" in caplog.text and hashlib.sha256(body).hexdigest() in caplog.text
+    ds = _serve(server, monkeypatch, b"<html>not a zip</html>", name="damaged", file="ChestXRay2017.zip",
+                known_hash=None, archive="zip")
+    with pytest.raises(DatasetError, match="not a readable zip archive"):
+        fetch(ds, progress=False, retries=0)
+    assert list((cache / "damaged").iterdir()) == []
+
+
 def test_datasets_command_lists_size_licence_citation() -> None:
     _register_all()
     out = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "200"})

@@ -4,6 +4,7 @@
 >>> table = prepare_data(DataConfig(path="../shared/data/chest_xray"))   # doctest: +SKIP
 """
 from .audit import LeakReport, apply_leak_policy, audit_leaks
+from .catalog import dataset_path, list_datasets
 from .check import check_data
 from .dicom import WINDOW_PRESETS, parse_window, read_dicom
 from .io import image_info, read_image
@@ -16,8 +17,8 @@ from .table import DataTable
 
 __all__ = [
     "WINDOW_PRESETS", "DataTable", "LeakReport", "QualityThresholds", "apply_leak_policy", "assign_folds",
-    "audit_leaks", "check_data", "detect_source", "filter_quality", "fold_tables", "from_csv",
-    "from_dicom", "from_folders", "from_npz", "image_info", "load_source", "parse_window", "patient_from_name",
-    "prepare_data", "quality_report", "read_dicom", "read_image", "split_patients", "split_summary",
-    "sublabel_from_name",
+    "audit_leaks", "check_data", "dataset_path", "detect_source", "filter_quality", "fold_tables", "from_csv",
+    "from_dicom", "from_folders", "from_npz", "image_info", "list_datasets", "load_source", "parse_window",
+    "patient_from_name", "prepare_data", "quality_report", "read_dicom", "read_image", "split_patients",
+    "split_summary", "sublabel_from_name",
 ]

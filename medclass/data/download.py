@@ -20,6 +20,8 @@ import logging
 import os
 import re
 import shutil
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,8 +50,9 @@ class ResumingDownloader:
 
     Bytes go to ``part`` and stay there when the connection breaks; the next call sends
     ``Range: bytes=<have>-`` and appends what comes back (206), or starts again when the server
-    ignores ranges (200). At most one chunk (``chunk_size`` bytes) of a broken connection is lost. A complete download is moved to pooch's temporary file, which pooch then
-    checks against the known hash.
+    ignores ranges (200). At most one chunk (``chunk_size`` bytes) of a broken connection is lost.
+    A complete download is moved to pooch's temporary file, which pooch then checks against the
+    known hash.
     """
 
     def __init__(self, part: Path, progress: bool = True, timeout: float = 60.0, chunk_size: int = 1 << 16) -> None:
@@ -77,7 +80,6 @@ class ResumingDownloader:
                     f.write(chunk)
                     bar.update(len(chunk))
         shutil.move(self.part, output_file)
-        return None
 
 
 def fetch(ds: NamedDataset, progress: bool = True, retries: int = 2) -> Path:
@@ -105,6 +107,10 @@ def fetch(ds: NamedDataset, progress: bool = True, retries: int = 2) -> Path:
     except ValueError as e:  # pooch: the checksum of the download does not match the registry
         raise DatasetError(f"The download of data set {ds.name} from {ds.url} is corrupt or has changed and was "
                            f"deleted: {e} Run the command again to retry. {advice}") from None
+    except (zipfile.BadZipFile, tarfile.TarError) as e:  # only possible without a checksum: a damaged archive
+        target.unlink(missing_ok=True)
+        raise DatasetError(f"The download of data set {ds.name} from {ds.url} is not a readable {ds.archive} archive "
+                           f"({e}) and was deleted. Run the command again to retry. {advice}") from None
     if fresh and ds.known_hash is None:
         log.warning("%s has no published checksum, so its download was not verified; SHA256 of %s: %s",
                     ds.name, target, pooch.file_hash(str(target)))
