@@ -2,7 +2,7 @@
 
 Example:
     >>> from medclass import RunConfig, train
-    >>> cfg = RunConfig()                       # chest X-rays from ../shared/data, resnet18
+    >>> cfg = RunConfig()                       # the embedded chest X-ray sample, resnet18
     >>> cfg.model.image_size, cfg.train.epochs = 64, 2
     >>> result = train(cfg)                     # doctest: +SKIP
     >>> result.run_dir                          # doctest: +SKIP
