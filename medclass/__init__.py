@@ -20,7 +20,7 @@ _EXPORTS = {
     "create_model": "medclass.models", "list_models": "medclass.models", "model_info": "medclass.models",
     "train": "medclass.training", "RunResult": "medclass.training", "load_checkpoint": "medclass.training",
     "save_checkpoint": "medclass.training",
-    "evaluate": "medclass.evaluation.evaluate", "compute_metrics": "medclass.evaluation.metrics",
+    "evaluate": "medclass.evaluation.evaluate", "compute_metrics": "medclass.metrics.metrics",
     "Predictor": "medclass.serving.predictor", "quickstart": "medclass.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]

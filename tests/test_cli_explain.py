@@ -12,7 +12,7 @@ from medclass.cli import _register_all, app
 from medclass.data.io import read_image
 from medclass.data.transforms import build_transform
 from medclass.evaluation.explain_images import explain_images
-from medclass.training.checkpoint import load_checkpoint
+from medclass.artifacts.checkpoint import load_checkpoint
 
 _register_all()
 runner = CliRunner()

@@ -82,7 +82,7 @@ def _scores(seed: int, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def test_paired_tests_match_stats_and_sklearn(tmp_path: Path) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from medclass.evaluation.stats import delong_test
+    from medclass.metrics.stats import delong_test
 
     y, good, weak = _scores(0)
     patients = [f"p{i // 2}" for i in range(len(y))]  # two images per patient

@@ -18,7 +18,7 @@ from medclass.data.transforms import build_transform
 from medclass.errors import DatasetError
 from medclass.evaluation._examples import per_image_loss, pick_cells, pick_gallery
 from medclass.evaluation.evaluate import evaluate
-from medclass.training.checkpoint import load_checkpoint
+from medclass.artifacts.checkpoint import load_checkpoint
 
 N_TEST = SPLIT_PATIENTS["test"] * IMAGES_PER_PATIENT
 N_REF = (SPLIT_PATIENTS["train"] + SPLIT_PATIENTS["val"]) * IMAGES_PER_PATIENT

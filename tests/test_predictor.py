@@ -36,7 +36,7 @@ def xrays(shared_data) -> list[Path]:
 
 def reference_probs(ckpt: Path, paths: list[Path]) -> np.ndarray:
     """What the checkpoint should give, computed step by step: read, transform, model, sigmoid(logit / T)."""
-    from medclass.training.checkpoint import load_checkpoint
+    from medclass.artifacts.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
     pre = meta["preprocessing"]

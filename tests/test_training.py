@@ -125,7 +125,7 @@ def test_ddp_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     # shards are gathered, the sampler's padding dropped), not a mean of per-shard values: compare with
     # a single-process prediction of the same split by the model that was validated (last.safetensors).
     from medclass.data.table import DataTable
-    from medclass.evaluation.metrics import accuracy, predict_labels, roc_auc
+    from medclass.metrics.metrics import accuracy, predict_labels, roc_auc
     from medclass.inference import predict_dataset
     from medclass.training.datamodule import SplitDataModule
 

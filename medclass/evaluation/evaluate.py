@@ -40,15 +40,15 @@ from ..data.splits import patient_groups
 from ..data.table import DataTable
 from ..errors import DatasetError
 from ..inference import Predictions, predict_dataset
-from ..training.checkpoint import load_checkpoint
+from ..artifacts.checkpoint import load_checkpoint
 from ..utils import atomic_write_text, write_json
-from ._curves import score_curves
+from ..metrics.curves import score_curves
 from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gallery
 from ._leakcheck import check_held_out
-from .bootstrap import bootstrap_metrics
-from .calibration import reliability_curve
-from .metrics import UndefinedMetricWarning, classification_report_dict, compute_metrics, predict_labels
-from .patients import aggregate_by_patient, patient_errors
+from ..metrics.bootstrap import bootstrap_metrics
+from ..metrics.calibration import reliability_curve
+from ..metrics.metrics import UndefinedMetricWarning, classification_report_dict, compute_metrics, predict_labels
+from ..metrics.patients import aggregate_by_patient, patient_errors
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 from ..utils import atomic_write_text
-from . import plots
+from ..metrics import plots
 from ._examples import Example
 from ._html import Raw, esc, fmt, img, page, section, table
 

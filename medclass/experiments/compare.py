@@ -106,7 +106,7 @@ def paired_test(name_a: str, name_b: str, a: pd.DataFrame, b: pd.DataFrame, *, n
         >>> paired_test("resnet", "cnn", pred_a, pred_b)["delong_p"]  # doctest: +SKIP
         0.21
     """
-    from ..evaluation.stats import delong_test, describe_difference, paired_bootstrap_auc
+    from ..metrics.stats import delong_test, describe_difference, paired_bootstrap_auc
 
     cols_a, cols_b = prob_columns(a), prob_columns(b)
     if cols_a != cols_b or len(cols_a) != 2:

@@ -33,8 +33,8 @@ from rich.table import Table
 from ..config import RunConfig, load_config, save_config
 from ..errors import ConfigError
 from ..data.splits import patient_groups
-from ..evaluation.bootstrap import bootstrap_ci
-from ..evaluation.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
+from ..metrics.bootstrap import bootstrap_ci
+from ..metrics.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
 from ..utils import atomic_write_text, write_json
 from ._cvdata import fold_table, prepare_folds
 
@@ -205,7 +205,7 @@ def _fold_key(csv: Path | io.StringIO) -> pd.DataFrame:
 def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tuple[dict, pd.DataFrame, Path]:
     """Train fold ``k`` (or keep it when already finished, or continue it when interrupted) and predict its fold."""
     from ..evaluation.evaluate import evaluate
-    from ..training.checkpoint import read_meta
+    from ..artifacts.checkpoint import read_meta
     from ..training.runner import train
 
     fold_cfg = dataclasses.replace(cfg, experiment=f"{cfg.experiment}-fold{k}")

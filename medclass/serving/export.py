@@ -58,7 +58,7 @@ def export_model(checkpoint: str | Path, format: str = "onnx", out: str | Path |
     >>> export_model("runs/best.safetensors", "onnx", out="model.onnx")  # doctest: +SKIP
     PosixPath('model.onnx')
     """
-    from ..training.checkpoint import load_checkpoint
+    from ..artifacts.checkpoint import load_checkpoint
 
     check_choice("export format", format, FORMATS)
     model, meta = load_checkpoint(checkpoint)

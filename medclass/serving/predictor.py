@@ -60,7 +60,7 @@ class Predictor:
         >>> Predictor.from_checkpoint("run/best.safetensors", onnx="run/best.onnx").backend  # doctest: +SKIP
         'onnx'
         """
-        from ..training.checkpoint import load_checkpoint
+        from ..artifacts.checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path, device=device)
         return cls(model, meta, device=device, onnx=onnx)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .checkpoint import load_checkpoint, read_meta, save_checkpoint
+from ..artifacts.checkpoint import load_checkpoint, read_meta, save_checkpoint
 
 __all__ = ["RunResult", "load_checkpoint", "read_meta", "save_checkpoint", "train"]
 

@@ -17,7 +17,7 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint
 
 from ..utils import atomic_write_text, peak_rss_mb
-from .checkpoint import save_checkpoint
+from ..artifacts.checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import torch
 from ..config import RunConfig
 from ..inference import predict_dataset, to_probs
 from ..utils import write_json
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..artifacts.checkpoint import load_checkpoint, save_checkpoint
 from .datamodule import SplitDataModule
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 def finalize_run(run_dir: Path, dm: SplitDataModule, cfg: RunConfig) -> dict:
     """Fit temperature (if asked) and the threshold rule ``cfg.eval.threshold`` on the validation split."""
-    from ..evaluation.calibration import fit_temperature
-    from ..evaluation.threshold import choose_threshold
+    from ..metrics.calibration import fit_temperature
+    from ..metrics.threshold import choose_threshold
 
     best = Path(run_dir) / "best.safetensors"
     if not best.is_file():

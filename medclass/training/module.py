@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..config import RunConfig
 from ..data.dataset import sample_seed
 from ..errors import check_choice
-from ..evaluation.metrics import accuracy, predict_labels, roc_auc
+from ..metrics.metrics import accuracy, predict_labels, roc_auc
 from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
 

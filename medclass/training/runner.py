@@ -34,7 +34,7 @@ from ..errors import ConfigError, check_choice
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
-from .checkpoint import build_meta
+from ..artifacts.checkpoint import build_meta
 from .datamodule import SplitDataModule
 from ..inference import predict_dataset
 from .module import MONITORS, OPTIMIZERS, SCHEDULERS, ClassifierModule, summary_metrics
@@ -124,7 +124,7 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
 def check_config(cfg: RunConfig) -> None:
     """Fail fast, before any data is read, on an unknown model, optimiser, schedule, metric or preset."""
     from ..data.transforms import PRESETS
-    from ..evaluation.threshold import parse_rule
+    from ..metrics.threshold import parse_rule
 
     model_info(cfg.model.name)
     t = cfg.train

@@ -1,0 +1,1 @@
+"""Artifacts of a run: the checkpoint format and the run folder layout."""
