@@ -6,85 +6,53 @@ decision threshold, temperature, the full run config, metrics and library versio
 
 Example:
     >>> model, meta = load_checkpoint("workspace/default/resnet18/best.safetensors")  # doctest: +SKIP
-    >>> meta["classes"], meta["threshold"]  # doctest: +SKIP
-    (['NORMAL', 'PNEUMONIA'], 0.43)
+    >>> meta.classes, meta.threshold  # doctest: +SKIP
+    (('NORMAL', 'PNEUMONIA'), 0.43)
+
+Importing this module does not import PyTorch (it is imported when a checkpoint is written or loaded).
 """
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..utils import atomic_write_bytes
+from .meta import CheckpointMeta, build_meta
+from .rundir import RunDir
 
-FORMAT = "medclass-checkpoint/1"
+if TYPE_CHECKING:
+    import torch
+
 META_KEY = "medclass"
+# state_dict entries that are statistics, not learned parameters
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a checkpoint was written with."""
-    import numpy
-    import timm
-
-    from .. import __version__
-
-    return {"medclass": __version__, "torch": torch.__version__, "timm": timm.__version__, "numpy": numpy.__version__}
-
-
-def build_meta(
-    *,
-    classes: list[str],
-    model_name: str,
-    in_chans: int,
-    image_size: int,
-    mean: list[float],
-    std: list[float],
-    window: str = "",
-    dropout: float = 0.0,
-    pool: str = "avg",
-    threshold: float = 0.5,
-    threshold_rule: str = "fixed",
-    temperature: float = 1.0,
-    config: dict | None = None,
-    metrics: dict | None = None,
-) -> dict[str, Any]:
-    """Assemble checkpoint metadata in the documented layout (docs/architecture.md)."""
-    from ..models import num_outputs
-
-    return {
-        "format": FORMAT,
-        "classes": list(classes),
-        "model": {"name": model_name, "num_outputs": num_outputs(len(classes)), "in_chans": in_chans,
-                  "dropout": dropout, "pool": pool},
-        "preprocessing": {"image_size": image_size, "in_chans": in_chans, "mean": list(map(float, mean)),
-                          "std": list(map(float, std)), "input_range": [0.0, 1.0], "window": window},
-        "threshold": float(threshold),
-        "threshold_rule": threshold_rule,
-        "temperature": float(temperature),
-        "config": config or {},
-        "metrics": metrics or {},
-        "versions": library_versions(),
-    }
-
-
-def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: CheckpointMeta) -> Path:
     """Write ``model``'s tensors and ``meta`` to ``path`` (.safetensors) atomically."""
+    from safetensors.torch import save
+
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"Checkpoint path {path} must end in .safetensors.")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    data = save(tensors, metadata={META_KEY: json.dumps(meta, allow_nan=True)})
+    data = save(tensors, metadata={META_KEY: json.dumps(meta.to_dict(), allow_nan=True)})
     atomic_write_bytes(path, data)
     return path
 
 
-def read_meta(path: str | Path) -> dict[str, Any]:
-    """Read only the metadata of a checkpoint (fast: no tensors are loaded)."""
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """Read and validate only the metadata of a checkpoint (fast: no tensors are loaded).
+
+    Raises:
+        CheckpointError: not a safetensors file, no medclass metadata, or metadata that is not valid
+            (``"<file> is not a valid medclass checkpoint: <what is wrong>"``).
+    """
     path = _check_path(path)
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -96,29 +64,42 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             f"{path} has no medclass metadata: it is a bare safetensors file. Use it as starting weights "
             "with `--weights`, or load a checkpoint written by `medclass train` (best.safetensors)."
         )
-    meta = json.loads(header[META_KEY])
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}; expected {FORMAT!r}.")
-    return meta
+    try:
+        raw = json.loads(header[META_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not a valid medclass checkpoint: its metadata is not JSON ({e}).") from None
+    return CheckpointMeta.from_dict(raw, source=str(path))
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, CheckpointMeta]:
     """Rebuild the model from a checkpoint alone (no download) and return ``(model in eval mode, meta)``.
 
     Tensors are loaded on the CPU first, so a checkpoint written on a GPU loads anywhere.
     """
+    from safetensors.torch import load_file
+
     from ..models import create_model
 
     path = _check_path(path)
     meta = read_meta(path)
-    m = meta["model"]
-    model = create_model(m["name"], num_classes=len(meta["classes"]), in_chans=m["in_chans"],
-                         pretrained=False, dropout=m.get("dropout", 0.0), pool=m.get("pool", "avg"))
+    m = meta.model
+    try:
+        model = create_model(m.name, num_classes=len(meta.classes), in_chans=m.in_chans, pretrained=False,
+                             dropout=m.dropout, pool=m.pool)
+    except ConfigError as e:
+        raise CheckpointError(f"{path} is not a valid medclass checkpoint: its model cannot be built ({e})") from None
     state = load_file(str(path), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # tensor shapes differ: other classes or input channels than the metadata says
+        shapes = "; ".join(line.strip() for line in str(e).splitlines()[1:3])
+        raise CheckpointError(
+            f"{path} is not a valid medclass checkpoint: its tensors do not fit the metadata ({len(meta.classes)} "
+            f"classes, in_chans {m.in_chans}, model {m.name!r}): {shapes}"
+        ) from None
     if missing or unexpected:
         raise CheckpointError(
-            f"{path}: weights do not fit model {m['name']!r} (missing {list(missing)[:5]}, unexpected "
+            f"{path}: weights do not fit model {m.name!r} (missing {list(missing)[:5]}, unexpected "
             f"{list(unexpected)[:5]}); the checkpoint was written by another model definition."
         )
     return model.to(device).eval(), meta
@@ -127,10 +108,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 def _check_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"Run folder {path} has no best.safetensors or last.safetensors; has it trained an epoch?")
+        return RunDir(path).best_checkpoint()
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint {path} does not exist.")
     if path.suffix != ".safetensors":
@@ -143,3 +121,21 @@ def _check_path(path: str | Path) -> Path:
             "(tensor-only .pth files are read with weights_only=True)."
         )
     return path
+
+
+def stored_parameters(path: str | Path) -> int | None:
+    """Learned values stored in a safetensors checkpoint (normalisation statistics left out); None if absent.
+
+    Shapes are read from the header only; no tensor is loaded. (The size of a model built from its
+    registry name is :func:`medclass.models.count_parameters`.)
+
+    >>> stored_parameters("workspace/p/e/best.safetensors")  # doctest: +SKIP
+    11170753
+    """
+    if not Path(path).is_file():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        return int(sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(_BUFFER_SUFFIXES)))
+
+
+__all__ = ["CheckpointMeta", "build_meta", "load_checkpoint", "read_meta", "save_checkpoint", "stored_parameters"]

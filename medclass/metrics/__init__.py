@@ -15,7 +15,7 @@ Example:
 from .bootstrap import BootstrapCI, bootstrap_ci, bootstrap_metrics, percentile_interval, resample_weights
 from .calibration import apply_temperature, fit_temperature, reliability_curve, temperature_nll
 from .metrics import (
-    UndefinedMetricWarning, accuracy, as_prob_matrix, balanced_accuracy, brier_score, calibration_bins,
+    UndefinedMetricWarning, accuracy, as_prob_matrix, balanced_accuracy, best_mode, brier_score, calibration_bins,
     check_inputs, classification_report_dict, compute_metrics, confusion_matrix, expected_calibration_error,
     f1_score, metric_names, npv, per_class_accuracy, ppv, pr_auc, precision, predict_labels, recall, roc_auc,
     scalar_metric, sensitivity, specificity,
@@ -27,7 +27,7 @@ from .threshold import ThresholdChoice, choose_threshold, parse_rule
 __all__ = [
     "BootstrapCI", "ThresholdChoice", "UndefinedMetricWarning",
     "accuracy", "aggregate_by_patient", "apply_temperature", "as_prob_matrix", "balanced_accuracy",
-    "bootstrap_ci", "bootstrap_metrics", "brier_score", "calibration_bins", "check_inputs", "choose_threshold",
+    "best_mode", "bootstrap_ci", "bootstrap_metrics", "brier_score", "calibration_bins", "check_inputs", "choose_threshold",
     "classification_report_dict", "compute_metrics", "confusion_matrix", "delong_test", "describe_difference",
     "expected_calibration_error", "f1_score", "fit_temperature", "metric_names", "natural_key", "npv",
     "paired_bootstrap_auc", "parse_rule", "patient_errors", "per_class_accuracy", "percentile_interval", "ppv",
