@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from ..metrics import plots
 from ..utils import atomic_write_text
 from ._examples import Example
-from ._html import Raw, esc, fmt, img, page, section, table
+from ..metrics.html import Raw, esc, fmt, img, page, section, table
 from .result import EvaluationResult
 
 METRIC_LABELS = {
