@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .artifacts import RunDir
 from .config import DEFAULT_DATA, RunConfig, apply_overrides
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,6 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     Returns the paths of what was written (data check, run folder, metrics, report) and the
     headline test metrics.
     """
-    from .artifacts import RunDir
     from .data.check import REPORT_FILE, check_data
     from .evaluation.evaluate import evaluate
     from .training import train

@@ -16,9 +16,27 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 from ..errors import CheckpointError
 from ..utils import write_json
+
+
+class _File:
+    """A file (or sub-folder) of a folder class: ``folder.<attribute>`` is ``folder.path / name``."""
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name = name
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, folder: None, owner: type) -> "_File": ...
+
+    @overload
+    def __get__(self, folder: object, owner: type) -> Path: ...
+
+    def __get__(self, folder: object, owner: type) -> "Path | _File":
+        return self if folder is None else folder.path / self.name  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -27,25 +45,10 @@ class EvalDir:
 
     path: Path
 
-    @property
-    def metrics(self) -> Path:
-        """``metrics.json``: every number of the evaluation (format ``medclass-evaluation/1``)."""
-        return self.path / "metrics.json"
-
-    @property
-    def predictions(self) -> Path:
-        """``predictions.csv``: one row per evaluated image."""
-        return self.path / "predictions.csv"
-
-    @property
-    def patients(self) -> Path:
-        """``patients.csv``: one row per patient (aggregated probabilities)."""
-        return self.path / "patients.csv"
-
-    @property
-    def report(self) -> Path:
-        """``report.html``: the self-contained report (``report.pdf`` beside it on request)."""
-        return self.path / "report.html"
+    metrics = _File("metrics.json", "Every number of the evaluation (format medclass-evaluation/1).")
+    predictions = _File("predictions.csv", "One row per evaluated image.")
+    patients = _File("patients.csv", "One row per patient (aggregated probabilities).")
+    report = _File("report.html", "The self-contained report (report.pdf beside it on request).")
 
 
 class RunDir:
@@ -64,22 +67,22 @@ class RunDir:
         return f"RunDir({str(self.path)!r})"
 
     # -- file names -------------------------------------------------------------------------------
-    config = property(lambda self: self.path / "config.yaml", doc="The run's RunConfig (YAML).")
-    split = property(lambda self: self.path / "split.csv", doc="The prepared table with its train/val/test split.")
-    classes = property(lambda self: self.path / "classes.json", doc="Class names in label order (for resume).")
-    audit = property(lambda self: self.path / "audit.json", doc="Leak audit before/after the split.")
-    quality = property(lambda self: self.path / "quality.json", doc="Images dropped by the quality filter.")
-    split_summary = property(lambda self: self.path / "split_summary.json", doc="Images/patients per split and class.")
-    history = property(lambda self: self.path / "metrics.csv", doc="Per-epoch training metrics.")
-    baseline = property(lambda self: self.path / "baseline.json", doc="Validation metrics of the untrained model.")
-    best = property(lambda self: self.path / "best.safetensors", doc="Checkpoint of the best epoch.")
-    last = property(lambda self: self.path / "last.safetensors", doc="Checkpoint of the last epoch.")
-    checkpoints = property(lambda self: self.path / "checkpoints", doc="Folder of Lightning's resume state.")
-    resume_state = property(lambda self: self.checkpoints / "last.ckpt", doc="Lightning's full state (resume).")
-    threshold = property(lambda self: self.path / "threshold.json", doc="Threshold/temperature chosen on validation.")
-    log = property(lambda self: self.path / "train.log", doc="Log of the run.")
-    skipped = property(lambda self: self.path / "skipped_during_training.json", doc="Files unreadable in training.")
-    data_check = property(lambda self: self.path / "data_check", doc="Folder of the quickstart's data check.")
+    config = _File("config.yaml", "The run's RunConfig (YAML).")
+    split = _File("split.csv", "The prepared table with its train/val/test split.")
+    classes = _File("classes.json", "Class names in label order (for resume).")
+    audit = _File("audit.json", "Leak audit before/after the split.")
+    quality = _File("quality.json", "Images dropped by the quality filter.")
+    split_summary = _File("split_summary.json", "Images/patients per split and class.")
+    history = _File("metrics.csv", "Per-epoch training metrics.")
+    baseline = _File("baseline.json", "Validation metrics of the untrained model.")
+    best = _File("best.safetensors", "Checkpoint of the best epoch.")
+    last = _File("last.safetensors", "Checkpoint of the last epoch.")
+    checkpoints = _File("checkpoints", "Folder of Lightning's resume state.")
+    resume_state = _File("checkpoints/last.ckpt", "Lightning's full state (resume).")
+    threshold = _File("threshold.json", "Threshold/temperature chosen on validation.")
+    log = _File("train.log", "Log of the run.")
+    skipped = _File("skipped_during_training.json", "Files unreadable in training.")
+    data_check = _File("data_check", "Folder of the quickstart's data check.")
 
     #: files that describe a finished run (logged to MLflow beside the best checkpoint)
     RECORDS = ("config", "history", "split", "classes", "baseline", "threshold", "audit")
@@ -151,14 +154,14 @@ class CVDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    config = property(lambda self: self.path / "cv_config.yaml", doc="The RunConfig of every fold.")
-    state = property(lambda self: self.path / "cv_state.json", doc="The number of folds.")
-    folds = property(lambda self: self.path / "folds.csv", doc="The table with its fold column.")
-    quality = property(lambda self: self.path / "quality.json", doc="Images dropped by the quality filter.")
-    audit = property(lambda self: self.path / "audit.json", doc="Duplicates linked before the folds were drawn.")
-    summary = property(lambda self: self.path / "cv_summary.json", doc="Mean, SD and pooled metrics.")
-    fold_table = property(lambda self: self.path / "cv_folds.csv", doc="One row of metrics per fold.")
-    oof = property(lambda self: self.path / "oof_predictions.csv", doc="Out-of-fold predictions.")
+    config = _File("cv_config.yaml", "The RunConfig of every fold.")
+    state = _File("cv_state.json", "The number of folds.")
+    folds = _File("folds.csv", "The table with its fold column.")
+    quality = _File("quality.json", "Images dropped by the quality filter.")
+    audit = _File("audit.json", "Duplicates linked before the folds were drawn.")
+    summary = _File("cv_summary.json", "Mean, SD and pooled metrics.")
+    fold_table = _File("cv_folds.csv", "One row of metrics per fold.")
+    oof = _File("oof_predictions.csv", "Out-of-fold predictions.")
 
     @property
     def is_cross_validation(self) -> bool:
