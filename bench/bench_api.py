@@ -94,7 +94,7 @@ def xray_payloads(n: int = 16) -> list[tuple[str, bytes, str]]:
 
 def _random_checkpoint(folder: Path, model: str, image_size: int) -> Path:
     from medclass.models import create_model
-    from medclass.training.checkpoint import build_meta, save_checkpoint
+    from medclass.artifacts.checkpoint import build_meta, save_checkpoint
 
     meta = build_meta(classes=["NORMAL", "PNEUMONIA"], model_name=model, in_chans=1, image_size=image_size,
                       mean=[0.5], std=[0.25])

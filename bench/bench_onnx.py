@@ -20,7 +20,7 @@ import torch
 from medclass.models import create_model
 from medclass.serving.export import export_model
 from medclass.serving.predictor import Predictor
-from medclass.training.checkpoint import build_meta, save_checkpoint
+from medclass.artifacts.checkpoint import build_meta, save_checkpoint
 
 
 def images_per_second(predictor: Predictor, batch: np.ndarray, warmup: int, iters: int) -> float:

@@ -18,9 +18,9 @@ _EXPORTS = {
     "DataTable": "medclass.data.table", "load_source": "medclass.data.sources", "read_image": "medclass.data.io",
     "prepare_data": "medclass.data.prepare", "check_data": "medclass.data.check",
     "create_model": "medclass.models", "list_models": "medclass.models", "model_info": "medclass.models",
-    "train": "medclass.training", "RunResult": "medclass.training", "load_checkpoint": "medclass.training",
-    "save_checkpoint": "medclass.training",
-    "evaluate": "medclass.evaluation.evaluate", "compute_metrics": "medclass.evaluation.metrics",
+    "train": "medclass.training", "RunResult": "medclass.training", "load_checkpoint": "medclass.artifacts",
+    "save_checkpoint": "medclass.artifacts", "CheckpointMeta": "medclass.artifacts", "RunDir": "medclass.artifacts",
+    "evaluate": "medclass.evaluation.evaluate", "compute_metrics": "medclass.metrics.metrics",
     "Predictor": "medclass.serving.predictor", "quickstart": "medclass.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from .artifacts import RunDir
 from .config import DEFAULT_DATA, RunConfig, apply_overrides
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     Returns the paths of what was written (data check, run folder, metrics, report) and the
     headline test metrics.
     """
-    from .data.check import check_data
+    from .data.check import REPORT_FILE, check_data
     from .evaluation.evaluate import evaluate
     from .training import train
 
@@ -39,12 +40,10 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
         f"train.epochs={epochs}", "train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc",
         *(overrides or []),
     ])
-    run_dir = cfg.run_dir()
-    check_dir = run_dir / "data_check"
-    check = check_data(cfg.data, out=check_dir, cache_dir=Path(workspace) / ".cache")
-    result = train(resume=run_dir, progress=progress) if (run_dir / "checkpoints" / "last.ckpt").is_file() \
-        else train(cfg, progress=progress)
+    run = RunDir(cfg.run_dir())
+    check = check_data(cfg.data, out=run.data_check, cache_dir=Path(workspace) / ".cache")
+    result = train(resume=run.path, progress=progress) if run.is_resumable else train(cfg, progress=progress)
     evaluation = evaluate(result.run_dir, split="test")
-    return {"data_check": check_dir / "data_check.json", "run_dir": result.run_dir, "baseline": result.baseline,
+    return {"data_check": run.data_check / REPORT_FILE, "run_dir": result.run_dir, "baseline": result.baseline,
             "evaluation": evaluation, "report": evaluation.files.get("report"), "check": check,
             "wall_time_s": result.wall_time_s}

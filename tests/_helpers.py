@@ -17,7 +17,7 @@ from medclass.config import RunConfig, apply_overrides, save_config
 from medclass.data.io import read_image
 from medclass.data.transforms import build_transform
 from medclass.models import create_model
-from medclass.training.checkpoint import build_meta, save_checkpoint
+from medclass.artifacts.checkpoint import build_meta, save_checkpoint
 from conftest import SHARED_DATA
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_api.py"

@@ -15,7 +15,7 @@ from PIL import Image
 from medclass.config import RunConfig
 from medclass.data.table import DataTable
 from medclass.models import create_model
-from medclass.training.checkpoint import build_meta, save_checkpoint
+from medclass.artifacts.checkpoint import build_meta, save_checkpoint
 
 PATIENT_REGEX = r"^(pat\d+)_"
 SPLIT_PATIENTS = {"train": 10, "val": 4, "test": 6}

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from medclass.evaluation import metrics as M
-from medclass.evaluation.bootstrap import bootstrap_ci, bootstrap_metrics, resample_weights
+from medclass.metrics import metrics as M
+from medclass.metrics.bootstrap import bootstrap_ci, bootstrap_metrics, resample_weights
 
 
 def _binormal(rng: np.random.Generator, n_per_class: int, d: float) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,8 @@ from scipy.special import softmax
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import log_loss
 
-from medclass.evaluation import metrics as M
-from medclass.evaluation.calibration import apply_temperature, fit_temperature, reliability_curve, temperature_nll
+from medclass.metrics import metrics as M
+from medclass.metrics.calibration import apply_temperature, fit_temperature, reliability_curve, temperature_nll
 
 
 def _binary(seed: int, n: int = 4000) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from medclass.cli import _register_all, app
 from medclass.data.io import read_image
 from medclass.data.transforms import build_transform
 from medclass.evaluation.explain_images import explain_images
-from medclass.training.checkpoint import load_checkpoint
+from medclass.artifacts.checkpoint import load_checkpoint
 
 _register_all()
 runner = CliRunner()
@@ -32,12 +32,12 @@ def test_explain_images_matches_model_and_writes_overlays(run, tmp_path):
     paths = _test_images(run)
     rows = explain_images(run, paths + [paths[0]], tmp_path, method="gradcam++", target_class="PNEUMONIA")
     model, meta = load_checkpoint(run / "best.safetensors")
-    pre = meta["preprocessing"]
-    tf = build_transform("none", pre["image_size"], 1, pre["mean"], pre["std"], train=False)
+    pre = meta.preprocessing
+    tf = build_transform("none", pre.image_size, 1, pre.mean, pre.std, train=False)
     with torch.no_grad():
-        p = torch.sigmoid(model(tf(read_image(paths[0]))[None])[0, 0] / meta["temperature"]).item()
+        p = torch.sigmoid(model(tf(read_image(paths[0]))[None])[0, 0] / meta.temperature).item()
     assert rows[0]["probs"]["PNEUMONIA"] == pytest.approx(p, rel=1e-5)
-    assert rows[0]["predicted"] == ("PNEUMONIA" if p >= meta["threshold"] else "NORMAL")
+    assert rows[0]["predicted"] == ("PNEUMONIA" if p >= meta.threshold else "NORMAL")
     assert all(r["explained_class"] == "PNEUMONIA" for r in rows)
     assert len({r["overlay"] for r in rows}) == 3  # same stem twice gets a second name
     with Image.open(rows[0]["overlay"]) as im, Image.open(paths[0]) as original:

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from medclass.config import RunConfig
-from medclass.experiments._runs import best_epoch, count_parameters, resolve_run
+from medclass.artifacts.checkpoint import stored_parameters
+from medclass.experiments._runs import best_epoch, resolve_run
 from medclass.experiments.compare import compare_runs, run_names
 from _helpers import make_fake_run
 
@@ -67,8 +68,8 @@ def test_run_names_disambiguate() -> None:
     assert run_names([Path("w/a/x"), Path("w/b/x"), Path("w/a/y")]) == ["a/x", "b/x", "y"]
 
 
-def test_count_parameters_missing_checkpoint(tmp_path: Path) -> None:
-    assert count_parameters(tmp_path / "none.safetensors") is None
+def test_stored_parameters_missing_checkpoint(tmp_path: Path) -> None:
+    assert stored_parameters(tmp_path / "none.safetensors") is None
 
 
 def _scores(seed: int, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -82,7 +83,7 @@ def _scores(seed: int, n: int = 120) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def test_paired_tests_match_stats_and_sklearn(tmp_path: Path) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from medclass.evaluation.stats import delong_test
+    from medclass.metrics.stats import delong_test
 
     y, good, weak = _scores(0)
     patients = [f"p{i // 2}" for i in range(len(y))]  # two images per patient

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medclass.evaluation.patients import aggregate_by_patient, natural_key, patient_errors
+from medclass.metrics.patients import aggregate_by_patient, natural_key, patient_errors
 
 GROUPS = np.array(["p2", "p1", "p2", "p3", "p1", "p3"])
 Y = np.array([0, 1, 1, 0, 0, 0])

@@ -18,7 +18,7 @@ from medclass.data.transforms import build_transform
 from medclass.errors import DatasetError
 from medclass.evaluation._examples import per_image_loss, pick_cells, pick_gallery
 from medclass.evaluation.evaluate import evaluate
-from medclass.training.checkpoint import load_checkpoint
+from medclass.artifacts.checkpoint import load_checkpoint
 
 N_TEST = SPLIT_PATIENTS["test"] * IMAGES_PER_PATIENT
 N_REF = (SPLIT_PATIENTS["train"] + SPLIT_PATIENTS["val"]) * IMAGES_PER_PATIENT
@@ -55,8 +55,8 @@ def test_predictions_use_checkpoint_preprocessing_and_temperature(evaluated):
     run, result = evaluated
     pred = pd.read_csv(result.files["predictions"])
     model, meta = load_checkpoint(run / "best.safetensors")
-    pre = meta["preprocessing"]
-    tf = build_transform("none", pre["image_size"], pre["in_chans"], pre["mean"], pre["std"], train=False)
+    pre = meta.preprocessing
+    tf = build_transform("none", pre.image_size, pre.in_chans, pre.mean, pre.std, train=False)
     x = torch.stack([tf(read_image(p)) for p in pred["path"][:4]])
     with torch.no_grad():
         p = torch.sigmoid(model(x)[:, 0] / 2.0).numpy()

@@ -55,7 +55,7 @@ def test_onnx_batch_axis_is_dynamic_and_metadata_is_stored(exported, xray_paths)
     stored = json.loads({p.key: p.value for p in proto.metadata_props}["medclass"])
     assert stored == onnx_metadata(onnx_path)
     assert stored["classes"] == ["NORMAL", "PNEUMONIA"] and stored["threshold"] == 0.3
-    assert stored["preprocessing"] == pred.meta["preprocessing"]
+    assert stored["preprocessing"] == pred.meta.preprocessing.to_dict()
     assert "config" not in stored
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
 
@@ -71,7 +71,7 @@ def test_torchscript_matches_pytorch_and_carries_meta(xray_paths, tmp_path):
         scripted = torch.jit.load(str(path))
     with torch.no_grad():
         np.testing.assert_allclose(to_probs(scripted(x)).numpy(), pred.probabilities(x.numpy()), atol=1e-5)
-    assert torchscript_metadata(path)["preprocessing"] == pred.meta["preprocessing"]
+    assert torchscript_metadata(path)["preprocessing"] == pred.meta.preprocessing.to_dict()
 
 
 def test_onnx_of_another_checkpoint_is_refused(exported, tmp_path):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from medclass.evaluation import metrics as M
+from medclass.metrics import metrics as M
 from medclass.utils import to_json
 
 TOL = 1e-10

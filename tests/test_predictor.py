@@ -36,14 +36,14 @@ def xrays(shared_data) -> list[Path]:
 
 def reference_probs(ckpt: Path, paths: list[Path]) -> np.ndarray:
     """What the checkpoint should give, computed step by step: read, transform, model, sigmoid(logit / T)."""
-    from medclass.training.checkpoint import load_checkpoint
+    from medclass.artifacts.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(ckpt)
-    pre = meta["preprocessing"]
-    tf = build_transform("none", pre["image_size"], pre["in_chans"], pre["mean"], pre["std"], train=False)
-    x = torch.stack([tf(read_image(p, size_hint=pre["image_size"])) for p in paths])
+    pre = meta.preprocessing
+    tf = build_transform("none", pre.image_size, pre.in_chans, pre.mean, pre.std, train=False)
+    x = torch.stack([tf(read_image(p, size_hint=pre.image_size)) for p in paths])
     with torch.no_grad():
-        p1 = torch.sigmoid(model(x)[:, 0] / meta["temperature"]).numpy()
+        p1 = torch.sigmoid(model(x)[:, 0] / meta.temperature).numpy()
     return np.stack([1 - p1, p1], axis=1)
 
 
@@ -77,7 +77,7 @@ def test_arrays_uint8_uint16_pil_and_float_agree(predictor, xrays):
     np.testing.assert_allclose(predictor.predict_proba(Image.open(xrays[0]).convert("L")), as_float, atol=1e-6)
     np.testing.assert_allclose(predictor.predict_proba(gray.astype(np.uint16) * 257), as_float, atol=1e-6)
     rgb = np.repeat(gray[..., None], 3, axis=2)  # same picture in 3 equal channels -> the same gray input
-    one_grey_level = 1 / 255 / predictor.meta["preprocessing"]["std"][0]  # in normalised input units
+    one_grey_level = 1 / 255 / predictor.meta.preprocessing.std[0]  # in normalised input units
     gap = (predictor.transform(predictor.load(rgb)) - predictor.transform(predictor.load(gray))).abs().max()
     assert float(gap) < 0.1 * one_grey_level  # only float32 luma rounding separates the two inputs
     # an untrained model sits near p = 0.5, where that rounding moves p by ~1e-4

@@ -10,7 +10,7 @@ import tempfile
 import pytest
 
 from _run_fixture import make_run
-from medclass.evaluation import plots
+from medclass.metrics import plots
 from medclass.evaluation.evaluate import evaluate
 from medclass.evaluation.report import write_report
 

@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import kstest, norm
 from sklearn.metrics import roc_auc_score
 
-from medclass.evaluation.stats import delong_test, describe_difference, paired_bootstrap_auc
+from medclass.metrics.stats import delong_test, describe_difference, paired_bootstrap_auc
 
 
 def _psi(x: float, y: float) -> float:

@@ -6,7 +6,7 @@ import pytest
 from sklearn.metrics import f1_score, roc_curve
 
 from medclass.errors import ConfigError
-from medclass.evaluation.threshold import ThresholdChoice, choose_threshold, parse_rule
+from medclass.metrics.threshold import ThresholdChoice, choose_threshold, parse_rule
 
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
 P = np.array([0.1, 0.2, 0.45, 0.7, 0.3, 0.6, 0.8, 0.9])

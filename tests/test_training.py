@@ -45,10 +45,10 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_data: Path, tmp_path: Path) 
     by_patient = split.groupby("patient")["split"].nunique()
     assert (by_patient == 1).all(), "a patient sits in two splits"
     model, meta = load_checkpoint(run / "best.safetensors")
-    assert meta["classes"] == ["disk", "plain"]
-    assert meta["preprocessing"]["in_chans"] == 1 and meta["preprocessing"]["image_size"] == 32
-    assert 0.0 <= meta["threshold"] <= 1.0 and meta["threshold_rule"] == "youden"
-    assert meta["config"]["model"]["name"] == "simple_cnn"
+    assert meta.classes == ("disk", "plain")
+    assert meta.preprocessing.in_chans == 1 and meta.preprocessing.image_size == 32
+    assert 0.0 <= meta.threshold <= 1.0 and meta.threshold_rule == "youden"
+    assert meta.run_config.model.name == "simple_cnn"
     out = model(torch.zeros(2, 1, 32, 32))
     assert out.shape == (2, 1)
     assert result.best_epoch in (0, 1, 2)
@@ -125,16 +125,16 @@ def test_ddp_cpu_processes(tiny_data: Path, tmp_path: Path) -> None:
     # shards are gathered, the sampler's padding dropped), not a mean of per-shard values: compare with
     # a single-process prediction of the same split by the model that was validated (last.safetensors).
     from medclass.data.table import DataTable
-    from medclass.evaluation.metrics import accuracy, predict_labels, roc_auc
+    from medclass.metrics.metrics import accuracy, predict_labels, roc_auc
     from medclass.inference import predict_dataset
     from medclass.training.datamodule import SplitDataModule
 
     model, meta = load_checkpoint(result.run_dir / "last.safetensors")
-    table = DataTable.from_csv(result.run_dir / "split.csv", meta["classes"])
+    table = DataTable.from_csv(result.run_dir / "split.csv", list(meta.classes))
     n_val = int((table.frame["split"] == "val").sum())
     assert n_val % 3 != 0  # the distributed sampler repeats images to even out the three shards
-    pred = predict_dataset(model, SplitDataModule(table, cfg, meta["preprocessing"]["mean"],
-                                                  meta["preprocessing"]["std"]).dataset("val", train=False))
+    pred = predict_dataset(model, SplitDataModule(table, cfg, list(meta.preprocessing.mean),
+                                                  list(meta.preprocessing.std)).dataset("val", train=False))
     assert len(pred.labels) == n_val
     assert m["val_acc"].iloc[0] == pytest.approx(accuracy(pred.labels, predict_labels(pred.probs)), abs=1e-6)
     assert m["val_auc"].iloc[0] == pytest.approx(roc_auc(pred.labels, pred.probs), abs=1e-6)

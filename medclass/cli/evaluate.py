@@ -29,7 +29,7 @@ def evaluate_command(
         if pdf:
             from ..evaluation.report import write_report
 
-            result.files["report"] = write_report(result, result.out_dir / "report.html", pdf=True)
+            result.files["report"] = write_report(result, EvalDir(result.out_dir).report, pdf=True)
     m = result.metrics
     leak = m["leak_check"]
     style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..artifacts import RunDir
 from ..config import DataConfig
 from ..utils import write_json
 from .audit import apply_leak_policy, audit_leaks
@@ -83,11 +84,11 @@ def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = 
     audit.update(after_split=after.to_dict(), action=action, final=final.to_dict(), final_clean=not final.has_leaks)
     quality["skipped"] = list(table.skipped)
     if out_dir is not None:
-        out = Path(out_dir)
-        table.to_csv(out / "split.csv")
-        write_json(out / "audit.json", audit)
-        write_json(out / "quality.json", quality)
-        write_json(out / "split_summary.json", split_summary(table).reset_index().to_dict(orient="records"))
+        run = RunDir(out_dir)
+        table.to_csv(run.split)
+        write_json(run.audit, audit)
+        write_json(run.quality, quality)
+        write_json(run.split_summary, split_summary(table).reset_index().to_dict(orient="records"))
     log.info("data ready: %d images, %d classes; final leak audit %s", len(table), len(table.classes),
              "clean" if not final.has_leaks else "NOT clean (policy 'warn')")
     return table

@@ -32,6 +32,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from ..artifacts.meta import Preprocessing
 from ..errors import ConfigError, did_you_mean
 
 _RANGE_TOLERANCE = 1e-4  # float rounding of readers that compute (x - lo) / (hi - lo)
@@ -202,3 +203,15 @@ def build_transform(preset: str, image_size: int, in_chans: int, mean: Sequence[
                           f"got mean={list(mean)}, std={list(std)}.")
     augment = (params or PRESETS[preset]) if train else PRESETS["none"]
     return ImageTransform(image_size, in_chans, mean, std, augment, keep_aspect)
+
+
+def inference_transform(pre: Preprocessing) -> ImageTransform:
+    """The transform of a checkpoint's :class:`~medclass.artifacts.meta.Preprocessing`: exactly training's, no augmentation.
+
+    Every consumer of a checkpoint (prediction, evaluation, explanation) builds its input this way.
+
+    >>> from medclass.artifacts import Preprocessing
+    >>> inference_transform(Preprocessing(32, 1, (0.5,), (0.25,)))(np.zeros((40, 50, 1), np.float32)).shape
+    torch.Size([1, 32, 32])
+    """
+    return build_transform("none", pre.image_size, pre.in_chans, pre.mean, pre.std, train=False)

@@ -1,34 +1,13 @@
-"""Evaluation: pure functions over numpy arrays (``y_true`` class indices, ``probs`` (n, n_classes)).
+"""Evaluation workflow of a trained run: load the checkpoint, predict a split, explain, write the files.
 
-Metrics (:mod:`.metrics`), patient-level bootstrap CIs (:mod:`.bootstrap`), decision thresholds
-(:mod:`.threshold`), calibration (:mod:`.calibration`), paired AUC tests (:mod:`.stats`) and
-per-patient views (:mod:`.patients`). ``evaluate``/``report`` build on these.
+:func:`~medclass.evaluation.evaluate.evaluate` writes ``metrics.json``, ``predictions.csv``,
+``patients.csv`` and ``report.html`` (:mod:`.report`) into the run's evaluation folder. The pure
+array functions it builds on (metrics, bootstrap CIs, thresholds, calibration, paired tests,
+per-patient views, curves and plots) live in :mod:`medclass.metrics`, which imports no model code.
 
 Example:
-    >>> from medclass.evaluation import compute_metrics, bootstrap_metrics
-    >>> m = compute_metrics([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.3], threshold=0.5)
-    >>> m["accuracy"], m["roc_auc"]
-    (0.75, 1.0)
+    >>> from medclass.evaluation.evaluate import evaluate
+    >>> result = evaluate("workspace/default/resnet18", split="test")  # doctest: +SKIP
+    >>> result.metrics["roc_auc"]                                       # doctest: +SKIP
+    0.97
 """
-from .bootstrap import BootstrapCI, bootstrap_ci, bootstrap_metrics, percentile_interval, resample_weights
-from .calibration import apply_temperature, fit_temperature, reliability_curve, temperature_nll
-from .metrics import (
-    UndefinedMetricWarning, accuracy, as_prob_matrix, balanced_accuracy, brier_score, calibration_bins,
-    check_inputs, classification_report_dict, compute_metrics, confusion_matrix, expected_calibration_error,
-    f1_score, metric_names, npv, per_class_accuracy, ppv, pr_auc, precision, predict_labels, recall, roc_auc,
-    scalar_metric, sensitivity, specificity,
-)
-from .patients import aggregate_by_patient, natural_key, patient_errors
-from .stats import delong_test, describe_difference, paired_bootstrap_auc
-from .threshold import ThresholdChoice, choose_threshold, parse_rule
-
-__all__ = [
-    "BootstrapCI", "ThresholdChoice", "UndefinedMetricWarning",
-    "accuracy", "aggregate_by_patient", "apply_temperature", "as_prob_matrix", "balanced_accuracy",
-    "bootstrap_ci", "bootstrap_metrics", "brier_score", "calibration_bins", "check_inputs", "choose_threshold",
-    "classification_report_dict", "compute_metrics", "confusion_matrix", "delong_test", "describe_difference",
-    "expected_calibration_error", "f1_score", "fit_temperature", "metric_names", "natural_key", "npv",
-    "paired_bootstrap_auc", "parse_rule", "patient_errors", "per_class_accuracy", "percentile_interval", "ppv",
-    "pr_auc", "precision", "predict_labels", "recall", "reliability_curve", "resample_weights", "roc_auc",
-    "scalar_metric", "sensitivity", "specificity", "temperature_nll",
-]

@@ -23,32 +23,34 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from ..artifacts import CheckpointMeta, EvalDir, RunDir, load_checkpoint
 from ..config import DataConfig, RunConfig
 from ..data.dataset import ImageDataset
 from ..data.splits import patient_groups
 from ..data.table import DataTable
+from ..data.transforms import inference_transform
 from ..errors import DatasetError
 from ..inference import Predictions, predict_dataset
-from ..training.checkpoint import load_checkpoint
+from ..metrics.bootstrap import bootstrap_metrics
+from ..metrics.calibration import reliability_curve
+from ..metrics.curves import score_curves
+from ..metrics.metrics import UndefinedMetricWarning, classification_report_dict, compute_metrics, predict_labels
+from ..metrics.patients import aggregate_by_patient, patient_errors
 from ..utils import atomic_write_text, write_json
-from ._curves import score_curves
 from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gallery
 from ._leakcheck import check_held_out
-from .bootstrap import bootstrap_metrics
-from .calibration import reliability_curve
-from .metrics import UndefinedMetricWarning, classification_report_dict, compute_metrics, predict_labels
-from .patients import aggregate_by_patient, patient_errors
+from .report import write_report
+from .result import EvaluationResult
 
 log = logging.getLogger(__name__)
 
@@ -58,38 +60,23 @@ TOP_LOSSES = 12  # images in the top-losses grid
 
 
 @dataclass
-class EvaluationResult:
-    """Everything one evaluation computed: ``metrics`` is the content of ``metrics.json``."""
-
-    metrics: dict  # JSON-able: see the module docstring and docs/architecture.md
-    out_dir: Path  # folder of the written files
-    files: dict[str, Path] = field(default_factory=dict)  # metrics, predictions, report (and pdf)
-    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)  # predictions.csv
-    examples: dict[str, list[Example]] = field(default_factory=dict)  # gallery, top_losses, cam
-    history: pd.DataFrame | None = None  # the run's metrics.csv (training curves)
-
-
-@dataclass
 class _Run:
     checkpoint: Path
-    run_dir: Path | None  # folder with split.csv (None for a bare checkpoint)
+    run_dir: RunDir | None  # folder with split.csv (None for a bare checkpoint)
     model: torch.nn.Module
-    meta: dict
-    config: RunConfig
+    meta: CheckpointMeta
+
+    @property
+    def config(self) -> RunConfig:
+        return self.meta.run_config
 
 
 def _load_run(run: str | Path, device: torch.device) -> _Run:
     path = Path(run)
-    if path.is_dir():
-        names = [n for n in ("best.safetensors", "last.safetensors") if (path / n).is_file()]
-        checkpoint = path / names[0] if names else path  # load_checkpoint raises the explaining error
-    else:
-        checkpoint = path
+    checkpoint = RunDir(path).best_checkpoint() if path.is_dir() else path
     model, meta = load_checkpoint(checkpoint, device=device)
-    folder = checkpoint.parent if checkpoint.is_file() else path
-    run_dir = folder if (folder / "split.csv").is_file() else None
-    config = RunConfig.from_dict(meta.get("config") or {})
-    return _Run(checkpoint, run_dir, model, meta, config)
+    folder = RunDir(checkpoint.parent)
+    return _Run(checkpoint, folder if folder.split.is_file() else None, model, meta)
 
 
 def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataTable:
@@ -102,7 +89,7 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataT
         dcfg = dataclasses.replace(r.config.data, path=str(data), source="auto", classes=[], limit_per_class=0,
                                    keep_source_split=True)
     table = load_source(dcfg)
-    classes = list(r.meta["classes"])
+    classes = list(r.meta.classes)
     unknown = sorted(set(table.frame["label"]) - set(classes))
     if unknown:
         raise DatasetError(f"{dcfg.path} holds classes {unknown} that the model does not know; the checkpoint "
@@ -117,8 +104,8 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataT
 
 def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[DataTable, DataTable | None, str]:
     """(evaluated rows, reference rows for the leak check or None, name of the reference splits)."""
-    classes = list(r.meta["classes"])
-    full = DataTable.from_csv(r.run_dir / "split.csv", classes) if r.run_dir is not None else None
+    classes = list(r.meta.classes)
+    full = DataTable.from_csv(r.run_dir.split, classes) if r.run_dir is not None else None
     if data is None:
         if full is None:
             raise FileNotFoundError(f"{r.checkpoint} has no split.csv beside it, so its test split is unknown; "
@@ -126,7 +113,7 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[
         evaluated = full.subset(split)
         if not len(evaluated):
             counts = full.frame["split"].value_counts().to_dict()
-            raise DatasetError(f"{r.run_dir / 'split.csv'} has no rows in split {split!r} (splits: {counts}).")
+            raise DatasetError(f"{r.run_dir.split} has no rows in split {split!r} (splits: {counts}).")
     else:
         evaluated = _external_table(data, r, split)
         if not len(evaluated):
@@ -141,12 +128,9 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[
     return evaluated, reference, " or ".join({"train": "training", "val": "validation"}[s] for s in ref_splits)
 
 
-def _default_out(r: _Run, data: str | Path | DataConfig | None, split: str) -> Path:
-    base = r.run_dir or r.checkpoint.parent
-    if data is None and split == "test":
-        return base
-    name = Path(data.path if isinstance(data, DataConfig) else data).stem if data is not None else "run"
-    return base / f"evaluation-{name}-{split}"
+def _default_out(r: _Run, data: str | Path | DataConfig | None, split: str) -> EvalDir:
+    name = Path(data.path if isinstance(data, DataConfig) else data).stem if data is not None else None
+    return (r.run_dir or RunDir(r.checkpoint.parent)).evaluation(name, split)
 
 
 def _groups(patients: list[str]) -> np.ndarray:
@@ -250,21 +234,19 @@ def _cam_examples(r: _Run, df: pd.DataFrame, ds: ImageDataset, pred: Predictions
     return out
 
 
-def _run_files(run_dir: Path | None) -> tuple[dict | None, pd.DataFrame | None, dict | None]:
-    """The run's baseline.json, metrics.csv and threshold.json when present."""
-    if run_dir is None:
+def _run_files(run: RunDir | None) -> tuple[dict | None, pd.DataFrame | None, dict | None]:
+    """The run's baseline, training history and threshold choice when present."""
+    if run is None:
         return None, None, None
-    baseline = json.loads((run_dir / "baseline.json").read_text()) if (run_dir / "baseline.json").is_file() else None
-    history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").is_file() else None
-    chosen = json.loads((run_dir / "threshold.json").read_text()) if (run_dir / "threshold.json").is_file() else None
-    return baseline, history, chosen
+    history = pd.read_csv(run.history) if run.history.is_file() else None
+    return run.read_json(run.baseline), history, run.read_json(run.threshold)
 
 
-def _fingerprint_cache(run_dir: Path | None) -> Path | None:
+def _fingerprint_cache(run: RunDir | None) -> Path | None:
     """The workspace fingerprint cache that training filled (``<workspace>/.cache``), when it exists."""
-    if run_dir is None:
+    if run is None:
         return None
-    cache = run_dir.resolve().parents[1] / ".cache"
+    cache = run.path.resolve().parents[1] / ".cache"
     return cache if cache.is_dir() else None
 
 
@@ -294,17 +276,14 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     start = time.perf_counter()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     r = _load_run(run, dev)
-    classes, pre = list(r.meta["classes"]), r.meta["preprocessing"]
-    threshold, temperature = float(r.meta.get("threshold", 0.5)), float(r.meta.get("temperature", 1.0))
+    classes, pre = list(r.meta.classes), r.meta.preprocessing
+    threshold, temperature = r.meta.threshold, r.meta.temperature
     tta = r.config.eval.tta if tta is None else tta
     evaluated, reference, ref_names = _tables(r, data, split)
-    leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.get("window", ""),
+    leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.window,
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=_fingerprint_cache(r.run_dir))
 
-    from ..data.transforms import build_transform
-
-    tf = build_transform("none", pre["image_size"], pre["in_chans"], pre["mean"], pre["std"], train=False)
-    ds = ImageDataset(evaluated, classes=classes, transform=tf, window=pre.get("window", ""))
+    ds = ImageDataset(evaluated, classes=classes, transform=inference_transform(pre), window=pre.window)
     pred = predict_dataset(r.model, ds, batch_size=batch_size, num_workers=num_workers, temperature=temperature, tta=tta)
     if not len(pred.labels):
         raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
@@ -323,35 +302,34 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     metrics = {
         "format": FORMAT,
         "checkpoint": str(r.checkpoint), "run": str(r.run_dir) if r.run_dir else None,
-        "model": r.meta["model"], "classes": classes, "preprocessing": pre,
-        "threshold": threshold, "threshold_rule": r.meta.get("threshold_rule", ""), "threshold_on_validation": chosen,
+        "model": dataclasses.asdict(r.meta.model), "classes": classes, "preprocessing": pre.to_dict(),
+        "threshold": threshold, "threshold_rule": r.meta.threshold_rule, "threshold_on_validation": chosen,
         "temperature": temperature, "tta": bool(tta),
         "data": {"source": "run split" if data is None else "external", "path": str(data) if data is not None else
-                 str(r.run_dir / "split.csv"), "split": split, "n_predicted": int(len(pred.labels)),
+                 str(r.run_dir.split), "split": split, "n_predicted": int(len(pred.labels)),
                  "unreadable_at_prediction": list(pred.skipped), **summary},
         "leak_check": leak, "contaminated": leak.get("clean") is False,
         **computed, "patients": patients,
         "top_losses": df.iloc[np.argsort(-loss, kind="stable")[:TOP_LOSSES]].to_dict(orient="records"),
-        "baseline": baseline, "checkpoint_metrics": r.meta.get("metrics", {}),
+        "baseline": baseline, "checkpoint_metrics": dict(r.meta.metrics),
         "training": {"history": history.to_dict(orient="list") if history is not None else None,
-                     "best_epoch": r.meta.get("metrics", {}).get("epoch")},
-        "versions": r.meta.get("versions", {}), "cam_method": r.config.eval.cam_method,
+                     "best_epoch": r.meta.epoch},
+        "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method,
     }
-    out_dir = Path(out) if out is not None else _default_out(r, data, split)
+    ev = EvalDir(Path(out)) if out is not None else _default_out(r, data, split)
+    out_dir = ev.path
     out_dir.mkdir(parents=True, exist_ok=True)
     result = EvaluationResult(metrics, out_dir, predictions=df,
                               examples={"gallery": gallery, "top_losses": top, "cam": cams}, history=history)
-    atomic_write_text(out_dir / "predictions.csv", df.to_csv(index=False))
-    result.files["predictions"] = out_dir / "predictions.csv"
-    atomic_write_text(out_dir / "patients.csv", patient_table.to_csv(index=False))
-    result.files["patients"] = out_dir / "patients.csv"
+    atomic_write_text(ev.predictions, df.to_csv(index=False))
+    result.files["predictions"] = ev.predictions
+    atomic_write_text(ev.patients, patient_table.to_csv(index=False))
+    result.files["patients"] = ev.patients
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
-    write_json(out_dir / "metrics.json", metrics)
-    result.files["metrics"] = out_dir / "metrics.json"
+    write_json(ev.metrics, metrics)
+    result.files["metrics"] = ev.metrics
     if report:
-        from .report import write_report
-
-        result.files["report"] = write_report(result, out_dir / "report.html")
+        result.files["report"] = write_report(result, ev.report)
     log.info("evaluation of %s on %d images written to %s (%.1f s)", r.checkpoint, len(df), out_dir,
              time.perf_counter() - start)
     return result

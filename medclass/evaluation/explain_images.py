@@ -56,8 +56,8 @@ def explain_images(checkpoint: str | Path, paths: Sequence[str | Path], out: str
     from ..serving.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    classes, config = predictor.classes, predictor.meta.get("config") or {}
-    method = method or config.get("eval", {}).get("cam_method") or "gradcam"
+    classes = predictor.classes
+    method = method or predictor.meta.run_config.eval.cam_method
     target = None
     if target_class is not None:
         target = classes.index(check_choice("target class", target_class, classes))

@@ -15,17 +15,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
+from ..metrics import plots
 from ..utils import atomic_write_text
-from . import plots
 from ._examples import Example
-from ._html import Raw, esc, fmt, img, page, section, table
-
-if TYPE_CHECKING:
-    from .evaluate import EvaluationResult
+from ..metrics.html import Raw, esc, fmt, img, page, section, table
+from .result import EvaluationResult
 
 METRIC_LABELS = {
     "accuracy": "Accuracy", "balanced_accuracy": "Balanced accuracy", "roc_auc": "ROC AUC", "pr_auc": "PR AUC (average precision)",

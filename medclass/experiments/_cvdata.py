@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..artifacts import CVDir
 from ..config import DataConfig
 from ..data.audit import apply_leak_policy, audit_leaks
 from ..data.prepare import align_fingerprints, clean_data
@@ -70,10 +71,10 @@ def prepare_folds(dcfg: DataConfig, k: int, seed: int = 42, out_dir: str | Path 
     folds = assign_folds(table, k=k, seed=seed)
     quality["skipped"] = list(folds.skipped)
     if out_dir is not None:
-        out = Path(out_dir)
-        folds.to_csv(out / "folds.csv")
-        write_json(out / "quality.json", quality)
-        write_json(out / "audit.json", {"before_folds": audit.get("before_split", {})})
+        cv = CVDir(out_dir)
+        folds.to_csv(cv.folds)
+        write_json(cv.quality, quality)
+        write_json(cv.audit, {"before_folds": audit.get("before_split", {})})
     counts = folds.frame.assign(group=patient_groups(folds.frame).to_numpy()).groupby("fold").agg(
         images=("path", "size"), patients=("group", "nunique"))
     log.info("%d-fold cross-validation by patient (seed %d):\n%s", k, seed, counts.to_string())

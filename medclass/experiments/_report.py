@@ -1,98 +1,57 @@
-"""Plots and the self-contained HTML page of a run comparison (numbers come computed; nothing is recomputed)."""
+"""The self-contained ``comparison.html`` of a run comparison and its PNGs (numbers come computed; nothing is recomputed).
+
+Drawn with the same figure and HTML helpers as the evaluation report (:mod:`medclass.metrics.plots`,
+:mod:`medclass.metrics.html`), so both reports look and read alike.
+"""
 from __future__ import annotations
 
-import base64
-import html
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from ..utils import atomic_write_text
+from ..metrics.html import esc, img, page, section, table
+from ..metrics.plots import bars_figure, figure_png, runs_curves_figure
+from ..utils import atomic_write_bytes, atomic_write_text
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from .compare import Comparison
-
-
-def _figure(ncols: int, width: float = 5.5) -> tuple["Figure", np.ndarray]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width * ncols, 4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, ncols))
-    return fig, axes
+NO_PAIRS = ("No pair of runs was tested on the same images (run <code>medclass evaluate</code> on the same "
+            "test set).")
 
 
-def curves_figure(histories: dict[str, pd.DataFrame], metric: str, title: str, ax=None) -> "Figure | None":
-    """Train (dashed) and validation (solid) ``metric`` per epoch, one colour per run."""
-    fig = None
-    if ax is None:
-        fig, axes = _figure(1)
-        ax = axes[0]
-    for i, (name, h) in enumerate(histories.items()):
-        color = f"C{i % 10}"
-        for stage, style in (("train", "--"), ("val", "-")):
-            col = f"{stage}_{metric}"
-            if col in h.columns and h[col].notna().any():
-                ax.plot(h["epoch"], h[col], style, color=color, marker="o", ms=3, label=f"{name} {stage}")
-    ax.set(title=title, xlabel="epoch", ylabel=metric)
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    return fig
+def _cost_panels(runs: pd.DataFrame) -> dict[str, list[float]]:
+    """Training time and peak memory per run (GPU memory only where some run recorded it)."""
+    panels = {"training time (s)": runs["train_time_s"].tolist(), "peak RSS (MiB)": runs["peak_rss_mb"].tolist()}
+    if runs["gpu_max_mb"].notna().any():
+        panels["peak GPU memory (MiB)"] = runs["gpu_max_mb"].tolist()
+    return panels
 
 
-def bars_figure(table: pd.DataFrame) -> "Figure":
-    """Bar charts of training time and peak memory (RSS, and GPU where recorded) per run."""
-    panels = [("train_time_s", "training time (s)"), ("peak_rss_mb", "peak RSS (MiB)")]
-    if table["gpu_max_mb"].notna().any():
-        panels.append(("gpu_max_mb", "peak GPU memory (MiB)"))
-    fig, axes = _figure(len(panels), width=4.5)
-    for ax, (col, title) in zip(axes, panels):
-        values = table[col].astype(float).fillna(0.0)
-        ax.bar(table["name"], values, color=[f"C{i % 10}" for i in range(len(table))])
-        ax.set_title(title)
-        ax.tick_params(axis="x", rotation=30, labelsize=8)
-        for x, v in enumerate(values):
-            ax.annotate(f"{v:.0f}", (x, v), ha="center", va="bottom", fontsize=8)
-    return fig
+def _frame_table(frame: pd.DataFrame) -> str:
+    return table(list(frame.columns), frame.astype(object).where(frame.notna(), None).itertuples(index=False))
 
 
-def _save(fig: "Figure", path: Path) -> Path:
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
-
-
-def write_report(cmp: "Comparison") -> dict[str, Path]:
-    """Write ``loss.png``, ``accuracy_auc.png``, ``cost.png`` and ``comparison.html`` into ``cmp.out_dir``."""
-    out = cmp.out_dir
-    files = {"loss_png": _save(curves_figure(cmp.histories, "loss", "loss"), out / "loss.png")}
-    fig, axes = _figure(2)
-    curves_figure(cmp.histories, "acc", "accuracy", ax=axes[0])
-    curves_figure(cmp.histories, "auc", "AUC", ax=axes[1])
-    files["accuracy_auc_png"] = _save(fig, out / "accuracy_auc.png")
-    files["cost_png"] = _save(bars_figure(cmp.table), out / "cost.png")
-    sentences = "".join(f"<li>{html.escape(s)}</li>" for s in cmp.sentences) or \
-        "<li>No pair of runs was tested on the same images (run <code>medclass evaluate</code> on the same test set).</li>"
-    pairs = cmp.pairs.drop(columns=["sentence", "bootstrap_sentence"], errors="ignore")
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Run comparison</title>
-<style>body{{font-family:sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px}} img{{max-width:100%}}</style></head><body>
-<h1>Run comparison</h1>
-<h2>Runs</h2>{cmp.table.to_html(index=False, na_rep="-", float_format=lambda v: f"{v:.4g}")}
-<h2>Paired tests of the test AUC</h2><ul>{sentences}</ul>
-{pairs.to_html(index=False, float_format=lambda v: f"{v:.4g}") if len(pairs) else ""}
-<h2>Learning curves</h2><p>Dashed: training; solid: validation.</p>
-{_img(files["loss_png"])}{_img(files["accuracy_auc_png"])}
-<h2>Cost</h2>{_img(files["cost_png"])}
-</body></html>"""
-    atomic_write_text(out / "comparison.html", page)
+def write_report(out: Path, runs: pd.DataFrame, pairs: pd.DataFrame, sentences: Sequence[str],
+                 histories: dict[str, pd.DataFrame]) -> dict[str, Path]:
+    """Write ``loss.png``, ``accuracy_auc.png``, ``cost.png`` and ``comparison.html`` into ``out``."""
+    curves = {name: h.to_dict(orient="list") for name, h in histories.items()}
+    figures = {"loss_png": ("loss.png", runs_curves_figure(curves, [("loss", "loss")])),
+               "accuracy_auc_png": ("accuracy_auc.png", runs_curves_figure(curves, [("acc", "accuracy"), ("auc", "AUC")])),
+               "cost_png": ("cost.png", bars_figure(runs["name"].tolist(), _cost_panels(runs)))}
+    files, pngs = {}, {}
+    for key, (name, fig) in figures.items():
+        pngs[key] = figure_png(fig, dpi=110)
+        atomic_write_bytes(out / name, pngs[key])
+        files[key] = out / name
+    tested = "".join(f"<li>{esc(s)}</li>" for s in sentences) or f"<li>{NO_PAIRS}</li>"
+    pairs = pairs.drop(columns=["sentence", "bootstrap_sentence"], errors="ignore")
+    sections = [
+        ("runs", "Runs", _frame_table(runs)),
+        ("paired-tests", "Paired tests of the test AUC", f"<ul>{tested}</ul>" + (_frame_table(pairs) if len(pairs) else "")),
+        ("curves", "Learning curves", '<p class="muted">Dashed: training; solid: validation.</p>'
+         + img(pngs["loss_png"], "loss") + img(pngs["accuracy_auc_png"], "accuracy and AUC")),
+        ("cost", "Cost", img(pngs["cost_png"], "training time and memory")),
+    ]
+    body = "".join(section(sid, title, html) for sid, title, html in sections)
     files["html"] = out / "comparison.html"
+    atomic_write_text(files["html"], page("Run comparison", f"{len(runs)} runs", [(s[0], s[1]) for s in sections], body))
     return files

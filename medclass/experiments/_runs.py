@@ -6,17 +6,17 @@ only reads files; nothing is recomputed from images.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from ..artifacts import RunDir
+from ..artifacts.checkpoint import stored_parameters
 from ..errors import did_you_mean
+from ..metrics.metrics import best_mode
 
-# state_dict entries that are statistics, not learned parameters
-_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 TEST_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1")
 
 
@@ -30,13 +30,14 @@ def resolve_run(run: str | Path, workspace: str | Path = "workspace") -> Path:
         >>> resolve_run("chest/resnet18", workspace="workspace")  # doctest: +SKIP
         PosixPath('workspace/chest/resnet18')
     """
-    for candidate in (Path(run), Path(workspace) / str(run)):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    known = sorted(str(p.parent.relative_to(workspace)) for p in Path(workspace).glob("**/config.yaml")) \
+    for candidate in (RunDir(run), RunDir(Path(workspace) / str(run))):
+        if candidate.is_run:
+            return candidate.path
+    name = candidate.config.name
+    known = sorted(str(p.parent.relative_to(workspace)) for p in Path(workspace).glob(f"**/{name}")) \
         if Path(workspace).is_dir() else []
     raise FileNotFoundError(
-        f"Run {str(run)!r} is not a run folder (no config.yaml at {run} nor at {Path(workspace) / str(run)}); "
+        f"Run {str(run)!r} is not a run folder (no {name} at {run} nor at {Path(workspace) / str(run)}); "
         "pass a run path or project/experiment." + (did_you_mean(str(run), known) or
                                                      (f" Runs in {workspace}: {', '.join(known[:8])}" if known else ""))
     )
@@ -44,30 +45,14 @@ def resolve_run(run: str | Path, workspace: str | Path = "workspace") -> Path:
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The run's ``config.yaml`` as a nested dict."""
-    with (Path(run_dir) / "config.yaml").open() as f:
+    with RunDir(run_dir).config.open() as f:
         return yaml.safe_load(f) or {}
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:
     """``metrics.csv`` (one row per epoch); an empty frame when the run has none yet."""
-    path = Path(run_dir) / "metrics.csv"
+    path = RunDir(run_dir).history
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["epoch"])
-
-
-def count_parameters(checkpoint: Path) -> int | None:
-    """Number of learned values in a safetensors checkpoint (normalisation statistics left out).
-
-    Shapes are read from the header only; no tensor is loaded.
-
-    >>> count_parameters(Path("workspace/p/e/best.safetensors"))  # doctest: +SKIP
-    11170753
-    """
-    from safetensors import safe_open
-
-    if not Path(checkpoint).is_file():
-        return None
-    with safe_open(str(checkpoint), framework="pt") as f:
-        return int(sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(_BUFFER_SUFFIXES)))
 
 
 def best_epoch(history: pd.DataFrame, monitor: str) -> tuple[int | None, float]:
@@ -75,7 +60,7 @@ def best_epoch(history: pd.DataFrame, monitor: str) -> tuple[int | None, float]:
     if monitor not in history.columns or history[monitor].isna().all():
         return None, float("nan")
     values = history[monitor]
-    i = values.idxmin() if monitor.endswith("loss") else values.idxmax()
+    i = values.idxmin() if best_mode(monitor) == "min" else values.idxmax()
     return int(history.loc[i, "epoch"]), float(values[i])
 
 
@@ -90,7 +75,7 @@ def read_test_metrics(run_dir: Path) -> dict[str, tuple[float, float, float]]:
     section (``{"roc_auc": {"value", "low", "high", "n_valid"}}``); NaN where there is no interval,
     and ``{}`` when the run was not evaluated.
     """
-    path = Path(run_dir) / "metrics.json"
+    path = RunDir(run_dir).evaluation().metrics
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
@@ -118,7 +103,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run": str(run_dir),
         "model": cfg.get("model", {}).get("name", ""),
-        "params": count_parameters(run_dir / "best.safetensors"),
+        "params": stored_parameters(RunDir(run_dir).best),
         "image_size": cfg.get("model", {}).get("image_size"),
         "epochs": int(len(history)),
         "train_time_s": float(history["epoch_time_s"].sum()) if "epoch_time_s" in history.columns else float("nan"),
@@ -135,7 +120,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
 
 def read_predictions(run_dir: Path) -> pd.DataFrame | None:
     """``predictions.csv`` of a run (after ``medclass evaluate``), or None."""
-    path = Path(run_dir) / "predictions.csv"
+    path = RunDir(run_dir).evaluation().predictions
     return pd.read_csv(path, dtype={"path": str, "patient": str, "label": str}, keep_default_na=False) if path.is_file() else None
 
 

@@ -22,6 +22,7 @@ import pandas as pd
 from rich.table import Table
 
 from ..data.splits import patient_groups
+from ._report import write_report
 from ._runs import prob_columns, read_history, read_predictions, resolve_run, run_summary
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def paired_test(name_a: str, name_b: str, a: pd.DataFrame, b: pd.DataFrame, *, n
         >>> paired_test("resnet", "cnn", pred_a, pred_b)["delong_p"]  # doctest: +SKIP
         0.21
     """
-    from ..evaluation.stats import delong_test, describe_difference, paired_bootstrap_auc
+    from ..metrics.stats import delong_test, describe_difference, paired_bootstrap_auc
 
     cols_a, cols_b = prob_columns(a), prob_columns(b)
     if cols_a != cols_b or len(cols_a) != 2:
@@ -180,7 +181,5 @@ def compare_runs(runs: list[str | Path], out: str | Path, workspace: str | Path 
         atomic_write_text(out / "paired_tests.csv", pairs.to_csv(index=False))
         result.files["pairs"] = out / "paired_tests.csv"
     if plots:
-        from ._report import write_report
-
-        result.files.update(write_report(result))
+        result.files.update(write_report(out, table, pairs, sentences, histories))
     return result

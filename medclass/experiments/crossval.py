@@ -30,11 +30,12 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from ..artifacts import CVDir, RunDir, read_meta
 from ..config import RunConfig, load_config, save_config
-from ..errors import ConfigError
 from ..data.splits import patient_groups
-from ..evaluation.bootstrap import bootstrap_ci
-from ..evaluation.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
+from ..errors import ConfigError
+from ..metrics.bootstrap import bootstrap_ci
+from ..metrics.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
 from ..utils import atomic_write_text, write_json
 from ._cvdata import fold_table, prepare_folds
 
@@ -137,15 +138,16 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
 
     cfg = resolve_experiment(cfg)
     check_config(cfg)
-    out_dir = cfg.run_dir()
-    if is_cross_validation(out_dir) and not resume:
+    cv = CVDir(cfg.run_dir())
+    out_dir = cv.path
+    if cv.is_cross_validation and not resume:
         raise ConfigError(f"{out_dir} already holds a cross-validation; continue it with `medclass train --resume "
                           f"{out_dir}` or choose another experiment name.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    previous = _fold_key(out_dir / "folds.csv") if resume and (out_dir / "folds.csv").is_file() else None
+    previous = _fold_key(cv.folds) if resume and cv.folds.is_file() else None
     if previous is None:  # a resumed run keeps the files that describe its folds
-        save_config(cfg, out_dir / "cv_config.yaml")
-        write_json(out_dir / "cv_state.json", {"k": folds})
+        save_config(cfg, cv.config)
+        write_json(cv.state, {"k": folds})
     table, fp = prepare_folds(cfg.data, folds, seed=cfg.train.seed, out_dir=out_dir if previous is None else None,
                               cache_dir=Path(cfg.workspace) / ".cache")
     if previous is not None and not previous.equals(_fold_key(io.StringIO(table.frame.to_csv(index=False)))):
@@ -170,9 +172,9 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
                "pooled_ci_method": f"95% percentile bootstrap over patients, {n_boot} replicates",
                "patient_disjoint": True, "fold_audits": audits, "folds": rows,
                "note": "Each fold's validation images also chose its best epoch and threshold: slightly optimistic."}
-    write_json(out_dir / "cv_summary.json", summary)
-    atomic_write_text(out_dir / "cv_folds.csv", fold_frame.to_csv(index=False))
-    atomic_write_text(out_dir / "oof_predictions.csv", oof.to_csv(index=False))
+    write_json(cv.summary, summary)
+    atomic_write_text(cv.fold_table, fold_frame.to_csv(index=False))
+    atomic_write_text(cv.oof, oof.to_csv(index=False))
     log.info("cross-validation results in %s", out_dir)
     return CVResult(out_dir, fold_frame, summary, oof, run_dirs)
 
@@ -182,19 +184,19 @@ def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot
 
     >>> cv = resume_cross_validation("workspace/recipes/4_head_ct")  # doctest: +SKIP
     """
-    cv_dir = Path(cv_dir)
-    if not is_cross_validation(cv_dir):
-        raise FileNotFoundError(f"{cv_dir} is not a cross-validation folder (no cv_config.yaml); pass the folder "
+    cv = CVDir(cv_dir)
+    if not cv.is_cross_validation:
+        raise FileNotFoundError(f"{cv.path} is not a cross-validation folder (no {cv.config.name}); pass the folder "
                                 "that `medclass train --folds K` printed.")
-    state = json.loads((cv_dir / "cv_state.json").read_text()) if (cv_dir / "cv_state.json").is_file() else {}
-    k = state.get("k") or int(pd.read_csv(cv_dir / "folds.csv")["fold"].max()) + 1
-    return cross_validate(load_config(cv_dir / "cv_config.yaml"), folds=k, progress=progress, n_boot=n_boot,
+    state = json.loads(cv.state.read_text()) if cv.state.is_file() else {}
+    k = state.get("k") or int(pd.read_csv(cv.folds)["fold"].max()) + 1
+    return cross_validate(load_config(cv.config), folds=k, progress=progress, n_boot=n_boot,
                           resume=True)
 
 
 def is_cross_validation(path: str | Path) -> bool:
     """True when ``path`` is a cross-validation folder (``medclass train --resume`` uses this)."""
-    return (Path(path) / "cv_config.yaml").is_file()
+    return CVDir(path).is_cross_validation
 
 
 def _fold_key(csv: Path | io.StringIO) -> pd.DataFrame:
@@ -205,17 +207,18 @@ def _fold_key(csv: Path | io.StringIO) -> pd.DataFrame:
 def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tuple[dict, pd.DataFrame, Path]:
     """Train fold ``k`` (or keep it when already finished, or continue it when interrupted) and predict its fold."""
     from ..evaluation.evaluate import evaluate
-    from ..training.checkpoint import read_meta
     from ..training.runner import train
 
     fold_cfg = dataclasses.replace(cfg, experiment=f"{cfg.experiment}-fold{k}")
-    run_dir = fold_cfg.run_dir()
+    run = RunDir(fold_cfg.run_dir())
+    run_dir = run.path
     n_train, n_val = (ftable.frame["split"] == "train").sum(), (ftable.frame["split"] == "val").sum()
-    if (run_dir / "threshold.json").is_file() and (run_dir / "best.safetensors").is_file():
+    if run.is_finished:
         log.info("fold %d/%d: already trained in %s, kept", k + 1, folds, run_dir)
-        best_epoch = int(read_meta(run_dir / "best.safetensors").get("metrics", {}).get("epoch", -1))
+        epoch = read_meta(run.best).epoch
+        best_epoch = -1 if epoch is None else epoch
     else:
-        resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
+        resumable = run.is_resumable
         log.info("fold %d/%d: %d training and %d validation images%s", k + 1, folds, n_train, n_val,
                  " (continuing the interrupted run)" if resumable else "")
         result = train(resume=run_dir, progress=progress) if resumable else \

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 
+from ..artifacts import RunDir
 from ._runs import read_config, read_history, read_test_metrics
 
 if TYPE_CHECKING:
@@ -36,9 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# files of a run folder logged as artefacts when present (best.safetensors goes under model/)
-ARTIFACTS = ("config.yaml", "metrics.csv", "split.csv", "classes.json", "baseline.json", "threshold.json",
-             "audit.json", "metrics.json", "predictions.csv", "report.html")
 _BATCH = 100  # params / metrics per log_batch request (MLflow's limit on params is 100)
 
 
@@ -184,9 +182,11 @@ def log_run_folder(run_dir: str | Path, uri: str | Path, *, experiment_name: str
         >>> log_run_folder("workspace/chest/resnet18", "mlruns")  # doctest: +SKIP
         '5f0c...'
     """
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass workspace/<project>/<experiment>.")
+    run = RunDir(run_dir)
+    run_dir = run.path
+    if not run.is_run:
+        raise FileNotFoundError(f"{run_dir} is not a run folder (no {run.config.name}); pass "
+                                "workspace/<project>/<experiment>.")
     uri = tracking_uri(uri)
     client = _client(uri)
     cfg = read_config(run_dir)
@@ -203,11 +203,10 @@ def log_run_folder(run_dir: str | Path, uri: str | Path, *, experiment_name: str
     last_step = int(history["epoch"].max()) if len(history) else 0
     _log_metrics(client, run_id, ((f"test_{k}{suffix}", v, last_step) for k, values in test.items()
                                   for suffix, v in zip(("", "_ci_low", "_ci_high"), values)))
-    for name in ARTIFACTS:
-        if (run_dir / name).is_file():
-            client.log_artifact(run_id, str(run_dir / name))
-    if (run_dir / "best.safetensors").is_file():
-        client.log_artifact(run_id, str(run_dir / "best.safetensors"), artifact_path="model")
+    for path in run.records():
+        client.log_artifact(run_id, str(path))
+    if run.best.is_file():
+        client.log_artifact(run_id, str(run.best), artifact_path="model")
     client.set_terminated(run_id, "FINISHED")
     log.info("run %s logged to MLflow %s (run id %s)", run_dir, uri, run_id)
     return run_id

@@ -34,9 +34,11 @@ from typing import Any
 import pandas as pd
 import pytorch_lightning as pl
 
+from ..artifacts import RunDir
 from ..config import RunConfig, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
+from ..metrics.metrics import best_mode
 from ..training.runner import train
 from ._search import DEFAULT_SPACE, apply_params, check_space, suggest
 from .compare import Comparison, compare_runs
@@ -187,10 +189,10 @@ def _finish(study: Any, url: str, out_dir: Path, workspace: str) -> TuneResult:
         return TuneResult(study.study_name, url, out_dir, trials, {}, float("nan"), None, None, None)
     best = study.best_trial
     run_dir = Path(best.user_attrs["run_dir"])
-    best_cfg = load_config(run_dir / "config.yaml")
+    best_cfg = load_config(RunDir(run_dir).config)
     save_config(dataclasses.replace(best_cfg, experiment=""), out_dir / "best_config.yaml")
     ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")[:COMPARE_BEST]
-    runs = [t.user_attrs["run_dir"] for t in ranked if (Path(t.user_attrs["run_dir"]) / "config.yaml").is_file()]
+    runs = [t.user_attrs["run_dir"] for t in ranked if RunDir(t.user_attrs["run_dir"]).is_run]
     comparison = compare_runs(runs, out_dir / "comparison", workspace=workspace)
     log.info("best trial %d: %s = %.4f with %s; config in %s", best.number, study.direction.name.lower(),
              best.value, best.params, out_dir / "best_config.yaml")
@@ -226,7 +228,7 @@ def tune(cfg: RunConfig, n_trials: int, study_name: str = "", storage: str | Pat
     space = check_space(dict(search_space or DEFAULT_SPACE), cfg)
     study_name = study_name or cfg.experiment or f"tune-{cfg.model.name}"
     url = storage_url(storage, cfg)
-    direction = "minimize" if cfg.train.monitor.endswith("loss") else "maximize"
+    direction = {"min": "minimize", "max": "maximize"}[best_mode(cfg.train.monitor)]
     study = _open_study(study_name, url, direction, cfg.train.seed)
     out_dir = Path(cfg.workspace) / cfg.project / study_name
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))

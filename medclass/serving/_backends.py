@@ -5,11 +5,11 @@ A backend is a callable ``(batch float32 NCHW, already normalised) -> logits (N,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from ..artifacts import CheckpointMeta
 from ..errors import CheckpointError
 
 _MUST_MATCH = ("classes", "preprocessing", "model")
@@ -38,17 +38,17 @@ class OnnxBackend:
 
     name = "onnx"
 
-    def __init__(self, path: str | Path, meta: dict[str, Any], device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, meta: CheckpointMeta, device: str = "cpu") -> None:
         import onnxruntime as ort
 
         from .export import INPUT_NAME, onnx_metadata
 
-        stored = onnx_metadata(path)
+        stored, expected = onnx_metadata(path), meta.exported()
         for key in _MUST_MATCH:
-            if stored.get(key) != meta.get(key):
+            if stored.get(key) != expected.get(key):
                 raise CheckpointError(
                     f"ONNX file {path} does not belong to this checkpoint: its {key} {stored.get(key)!r} differs from "
-                    f"the checkpoint's {meta.get(key)!r}; export it again with `medclass export CKPT --format onnx`."
+                    f"the checkpoint's {expected.get(key)!r}; export it again with `medclass export CKPT --format onnx`."
                 )
         providers = ["CPUExecutionProvider"]
         if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():

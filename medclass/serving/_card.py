@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import math
+import dataclasses
 from pathlib import PurePath
 from typing import Any
+
+from ..artifacts import CheckpointMeta
 
 DISCLAIMER = (
     "Not a medical device. This model is for research and education only; it must not be used for "
@@ -17,37 +20,36 @@ _CI_KEYS = (("ci_low", "ci_high"), ("lower", "upper"), ("low", "high"))
 _VALUE_KEYS = ("value", "estimate", "mean", "point")
 
 
-def model_card(meta: dict[str, Any]) -> dict[str, Any]:
+def model_card(meta: CheckpointMeta) -> dict[str, Any]:
     """A JSON-friendly card: model, classes, data, preprocessing, decision rule, metrics, intended use.
 
     >>> model_card(meta)["medical_device"]  # doctest: +SKIP
     False
     """
-    config = meta.get("config") or {}
-    data = config.get("data") or {}
-    classes = list(meta["classes"])
+    data = meta.run_config.data
+    classes = list(meta.classes)
     return {
-        "model": meta["model"],
+        "model": dataclasses.asdict(meta.model),
         "classes": classes,
         "data": {
-            "name": PurePath(str(data["path"])).name if data.get("path") else "",
-            "source": data.get("source", ""),
-            "label_from_name": data.get("label_from_name", ""),
-            "patient_rule": data.get("patient_regex", ""),
+            "name": PurePath(data.path).name if data.path else "",
+            "source": data.source,
+            "label_from_name": data.label_from_name,
+            "patient_rule": data.patient_regex,
         },
-        "preprocessing": meta["preprocessing"],
-        "threshold": meta.get("threshold") if len(classes) == 2 else None,
-        "threshold_rule": meta.get("threshold_rule", ""),
-        "temperature": meta.get("temperature", 1.0),
-        "decision_rule": (f"{classes[1]} when P({classes[1]}) >= threshold, else {classes[0]}" if len(classes) == 2
+        "preprocessing": meta.preprocessing.to_dict(),
+        "threshold": meta.threshold if meta.binary else None,
+        "threshold_rule": meta.threshold_rule,
+        "temperature": meta.temperature,
+        "decision_rule": (f"{classes[1]} when P({classes[1]}) >= threshold, else {classes[0]}" if meta.binary
                           else "the class with the highest probability"),
-        "metrics": meta.get("metrics") or {},
-        "intended_use": meta.get("intended_use") or (
+        "metrics": dict(meta.metrics),
+        "intended_use": meta.intended_use or (
             f"Research and teaching demonstrations of image classification into {', '.join(classes)}."),
         "limitations": LIMITATIONS,
         "medical_device": False,
         "disclaimer": DISCLAIMER,
-        "versions": meta.get("versions") or {},
+        "versions": dict(meta.versions),
     }
 
 

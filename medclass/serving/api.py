@@ -93,7 +93,7 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = 20, ma
         yield
         batcher.close()
 
-    app = FastAPI(title="medclass", version=str(predictor.meta.get("versions", {}).get("medclass", "")),
+    app = FastAPI(title="medclass", version=predictor.meta.versions.get("medclass", ""),
                   description=f"Classifier of {', '.join(predictor.classes)} images. {card['disclaimer']}",
                   lifespan=lifespan)
     app.state.predictor, app.state.batcher = predictor, batcher
@@ -106,7 +106,7 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = 20, ma
     @app.get("/health", response_model=HealthBody)
     def health() -> dict[str, Any]:
         """Liveness: the model is loaded."""
-        return {"status": "ok", "model": predictor.meta["model"]["name"], "classes": predictor.classes,
+        return {"status": "ok", "model": predictor.meta.model.name, "classes": predictor.classes,
                 "backend": predictor.backend}
 
     @app.get("/model")
@@ -135,7 +135,7 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = 20, ma
         return {"probabilities": dict(zip(predictor.classes, map(float, probs))),
                 "decision": predictor.decide(probs[None])[0],
                 "threshold": predictor.threshold if predictor.binary else None,
-                "classes": predictor.classes, "model": predictor.meta["model"]["name"], "cam": overlay,
+                "classes": predictor.classes, "model": predictor.meta.model.name, "cam": overlay,
                 "disclaimer": card["disclaimer"]}
 
     return app

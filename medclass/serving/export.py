@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from ..artifacts import CheckpointMeta, RunDir, load_checkpoint
 from ..errors import CheckpointError, check_choice
 from ..utils import atomic_write_bytes
 
@@ -34,16 +35,6 @@ META_KEY = "medclass"
 TORCHSCRIPT_META_FILE = "medclass.json"
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-_EXPORTED_KEYS = ("format", "classes", "model", "preprocessing", "threshold", "threshold_rule", "temperature", "versions")
-
-
-def exported_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """The part of a checkpoint's metadata stored in exported models (no config, no metrics).
-
-    >>> sorted(exported_meta({"classes": ["a", "b"], "config": {}, "threshold": 0.5}))
-    ['classes', 'threshold']
-    """
-    return {k: meta[k] for k in _EXPORTED_KEYS if k in meta}
 
 
 def export_model(checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None, opset: int = 17) -> Path:
@@ -58,22 +49,21 @@ def export_model(checkpoint: str | Path, format: str = "onnx", out: str | Path |
     >>> export_model("runs/best.safetensors", "onnx", out="model.onnx")  # doctest: +SKIP
     PosixPath('model.onnx')
     """
-    from ..training.checkpoint import load_checkpoint
-
     check_choice("export format", format, FORMATS)
-    model, meta = load_checkpoint(checkpoint)
     source = Path(checkpoint)
-    out = Path(out) if out is not None else (source / "best" if source.is_dir() else source).with_suffix(_SUFFIX[format])
+    source = RunDir(source).best_checkpoint() if source.is_dir() else source
+    model, meta = load_checkpoint(source)
+    out = Path(out) if out is not None else source.with_suffix(_SUFFIX[format])
     if out.suffix == ".safetensors":
         raise CheckpointError(f"Export target {out} ends in .safetensors; name it .onnx or .pt (--out).")
-    pre = meta["preprocessing"]
-    example = torch.zeros(2, pre["in_chans"], pre["image_size"], pre["image_size"])
+    pre = meta.preprocessing
+    example = torch.zeros(2, pre.in_chans, pre.image_size, pre.image_size)
     data = _onnx_bytes(model, example, meta, opset) if format == "onnx" else _torchscript_bytes(model, example, meta)
     atomic_write_bytes(out, data)
     return out
 
 
-def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, Any], opset: int) -> bytes:
+def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: CheckpointMeta, opset: int) -> bytes:
     import onnx
 
     buffer = io.BytesIO()
@@ -86,18 +76,18 @@ def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, A
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset_version=opset)
     proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(exported_meta(meta))
-    proto.doc_string = f"medclass {meta['model']['name']} classifier of {', '.join(meta['classes'])}"
+    entry.key, entry.value = META_KEY, json.dumps(meta.exported())
+    proto.doc_string = f"medclass {meta.model.name} classifier of {', '.join(meta.classes)}"
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
 
 
-def _torchscript_bytes(model: torch.nn.Module, example: torch.Tensor, meta: dict[str, Any]) -> bytes:
+def _torchscript_bytes(model: torch.nn.Module, example: torch.Tensor, meta: CheckpointMeta) -> bytes:
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")  # still supported in 2.x
         traced = torch.jit.trace(model, example, check_trace=False)
-        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_META_FILE: json.dumps(exported_meta(meta))})
+        torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_META_FILE: json.dumps(meta.exported())})
     return buffer.getvalue()
 
 

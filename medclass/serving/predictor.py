@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..artifacts import CheckpointMeta, load_checkpoint
 from ..data.io import read_image
-from ..data.transforms import build_transform
+from ..data.transforms import inference_transform
 from ..errors import ImageReadError
 from ..inference import to_probs
 from ._backends import OnnxBackend, TorchBackend
@@ -34,21 +35,20 @@ from ._inputs import collect_files, image_batch, to_unit_image
 class Predictor:
     """A checkpoint ready for inference (PyTorch or ONNX Runtime forward pass).
 
-    Attributes: ``meta`` (the checkpoint metadata), ``classes``, ``threshold``, ``temperature``,
+    Attributes: ``meta`` (the checkpoint's :class:`~medclass.artifacts.CheckpointMeta`), ``classes``, ``threshold``, ``temperature``,
     ``model`` (the PyTorch model, also used for Grad-CAM), ``backend`` (``'torch'`` or ``'onnx'``).
     """
 
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], device: str = "cpu", onnx: str | Path | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str = "cpu", onnx: str | Path | None = None) -> None:
         self.meta = meta
-        self.classes: list[str] = list(meta["classes"])
-        self.threshold = float(meta.get("threshold", 0.5))
-        self.temperature = float(meta.get("temperature", 1.0))
+        self.classes: list[str] = list(meta.classes)
+        self.threshold = meta.threshold
+        self.temperature = meta.temperature
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self._forward = OnnxBackend(onnx, meta, str(device)) if onnx is not None else TorchBackend(self.model, self.device)
-        pre = meta["preprocessing"]
-        self.window: str = pre.get("window", "")
-        self.transform = build_transform("none", pre["image_size"], pre["in_chans"], pre["mean"], pre["std"], train=False)
+        self.window: str = meta.preprocessing.window
+        self.transform = inference_transform(meta.preprocessing)
         self._lock = threading.Lock()
 
     @classmethod
@@ -60,8 +60,6 @@ class Predictor:
         >>> Predictor.from_checkpoint("run/best.safetensors", onnx="run/best.onnx").backend  # doctest: +SKIP
         'onnx'
         """
-        from ..training.checkpoint import load_checkpoint
-
         model, meta = load_checkpoint(path, device=device)
         return cls(model, meta, device=device, onnx=onnx)
 
@@ -152,7 +150,7 @@ class Predictor:
         from rich.progress import Progress
 
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        rule = self.meta.get("config", {}).get("data", {}).get("patient_regex", "none")
+        rule = self.meta.run_config.data.patient_regex
         files, problems = collect_files(paths, rule)
         records = files.to_dict("records")
         probs = np.full((len(records), len(self.classes)), np.nan, np.float32)
@@ -203,9 +201,9 @@ class Predictor:
         """
         from ..explain.cam import compute_cam, overlay_cam
 
-        config = self.meta.get("config", {})
-        method = method or config.get("eval", {}).get("cam_method", "gradcam")
-        target_layer = target_layer or config.get("model", {}).get("target_layer", "") or None
+        config = self.meta.run_config
+        method = method or config.eval.cam_method
+        target_layer = target_layer or config.model.target_layer or None
         unit = self.load(image)
         x = self.transform(unit)[None].to(self.device)
         with self._lock:

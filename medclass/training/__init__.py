@@ -1,19 +1,11 @@
-"""Training engine: Lightning loop (``runner``), self-describing checkpoints, resume.
+"""Training engine: the Lightning loop (``runner``), data module, callbacks, threshold choice, LR finder.
 
-Checkpoint functions import without PyTorch Lightning, so ``predict`` and ``serve`` start fast;
-``train`` and ``RunResult`` load the loop on first use.
+``load_checkpoint`` / ``save_checkpoint`` / ``read_meta`` live in :mod:`medclass.artifacts` and are
+re-exported here for compatibility.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from .checkpoint import load_checkpoint, read_meta, save_checkpoint
+from ..artifacts.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from .runner import RunResult, train
 
 __all__ = ["RunResult", "load_checkpoint", "read_meta", "save_checkpoint", "train"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("train", "RunResult"):
-        return getattr(importlib.import_module(".runner", __name__), name)
-    raise AttributeError(f"module 'medclass.training' has no attribute {name!r}")

@@ -16,8 +16,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
+from ..artifacts import CheckpointMeta, RunDir, save_checkpoint
+from ..metrics.metrics import best_mode
 from ..utils import atomic_write_text, peak_rss_mb
-from .checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,10 @@ class ExportCheckpoints(Checkpoint):
     with the right one.
     """
 
-    def __init__(self, run_dir: Path, monitor: str, meta: dict) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, run: RunDir, monitor: str, meta: CheckpointMeta) -> None:
+        self.run = run
         self.monitor = monitor
-        self.mode = "min" if monitor.endswith("loss") else "max"
+        self.mode = best_mode(monitor)
         self.meta = meta
         self.best: float | None = None
         self.best_epoch: int = -1
@@ -85,10 +86,10 @@ class ExportCheckpoints(Checkpoint):
             self.best, self.best_epoch = value, trainer.current_epoch
         if not trainer.is_global_zero:
             return
-        meta = {**self.meta, "metrics": metrics}
-        save_checkpoint(self.run_dir / "last.safetensors", module.model, meta)
+        meta = self.meta.with_metrics(metrics)
+        save_checkpoint(self.run.last, module.model, meta)
         if improved:
-            save_checkpoint(self.run_dir / "best.safetensors", module.model, meta)
+            save_checkpoint(self.run.best, module.model, meta)
             log.info("epoch %d: %s=%.4f, new best written", trainer.current_epoch, self.monitor, value)
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102

@@ -6,30 +6,27 @@ touched here.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..artifacts import RunDir, load_checkpoint, save_checkpoint
 from ..config import RunConfig
 from ..inference import predict_dataset, to_probs
+from ..metrics.calibration import fit_temperature
+from ..metrics.threshold import choose_threshold
 from ..utils import write_json
-from .checkpoint import load_checkpoint, save_checkpoint
 from .datamodule import SplitDataModule
 
 log = logging.getLogger(__name__)
 
 
-def finalize_run(run_dir: Path, dm: SplitDataModule, cfg: RunConfig) -> dict:
+def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
     """Fit temperature (if asked) and the threshold rule ``cfg.eval.threshold`` on the validation split."""
-    from ..evaluation.calibration import fit_temperature
-    from ..evaluation.threshold import choose_threshold
-
-    best = Path(run_dir) / "best.safetensors"
-    if not best.is_file():
-        log.warning("no best checkpoint in %s: nothing to finalise", run_dir)
+    if not run.best.is_file():
+        log.warning("no best checkpoint in %s: nothing to finalise", run.path)
         return {}
-    model, meta = load_checkpoint(best)
+    model, meta = load_checkpoint(run.best)
     pred = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
                            num_workers=cfg.train.num_workers)
     temperature = 1.0
@@ -40,12 +37,13 @@ def finalize_run(run_dir: Path, dm: SplitDataModule, cfg: RunConfig) -> dict:
     info: dict = {"temperature": temperature, "n_val_images": int(len(pred.labels))}
     if probs.shape[1] == 2 and len(np.unique(pred.labels)) == 2:
         choice = choose_threshold(pred.labels, probs[:, 1], cfg.eval.threshold)
-        meta["threshold"], meta["threshold_rule"] = float(choice.threshold), cfg.eval.threshold
+        meta = meta.with_decision(choice.threshold, cfg.eval.threshold, temperature)
         info.update(threshold=float(choice.threshold), rule=cfg.eval.threshold,
                     val_sensitivity=float(choice.sensitivity), val_specificity=float(choice.specificity))
-    meta["temperature"] = temperature
-    save_checkpoint(best, model, meta)
-    write_json(Path(run_dir) / "threshold.json", info)
+    else:
+        meta = meta.with_decision(meta.threshold, meta.threshold_rule, temperature)
+    save_checkpoint(run.best, model, meta)
+    write_json(run.threshold, info)
     log.info("decision threshold chosen on validation only: %s", info)
     return info
 

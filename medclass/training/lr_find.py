@@ -35,7 +35,7 @@ from pytorch_lightning.tuner import Tuner
 from ..config import RunConfig
 from ..data.prepare import prepare_data
 from ..errors import ConfigError
-from ..evaluation.plots import figure_png
+from ..metrics.plots import figure_png
 from ..models import create_model, model_info
 from ..utils import atomic_write_bytes, atomic_write_text
 from .datamodule import SplitDataModule

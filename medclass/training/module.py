@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from ..config import RunConfig
 from ..data.dataset import sample_seed
 from ..errors import check_choice
-from ..evaluation.metrics import accuracy, predict_labels, roc_auc
+from ..metrics.metrics import accuracy, best_mode, predict_labels, roc_auc
 from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
 
@@ -178,8 +178,7 @@ class ClassifierModule(pl.LightningModule):
     def _make_scheduler(self, opt: torch.optim.Optimizer) -> Any:
         t = self.cfg.train
         if t.scheduler == "plateau":
-            mode = "min" if t.monitor == "val_loss" else "max"
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=t.plateau_factor, patience=t.plateau_patience)
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=best_mode(t.monitor), factor=t.plateau_factor, patience=t.plateau_patience)
         if t.scheduler == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(t.epochs, 1))
         if t.scheduler == "onecycle":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
 import logging
 import os
 import time
@@ -27,16 +26,17 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
+from ..artifacts import RunDir, build_meta
 from ..config import RunConfig, load_config, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
 from ..errors import ConfigError, check_choice
+from ..inference import predict_dataset
+from ..metrics.metrics import best_mode
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
-from .checkpoint import build_meta
 from .datamodule import SplitDataModule
-from ..inference import predict_dataset
 from .module import MONITORS, OPTIMIZERS, SCHEDULERS, ClassifierModule, summary_metrics
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
 def check_config(cfg: RunConfig) -> None:
     """Fail fast, before any data is read, on an unknown model, optimiser, schedule, metric or preset."""
     from ..data.transforms import PRESETS
-    from ..evaluation.threshold import parse_rule
+    from ..metrics.threshold import parse_rule
 
     model_info(cfg.model.name)
     t = cfg.train
@@ -155,30 +155,31 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
     """
     start = time.perf_counter()
     if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass workspace/<project>/<experiment>.")
-        cfg = load_config(run_dir / "config.yaml")
+        run = RunDir(resume)
+        if not run.is_run:
+            raise FileNotFoundError(f"{run.path} is not a run folder (no {run.config.name}); pass "
+                                    "workspace/<project>/<experiment>.")
+        cfg = load_config(run.config)
     else:
         cfg = resolve_experiment(cfg or RunConfig())
         check_config(cfg)
-        run_dir = cfg.run_dir()
-        if (run_dir / "checkpoints" / "last.ckpt").exists():
-            raise ConfigError(f"Run folder {run_dir} already holds a run; resume it with `medclass train --resume {run_dir}` "
-                              "or choose another experiment name.")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    with run_log(run_dir / "train.log"):
+        run = RunDir(cfg.run_dir())
+        if run.is_resumable:
+            raise ConfigError(f"Run folder {run.path} already holds a run; resume it with `medclass train --resume "
+                              f"{run.path}` or choose another experiment name.")
+        run.path.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run.config)
+    with run_log(run.log):
         if resume is not None:
-            log.info("resuming %s", run_dir)
-            table = DataTable.from_csv(run_dir / "split.csv", json.loads((run_dir / "classes.json").read_text()))
+            log.info("resuming %s", run.path)
+            table = DataTable.from_csv(run.split, run.read_classes())
         elif table is None:
-            table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run_dir, cache_dir=Path(cfg.workspace) / ".cache")
+            table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run.path, cache_dir=Path(cfg.workspace) / ".cache")
         else:
-            table.to_csv(run_dir / "split.csv")
-        (run_dir / "classes.json").write_text(json.dumps(table.classes))
+            table.to_csv(run.split)
+        run.write_classes(table.classes)
         try:
-            return _fit(cfg, run_dir, table, resumed=resume is not None, progress=progress,
+            return _fit(cfg, run, table, resumed=resume is not None, progress=progress,
                         extra_callbacks=extra_callbacks, start=start)
         finally:
             # The trainer, module and loaders form reference cycles that the cyclic collector may not
@@ -210,7 +211,7 @@ def run_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _fit(cfg: RunConfig, run_dir: Path, table: DataTable, *, resumed: bool, progress: bool,
+def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progress: bool,
          extra_callbacks: list | None, start: float) -> RunResult:
     """Build model, data and trainer for a prepared run folder and fit (or continue) it."""
     _setup_determinism(cfg)
@@ -229,40 +230,38 @@ def _fit(cfg: RunConfig, run_dir: Path, table: DataTable, *, resumed: bool, prog
     meta = build_meta(classes=table.classes, model_name=m.name, in_chans=m.in_chans, image_size=m.image_size,
                       mean=mean, std=std, window=cfg.data.window, dropout=m.dropout, pool=m.pool, config=cfg.to_dict())
 
-    baseline_path = run_dir / "baseline.json"
-    if cfg.train.baseline and not baseline_path.exists():
+    if cfg.train.baseline and not run.baseline.exists():
         baseline = baseline_metrics(module, dm)
-        write_json(baseline_path, baseline)
+        write_json(run.baseline, baseline)
         log.info("baseline (untrained model) on validation: %s", _fmt(baseline))
-    baseline = json.loads(baseline_path.read_text()) if baseline_path.exists() else {}
+    baseline = run.read_json(run.baseline) or {}
 
-    export = ExportCheckpoints(run_dir, cfg.train.monitor, meta)
-    callbacks = [*(extra_callbacks or []), MetricsCSV(run_dir / "metrics.csv"), export,
-                 ResumeState(run_dir / "checkpoints" / "last.ckpt")]
+    export = ExportCheckpoints(run, cfg.train.monitor, meta)
+    callbacks = [*(extra_callbacks or []), MetricsCSV(run.history), export, ResumeState(run.resume_state)]
     if cfg.train.early_stopping > 0:
         from pytorch_lightning.callbacks import EarlyStopping
 
-        mode = "min" if cfg.train.monitor.endswith("loss") else "max"
-        callbacks.insert(0, EarlyStopping(cfg.train.monitor, patience=cfg.train.early_stopping, mode=mode, check_finite=False))
-    (run_dir / "checkpoints").mkdir(exist_ok=True)
+        callbacks.insert(0, EarlyStopping(cfg.train.monitor, patience=cfg.train.early_stopping,
+                                          mode=best_mode(cfg.train.monitor), check_finite=False))
+    run.checkpoints.mkdir(exist_ok=True)
     trainer = make_trainer(cfg, callbacks, progress=progress)
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = run.resume_state
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
                     weights_only=True if resumed and ckpt.exists() else None)
     if module.skipped_files:
-        write_json(run_dir / "skipped_during_training.json", sorted(module.skipped_files))
+        write_json(run.skipped, sorted(module.skipped_files))
         log.warning("%d unreadable files were skipped during training (listed in %s)", len(module.skipped_files),
-                    run_dir / "skipped_during_training.json")
+                    run.skipped)
     if trainer.is_global_zero:
         from .finalize import finalize_run
 
-        finalize_run(run_dir, dm, cfg)
-    metrics = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
-    result = RunResult(run_dir, run_dir / "best.safetensors", metrics, baseline, export.best_epoch,
+        finalize_run(run, dm, cfg)
+    metrics = pd.read_csv(run.history) if run.history.exists() else pd.DataFrame()
+    result = RunResult(run.path, run.best, metrics, baseline, export.best_epoch,
                        float(export.best) if export.best is not None else float("nan"), time.perf_counter() - start)
-    log.info("run finished in %.1f s (peak RSS %.0f MiB); results in %s", result.wall_time_s, peak_rss_mb(), run_dir)
+    log.info("run finished in %.1f s (peak RSS %.0f MiB); results in %s", result.wall_time_s, peak_rss_mb(), run.path)
     return result
 
 

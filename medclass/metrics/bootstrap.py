@@ -9,7 +9,7 @@ is skipped and counted, with a warning when more than ``MAX_SKIPPED_SHARE`` of t
 
 Example:
     >>> import numpy as np
-    >>> from medclass.evaluation.metrics import roc_auc
+    >>> from medclass.metrics.metrics import roc_auc
     >>> rng = np.random.default_rng(0)
     >>> y = rng.integers(0, 2, 200); p = np.clip(0.3 * y + rng.uniform(0, 0.7, 200), 0, 1)
     >>> point, low, high = bootstrap_ci(roc_auc, y, p, n_boot=200)
@@ -100,10 +100,10 @@ def bootstrap_ci(metric_fn: Callable[..., float], y_true: ArrayLike, probs: Arra
     """Percentile CI of any ``metric_fn(y_true, probs, **kw) -> float``, resampling patients when ``groups`` are given.
 
     Calls ``metric_fn`` once per replicate (simple, any function); for the named metrics of
-    :mod:`medclass.evaluation.metrics` :func:`bootstrap_metrics` is much faster and draws the same
+    :mod:`medclass.metrics.metrics` :func:`bootstrap_metrics` is much faster and draws the same
     replicates for the same ``seed``.
 
-    >>> from medclass.evaluation.metrics import brier_score
+    >>> from medclass.metrics.metrics import brier_score
     >>> point, low, high = bootstrap_ci(brier_score, [0, 1, 1, 0], [0.2, 0.9, 0.6, 0.1], n_boot=50)
     >>> round(point, 4)
     0.055
@@ -127,7 +127,7 @@ def bootstrap_ci(metric_fn: Callable[..., float], y_true: ArrayLike, probs: Arra
 def bootstrap_metrics(y_true: ArrayLike, probs: ArrayLike, groups: ArrayLike | None = None,
                       metric_names: Sequence[str] | None = None, threshold: float = 0.5, n_boot: int = 1000,
                       alpha: float = 0.05, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Percentile CIs of named metrics (default: all of :func:`~medclass.evaluation.metrics.metric_names`).
+    """Percentile CIs of named metrics (default: all of :func:`~medclass.metrics.metrics.metric_names`).
 
     All metrics are computed on the same replicates, many replicates at once (weighted metrics), so
     1000 replicates of 5 metrics on 1000 images take about a second. Returns

@@ -1,4 +1,5 @@
-"""Tiny HTML building blocks for the self-contained report: escaped text, tables, embedded PNGs, one inline style."""
+"""Tiny HTML building blocks of the self-contained reports (evaluation and run comparison): escaped text,
+tables, embedded PNGs, one inline style."""
 from __future__ import annotations
 
 import base64

@@ -169,6 +169,46 @@ def training_curves_figure(history: Mapping[str, Sequence[float]], best_epoch: i
     return fig
 
 
+def runs_curves_figure(histories: Mapping[str, Mapping[str, Sequence[float]]],
+                       panels: Sequence[tuple[str, str]]) -> Figure:
+    """Several runs' training (dashed) and validation (solid) curves: one panel per ``(metric, title)``, one colour per run.
+
+    >>> h = {"a": {"epoch": [0, 1], "train_loss": [0.7, 0.5], "val_loss": [0.6, 0.55]}}
+    >>> [ax.get_title() for ax in runs_curves_figure(h, [("loss", "loss")]).axes]
+    ['loss']
+    """
+    fig = Figure(figsize=(5.5 * len(panels), 4), layout="constrained")
+    for ax, (metric, title) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels):
+        for i, (name, history) in enumerate(histories.items()):
+            for stage, style in (("train", "--"), ("val", "-")):
+                values = np.asarray(history.get(f"{stage}_{metric}", []), dtype=float)
+                if len(values) and not np.isnan(values).all():
+                    ax.plot(np.asarray(history["epoch"], dtype=float), values, style, color=f"C{i % 10}", marker="o",
+                            ms=3, label=f"{name} {stage}")
+        ax.set(title=title, xlabel="epoch", ylabel=metric)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    return fig
+
+
+def bars_figure(names: Sequence[str], panels: Mapping[str, Sequence[float]]) -> Figure:
+    """One bar chart per ``{title: value per name}`` (e.g. training time and peak memory per run); NaN as 0.
+
+    >>> [ax.get_title() for ax in bars_figure(["a", "b"], {"time (s)": [3.0, float("nan")]}).axes]
+    ['time (s)']
+    """
+    fig = Figure(figsize=(4.5 * len(panels), 4), layout="constrained")
+    for ax, (title, values) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
+        values = np.nan_to_num(np.asarray(values, dtype=float))
+        ax.bar(list(names), values, color=[f"C{i % 10}" for i in range(len(names))])
+        ax.set_title(title)
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+        for x, v in enumerate(values):
+            ax.annotate(f"{v:.0f}", (x, v), ha="center", va="bottom", fontsize=8)
+    return fig
+
+
 def _as_display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 1:

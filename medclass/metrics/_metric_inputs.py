@@ -1,7 +1,7 @@
-"""Input checks and shared helpers of :mod:`medclass.evaluation.metrics` (kept apart so that module stays short).
+"""Input checks and shared helpers of :mod:`medclass.metrics.metrics` (kept apart so that module stays short).
 
 The public names (``as_prob_matrix``, ``as_labels``, ``check_inputs``, ``UndefinedMetricWarning``,
-``ArrayLike``, ``Metric``) are re-exported by :mod:`medclass.evaluation.metrics`; import them from there.
+``ArrayLike``, ``Metric``) are re-exported by :mod:`medclass.metrics.metrics`; import them from there.
 """
 from __future__ import annotations
 

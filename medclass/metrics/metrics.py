@@ -356,6 +356,17 @@ def metric_names(n_classes: int) -> list[str]:
     return list(_COMMON) + (list(_BINARY) if n_classes == 2 else [])
 
 
+def best_mode(monitor: str) -> str:
+    """``'min'`` when lower values of ``monitor`` are better (any loss), else ``'max'``.
+
+    The one rule that picks a best epoch, a best trial and a best run.
+
+    >>> best_mode("val_loss"), best_mode("val_auc")
+    ('min', 'max')
+    """
+    return "min" if monitor.endswith("loss") else "max"
+
+
 def scalar_metric(name: str, y_true: ArrayLike, probs: ArrayLike, threshold: float = 0.5,
                   sample_weight: ArrayLike | None = None) -> Metric:
     """One metric by name (see :func:`metric_names`), decisions as :func:`predict_labels`.
