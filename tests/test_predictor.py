@@ -127,7 +127,8 @@ def test_predict_files_folder_with_bad_files_and_dicom_frames(predictor, xrays, 
     frames = ok[ok["path"].str.endswith("multi.dcm")]
     assert sorted(frames["frame"]) == list(range(10))
     multi = predictor.predict_proba([read_image(shared_data / "dicom" / "emri_small.dcm", frame=f) for f in (0, 9)])
-    np.testing.assert_allclose(frames.sort_values("frame")[["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy()[[0, 9]], multi, atol=1e-5)
+    # batch of 3 vs 2 images: float noise only (seen: 1.4e-5 in p), as for the JPEGs below
+    np.testing.assert_allclose(frames.sort_values("frame")[["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy()[[0, 9]], multi, atol=1e-4)
     jpgs = ok[ok["path"].str.endswith(".jpeg")]
     jpgs = jpgs.set_index(jpgs["path"].map(lambda p: Path(p).name))  # batch of 3 vs 4: float noise only
     expected = predictor.predict_proba(xrays)  # (~2e-5 in p near 0.5, the steepest part of the sigmoid)
