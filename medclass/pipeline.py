@@ -37,7 +37,7 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
         f"train.epochs={epochs}", "train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc",
         *(overrides or []),
-    ])
+    ]).validate()
     run_dir = cfg.run_dir()
     check_dir = run_dir / "data_check"
     check = check_data(cfg.data, out=check_dir, cache_dir=Path(workspace) / ".cache")

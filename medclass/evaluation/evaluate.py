@@ -88,7 +88,7 @@ def _load_run(run: str | Path, device: torch.device) -> _Run:
     model, meta = load_checkpoint(checkpoint, device=device)
     folder = checkpoint.parent if checkpoint.is_file() else path
     run_dir = folder if (folder / "split.csv").is_file() else None
-    config = RunConfig.from_dict(meta.get("config") or {})
+    config = RunConfig.from_dict(meta.get("config") or {}).validate(devices=False)
     return _Run(checkpoint, run_dir, model, meta, config)
 
 

@@ -71,13 +71,8 @@ def check_space(space: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
             values = [spec["low"], spec["high"]]
         else:
             raise ConfigError(f"Search space {key!r}: expected a list of choices or {{low, high[, log, step]}}; got {spec!r}.")
-        for value in values:
-            apply_overrides(cfg, [f"{key}={value}"])  # unknown keys and bad types raise ConfigError here
-        if key == "model.name":
-            from ..models import model_info
-
-            for value in values:
-                model_info(str(value))
+        for value in values:  # unknown keys, bad types, choices, ranges and model names raise ConfigError here
+            apply_overrides(cfg, [f"{key}={value}"]).validate(devices=False)
     return space
 
 

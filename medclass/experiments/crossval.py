@@ -133,10 +133,9 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
         >>> cv = cross_validate(cfg, folds=5, progress=False)  # doctest: +SKIP
         >>> console.print(cv.summary_table())                  # doctest: +SKIP
     """
-    from ..training.runner import check_config, resolve_experiment
+    from ..training.runner import resolve_experiment
 
-    cfg = resolve_experiment(cfg)
-    check_config(cfg)
+    cfg = resolve_experiment(cfg).validate()
     out_dir = cfg.run_dir()
     if is_cross_validation(out_dir) and not resume:
         raise ConfigError(f"{out_dir} already holds a cross-validation; continue it with `medclass train --resume "

@@ -27,17 +27,17 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from ..config import RunConfig, load_config, save_config
+from ..config import RunConfig, load_config, parse_class_weights, parse_devices, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .checkpoint import build_meta
 from .datamodule import SplitDataModule
 from ..inference import predict_dataset
-from .module import MONITORS, OPTIMIZERS, SCHEDULERS, ClassifierModule, summary_metrics
+from .module import ClassifierModule, summary_metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,12 @@ def resolve_experiment(cfg: RunConfig) -> RunConfig:
 
 def class_weight_vector(spec: str, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
     """Loss weights per class: 'none', 'balanced' (n / (k * count)) or comma-separated numbers."""
-    if spec in ("", "none"):
+    values = parse_class_weights(spec)
+    if values is None:
         return None
-    if spec == "balanced":
+    if values == "balanced":
         counts = np.bincount(labels, minlength=n_classes).astype(float)
         return torch.tensor(len(labels) / (n_classes * np.maximum(counts, 1.0)), dtype=torch.float32)
-    try:
-        values = [float(v) for v in spec.split(",")]
-    except ValueError:
-        raise ConfigError(f"train.class_weights={spec!r}: expected 'none', 'balanced' or numbers like '1,3'.") from None
     if len(values) != n_classes:
         raise ConfigError(f"train.class_weights gives {len(values)} weights for {n_classes} classes.")
     return torch.tensor(values, dtype=torch.float32)
@@ -86,14 +83,6 @@ def _precision(spec: str, accelerator: str) -> str:
     return "32-true"
 
 
-def _devices(spec: str) -> int | str | list[int]:
-    if spec == "auto":
-        return "auto"
-    if "," in spec:
-        return [int(d) for d in spec.split(",") if d.strip()]
-    return int(spec)
-
-
 def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.Trainer:
     """The Lightning Trainer for ``cfg`` (precision, devices/nodes/strategy, determinism)."""
     t = cfg.train
@@ -104,7 +93,7 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
     return pl.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
-        devices=_devices(t.devices),
+        devices=parse_devices(t.devices),
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=_precision(t.precision, t.accelerator),
@@ -119,25 +108,6 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
         limit_train_batches=t.max_steps_per_epoch or 1.0,
         default_root_dir=str(cfg.run_dir()),
     )
-
-
-def check_config(cfg: RunConfig) -> None:
-    """Fail fast, before any data is read, on an unknown model, optimiser, schedule, metric or preset."""
-    from ..data.transforms import PRESETS
-    from ..evaluation.threshold import parse_rule
-
-    model_info(cfg.model.name)
-    t = cfg.train
-    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    check_choice("train.scheduler", t.scheduler, SCHEDULERS)
-    check_choice("train.monitor", t.monitor, MONITORS)
-    check_choice("train.sampler", t.sampler, ["shuffle", "weighted"])
-    check_choice("train.augment", t.augment, list(PRESETS))
-    check_choice("model.in_chans", str(cfg.model.in_chans), ["1", "3"])
-    parse_rule(cfg.eval.threshold)
-    if cfg.model.image_size < model_info(cfg.model.name).min_input_size:
-        raise ConfigError(f"model.image_size={cfg.model.image_size} is below the minimum "
-                          f"{model_info(cfg.model.name).min_input_size} px of {cfg.model.name}.")
 
 
 def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, table: DataTable | None = None,
@@ -158,10 +128,9 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         run_dir = Path(resume)
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass workspace/<project>/<experiment>.")
-        cfg = load_config(run_dir / "config.yaml")
+        cfg = load_config(run_dir / "config.yaml").validate()
     else:
-        cfg = resolve_experiment(cfg or RunConfig())
-        check_config(cfg)
+        cfg = resolve_experiment(cfg or RunConfig()).validate()
         run_dir = cfg.run_dir()
         if (run_dir / "checkpoints" / "last.ckpt").exists():
             raise ConfigError(f"Run folder {run_dir} already holds a run; resume it with `medclass train --resume {run_dir}` "
