@@ -179,7 +179,7 @@ def describe(hint: Any) -> str:
     """What a field accepts, in words: its choices, bounds or format (``''`` for plain text/flags)."""
     base, meta = _unwrap(hint)
     if typing.get_origin(base) is typing.Literal:
-        return "one of: " + " | ".join(str(o) if o != "" else "''" for o in typing.get_args(base))
+        return " | ".join(str(o) if o != "" else "''" for o in typing.get_args(base))
     for m in meta:
         if isinstance(m, Format):
             return m.text
@@ -228,3 +228,25 @@ def load_yaml_mapping(path: Path, what: str) -> dict:
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: expected a YAML mapping of {what}, got {_kind(d)}.")
     return d
+
+
+def commented_yaml(cfg: Any) -> str:
+    """``cfg`` as YAML with each field's meaning and allowed values as comments (it loads back unchanged)."""
+    lines: list[str] = []
+    _commented(cfg, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _commented(cfg: Any, indent: str, lines: list[str]) -> None:
+    docs, hints = field_docs(type(cfg)), _hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            doc = (type(value).__doc__ or "").strip().splitlines()[0]
+            lines.append(f"{indent}{f.name}:  # {doc}")
+            _commented(value, indent + "  ", lines)
+            continue
+        flow = yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]  # [v] -> v
+        allowed = describe(hints[f.name])
+        note = "; ".join(part for part in (docs[f.name], f"allowed: {allowed}" if allowed else "") if part)
+        lines.append(f"{indent}{f.name}: {flow}" + (f"  # {note}" if note else ""))

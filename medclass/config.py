@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from annotated_types import Ge, Gt, Interval
 
-from ._config_check import check_config, coerce_section, load_yaml_mapping
+from ._config_check import check_config, coerce_section, commented_yaml, load_yaml_mapping
 from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_threshold_rule,
                        parse_window)
 from .errors import ConfigError, did_you_mean
@@ -287,5 +287,5 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 
 __all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "apply_overrides", "load_config",
-           "save_config", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
+           "save_config", "commented_yaml", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
            "parse_devices", "WINDOW_PRESETS", "DEFAULT_DATA"]

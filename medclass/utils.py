@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -43,10 +44,29 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float (also numpy ones, in nested dicts/lists/arrays) replaced by None."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_json(obj: Any) -> str:
-    """JSON text of ``obj``; numpy scalars/arrays and paths are converted, NaN written as null."""
-    text = json.dumps(obj, default=_json_default, indent=2, allow_nan=True)
-    return text.replace("NaN", "null")
+    """Strict JSON text of ``obj``: numpy scalars/arrays and paths are converted, NaN and inf written as null.
+
+    >>> print(to_json({"auc": float("nan"), "path": "/data/NaNo/x.png"}))
+    {
+      "auc": null,
+      "path": "/data/NaNo/x.png"
+    }
+    """
+    return json.dumps(_finite(obj), default=_json_default, indent=2, allow_nan=False)
 
 
 def write_json(path: Path, obj: Any) -> None:

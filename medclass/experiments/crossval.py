@@ -110,7 +110,7 @@ def _fold_summary(folds: pd.DataFrame, names: list[str]) -> tuple[dict, dict]:
 
 
 def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_boot: int = 1000,
-                   resume: bool = False) -> CVResult:
+                   resume: bool = False, mlflow: str | Path | None = None) -> CVResult:
     """Train ``folds`` runs, one per patient fold, and summarise their out-of-fold predictions.
 
     Args:
@@ -122,6 +122,8 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
         resume: continue an interrupted cross-validation in the same folder: finished folds are
             kept, an interrupted fold continues from its last epoch, missing folds are trained.
             :func:`resume_cross_validation` does this from the folder alone.
+        mlflow: also log to this MLflow tracking URI: each fold trained here as a run (live
+            metrics and files) and the cross-validation summary as one more run.
 
     Raises:
         ConfigError: the folder already holds a cross-validation (and ``resume`` is false), or, when
@@ -154,7 +156,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     for k in range(folds):
         ftable, audit = fold_table(table, k, fp, cfg.data)
         audits.append(audit)
-        row, preds, run_dir = _run_fold(cfg, k, folds, ftable, progress)
+        row, preds, run_dir = _run_fold(cfg, k, folds, ftable, progress, mlflow)
         rows.append(row)
         oof_parts.append(preds)
         run_dirs.append(run_dir)
@@ -173,11 +175,16 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     atomic_write_text(out_dir / "cv_folds.csv", fold_frame.to_csv(index=False))
     atomic_write_text(out_dir / "oof_predictions.csv", oof.to_csv(index=False))
     log.info("cross-validation results in %s", out_dir)
+    if mlflow is not None:
+        from .tracking import log_cross_validation
+
+        log_cross_validation(out_dir, mlflow, summary, cfg)
     return CVResult(out_dir, fold_frame, summary, oof, run_dirs)
 
 
-def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot: int = 1000) -> CVResult:
-    """Continue the interrupted cross-validation in ``cv_dir`` (the folder holding ``cv_config.yaml``).
+def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot: int = 1000,
+                            mlflow: str | Path | None = None) -> CVResult:
+    """Continue the interrupted cross-validation in ``cv_dir`` (the folder holding ``cv_config.yaml``); ``mlflow`` as in :func:`cross_validate`.
 
     >>> cv = resume_cross_validation("workspace/recipes/4_head_ct")  # doctest: +SKIP
     """
@@ -188,7 +195,7 @@ def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot
     state = json.loads((cv_dir / "cv_state.json").read_text()) if (cv_dir / "cv_state.json").is_file() else {}
     k = state.get("k") or int(pd.read_csv(cv_dir / "folds.csv")["fold"].max()) + 1
     return cross_validate(load_config(cv_dir / "cv_config.yaml"), folds=k, progress=progress, n_boot=n_boot,
-                          resume=True)
+                          resume=True, mlflow=mlflow)
 
 
 def is_cross_validation(path: str | Path) -> bool:
@@ -201,7 +208,8 @@ def _fold_key(csv: Path | io.StringIO) -> pd.DataFrame:
     return pd.read_csv(csv, usecols=["path", "label", "fold"]).sort_values("path", ignore_index=True)
 
 
-def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tuple[dict, pd.DataFrame, Path]:
+def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool,
+              mlflow: str | Path | None) -> tuple[dict, pd.DataFrame, Path]:
     """Train fold ``k`` (or keep it when already finished, or continue it when interrupted) and predict its fold."""
     from ..evaluation.evaluate import evaluate
     from ..training.checkpoint import read_meta
@@ -217,8 +225,13 @@ def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tup
         resumable = (run_dir / "checkpoints" / "last.ckpt").is_file()
         log.info("fold %d/%d: %d training and %d validation images%s", k + 1, folds, n_train, n_val,
                  " (continuing the interrupted run)" if resumable else "")
-        result = train(resume=run_dir, progress=progress) if resumable else \
-            train(fold_cfg, table=ftable, progress=progress)
+        how = {"resume": run_dir} if resumable else {"cfg": fold_cfg, "table": ftable}
+        if mlflow is not None:
+            from .tracking import track_training
+
+            result = track_training(how.pop("cfg", None), mlflow, progress=progress, **how)[0]
+        else:
+            result = train(progress=progress, **how)
         best_epoch = result.best_epoch
     ev = evaluate(run_dir, split="val", n_boot=0, cam_samples=0, report=False,
                   batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers)

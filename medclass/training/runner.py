@@ -145,7 +145,7 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
             table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run_dir, cache_dir=Path(cfg.workspace) / ".cache")
         else:
             table.to_csv(run_dir / "split.csv")
-        (run_dir / "classes.json").write_text(json.dumps(table.classes))
+        write_json(run_dir / "classes.json", table.classes)
         try:
             return _fit(cfg, run_dir, table, resumed=resume is not None, progress=progress,
                         extra_callbacks=extra_callbacks, start=start)
