@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, err_console, friendly_errors
+from ._common import console, err_console, friendly_errors, show_progress
 
 
 def compare_command(
@@ -66,7 +66,7 @@ def tune_command(
         search_space = load_space(space) if space else None
         try:
             result = tune(cfg, trials, study_name=study, storage=storage, search_space=search_space, timeout=timeout,
-                          progress=not quiet)
+                          progress=show_progress(quiet))
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted:[/] the study is saved; run the same command again to resume.")
             raise typer.Exit(code=130) from None

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._common import console, friendly_errors, metrics_table
+from ._common import console, friendly_errors, metrics_table, show_progress
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -45,10 +45,10 @@ def train_command(
             from ..experiments.crossval import is_cross_validation, resume_cross_validation
 
             if is_cross_validation(resume):
-                cv = resume_cross_validation(resume, progress=not quiet, mlflow=mlflow)
+                cv = resume_cross_validation(resume, progress=show_progress(quiet), mlflow=mlflow)
                 _print_cv(cv, mlflow)
                 return
-            result = _train(None, mlflow, resume=resume, progress=not quiet)
+            result = _train(None, mlflow, resume=resume, progress=show_progress(quiet))
         else:
             cfg = load_config(config) if config else RunConfig()
             flags = {"data.path": data, "model.name": model, "project": project, "experiment": experiment,
@@ -63,12 +63,13 @@ def train_command(
             if folds:
                 from ..experiments.crossval import cross_validate
 
-                cv = cross_validate(cfg, folds=folds, progress=not quiet, mlflow=mlflow)
+                cv = cross_validate(cfg, folds=folds, progress=show_progress(quiet), mlflow=mlflow)
                 _print_cv(cv, mlflow)
                 return
-            result = _train(cfg, mlflow, progress=not quiet)
+            result = _train(cfg, mlflow, progress=show_progress(quiet))
+        baseline = ", ".join(f"{k} {v:.3f}" for k, v in (result.baseline or {}).items() if k.startswith("val_"))
         console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {result.best_epoch} "
-                      f"({result.best_score:.4f}); baseline {result.baseline}")
+                      f"(monitored value {result.best_score:.4f})" + (f"; untrained baseline: {baseline}" if baseline else ""))
         console.print(f"[bold]results:[/] {result.run_dir}")
 
 
@@ -119,7 +120,7 @@ def quickstart_command(
 
     with friendly_errors():
         out = quickstart(data or DEFAULT_DATA, workspace=workspace, model=model, image_size=image_size,
-                         epochs=epochs, overrides=list(set_ or []))
+                         epochs=epochs, overrides=list(set_ or []), progress=show_progress())
     m = out["evaluation"].metrics
     audit = out["check"]["audit"]["counts"]
     console.print(f"[bold]data check:[/] {out['check']['source']['images']} images; "

@@ -230,7 +230,7 @@ def audit_leaks(
             rows = sorted(int(r) for r in with_phash[comp])
             if fp["sha256"].iloc[rows].nunique() > 1:
                 report.near_groups.append(_describe(df, groups, rows))
-    log.info("Leak audit:\n%s", report.summary())
+    log.debug("Leak audit:\n%s", report.summary())  # callers report the audit that matters, once
     return report
 
 

@@ -77,6 +77,7 @@ def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = 
     table, fp, quality, audit = clean_data(dcfg, seed, cache_dir, workers, progress)
     table = split_patients(table, dcfg.val_fraction, dcfg.test_fraction, seed=seed)
     after = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)
+    log.info("Leak audit after the split:\n%s", after.summary())
     table, action = apply_leak_policy(table, after, dcfg.duplicates)
     fp = align_fingerprints(fp, table)
     final = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)

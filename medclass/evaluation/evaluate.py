@@ -41,7 +41,7 @@ from ..data.table import DataTable
 from ..errors import DatasetError
 from ..inference import Predictions, predict_dataset
 from ..training.checkpoint import load_checkpoint
-from ..utils import atomic_write_text, write_json
+from ..utils import atomic_write_text, torch_device, write_json
 from ._curves import score_curves
 from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gallery
 from ._leakcheck import check_held_out
@@ -292,7 +292,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         'No evaluated image or patient was used in training or validation: checked 600 images / 190 patients ...'
     """
     start = time.perf_counter()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     r = _load_run(run, dev)
     classes, pre = list(r.meta["classes"]), r.meta["preprocessing"]
     threshold, temperature = float(r.meta.get("threshold", 0.5)), float(r.meta.get("temperature", 1.0))

@@ -78,7 +78,7 @@ def _client(uri: str) -> "MlflowClient":
     try:
         from mlflow.tracking import MlflowClient
     except ModuleNotFoundError:
-        raise ModuleNotFoundError("MLflow tracking needs mlflow: pip install 'medclass[mlflow]'.") from None
+        raise ModuleNotFoundError("MLflow tracking needs mlflow: pip install 'medclass[mlflow]'.", name="mlflow") from None
     return MlflowClient(tracking_uri=uri)
 
 

@@ -27,6 +27,7 @@ from ..data.io import read_image
 from ..data.transforms import build_transform
 from ..errors import ImageReadError
 from ..inference import to_probs
+from ..utils import torch_device
 from ._backends import OnnxBackend, TorchBackend
 from ._inputs import collect_files, image_batch, to_unit_image
 
@@ -43,7 +44,7 @@ class Predictor:
         self.classes: list[str] = list(meta["classes"])
         self.threshold = float(meta.get("threshold", 0.5))
         self.temperature = float(meta.get("temperature", 1.0))
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self._forward = OnnxBackend(onnx, meta, str(device)) if onnx is not None else TorchBackend(self.model, self.device)
         pre = meta["preprocessing"]
@@ -62,6 +63,7 @@ class Predictor:
         """
         from ..training.checkpoint import load_checkpoint
 
+        device = str(torch_device(device))  # a clear error for 'banana' or a GPU this machine lacks
         model, meta = load_checkpoint(path, device=device)
         return cls(model, meta, device=device, onnx=onnx)
 

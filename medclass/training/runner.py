@@ -33,6 +33,7 @@ from ..data.table import DataTable
 from ..errors import ConfigError
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
+from ._noise import filter_third_party_noise
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .checkpoint import build_meta
 from .datamodule import SplitDataModule
@@ -85,6 +86,7 @@ def _precision(spec: str, accelerator: str) -> str:
 
 def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.Trainer:
     """The Lightning Trainer for ``cfg`` (precision, devices/nodes/strategy, determinism)."""
+    filter_third_party_noise()
     t = cfg.train
     if progress:
         from pytorch_lightning.callbacks import RichProgressBar
@@ -105,7 +107,7 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
-        limit_train_batches=t.max_steps_per_epoch or 1.0,
+        limit_train_batches=t.max_steps_per_epoch or None,  # None: all batches (1.0 made Lightning log a line)
         default_root_dir=str(cfg.run_dir()),
     )
 
