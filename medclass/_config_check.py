@@ -105,7 +105,8 @@ def coerce_value(name: str, value: Any, hint: Any) -> Any:
         if base is str:
             return "" if value is None else str(value)
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{name}={value!r}: expected {_TYPE_WORDS[base]}, got {_kind(value)}.") from None
+        raise ConfigError(f"{name}={value!r} is not a valid {base.__name__}: expected {_TYPE_WORDS[base]}, "
+                          f"got {_kind(value)}.") from None
     return value
 
 

@@ -12,7 +12,6 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -288,4 +287,4 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 __all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "apply_overrides", "load_config",
            "save_config", "commented_yaml", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
-           "parse_devices", "WINDOW_PRESETS", "DEFAULT_DATA"]
+           "parse_devices", "load_yaml_mapping", "WINDOW_PRESETS", "DEFAULT_DATA"]

@@ -17,11 +17,11 @@ from medclass.errors import ConfigError
 
 @pytest.mark.parametrize("override, match", [
     ("train.lr=-1", r"train.lr=-1.0 is out of range: expected a value > 0"),
-    ("train.lr=.nan", r"train.lr=nan: expected a finite number"),
-    ("train.lr=.inf", r"train.lr=inf: expected a finite number"),
-    ("train.lr=fast", r"train.lr='fast': expected a finite number"),
+    ("train.lr=.nan", r"train.lr=nan is not a valid float: expected a finite number"),
+    ("train.lr=.inf", r"train.lr=inf is not a valid float: expected a finite number"),
+    ("train.lr=fast", r"train.lr='fast' is not a valid float: expected a finite number"),
     ("train.epochs=-2", r"train.epochs=-2 is out of range: expected a value >= 1"),
-    ("train.epochs=1.5", r"train.epochs=1.5: expected a whole number"),
+    ("train.epochs=1.5", r"train.epochs=1.5 is not a valid int: expected a whole number"),
     ("train.batch_size=0", r"train.batch_size=0 is out of range"),
     ("train.accumulate=0", r"train.accumulate=0 is out of range"),
     ("train.num_workers=-1", r"train.num_workers=-1 is out of range: expected a value >= 0"),
@@ -54,7 +54,7 @@ from medclass.errors import ConfigError
     ("data.classes={a: b}", r"data.classes=\{'a': 'b'\}: expected a list of names.*got a mapping"),
     ("data.classes=[[a], b]", r"expected a list of names.*a list holding mappings or lists"),
     ("data.path=[a, b]", r"data.path=\['a', 'b'\]: expected text, got a list"),
-    ("train.deterministic=maybe", r"train.deterministic='maybe': expected true or false"),
+    ("train.deterministic=maybe", r"train.deterministic='maybe' is not a valid bool: expected true or false"),
     ("model.name=resnet81", r"Unknown model 'resnet81'.*Did you mean 'resnet18'"),
     ("model.image_size=8", r"model.image_size=8 is below the minimum 32 px of resnet18"),
 ])
@@ -66,7 +66,7 @@ def test_bad_values_are_refused_with_the_field_and_what_was_expected(override: s
 def test_values_set_in_code_are_checked_too() -> None:
     cfg = RunConfig()
     cfg.train.lr = float("nan")
-    with pytest.raises(ConfigError, match="train.lr=nan: expected a finite number"):
+    with pytest.raises(ConfigError, match="train.lr=nan is not a valid float"):
         cfg.validate()
     cfg = RunConfig()
     cfg.model.pool = "maxx"

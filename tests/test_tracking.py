@@ -192,3 +192,23 @@ def test_cross_validation_summary_is_one_mlflow_run(tmp_path: Path, sqlite_uri: 
                                 "cv_pooled_roc_auc_ci_low": 0.85}
     names = {f.path for f in MlflowClient(tracking_uri=sqlite_uri).list_artifacts(run_id)}
     assert names == {"cv_summary.json", "cv_folds.csv"}
+
+
+@pytest.mark.slow
+def test_cross_validation_tracks_every_fold_and_the_summary(tmp_path: Path) -> None:
+    """`train --folds K --mlflow URI`: one MLflow run per fold (live metrics and files) and one for the summary."""
+    from medclass.experiments.crossval import cross_validate
+    from _helpers import make_images, tiny_config
+
+    data = make_images(tmp_path / "data", n_per_class=8)
+    cfg = tiny_config(data, tmp_path / "ws", experiment="cv", **{"train.epochs": "1", "train.baseline": "false"})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cv = cross_validate(cfg, folds=2, progress=False, n_boot=20, mlflow=uri)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("default").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {"cv", "cv-fold0", "cv-fold1"}
+    assert by_name["cv"].data.metrics["cv_pooled_roc_auc"] == pytest.approx(cv.summary["pooled"]["roc_auc"]["value"])
+    for k in (0, 1):
+        fold = by_name[f"cv-fold{k}"]
+        assert fold.info.status == "FINISHED" and "val_loss" in fold.data.metrics

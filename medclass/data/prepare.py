@@ -70,7 +70,7 @@ def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = 
     """Load ``dcfg.path``, drop unusable images, split by patient without leaks, and record it all.
 
     Duplicate images are first linked into one patient (so the split keeps copies together); after
-    the split the leak audit runs again and ``dcfg.duplicates`` (fail | drop | warn) decides what
+    the split the leak audit runs again and ``dcfg.duplicates`` (``medclass.config.DuplicatePolicy``) decides what
     happens to anything still shared between splits. A final audit must come out clean unless the
     policy is ``warn``.
     """
