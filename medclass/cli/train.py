@@ -59,7 +59,7 @@ def train_command(
             overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
             if pretrained:
                 overrides.append("model.pretrained=true")
-            cfg = apply_overrides(cfg, overrides + list(set_ or []))
+            cfg = apply_overrides(cfg, overrides + list(set_ or [])).validate()  # before torch is even imported
             if folds:
                 from ..experiments.crossval import cross_validate
 
