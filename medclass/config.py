@@ -38,7 +38,8 @@ Scheduler = Literal["none", "plateau", "cosine", "onecycle"]
 Monitor = Literal["val_loss", "val_auc", "val_acc"]
 Sampler = Literal["shuffle", "weighted"]
 Augment = Literal["none", "light", "xray", "fundus"]
-Precision = Literal["auto", "32", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+Precision = Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
+                    "32", "16", "bf16", "64"]  # the last four: Lightning's short names
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 CamMethod = Literal["gradcam", "gradcam++", "eigencam"]
 

@@ -32,7 +32,7 @@ from medclass.errors import ConfigError
     ("data.val_fraction=0.9", r"data.val_fraction \+ data.test_fraction = 1.05 leaves no patients for training"),
     ("model.dropout=1", r"model.dropout=1.0 is out of range"),
     ("train.seed=-1", r"train.seed=-1 is out of range"),
-    ("train.precision=17", r"Unknown train.precision '17'; expected one of 'auto', '32'"),
+    ("train.precision=17", r"Unknown train.precision '17'; expected one of 'auto', '32-true'"),
     ("train.optimizer=adam", r"Unknown train.optimizer 'adam'.*Did you mean 'adamw'"),
     ("train.scheduler=cosin", r"Did you mean 'cosine'"),
     ("train.monitor=val_auroc", r"Did you mean 'val_auc'"),
