@@ -51,7 +51,8 @@ def _kind(value: Any) -> str:
 
 
 def coerce_section(cls: type, d: Any, prefix: str) -> Any:
-    """Build the dataclass ``cls`` from the mapping ``d`` (``prefix`` names it in errors)."""
+    """Build the dataclass ``cls`` from the mapping ``d`` (``prefix`` names it in errors; None = all defaults)."""
+    d = {} if d is None else d
     if not isinstance(d, dict):
         raise ConfigError(f"Config section {prefix.rstrip('.') or 'root'!r} must be a mapping of fields, got "
                           f"{_kind(d)}; write it as 'field: value' lines under '{prefix.rstrip('.')}:'.")
