@@ -5,6 +5,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
+from typing import TextIO
 from dataclasses import dataclass
 
 import typer
@@ -40,12 +41,12 @@ class _StderrHandler(logging.StreamHandler):
     """Writes to the current ``sys.stderr`` (which test runners replace) instead of the one at creation."""
 
     @property
-    def stream(self):  # noqa: D102
+    def stream(self) -> TextIO:  # noqa: D102
         return sys.stderr
 
     @stream.setter
-    def stream(self, value) -> None:
-        pass
+    def stream(self, value: TextIO) -> None:
+        pass  # StreamHandler.__init__ sets it; the current sys.stderr is always used
 
 
 def configure_output(verbose: bool = False, quiet: bool = False, debug: bool = False) -> None:
