@@ -12,17 +12,36 @@ Example:
 """
 from __future__ import annotations
 
-import dataclasses
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from annotated_types import Ge, Gt, Interval
 
+from .choices import (Accelerator, Augment, CamMethod, DuplicatePolicy, InChans, Monitor, Optimizer, Pool,  # noqa: F401
+                      Precision, Sampler, Scheduler, Source, choices)
+from ._config_check import check_config, coerce_section, commented_yaml, load_yaml_mapping
+from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_threshold_rule,
+                       parse_window)
 from .errors import ConfigError, did_you_mean
 
 DEFAULT_DATA = "chest_xray_sample"  # the chest X-rays shipped in the package (medclass.data.catalog)
+
+# Allowed values of every choice field are declared once in medclass.choices (below the models and
+# metrics layers, which read them too) and used here as the fields' types.
+
+# Ranges and formats, declared on the fields with annotated-types markers.
+NonNegInt = Annotated[int, Ge(0)]
+PosInt = Annotated[int, Ge(1)]
+PosFloat = Annotated[float, Gt(0)]
+NonNegFloat = Annotated[float, Ge(0)]
+UnitFraction = Annotated[float, Interval(ge=0, lt=1)]  # [0, 1)
+Window = Annotated[str, Format(parse_window, "'' (the file's own), a preset (" + ", ".join(WINDOW_PRESETS)
+                              + ") or 'center,width' such as '40,80'")]
+ClassWeights = Annotated[str, Format(parse_class_weights, "none | balanced | positive numbers in class order, e.g. '1,3'")]
+Devices = Annotated[str, Format(parse_devices, "auto | a count (-1 = all) | indices such as '0,1'")]
+ThresholdRule = Annotated[str, Format(parse_threshold_rule, "youden | f1 | sensitivity:X | specificity:X | a number in [0, 1]")]
 
 
 @dataclass
@@ -30,7 +49,7 @@ class DataConfig:
     """Where the images are, how they are labelled, grouped by patient and split."""
 
     path: str = DEFAULT_DATA  # folder of class folders, CSV manifest, .npz file, DICOM folder or a data set name (`medclass datasets`)
-    source: str = "auto"  # auto | folders | csv | npz | dicom
+    source: Source = "auto"  # how to read data.path (auto = from what the path holds)
     image_root: str = ""  # csv: folder the CSV paths are relative to ('' = the CSV's folder)
     path_column: str = "path"  # csv: column with the image path or id
     label_column: str = "label"  # csv: column with the class (name or number)
@@ -40,14 +59,14 @@ class DataConfig:
     patient_regex: str = "chest_xray"  # rule for the patient id from the file name: 'chest_xray', 'none' or a regex with one group
     label_from_name: str = ""  # derive the label from the file name instead: 'chest_xray_3class' or ''
     classes: list[str] = field(default_factory=list)  # keep only these classes, in this order ('' = all, sorted)
-    val_fraction: float = 0.15  # share of patients for validation (used when the source has no split)
-    test_fraction: float = 0.15  # share of patients for the test set (used when the source has no split)
+    val_fraction: UnitFraction = 0.15  # share of patients for validation (used when the source has no split)
+    test_fraction: UnitFraction = 0.15  # share of patients for the test set (used when the source has no split)
     keep_source_split: bool = True  # keep train/val/test folders or a split column when the source has them
-    duplicates: str = "drop"  # leak audit policy for duplicate images across splits: fail | drop | warn
+    duplicates: DuplicatePolicy = "drop"  # leak audit policy for images shared across splits (merge: link them into one patient before splitting)
     near_duplicates: bool = True  # also look for near-duplicates by perceptual hash
     quality_filter: bool = True  # drop blank, near-constant, tiny or unreadable images (each is reported)
-    window: str = ""  # DICOM window: '' (file VOI, else min-max), a preset (lung, mediastinum, brain, bone) or 'C,W'
-    limit_per_class: int = 0  # use at most this many images per class (0 = all); for quick runs
+    window: Window = ""  # DICOM window ('' = the file's VOI window, else min-max)
+    limit_per_class: NonNegInt = 0  # use at most this many images per class (0 = all); for quick runs
     cache: str = ""  # folder for a memory-mapped uint8 cache of resized images ('' = no cache)
 
 
@@ -58,10 +77,10 @@ class ModelConfig:
     name: str = "resnet18"  # a registered model name: see `medclass models`
     pretrained: bool = False  # ImageNet weights from the timm hub (needs internet)
     weights: str = ""  # local weights file (.safetensors or tensor-only .pth) to start from
-    in_chans: int = 3  # 1 for grayscale input (pretrained RGB first conv is summed), 3 for RGB
-    image_size: int = 224  # square input side in pixels
-    dropout: float = 0.0  # dropout before the classifier
-    pool: str = "avg"  # global pooling: avg | max | avgmax
+    in_chans: InChans = 3  # 1 for grayscale input (pretrained RGB first conv is summed), 3 for RGB
+    image_size: PosInt = 224  # square input side in pixels
+    dropout: UnitFraction = 0.0  # dropout before the classifier
+    pool: Pool = "avg"  # global pooling
     target_layer: str = ""  # layer for Grad-CAM ('' = found automatically)
 
 
@@ -69,45 +88,45 @@ class ModelConfig:
 class TrainConfig:
     """The training loop: optimisation, schedule, imbalance, augmentation, hardware."""
 
-    epochs: int = 10  # maximum number of epochs
-    batch_size: int = 32  # images per step (per device)
-    lr: float = 1e-3  # peak learning rate
-    weight_decay: float = 1e-4  # decoupled weight decay (AdamW) or L2 (SGD)
-    optimizer: str = "adamw"  # adamw | sgd
-    momentum: float = 0.9  # SGD momentum
-    scheduler: str = "plateau"  # none | plateau | cosine | onecycle
-    plateau_patience: int = 2  # epochs without improvement before the LR is reduced
-    plateau_factor: float = 0.2  # LR multiplier on plateau
-    early_stopping: int = 5  # stop after this many epochs without improvement (0 = off)
-    monitor: str = "val_loss"  # metric for early stopping, LR plateau and best checkpoint: val_loss | val_auc | val_acc
-    freeze_epochs: int = 0  # train only the head for this many epochs, then fine-tune everything
-    finetune_lr_factor: float = 0.1  # LR multiplier for the backbone once unfrozen
+    epochs: PosInt = 10  # maximum number of epochs
+    batch_size: PosInt = 32  # images per step (per device)
+    lr: PosFloat = 1e-3  # peak learning rate
+    weight_decay: NonNegFloat = 1e-4  # decoupled weight decay (AdamW) or L2 (SGD)
+    optimizer: Optimizer = "adamw"  # optimiser
+    momentum: UnitFraction = 0.9  # SGD momentum
+    scheduler: Scheduler = "plateau"  # learning-rate schedule
+    plateau_patience: NonNegInt = 2  # epochs without improvement before the LR is reduced
+    plateau_factor: Annotated[float, Interval(gt=0, lt=1)] = 0.2  # LR multiplier on plateau
+    early_stopping: NonNegInt = 5  # stop after this many epochs without improvement (0 = off)
+    monitor: Monitor = "val_loss"  # metric for early stopping, LR plateau and best checkpoint
+    freeze_epochs: NonNegInt = 0  # train only the head for this many epochs, then fine-tune everything
+    finetune_lr_factor: PosFloat = 0.1  # LR multiplier for the backbone once unfrozen
     freeze_backbone: bool = False  # keep the backbone frozen for the whole run (linear probe)
-    class_weights: str = "none"  # none | balanced | comma-separated weights in class order
-    sampler: str = "shuffle"  # shuffle | weighted (oversample rare classes)
-    augment: str = "light"  # none | light | xray | fundus
-    label_smoothing: float = 0.0  # cross-entropy label smoothing
-    precision: str = "auto"  # auto (bf16/16-mixed on GPU, 32 on CPU) | 32 | 16-mixed | bf16-mixed
-    accumulate: int = 1  # gradient accumulation steps
-    devices: str = "auto"  # Lightning devices: auto, a count, or a list such as "0,1"
-    num_nodes: int = 1  # nodes for multi-node DDP
+    class_weights: ClassWeights = "none"  # loss weight of each class
+    sampler: Sampler = "shuffle"  # data order (weighted: oversample rare classes)
+    augment: Augment = "light"  # augmentation preset of the training images
+    label_smoothing: UnitFraction = 0.0  # cross-entropy label smoothing
+    precision: Precision = "auto"  # Lightning precision (auto: bf16/16-mixed on GPU, 32 on CPU)
+    accumulate: PosInt = 1  # gradient accumulation steps
+    devices: Devices = "auto"  # Lightning devices
+    num_nodes: PosInt = 1  # nodes for multi-node DDP
     strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn | ...
-    accelerator: str = "auto"  # auto | cpu | gpu | mps
-    num_workers: int = 2  # DataLoader worker processes
-    seed: int = 42  # fixes split, initialisation, data order and augmentation
+    accelerator: Accelerator = "auto"  # hardware to train on
+    num_workers: NonNegInt = 2  # DataLoader worker processes
+    seed: Annotated[int, Interval(ge=0, lt=2**32)] = 42  # fixes split, initialisation, data order and augmentation
     deterministic: bool = True  # deterministic algorithms (see README: some GPU ops are slower)
     baseline: bool = True  # evaluate the untrained model on validation before the first epoch
-    max_steps_per_epoch: int = 0  # cap on training batches per epoch (0 = all); for smoke runs
+    max_steps_per_epoch: NonNegInt = 0  # cap on training batches per epoch (0 = all); for smoke runs
 
 
 @dataclass
 class EvalConfig:
     """How decisions are made from probabilities."""
 
-    threshold: str = "youden"  # youden | sensitivity:0.95 | specificity:0.9 | a number such as 0.5
+    threshold: ThresholdRule = "youden"  # decision threshold rule, chosen on validation
     temperature_scaling: bool = False  # fit a temperature on validation and store it
     tta: bool = False  # test-time augmentation (horizontal flip) when predicting
-    cam_method: str = "gradcam"  # gradcam | gradcam++ | eigencam
+    cam_method: CamMethod = "gradcam"  # class activation map method of the reports
 
 
 @dataclass
@@ -128,62 +147,79 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        """Build from a nested dict; unknown keys raise :class:`ConfigError` with a hint."""
-        return _build(cls, d or {}, "")
+        """Build from a nested dict; unknown keys and values of the wrong type raise :class:`ConfigError`."""
+        return coerce_section(cls, d or {}, "")
 
     def run_dir(self) -> Path:
         """``workspace/<project>/<experiment>``."""
         return Path(self.workspace) / self.project / self.experiment
 
+    def validate(self, *, devices: bool = True) -> "RunConfig":
+        """Check every field against its declaration, then what spans fields; return ``self``.
 
-def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    kwargs = {}
-    for key, value in d.items():
-        if key not in names:
-            raise ConfigError(f"Unknown config key {prefix + key!r}." + did_you_mean(key, names))
-        ftype = hints[key]
-        if dataclasses.is_dataclass(ftype):
-            if not isinstance(value, dict):
-                raise ConfigError(f"Config section {prefix + key!r} must be a mapping, got {value!r}.")
-            kwargs[key] = _build(ftype, value, prefix + key + ".")
-        else:
-            kwargs[key] = _coerce(prefix + key, value, ftype)
-    return cls(**kwargs)
+        Fast and reads no data: the types, choices, ranges and formats declared on the fields, the
+        validation and test fractions together, the model name and minimum input size in the
+        registry, and (``devices``) whether the GPUs asked for exist. Raises :class:`ConfigError`
+        naming the field, what was expected, what came and how to fix it.
+
+        >>> RunConfig().validate().train.optimizer
+        'adamw'
+        """
+        check_config(self)
+        d = self.data
+        if d.val_fraction + d.test_fraction >= 1:
+            raise ConfigError(f"data.val_fraction + data.test_fraction = {d.val_fraction + d.test_fraction:g} leaves no "
+                              "patients for training; make their sum less than 1 (e.g. 0.15 and 0.15).")
+        from .models.registry import model_info  # the registry owns the names: a lookup, no model is built
+
+        info = model_info(self.model.name)
+        if self.model.image_size < info.min_input_size:
+            raise ConfigError(f"model.image_size={self.model.image_size} is below the minimum {info.min_input_size} px "
+                              f"of {self.model.name}; use at least {info.min_input_size}.")
+        if self.model.pretrained and self.model.weights:
+            raise ConfigError(f"Both model.pretrained=true and model.weights={self.model.weights!r} are set; choose one.")
+        if devices:
+            check_devices(self.train.accelerator, self.train.devices)
+        return self
 
 
-def _coerce(name: str, value: Any, ftype: Any) -> Any:
-    """Convert ``value`` (possibly a CLI string) to the field type ``ftype``."""
-    try:
-        if ftype is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in {"1", "true", "yes", "on"}:
-                    return True
-                if low in {"0", "false", "no", "off"}:
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if ftype is int:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if ftype is float:
-            return float(value)
-        if ftype is str:
-            return "" if value is None else str(value)
-        if typing.get_origin(ftype) is list:
-            if isinstance(value, str):
-                return [v.strip() for v in value.split(",") if v.strip()]
-            return [str(v) for v in (value or [])]
-    except (TypeError, ValueError):
-        raise ConfigError(f"Config value {name}={value!r} is not a valid {getattr(ftype, '__name__', ftype)}.") from None
-    return value
+def check_devices(accelerator: str, devices: str) -> None:
+    """Refuse an accelerator or devices that this machine does not have (clear error, no traceback).
+
+    GPUs must be seen by torch; CPU processes take a count, not indices (more processes than cores is
+    allowed: DDP on CPU is how multi-process training is tested).
+
+    >>> check_devices("cpu", "auto")
+    """
+    wanted = parse_devices(devices)
+    asked = f"train.accelerator={accelerator}, train.devices={devices}"
+    if accelerator in ("auto", "cpu") and wanted in ("auto", -1):
+        return
+    import torch
+
+    if accelerator == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"{asked}: this machine has no Apple MPS device; set train.accelerator=auto or cpu.")
+        return
+    seen = torch.cuda.device_count()
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and seen):
+        need = 1 if wanted in ("auto", -1) else (max(wanted) + 1 if isinstance(wanted, list) else wanted)
+        if seen < need:
+            fix = ("set train.accelerator=cpu (or auto)" if not seen else
+                   f"use at most {seen} GPU(s): train.devices={seen} or indices below {seen}")
+            raise ConfigError(f"{asked} asks for {need} GPU(s) but torch sees {seen}"
+                              + (" (no CUDA GPU or driver)" if not seen else "") + f"; {fix}.")
+        return
+    if isinstance(wanted, list):
+        raise ConfigError(f"{asked}: training on CPU takes a process count such as 2, not device indices; "
+                          "set train.devices=auto or a number (or train.accelerator=gpu on a GPU machine).")
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Return a copy of ``cfg`` with ``section.field=value`` overrides applied (CLI ``--set``)."""
+    """Return a copy of ``cfg`` with ``section.field=value`` overrides applied (CLI ``--set``).
+
+    Values are read as YAML (``[a, b]``, ``true``, ``0.5``); a value of the wrong type is refused.
+    """
     d = cfg.to_dict()
     for item in overrides:
         if "=" not in item:
@@ -197,20 +233,28 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             node = node[p]
         if parts[-1] not in node:
             raise ConfigError(f"Unknown config key {key!r}." + did_you_mean(parts[-1], node.keys()))
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"Override {item!r}: the value is not valid YAML ({getattr(e, 'problem', e)}); "
+                              f"quote it, e.g. {key}='\"{value}\"'.") from None
     return RunConfig.from_dict(d)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (any subset of fields) and apply overrides."""
+    """Read a YAML config (any subset of fields) and apply overrides.
+
+    Raises :class:`ConfigError` naming the file for malformed YAML, tabs, binary files, a document
+    that is not a mapping, unknown keys and values of the wrong type.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Config file {path} does not exist; write one with `medclass config > {path.name}`.")
-    with path.open() as f:
-        d = yaml.safe_load(f) or {}
-    if not isinstance(d, dict):
-        raise ConfigError(f"{path}: expected a YAML mapping of sections (data, model, train, eval), got {type(d).__name__}.")
-    cfg = RunConfig.from_dict(d)
+    d = load_yaml_mapping(path, "sections (data, model, train, eval)")
+    try:
+        cfg = RunConfig.from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     return apply_overrides(cfg, overrides or [])
 
 
@@ -219,3 +263,8 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     from .utils import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+__all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "apply_overrides", "load_config",
+           "save_config", "commented_yaml", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
+           "parse_devices", "load_yaml_mapping", "WINDOW_PRESETS", "DEFAULT_DATA"]

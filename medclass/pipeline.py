@@ -39,7 +39,7 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
         f"train.epochs={epochs}", "train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc",
         *(overrides or []),
-    ])
+    ]).validate()
     run = RunDir(cfg.run_dir())
     check = check_data(cfg.data, out=run.data_check, cache_dir=Path(workspace) / ".cache")
     result = train(resume=run.path, progress=progress) if run.is_resumable else train(cfg, progress=progress)

@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -43,10 +47,29 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN/inf float (also numpy ones, in nested dicts/lists/arrays) replaced by None."""
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_json(obj: Any) -> str:
-    """JSON text of ``obj``; numpy scalars/arrays and paths are converted, NaN written as null."""
-    text = json.dumps(obj, default=_json_default, indent=2, allow_nan=True)
-    return text.replace("NaN", "null")
+    """Strict JSON text of ``obj``: numpy scalars/arrays and paths are converted, NaN and inf written as null.
+
+    >>> print(to_json({"auc": float("nan"), "path": "/data/NaNo/x.png"}))
+    {
+      "auc": null,
+      "path": "/data/NaNo/x.png"
+    }
+    """
+    return json.dumps(_finite(obj), default=_json_default, indent=2, allow_nan=False)
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -60,3 +83,30 @@ def peak_rss_mb() -> float:
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
+
+
+def torch_device(spec: str | None) -> "torch.device":
+    """The torch device ``spec`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``) if this machine has it; else a ConfigError.
+
+    >>> str(torch_device("cpu"))
+    'cpu'
+    """
+    import torch
+
+    from .errors import ConfigError
+
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"Unknown device {spec!r}; expected cpu, cuda, cuda:N (a GPU index) or mps.") from None
+    if device.type == "cuda":
+        n = torch.cuda.device_count()
+        if (device.index or 0) >= n:
+            fix = "use --device cpu" if not n else f"use cuda:0 to cuda:{n - 1}"
+            raise ConfigError(f"Device {spec!r} was asked for, but torch sees {n} CUDA GPU(s)"
+                              + (" (no GPU or driver)" if not n else "") + f"; {fix}.")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"Device {spec!r} was asked for, but this machine has no Apple MPS device; use --device cpu.")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"Device {spec!r} is not supported by medclass; use cpu, cuda, cuda:N or mps.")
+    return device

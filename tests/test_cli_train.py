@@ -53,3 +53,21 @@ def test_unknown_model_gets_a_suggestion(tmp_path: Path) -> None:
 def test_bad_override_is_explained() -> None:
     out = runner.invoke(app, ["train", "--set", "train.lr_rate=0.1"])
     assert out.exit_code == 2 and "train.lr_rate" in out.output and "Did you mean" in out.output
+
+
+def test_cross_validation_gets_the_mlflow_uri(tmp_path: Path, monkeypatch) -> None:
+    """`train --folds K --mlflow URI` used to return before reading --mlflow: the folds were silently not tracked."""
+    import medclass.experiments.crossval as crossval
+    from medclass.errors import ConfigError
+
+    seen = {}
+
+    def fake_cross_validate(cfg, folds, progress=True, mlflow=None, **kwargs):
+        seen.update(folds=folds, mlflow=mlflow)
+        raise ConfigError("stopped by the test")
+
+    monkeypatch.setattr(crossval, "cross_validate", fake_cross_validate)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = runner.invoke(app, ["train", "--folds", "2", "--mlflow", uri, "--model", "simple_cnn", "--quiet"])
+    assert out.exit_code == 2 and "stopped by the test" in out.output
+    assert seen == {"folds": 2, "mlflow": uri}

@@ -174,3 +174,41 @@ def test_track_training_logs_live_and_artefacts(tmp_path: Path) -> None:
     assert {"config.yaml", "metrics.csv", "split.csv", "threshold.json"} <= {f.path for f in client.list_artifacts(run_id)}
     assert [f.path for f in client.list_artifacts(run_id, "model")] == ["model/best.safetensors"]
     assert run.info.status == "FINISHED"
+
+
+def test_cross_validation_summary_is_one_mlflow_run(tmp_path: Path, sqlite_uri: str) -> None:
+    from medclass.config import RunConfig
+    from medclass.experiments.tracking import log_cross_validation
+
+    cfg = RunConfig(project="cvproj", experiment="cv5")
+    (tmp_path / "cv_summary.json").write_text("{}")
+    (tmp_path / "cv_folds.csv").write_text("fold\n0\n")
+    summary = {"k": 5, "mean": {"roc_auc": 0.9}, "sd": {"roc_auc": 0.02},
+               "pooled": {"roc_auc": {"value": 0.91, "low": 0.85, "high": float("nan")}}}
+    run_id = log_cross_validation(tmp_path, sqlite_uri, summary, cfg)
+    run = MlflowClient(tracking_uri=sqlite_uri).get_run(run_id)
+    assert run.info.run_name == "cv5" and run.data.params["cv.k"] == "5"
+    assert run.data.metrics == {"cv_mean_roc_auc": 0.9, "cv_sd_roc_auc": 0.02, "cv_pooled_roc_auc": 0.91,
+                                "cv_pooled_roc_auc_ci_low": 0.85}
+    names = {f.path for f in MlflowClient(tracking_uri=sqlite_uri).list_artifacts(run_id)}
+    assert names == {"cv_summary.json", "cv_folds.csv"}
+
+
+@pytest.mark.slow
+def test_cross_validation_tracks_every_fold_and_the_summary(tmp_path: Path) -> None:
+    """`train --folds K --mlflow URI`: one MLflow run per fold (live metrics and files) and one for the summary."""
+    from medclass.experiments.crossval import cross_validate
+    from _helpers import make_images, tiny_config
+
+    data = make_images(tmp_path / "data", n_per_class=8)
+    cfg = tiny_config(data, tmp_path / "ws", experiment="cv", **{"train.epochs": "1", "train.baseline": "false"})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cv = cross_validate(cfg, folds=2, progress=False, n_boot=20, mlflow=uri)
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("default").experiment_id])
+    by_name = {r.info.run_name: r for r in runs}
+    assert set(by_name) == {"cv", "cv-fold0", "cv-fold1"}
+    assert by_name["cv"].data.metrics["cv_pooled_roc_auc"] == pytest.approx(cv.summary["pooled"]["roc_auc"]["value"])
+    for k in (0, 1):
+        fold = by_name[f"cv-fold{k}"]
+        assert fold.info.status == "FINISHED" and "val_loss" in fold.data.metrics

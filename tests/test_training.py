@@ -176,6 +176,22 @@ def test_unknown_monitor_is_refused(tiny_data: Path) -> None:
         ClassifierModule(create_model("simple_cnn", 2, in_chans=1), ["a", "b"], cfg)
 
 
+def test_classes_json_is_written_atomically(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """classes.json is needed to resume: a crash while writing it must not leave half a file."""
+    from medclass.data.sources import load_source
+    from medclass.data.splits import split_patients
+    from medclass.training import runner
+
+    written = []
+    monkeypatch.setattr(runner, "write_json", lambda path, obj: written.append(Path(path).name))
+    monkeypatch.setattr(Path, "write_text", lambda *a, **k: pytest.fail("a run file written without atomic write"))
+    monkeypatch.setattr(runner, "_fit", lambda *a, **k: "fitted")
+    cfg = tiny_config(tiny_data, tmp_path)
+    table = split_patients(load_source(cfg.data), seed=0)
+    assert runner.train(cfg, table=table) == "fitted"
+    assert "classes.json" in written
+
+
 def test_resume_of_unknown_folder_is_clear(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         train(resume=tmp_path)

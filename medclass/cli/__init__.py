@@ -6,9 +6,11 @@ Command groups live in their own modules (``medclass/cli/<group>.py``), each exp
 from __future__ import annotations
 
 import importlib
-import logging
+from typing import Annotated
 
 import typer
+
+from ._common import configure_output
 
 app = typer.Typer(
     name="medclass",
@@ -32,8 +34,18 @@ def _register_all() -> None:
         module.register(app)
 
 
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also print INFO log lines (a run's train.log always has them).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors (no progress bar, no results).")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of expected errors too.")] = False,
+) -> None:
+    """Medical image classification: data checks, leak-free splits, training, evaluation, explanations, serving."""
+    configure_output(verbose=verbose, quiet=quiet, debug=debug)
+
+
 def main() -> None:
     """Entry point of the ``medclass`` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_output()
     _register_all()
     app()

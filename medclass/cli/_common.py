@@ -1,11 +1,16 @@
-"""Helpers shared by CLI modules: console, error reporting, the held-out metrics table."""
+"""Helpers shared by CLI modules: console, output level, error reporting, the held-out metrics table."""
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from collections.abc import Iterator
+from typing import TextIO
+from dataclasses import dataclass
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import MedclassError
@@ -13,15 +18,89 @@ from ..errors import MedclassError
 console = Console()
 err_console = Console(stderr=True)
 
+#: optional packages and the extra of pyproject.toml that installs them
+OPTIONAL_EXTRAS = {"mlflow": "mlflow", "optuna": "tune", "gradio": "web", "fastapi": "api", "uvicorn": "api",
+                   "onnx": "onnx", "onnxruntime": "onnx", "pylibjpeg": "dicom-codecs"}
+#: errors a user can cause and fix (bad input, missing file...): one line, exit code 2, no traceback
+EXPECTED_ERRORS = (MedclassError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+@dataclass
+class Output:
+    """How much the CLI prints, set by the global options ``--verbose``, ``--quiet`` and ``--debug``."""
+
+    verbose: bool = False  # INFO log lines too (they always go to a run's train.log)
+    quiet: bool = False  # nothing but errors: no progress bar, no results, no warnings
+    debug: bool = False  # tracebacks for expected errors as well
+
+
+OUTPUT = Output()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current ``sys.stderr`` (which test runners replace) instead of the one at creation."""
+
+    @property
+    def stream(self) -> TextIO:  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # StreamHandler.__init__ sets it; the current sys.stderr is always used
+
+
+def configure_output(verbose: bool = False, quiet: bool = False, debug: bool = False) -> None:
+    """Console logging: warnings by default, INFO with ``verbose``, errors only with ``quiet``; warnings go through logging."""
+    OUTPUT.verbose, OUTPUT.quiet, OUTPUT.debug = verbose, quiet, debug
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        root.addHandler(handler)
+    handler.setLevel(logging.ERROR if quiet else logging.INFO if verbose or debug else logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose or debug
+                                           else "%(levelname)s: %(message)s"))
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    logging.captureWarnings(True)
+    console.quiet = quiet
+
+
+def show_progress(quiet: bool = False) -> bool:
+    """Progress bars unless the command's ``--quiet`` or the global ``--quiet`` is given."""
+    return not (quiet or OUTPUT.quiet)
+
+
+def _missing_extra(e: ModuleNotFoundError) -> str:
+    top = (e.name or "").split(".")[0]
+    return f"this command needs the optional package {top!r}: pip install 'medclass[{OPTIONAL_EXTRAS[top]}]'" \
+        if top in OPTIONAL_EXTRAS else ""
+
 
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Turn medclass errors and missing files into one red line and exit code 2 (no traceback)."""
+    """Turn expected errors (bad input, missing files, optional packages) into one red line and exit code 2.
+
+    The traceback is kept with the global ``--debug``, and always for unexpected exceptions (bugs).
+    Ctrl-C ends with exit code 130 and one line.
+    """
     try:
         yield
-    except (MedclassError, FileNotFoundError, NotADirectoryError) as e:
-        err_console.print(f"[bold red]error:[/] {e}")
+    except EXPECTED_ERRORS as e:
+        if OUTPUT.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
         raise typer.Exit(code=2) from None
+    except ModuleNotFoundError as e:
+        if OUTPUT.debug or not _missing_extra(e):
+            raise
+        err_console.print(f"[bold red]error:[/] {escape(_missing_extra(e))}", soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        if OUTPUT.debug:
+            raise
+        err_console.print("[yellow]interrupted[/]")
+        raise typer.Exit(code=130) from None
 
 
 SHOWN_METRICS = ("roc_auc", "pr_auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",

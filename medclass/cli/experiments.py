@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, err_console, friendly_errors
+from ._common import console, err_console, friendly_errors, show_progress
 
 
 def compare_command(
@@ -57,16 +57,17 @@ def tune_command(
 ) -> None:
     """Search hyper-parameters with Optuna (pruned per epoch, resumable: rerun the same command to continue)."""
     from ..config import RunConfig, apply_overrides, load_config
-    from ..experiments._search import load_space
-    from ..experiments.tune import tune
 
     with friendly_errors():
         cfg = load_config(config) if config else RunConfig()
-        cfg = apply_overrides(cfg, list(set_ or []))
+        cfg = apply_overrides(cfg, list(set_ or [])).validate()
+        from ..experiments._search import load_space
+        from ..experiments.tune import tune  # after the config check; a missing optuna is a one-line error
+
         search_space = load_space(space) if space else None
         try:
             result = tune(cfg, trials, study_name=study, storage=storage, search_space=search_space, timeout=timeout,
-                          progress=not quiet)
+                          progress=show_progress(quiet))
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted:[/] the study is saved; run the same command again to resume.")
             raise typer.Exit(code=130) from None

@@ -7,13 +7,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from ..config import CamMethod, choices
 from ._common import console, friendly_errors
+
 
 def explain_command(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint (.safetensors).")],
     images: Annotated[list[Path], typer.Argument(help="Image, DICOM or npz files to explain.")],
     out: Annotated[Path, typer.Option(help="Folder for the overlay PNGs.")] = Path("explanations"),
-    method: Annotated[Optional[str], typer.Option(help="gradcam | gradcam++ | eigencam (default: the run's).")] = None,
+    method: Annotated[Optional[str], typer.Option(help=f"{' | '.join(choices(CamMethod))} (default: the run's).")] = None,
     target_class: Annotated[Optional[str], typer.Option(help="Class to explain (default: the predicted class).")] = None,
     layer: Annotated[Optional[str], typer.Option(help="Target layer name (default: the run's or found automatically).")] = None,
 ) -> None:

@@ -7,12 +7,13 @@ import typer
 from rich.table import Table
 
 from ..errors import ConfigError
-from ..models import count_parameters, list_models, model_info
 from ._common import console, friendly_errors
 
 
 def models_table(pattern: str = "*") -> Table:
     """A rich table of the registered models matching ``pattern`` (parameters for a binary task)."""
+    from ..models import count_parameters, list_models, model_info  # torch and timm: only when listing
+
     names = list_models(pattern)
     if not names:
         raise ConfigError(f"No registered model matches {pattern!r}; `medclass models` lists them all.")

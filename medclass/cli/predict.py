@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, friendly_errors
+from ._common import console, friendly_errors, show_progress
 
 _SHOW = 20  # rows printed when no --out is given
 
@@ -30,7 +30,7 @@ def predict_command(
         if out is not None and out.suffix.lower() not in (".csv", ".json"):
             raise typer.BadParameter(f"--out {out} must end in .csv or .json.")
         predictor = Predictor.from_checkpoint(checkpoint, device=device, onnx=onnx)
-        df = predictor.predict_files(paths, batch_size=batch_size, progress=not quiet)
+        df = predictor.predict_files(paths, batch_size=batch_size, progress=show_progress(quiet))
         if out is not None:
             text = df.to_json(orient="records", indent=2) if out.suffix.lower() == ".json" else df.to_csv(index=False)
             atomic_write_text(out, text)

@@ -23,12 +23,13 @@ def lr_find_command(
 ) -> None:
     """Find a learning rate: train briefly with a growing LR and suggest the one where the loss falls fastest."""
     from ..config import RunConfig, apply_overrides, load_config
-    from ..training import lr_find
 
     with friendly_errors():
         cfg = load_config(config) if config else RunConfig()
         flags = {"data.path": data, "model.name": model, "model.image_size": image_size}
-        cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in flags.items() if v is not None] + list(set_ or []))
+        cfg = apply_overrides(cfg, [f"{k}={v}" for k, v in flags.items() if v is not None] + list(set_ or [])).validate()
+        from ..training import lr_find  # after the config check: torch and Lightning take seconds to import
+
         result = lr_find.find_lr(cfg, min_lr=min_lr, max_lr=max_lr, num_steps=num_steps, out=out)
     console.print(f"[bold]suggested learning rate:[/] {result.suggestion:.2e} "
                   f"(searched {len(result.lrs)} steps from {min_lr:.0e} to {max_lr:.0e})")

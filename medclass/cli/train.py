@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._common import console, friendly_errors, metrics_table
+from ._common import console, friendly_errors, metrics_table, show_progress
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+    from ..experiments.crossval import CVResult
+    from ..training import RunResult
 
 
 def train_command(
@@ -34,18 +39,16 @@ def train_command(
 ) -> None:
     """Train a classifier; results go to workspace/<project>/<experiment>/."""
     from ..config import RunConfig, apply_overrides, load_config
-    from ..training import train
 
     with friendly_errors():
         if resume is not None:
             from ..experiments.crossval import is_cross_validation, resume_cross_validation
 
             if is_cross_validation(resume):
-                cv = resume_cross_validation(resume, progress=not quiet)
-                console.print(cv.summary_table())
-                console.print(f"[bold]cross-validation results:[/] {cv.out_dir}")
+                cv = resume_cross_validation(resume, progress=show_progress(quiet), mlflow=mlflow)
+                _print_cv(cv, mlflow)
                 return
-            result = train(resume=resume, progress=not quiet)
+            result = _train(None, mlflow, resume=resume, progress=show_progress(quiet))
         else:
             cfg = load_config(config) if config else RunConfig()
             flags = {"data.path": data, "model.name": model, "project": project, "experiment": experiment,
@@ -56,33 +59,51 @@ def train_command(
             overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
             if pretrained:
                 overrides.append("model.pretrained=true")
-            cfg = apply_overrides(cfg, overrides + list(set_ or []))
+            cfg = apply_overrides(cfg, overrides + list(set_ or [])).validate()  # before torch is even imported
             if folds:
                 from ..experiments.crossval import cross_validate
 
-                cv = cross_validate(cfg, folds=folds, progress=not quiet)
-                console.print(cv.summary_table())
-                console.print(f"[bold]cross-validation results:[/] {cv.out_dir}")
+                cv = cross_validate(cfg, folds=folds, progress=show_progress(quiet), mlflow=mlflow)
+                _print_cv(cv, mlflow)
                 return
-            if mlflow:
-                from ..experiments.tracking import track_training
-
-                result, run_id = track_training(cfg, mlflow, progress=not quiet)
-                console.print(f"[bold]MLflow run:[/] {run_id} at {mlflow}")
-            else:
-                result = train(cfg, progress=not quiet)
+            result = _train(cfg, mlflow, progress=show_progress(quiet))
+        baseline = ", ".join(f"{k} {v:.3f}" for k, v in (result.baseline or {}).items() if k.startswith("val_"))
         console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {result.best_epoch} "
-                      f"({result.best_score:.4f}); baseline {result.baseline}")
+                      f"(monitored value {result.best_score:.4f})" + (f"; untrained baseline: {baseline}" if baseline else ""))
         console.print(f"[bold]results:[/] {result.run_dir}")
 
 
-def config_command() -> None:
-    """Print the default config as YAML (every field; edit and pass to `medclass train`)."""
-    import yaml
+def _train(cfg: "RunConfig | None", mlflow: str | None, **kwargs: Any) -> "RunResult":
+    """``train`` (``cfg`` or ``resume=RUN``), tracked in MLflow when ``mlflow`` is given."""
+    from ..training import train
 
-    from ..config import RunConfig
+    if not mlflow:
+        return train(cfg, **kwargs)
+    from ..experiments.tracking import track_training
 
-    typer.echo(yaml.safe_dump(RunConfig().to_dict(), sort_keys=False))
+    result, run_id = track_training(cfg, mlflow, **kwargs)
+    console.print(f"[bold]MLflow run:[/] {run_id} at {mlflow}")
+    return result
+
+
+def _print_cv(cv: "CVResult", mlflow: str | None) -> None:
+    console.print(cv.summary_table())
+    console.print(f"[bold]cross-validation results:[/] {cv.out_dir}")
+    if mlflow:
+        console.print(f"[bold]MLflow:[/] each fold and the summary logged at {mlflow}")
+
+
+def config_command(
+    config: Annotated[Optional[Path], typer.Argument(help="A YAML config to check and print in full (default: the defaults).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value (repeatable).")] = None,
+) -> None:
+    """Print every config field as YAML with its value, meaning and allowed values (edit it and pass it to `medclass train`)."""
+    from ..config import RunConfig, apply_overrides, commented_yaml, load_config
+
+    with friendly_errors():
+        cfg = apply_overrides(load_config(config) if config else RunConfig(), list(set_ or []))
+        cfg.validate(devices=False)
+    typer.echo(commented_yaml(cfg), nl=False)
 
 
 def quickstart_command(
@@ -100,7 +121,7 @@ def quickstart_command(
 
     with friendly_errors():
         out = quickstart(data or DEFAULT_DATA, workspace=workspace, model=model, image_size=image_size,
-                         epochs=epochs, overrides=list(set_ or []))
+                         epochs=epochs, overrides=list(set_ or []), progress=show_progress())
     m = out["evaluation"].metrics
     audit = out["check"]["audit"]["counts"]
     console.print(f"[bold]data check:[/] {out['check']['source']['images']} images; "

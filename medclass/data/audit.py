@@ -39,13 +39,14 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from ..config import DuplicatePolicy, choices
 from ..errors import LeakError, check_choice
 from .splits import patient_groups
 from .table import SPLITS, DataTable
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("fail", "drop", "merge", "warn")
+POLICIES = choices(DuplicatePolicy)
 _BLOCK = 512  # rows of the Hamming-distance matrix computed at once (512 x n uint8)
 
 
@@ -229,7 +230,7 @@ def audit_leaks(
             rows = sorted(int(r) for r in with_phash[comp])
             if fp["sha256"].iloc[rows].nunique() > 1:
                 report.near_groups.append(_describe(df, groups, rows))
-    log.info("Leak audit:\n%s", report.summary())
+    log.debug("Leak audit:\n%s", report.summary())  # callers report the audit that matters, once
     return report
 
 

@@ -12,7 +12,7 @@ Pipeline of :func:`read_dicom` (pydicom does the decoding):
    windows do not apply to colour images.
 
 Window specs are ``''`` (the file's own), a preset name from :data:`WINDOW_PRESETS`, or
-``'center,width'`` in modality units.
+``'center,width'`` in modality units; both live with the ``data.window`` field in :mod:`medclass.config`.
 
 Example:
     >>> img = read_dicom("CT_small.dcm", window="mediastinum")   # (128, 128, 1) float32 in [0, 1]
@@ -35,55 +35,17 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, get_decoder, pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from ..errors import ConfigError, ImageReadError, did_you_mean
+from ..config import WINDOW_PRESETS, parse_window
+from ..errors import ImageReadError
 from ._pixels import minmax, scale_unsigned
 
 log = logging.getLogger(__name__)
 
-# (center, width) in modality units (Hounsfield units for CT)
-WINDOW_PRESETS: dict[str, tuple[float, float]] = {
-    "lung": (-600.0, 1500.0),
-    "mediastinum": (50.0, 350.0),
-    "abdomen": (40.0, 400.0),
-    "liver": (60.0, 160.0),
-    "bone": (400.0, 1800.0),
-    "brain": (40.0, 80.0),
-    "subdural": (75.0, 215.0),
-    "stroke": (40.0, 40.0),
-}
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 CODECS_HINT = 'install the decoders with: pip install "medclass[dicom-codecs]"'
 NO_PIXELS = "no pixel data in this DICOM file (truncated file, or a non-image object)"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 _COLOR = ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422")
-
-
-def parse_window(spec: str) -> tuple[float, float] | None:
-    """``''`` -> None (use the file's window); a preset name or ``'C,W'`` -> ``(center, width)``.
-
-    Raises :class:`ConfigError` (with a did-you-mean for presets) on anything else.
-
-    >>> parse_window("brain"), parse_window(" -600, 1500 "), parse_window("")
-    ((40.0, 80.0), (-600.0, 1500.0), None)
-    """
-    spec = (spec or "").strip()
-    if not spec:
-        return None
-    if spec.lower() in WINDOW_PRESETS:
-        return WINDOW_PRESETS[spec.lower()]
-    parts = spec.split(",")
-    try:
-        center, width = (float(p) for p in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
-        center = width = None
-    if center is None or width is None:
-        raise ConfigError(
-            f"Unknown DICOM window {spec!r}; expected '' (the file's own), a preset "
-            f"({', '.join(WINDOW_PRESETS)}) or 'center,width' such as '40,80'." + did_you_mean(spec, WINDOW_PRESETS)
-        )
-    if not width >= 1:
-        raise ConfigError(f"DICOM window {spec!r} has width {width}; the width must be at least 1.")
-    return center, width
 
 
 def apply_window(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:

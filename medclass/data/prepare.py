@@ -71,13 +71,14 @@ def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = 
     """Load ``dcfg.path``, drop unusable images, split by patient without leaks, and record it all.
 
     Duplicate images are first linked into one patient (so the split keeps copies together); after
-    the split the leak audit runs again and ``dcfg.duplicates`` (fail | drop | warn) decides what
+    the split the leak audit runs again and ``dcfg.duplicates`` (``medclass.config.DuplicatePolicy``) decides what
     happens to anything still shared between splits. A final audit must come out clean unless the
     policy is ``warn``.
     """
     table, fp, quality, audit = clean_data(dcfg, seed, cache_dir, workers, progress)
     table = split_patients(table, dcfg.val_fraction, dcfg.test_fraction, seed=seed)
     after = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)
+    log.info("Leak audit after the split:\n%s", after.summary())
     table, action = apply_leak_policy(table, after, dcfg.duplicates)
     fp = align_fingerprints(fp, table)
     final = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)

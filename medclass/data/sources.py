@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import DataConfig
+from ..config import DataConfig, Source, choices
 from ..errors import DatasetError, check_choice, did_you_mean
 from . import _npz
 from .catalog import resolve_named
@@ -41,7 +41,7 @@ from .table import REQUIRED_COLUMNS, DataTable
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "folders", "csv", "npz", "dicom")
+SOURCES = choices(Source)
 LABEL_FROM_NAME = ("", "chest_xray_3class")
 UNLABELLED = "unlabelled"
 

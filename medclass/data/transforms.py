@@ -33,7 +33,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from ..artifacts.meta import Preprocessing
-from ..errors import ConfigError, did_you_mean
+from ..config import Augment, choices
+from ..errors import ConfigError, check_choice
 
 _RANGE_TOLERANCE = 1e-4  # float rounding of readers that compute (x - lo) / (hi - lo)
 
@@ -57,7 +58,8 @@ class AugmentParams:
         return self == AugmentParams()
 
 
-PRESETS: dict[str, AugmentParams] = {
+#: the parameters of each ``train.augment`` choice (``medclass.config.Augment``)
+PRESETS: dict[Augment, AugmentParams] = {
     # no augmentation at all (also what every eval transform uses)
     "none": AugmentParams(),
     # generic: left-right flip and a small affine jitter
@@ -191,9 +193,7 @@ def build_transform(preset: str, image_size: int, in_chans: int, mean: Sequence[
     >>> tf(np.zeros((40, 50, 1), np.float32)).shape
     torch.Size([3, 32, 32])
     """
-    if preset not in PRESETS:
-        raise ConfigError(f"Unknown augmentation preset {preset!r} (train.augment); expected one of "
-                          f"{', '.join(map(repr, PRESETS))}." + did_you_mean(preset, PRESETS))
+    check_choice("augmentation preset (train.augment)", preset, choices(Augment))
     if in_chans not in (1, 3):
         raise ConfigError(f"in_chans must be 1 or 3 (model.in_chans), got {in_chans}.")
     if image_size < 1:

@@ -46,7 +46,7 @@ from ..metrics.calibration import reliability_curve
 from ..metrics.curves import score_curves
 from ..metrics.metrics import UndefinedMetricWarning, classification_report_dict, compute_metrics, predict_labels
 from ..metrics.patients import aggregate_by_patient, patient_errors
-from ..utils import atomic_write_text, write_json
+from ..utils import atomic_write_text, torch_device, write_json
 from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gallery
 from ._leakcheck import check_held_out
 from .report import write_report
@@ -76,6 +76,7 @@ def _load_run(run: str | Path, device: torch.device) -> _Run:
     checkpoint = RunDir(path).best_checkpoint() if path.is_dir() else path
     model, meta = load_checkpoint(checkpoint, device=device)
     folder = RunDir(checkpoint.parent)
+    meta.run_config.validate(devices=False)  # a stored config that no longer validates is refused here
     return _Run(checkpoint, folder if folder.split.is_file() else None, model, meta)
 
 
@@ -274,7 +275,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         'No evaluated image or patient was used in training or validation: checked 600 images / 190 patients ...'
     """
     start = time.perf_counter()
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     r = _load_run(run, dev)
     classes, pre = list(r.meta.classes), r.meta.preprocessing
     threshold, temperature = r.meta.threshold, r.meta.temperature

@@ -45,7 +45,7 @@ def fold_table(folds: DataTable, k: int, fp: pd.DataFrame, dcfg: DataConfig) -> 
     """Fold ``k`` as one table (``split`` = train | val), checked patient-disjoint and leak-audited.
 
     Duplicates were linked into one patient before the folds were drawn, so the audit normally finds
-    nothing; whatever it finds is handled by ``dcfg.duplicates`` (fail | drop | warn) like a normal split.
+    nothing; whatever it finds is handled by ``dcfg.duplicates`` (``medclass.config.DuplicatePolicy``) like a normal split.
     """
     train, val = fold_tables(folds, k)
     check_disjoint(train, val, k)

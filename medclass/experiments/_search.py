@@ -17,9 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from ..config import RunConfig, apply_overrides
+from ..config import RunConfig, apply_overrides, load_yaml_mapping
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,10 +39,7 @@ def load_space(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Search space file {path} does not exist.")
-    space = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(space, dict):
-        raise ConfigError(f"{path}: a search space is a mapping such as 'train.lr: {{low: 1e-4, high: 1e-2, log: true}}'.")
-    return space
+    return load_yaml_mapping(path, "config keys to choices or ranges, e.g. 'train.lr: {low: 1e-4, high: 1e-2, log: true}'")
 
 
 def _is_range(spec: Any) -> bool:
@@ -71,13 +66,8 @@ def check_space(space: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
             values = [spec["low"], spec["high"]]
         else:
             raise ConfigError(f"Search space {key!r}: expected a list of choices or {{low, high[, log, step]}}; got {spec!r}.")
-        for value in values:
-            apply_overrides(cfg, [f"{key}={value}"])  # unknown keys and bad types raise ConfigError here
-        if key == "model.name":
-            from ..models import model_info
-
-            for value in values:
-                model_info(str(value))
+        for value in values:  # unknown keys, bad types, choices, ranges and model names raise ConfigError here
+            apply_overrides(cfg, [f"{key}={value}"]).validate(devices=False)
     return space
 
 

@@ -111,7 +111,7 @@ def _fold_summary(folds: pd.DataFrame, names: list[str]) -> tuple[dict, dict]:
 
 
 def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_boot: int = 1000,
-                   resume: bool = False) -> CVResult:
+                   resume: bool = False, mlflow: str | Path | None = None) -> CVResult:
     """Train ``folds`` runs, one per patient fold, and summarise their out-of-fold predictions.
 
     Args:
@@ -123,6 +123,8 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
         resume: continue an interrupted cross-validation in the same folder: finished folds are
             kept, an interrupted fold continues from its last epoch, missing folds are trained.
             :func:`resume_cross_validation` does this from the folder alone.
+        mlflow: also log to this MLflow tracking URI: each fold trained here as a run (live
+            metrics and files) and the cross-validation summary as one more run.
 
     Raises:
         ConfigError: the folder already holds a cross-validation (and ``resume`` is false), or, when
@@ -134,10 +136,9 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
         >>> cv = cross_validate(cfg, folds=5, progress=False)  # doctest: +SKIP
         >>> console.print(cv.summary_table())                  # doctest: +SKIP
     """
-    from ..training.runner import check_config, resolve_experiment
+    from ..training.runner import resolve_experiment
 
-    cfg = resolve_experiment(cfg)
-    check_config(cfg)
+    cfg = resolve_experiment(cfg).validate()
     cv = CVDir(cfg.run_dir())
     out_dir = cv.path
     if cv.is_cross_validation and not resume:
@@ -157,7 +158,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     for k in range(folds):
         ftable, audit = fold_table(table, k, fp, cfg.data)
         audits.append(audit)
-        row, preds, run_dir = _run_fold(cfg, k, folds, ftable, progress)
+        row, preds, run_dir = _run_fold(cfg, k, folds, ftable, progress, mlflow)
         rows.append(row)
         oof_parts.append(preds)
         run_dirs.append(run_dir)
@@ -176,11 +177,16 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     atomic_write_text(cv.fold_table, fold_frame.to_csv(index=False))
     atomic_write_text(cv.oof, oof.to_csv(index=False))
     log.info("cross-validation results in %s", out_dir)
+    if mlflow is not None:
+        from .tracking import log_cross_validation
+
+        log_cross_validation(out_dir, mlflow, summary, cfg)
     return CVResult(out_dir, fold_frame, summary, oof, run_dirs)
 
 
-def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot: int = 1000) -> CVResult:
-    """Continue the interrupted cross-validation in ``cv_dir`` (the folder holding ``cv_config.yaml``).
+def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot: int = 1000,
+                            mlflow: str | Path | None = None) -> CVResult:
+    """Continue the interrupted cross-validation in ``cv_dir`` (the folder holding ``cv_config.yaml``); ``mlflow`` as in :func:`cross_validate`.
 
     >>> cv = resume_cross_validation("workspace/recipes/4_head_ct")  # doctest: +SKIP
     """
@@ -191,7 +197,7 @@ def resume_cross_validation(cv_dir: str | Path, progress: bool = True, *, n_boot
     state = json.loads(cv.state.read_text()) if cv.state.is_file() else {}
     k = state.get("k") or int(pd.read_csv(cv.folds)["fold"].max()) + 1
     return cross_validate(load_config(cv.config), folds=k, progress=progress, n_boot=n_boot,
-                          resume=True)
+                          resume=True, mlflow=mlflow)
 
 
 def is_cross_validation(path: str | Path) -> bool:
@@ -204,7 +210,8 @@ def _fold_key(csv: Path | io.StringIO) -> pd.DataFrame:
     return pd.read_csv(csv, usecols=["path", "label", "fold"]).sort_values("path", ignore_index=True)
 
 
-def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tuple[dict, pd.DataFrame, Path]:
+def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool,
+              mlflow: str | Path | None) -> tuple[dict, pd.DataFrame, Path]:
     """Train fold ``k`` (or keep it when already finished, or continue it when interrupted) and predict its fold."""
     from ..evaluation.evaluate import evaluate
     from ..training.runner import train
@@ -221,8 +228,13 @@ def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool) -> tup
         resumable = run.is_resumable
         log.info("fold %d/%d: %d training and %d validation images%s", k + 1, folds, n_train, n_val,
                  " (continuing the interrupted run)" if resumable else "")
-        result = train(resume=run_dir, progress=progress) if resumable else \
-            train(fold_cfg, table=ftable, progress=progress)
+        how = {"resume": run_dir} if resumable else {"cfg": fold_cfg, "table": ftable}
+        if mlflow is not None:
+            from .tracking import track_training
+
+            result = track_training(how.pop("cfg", None), mlflow, progress=progress, **how)[0]
+        else:
+            result = train(progress=progress, **how)
         best_epoch = result.best_epoch
     ev = evaluate(run_dir, split="val", n_boot=0, cam_samples=0, report=False,
                   batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers)

@@ -76,7 +76,7 @@ def _client(uri: str) -> "MlflowClient":
     try:
         from mlflow.tracking import MlflowClient
     except ModuleNotFoundError:
-        raise ModuleNotFoundError("MLflow tracking needs mlflow: pip install 'medclass[mlflow]'.") from None
+        raise ModuleNotFoundError("MLflow tracking needs mlflow: pip install 'medclass[mlflow]'.", name="mlflow") from None
     return MlflowClient(tracking_uri=uri)
 
 
@@ -212,19 +212,50 @@ def log_run_folder(run_dir: str | Path, uri: str | Path, *, experiment_name: str
     return run_id
 
 
-def track_training(cfg: "RunConfig", uri: str | Path, **train_kwargs: Any) -> tuple["RunResult", str]:
-    """``train(cfg)`` with live MLflow metrics, then the run folder's artefacts into the same MLflow run.
+def track_training(cfg: "RunConfig | None", uri: str | Path, **train_kwargs: Any) -> tuple["RunResult", str]:
+    """``train(cfg)`` (or ``train(resume=RUN)``) with live MLflow metrics, then the run folder's artefacts into the same MLflow run.
 
-    The MLflow experiment is ``cfg.project`` and the run name ``cfg.experiment``.
+    The MLflow experiment is the run's project and the run name its experiment; ``train_kwargs``
+    go to :func:`~medclass.training.train` (``resume``, ``table``, ``progress``...). A resumed run
+    becomes a new MLflow run holding every epoch of ``metrics.csv``.
 
     Example:
         >>> result, run_id = track_training(cfg, "sqlite:///mlflow.db", progress=False)  # doctest: +SKIP
     """
     from ..training.runner import resolve_experiment, train
 
+    if train_kwargs.get("resume") is not None:  # the epochs before the interruption are only in metrics.csv
+        result = train(**train_kwargs)
+        return result, log_run_folder(result.run_dir, uri)
     cfg = resolve_experiment(cfg)
     callback = MLflowCallback(uri, cfg.project, cfg.experiment)
     extra = [*(train_kwargs.pop("extra_callbacks", None) or []), callback]
     result = train(cfg, extra_callbacks=extra, **train_kwargs)
     run_id = log_run_folder(result.run_dir, uri, run_id=callback.run_id, metrics=False)
     return result, run_id
+
+
+CV_ARTIFACTS = ("cv_config.yaml", "folds.csv", "cv_summary.json", "cv_folds.csv", "oof_predictions.csv")
+
+
+def log_cross_validation(cv_dir: str | Path, uri: str | Path, summary: dict, cfg: "RunConfig") -> str:
+    """One MLflow run for a whole cross-validation (its folds are runs of their own): config, mean, sd and
+    pooled metrics with their CIs, and the summary files of ``cv_dir``. Returns the MLflow run id.
+
+    >>> run_id = log_cross_validation(cv.out_dir, "mlruns", cv.summary, cfg)  # doctest: +SKIP
+    """
+    uri = tracking_uri(uri)
+    client = _client(uri)
+    run_id = client.create_run(_experiment_id(client, uri, cfg.project), run_name=cfg.experiment,
+                               tags={"medclass.cv_dir": str(cv_dir), "medclass.kind": "cross-validation"}).info.run_id
+    _log_params(client, run_id, {**flatten(cfg.to_dict()), "cv.k": str(summary["k"])})
+    rows = [(f"cv_{stat}_{name}", value, 0) for stat in ("mean", "sd") for name, value in summary[stat].items()]
+    rows += [(f"cv_pooled_{name}{suffix}", ci[key], 0) for name, ci in summary["pooled"].items()
+             for suffix, key in (("", "value"), ("_ci_low", "low"), ("_ci_high", "high"))]
+    _log_metrics(client, run_id, rows)
+    for name in CV_ARTIFACTS:
+        if (Path(cv_dir) / name).is_file():
+            client.log_artifact(run_id, str(Path(cv_dir) / name))
+    client.set_terminated(run_id, "FINISHED")
+    log.info("cross-validation %s logged to MLflow %s (run id %s)", cv_dir, uri, run_id)
+    return run_id

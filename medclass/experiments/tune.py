@@ -225,6 +225,7 @@ def tune(cfg: RunConfig, n_trials: int, study_name: str = "", storage: str | Pat
     """
     from optuna.trial import TrialState
 
+    cfg.validate()
     space = check_space(dict(search_space or DEFAULT_SPACE), cfg)
     study_name = study_name or cfg.experiment or f"tune-{cfg.model.name}"
     url = storage_url(storage, cfg)

@@ -24,13 +24,15 @@ from PIL import Image
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus
 from torch import nn
 
+from ..config import CamMethod, choices
 from ..errors import ConfigError, check_choice
 from ._targets import ClassTarget, find_target_layer, layer_for_input
 
 log = logging.getLogger(__name__)
 _NOTED: set[str] = set()  # each layer substitution is logged once per process
 
-METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
+#: the class of each ``eval.cam_method`` choice (``medclass.config.CamMethod``)
+METHODS: dict[CamMethod, type] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
 COLORMAPS = sorted(name[len("COLORMAP_"):].lower() for name in dir(cv2) if name.startswith("COLORMAP_"))
 
 __all__ = ["METHODS", "COLORMAPS", "ClassTarget", "compute_cam", "find_target_layer", "overlay_cam", "save_overlay"]
@@ -56,7 +58,7 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
 
     >>> cams = compute_cam(model, images, target_class=[0, 1], method="gradcam++")   # doctest: +SKIP
     """
-    cam_class = METHODS[check_choice("explain method", method, METHODS)]
+    cam_class = METHODS[check_choice("explain method", method, choices(CamMethod))]
     if images.dim() != 4:
         raise ValueError(f"images must be a batch (N, C, H, W), got shape {tuple(images.shape)}.")
     if isinstance(target_layer, nn.Module):

@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from ..errors import ConfigError, did_you_mean
+from .._formats import parse_threshold_rule as parse_rule  # the format of eval.threshold (medclass.config declares it on the field)
 from .metrics import ArrayLike, check_inputs
 
-RULES = ("youden", "f1", "sensitivity:<target>", "specificity:<target>", "<number in [0, 1]>")
 
 
 @dataclass(frozen=True)
@@ -40,38 +39,6 @@ class ThresholdChoice:
     rule: str
     sensitivity: float
     specificity: float
-
-
-def parse_rule(rule: str) -> tuple[str, float | None]:
-    """Split a rule string into ``(name, value)``: ``"sensitivity:0.95"`` -> ``("sensitivity", 0.95)``.
-
-    Raises :class:`~medclass.errors.ConfigError` with the accepted forms (and a near match) otherwise.
-
-    >>> parse_rule("Youden"), parse_rule("specificity:0.9"), parse_rule("0.3")
-    (('youden', None), ('specificity', 0.9), ('fixed', 0.3))
-    """
-    text = str(rule).strip().lower()
-    name, sep, value = text.partition(":")
-    expected = f"expected one of {', '.join(RULES)}"
-    try:
-        fixed = float(text)
-    except ValueError:
-        fixed = None
-    if fixed is not None:
-        if not 0.0 <= fixed <= 1.0:
-            raise ConfigError(f"Fixed threshold {rule!r} is outside [0, 1]; {expected}.")
-        return "fixed", fixed
-    if name in ("youden", "f1") and not sep:
-        return name, None
-    if name in ("sensitivity", "specificity"):
-        try:
-            target = float(value)
-        except ValueError:
-            raise ConfigError(f"Threshold rule {rule!r} needs a target after ':', e.g. '{name}:0.95'; {expected}.") from None
-        if not 0.0 < target <= 1.0:
-            raise ConfigError(f"Threshold rule {rule!r}: the target must be in (0, 1], e.g. '{name}:0.95'.")
-        return name, target
-    raise ConfigError(f"Unknown threshold rule {rule!r}; {expected}." + did_you_mean(name, ["youden", "f1", "sensitivity", "specificity"]))
 
 
 def choose_threshold(y_true: ArrayLike, p: ArrayLike, rule: str = "youden") -> ThresholdChoice:

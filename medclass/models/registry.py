@@ -29,13 +29,14 @@ import timm
 import torch
 from torch import nn
 
+from ..choices import Pool, choices
 from ..errors import ConfigError, check_choice, did_you_mean
 from .simple_cnn import SIMPLE_CNN_MEAN, SIMPLE_CNN_STD, SimpleCNN
 from .weights import load_local_weights, packaged_weights
 
 log = logging.getLogger(__name__)
 
-POOLS = ("avg", "max", "avgmax")
+POOLS = choices(Pool)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # timm BatchNormAct2d included
 
 #: ``builder(num_outputs, in_chans, pretrained, dropout, pool) -> nn.Module``

@@ -28,6 +28,7 @@ from ..data.io import read_image
 from ..data.transforms import inference_transform
 from ..errors import ImageReadError
 from ..inference import to_probs
+from ..utils import torch_device
 from ._backends import OnnxBackend, TorchBackend
 from ._inputs import collect_files, image_batch, to_unit_image
 
@@ -44,7 +45,7 @@ class Predictor:
         self.classes: list[str] = list(meta.classes)
         self.threshold = meta.threshold
         self.temperature = meta.temperature
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.model = model.to(self.device).eval()
         self._forward = OnnxBackend(onnx, meta, str(device)) if onnx is not None else TorchBackend(self.model, self.device)
         self.window: str = meta.preprocessing.window
@@ -60,6 +61,7 @@ class Predictor:
         >>> Predictor.from_checkpoint("run/best.safetensors", onnx="run/best.onnx").backend  # doctest: +SKIP
         'onnx'
         """
+        device = str(torch_device(device))  # a clear error for 'banana' or a GPU this machine lacks
         model, meta = load_checkpoint(path, device=device)
         return cls(model, meta, device=device, onnx=onnx)
 

@@ -108,6 +108,6 @@ class ResumeState(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # noqa: D102
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the full state: optimiser, scheduler, loops
         if trainer.is_global_zero:
             tmp.replace(self.path)

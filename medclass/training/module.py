@@ -20,7 +20,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from ..config import RunConfig
+from ..config import Monitor, Optimizer, RunConfig, Scheduler, choices
 from ..data.dataset import sample_seed
 from ..errors import check_choice
 from ..metrics.metrics import accuracy, best_mode, predict_labels, roc_auc
@@ -28,9 +28,9 @@ from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
 
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULERS = ("none", "plateau", "cosine", "onecycle")
-MONITORS = ("val_loss", "val_auc", "val_acc")
+OPTIMIZERS = choices(Optimizer)
+SCHEDULERS = choices(Scheduler)
+MONITORS = choices(Monitor)
 
 
 class ClassifierModule(pl.LightningModule):

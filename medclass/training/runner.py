@@ -27,17 +27,18 @@ import pytorch_lightning as pl
 import torch
 
 from ..artifacts import RunDir, build_meta
-from ..config import RunConfig, load_config, save_config
+from ..config import RunConfig, load_config, parse_class_weights, parse_devices, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError
 from ..inference import predict_dataset
 from ..metrics.metrics import best_mode
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
+from ._noise import filter_third_party_noise
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .datamodule import SplitDataModule
-from .module import MONITORS, OPTIMIZERS, SCHEDULERS, ClassifierModule, summary_metrics
+from .module import ClassifierModule, summary_metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +65,12 @@ def resolve_experiment(cfg: RunConfig) -> RunConfig:
 
 def class_weight_vector(spec: str, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
     """Loss weights per class: 'none', 'balanced' (n / (k * count)) or comma-separated numbers."""
-    if spec in ("", "none"):
+    values = parse_class_weights(spec)
+    if values is None:
         return None
-    if spec == "balanced":
+    if values == "balanced":
         counts = np.bincount(labels, minlength=n_classes).astype(float)
         return torch.tensor(len(labels) / (n_classes * np.maximum(counts, 1.0)), dtype=torch.float32)
-    try:
-        values = [float(v) for v in spec.split(",")]
-    except ValueError:
-        raise ConfigError(f"train.class_weights={spec!r}: expected 'none', 'balanced' or numbers like '1,3'.") from None
     if len(values) != n_classes:
         raise ConfigError(f"train.class_weights gives {len(values)} weights for {n_classes} classes.")
     return torch.tensor(values, dtype=torch.float32)
@@ -86,16 +84,9 @@ def _precision(spec: str, accelerator: str) -> str:
     return "32-true"
 
 
-def _devices(spec: str) -> int | str | list[int]:
-    if spec == "auto":
-        return "auto"
-    if "," in spec:
-        return [int(d) for d in spec.split(",") if d.strip()]
-    return int(spec)
-
-
 def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.Trainer:
     """The Lightning Trainer for ``cfg`` (precision, devices/nodes/strategy, determinism)."""
+    filter_third_party_noise()
     t = cfg.train
     if progress:
         from pytorch_lightning.callbacks import RichProgressBar
@@ -104,7 +95,7 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
     return pl.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
-        devices=_devices(t.devices),
+        devices=parse_devices(t.devices),
         num_nodes=t.num_nodes,
         strategy=t.strategy,
         precision=_precision(t.precision, t.accelerator),
@@ -116,28 +107,9 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
         enable_model_summary=False,
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
-        limit_train_batches=t.max_steps_per_epoch or 1.0,
+        limit_train_batches=t.max_steps_per_epoch or None,  # None: all batches (1.0 made Lightning log a line)
         default_root_dir=str(cfg.run_dir()),
     )
-
-
-def check_config(cfg: RunConfig) -> None:
-    """Fail fast, before any data is read, on an unknown model, optimiser, schedule, metric or preset."""
-    from ..data.transforms import PRESETS
-    from ..metrics.threshold import parse_rule
-
-    model_info(cfg.model.name)
-    t = cfg.train
-    check_choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    check_choice("train.scheduler", t.scheduler, SCHEDULERS)
-    check_choice("train.monitor", t.monitor, MONITORS)
-    check_choice("train.sampler", t.sampler, ["shuffle", "weighted"])
-    check_choice("train.augment", t.augment, list(PRESETS))
-    check_choice("model.in_chans", str(cfg.model.in_chans), ["1", "3"])
-    parse_rule(cfg.eval.threshold)
-    if cfg.model.image_size < model_info(cfg.model.name).min_input_size:
-        raise ConfigError(f"model.image_size={cfg.model.image_size} is below the minimum "
-                          f"{model_info(cfg.model.name).min_input_size} px of {cfg.model.name}.")
 
 
 def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, table: DataTable | None = None,
@@ -159,10 +131,9 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         if not run.is_run:
             raise FileNotFoundError(f"{run.path} is not a run folder (no {run.config.name}); pass "
                                     "workspace/<project>/<experiment>.")
-        cfg = load_config(run.config)
+        cfg = load_config(run.config).validate()
     else:
-        cfg = resolve_experiment(cfg or RunConfig())
-        check_config(cfg)
+        cfg = resolve_experiment(cfg or RunConfig()).validate()
         run = RunDir(cfg.run_dir())
         if run.is_resumable:
             raise ConfigError(f"Run folder {run.path} already holds a run; resume it with `medclass train --resume "

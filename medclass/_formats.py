@@ -1,0 +1,144 @@
+"""Parsers of the config's formatted string fields: DICOM window, threshold rule, class weights, devices.
+
+Each parser is the one definition of its field's format: :mod:`medclass.config` declares it on the
+field (``Annotated[str, Format(...)]``) so that ``RunConfig.validate()`` and ``medclass config``
+use it, and the code that applies the value (DICOM reader, threshold choice, loss, trainer) calls
+the same function. Every parser raises :class:`~medclass.errors.ConfigError` naming the field,
+what was expected and what came.
+
+>>> parse_window("lung"), parse_threshold_rule("sensitivity:0.95"), parse_class_weights("1,3"), parse_devices("0,1")
+((-600.0, 1500.0), ('sensitivity', 0.95), [1.0, 3.0], [0, 1])
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ConfigError, did_you_mean
+
+# (center, width) in modality units (Hounsfield units for CT)
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "abdomen": (40.0, 400.0),
+    "liver": (60.0, 160.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "stroke": (40.0, 40.0),
+}
+THRESHOLD_RULES = ("youden", "f1", "sensitivity:<target>", "specificity:<target>", "<number in [0, 1]>")
+
+
+@dataclass(frozen=True)
+class Format:
+    """Marker on an ``Annotated[str, Format(...)]`` config field: the parser that checks its text."""
+
+    parse: Callable[[str], Any]  # raises ConfigError on a malformed value
+    text: str  # the accepted forms, shown by `medclass config`
+
+
+def parse_window(spec: str) -> tuple[float, float] | None:
+    """``''`` -> None (use the file's window); a preset name or ``'C,W'`` -> ``(center, width)``.
+
+    Raises :class:`ConfigError` (with a did-you-mean for presets) on anything else.
+
+    >>> parse_window("brain"), parse_window(" -600, 1500 "), parse_window("")
+    ((40.0, 80.0), (-600.0, 1500.0), None)
+    """
+    spec = (spec or "").strip()
+    if not spec:
+        return None
+    if spec.lower() in WINDOW_PRESETS:
+        return WINDOW_PRESETS[spec.lower()]
+    parts = spec.split(",")
+    try:
+        center, width = (float(p) for p in parts) if len(parts) == 2 else (None, None)
+    except ValueError:
+        center = width = None
+    if center is None or width is None or not math.isfinite(center):
+        raise ConfigError(
+            f"Unknown DICOM window {spec!r} (data.window); expected '' (the file's own), a preset "
+            f"({', '.join(WINDOW_PRESETS)}) or 'center,width' such as '40,80'." + did_you_mean(spec, WINDOW_PRESETS)
+        )
+    if not width >= 1 or not math.isfinite(width):
+        raise ConfigError(f"DICOM window {spec!r} has width {width}; the width must be at least 1.")
+    return center, width
+
+
+def parse_threshold_rule(rule: str) -> tuple[str, float | None]:
+    """Split a threshold rule into ``(name, value)``: ``"sensitivity:0.95"`` -> ``("sensitivity", 0.95)``.
+
+    Raises :class:`~medclass.errors.ConfigError` with the accepted forms (and a near match) otherwise.
+
+    >>> parse_threshold_rule("Youden"), parse_threshold_rule("specificity:0.9"), parse_threshold_rule("0.3")
+    (('youden', None), ('specificity', 0.9), ('fixed', 0.3))
+    """
+    text = str(rule).strip().lower()
+    name, sep, value = text.partition(":")
+    expected = f"expected one of {', '.join(THRESHOLD_RULES)}"
+    try:
+        fixed = float(text)
+    except ValueError:
+        fixed = None
+    if fixed is not None:
+        if not 0.0 <= fixed <= 1.0:
+            raise ConfigError(f"Fixed threshold {rule!r} (eval.threshold) is outside [0, 1]; {expected}.")
+        return "fixed", fixed
+    if name in ("youden", "f1") and not sep:
+        return name, None
+    if name in ("sensitivity", "specificity"):
+        try:
+            target = float(value)
+        except ValueError:
+            raise ConfigError(f"Threshold rule {rule!r} needs a target after ':', e.g. '{name}:0.95'; {expected}.") from None
+        if not 0.0 < target <= 1.0:
+            raise ConfigError(f"Threshold rule {rule!r}: the target must be in (0, 1], e.g. '{name}:0.95'.")
+        return name, target
+    raise ConfigError(f"Unknown threshold rule {rule!r} (eval.threshold); {expected}."
+                      + did_you_mean(name, ["youden", "f1", "sensitivity", "specificity"]))
+
+
+def parse_class_weights(spec: str) -> str | list[float] | None:
+    """``'none'``/``''`` -> None, ``'balanced'`` -> ``'balanced'``, ``'1,3'`` -> ``[1.0, 3.0]`` (positive, finite).
+
+    >>> parse_class_weights("none"), parse_class_weights("balanced"), parse_class_weights("1, 2.5")
+    (None, 'balanced', [1.0, 2.5])
+    """
+    text = str(spec).strip()
+    if text.lower() in ("", "none"):
+        return None
+    if text.lower() == "balanced":
+        return "balanced"
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"train.class_weights={spec!r}: expected 'none', 'balanced' or positive numbers in class "
+                          "order such as '1,3'." + did_you_mean(text, ["none", "balanced"]))
+    return values
+
+
+def parse_devices(spec: str) -> int | str | list[int]:
+    """Lightning ``devices``: ``'auto'``, a count (``'2'``, ``'-1'`` = all) or indices ``'0,1'``.
+
+    >>> parse_devices("auto"), parse_devices("2"), parse_devices("0, 1")
+    ('auto', 2, [0, 1])
+    """
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return "auto"
+    try:
+        if "," in text:
+            ids = [int(d) for d in text.split(",") if d.strip()]
+            if ids and min(ids) >= 0 and len(set(ids)) == len(ids):
+                return ids
+        elif int(text) >= 1 or int(text) == -1:
+            return int(text)
+    except ValueError:
+        pass
+    raise ConfigError(f"train.devices={spec!r}: expected 'auto', a device count such as 2 (-1 = all), or distinct "
+                      "device indices such as '0,1'.")

@@ -1,0 +1,33 @@
+"""Allowed values of every choice field of the run config, declared once.
+
+:mod:`medclass.config` uses these as its fields' types; the code that acts on a field reads its
+values with :func:`choices` (e.g. ``OPTIMIZERS = choices(Optimizer)``); ``medclass config`` prints
+them. They live in this small module, below the model registry and the metrics, so that those
+layers can read them without importing the config above them.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+Source = Literal["auto", "folders", "csv", "npz", "dicom"]
+DuplicatePolicy = Literal["fail", "drop", "merge", "warn"]
+Pool = Literal["avg", "max", "avgmax"]
+InChans = Literal[1, 3]
+Optimizer = Literal["adamw", "sgd"]
+Scheduler = Literal["none", "plateau", "cosine", "onecycle"]
+Monitor = Literal["val_loss", "val_auc", "val_acc"]
+Sampler = Literal["shuffle", "weighted"]
+Augment = Literal["none", "light", "xray", "fundus"]
+Precision = Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
+                    "32", "16", "bf16", "64"]  # the last four: Lightning's short names
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+CamMethod = Literal["gradcam", "gradcam++", "eigencam"]
+
+
+def choices(alias: Any) -> tuple:
+    """The allowed values of a choice type declared here.
+
+    >>> choices(Optimizer)
+    ('adamw', 'sgd')
+    """
+    return alias.__args__
