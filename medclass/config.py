@@ -86,6 +86,9 @@ class TrainConfig:
     class_weights: str = "none"  # none | balanced | comma-separated weights in class order
     sampler: str = "shuffle"  # shuffle | weighted (oversample rare classes)
     augment: str = "light"  # none | light | xray | fundus
+    augment_on: str = "auto"  # where augmentation runs: auto (device on a GPU, else cpu) | cpu (DataLoader workers) | device (batched on the training device)
+    channels_last: str = "auto"  # channels-last memory format of model and batches: auto (on a GPU) | true | false
+    compile: bool = False  # torch.compile the model (slower first steps; measure with bench/bench_gpu.py before relying on it)
     label_smoothing: float = 0.0  # cross-entropy label smoothing
     precision: str = "auto"  # auto (bf16/16-mixed on GPU, 32 on CPU) | 32 | 16-mixed | bf16-mixed
     accumulate: int = 1  # gradient accumulation steps

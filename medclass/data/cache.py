@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError, DatasetError, ImageReadError
 from ..utils import write_json
 from .fingerprint import default_workers
 from .table import DataTable
-from .transforms import prepare_image
+from .transforms import prepare_image, quantize_uint8
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +141,7 @@ def _encode(args: tuple[str, int, str, int, int, bool]) -> tuple[np.ndarray | No
     except ImageReadError as e:
         return None, e.reason
     x = prepare_image(image, size, chans, keep_aspect)
-    return x.mul(255).round_().to(torch.uint8).numpy(), ""
+    return quantize_uint8(x).numpy(), ""
 
 
 def _check_disk(folder: Path, needed: int) -> None:

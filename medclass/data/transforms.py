@@ -121,6 +121,15 @@ def prepare_image(image: np.ndarray, image_size: int, in_chans: int, keep_aspect
     return x.contiguous()
 
 
+def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float pixels in [0, 1] -> uint8 (rounded to the nearest of 256 levels), as the image cache stores them.
+
+    >>> quantize_uint8(torch.tensor([0.0, 0.5, 1.0])).tolist()
+    [0, 128, 255]
+    """
+    return x.mul(255).round_().to(torch.uint8)
+
+
 def augmentations(params: AugmentParams) -> list[v2.Transform]:
     """The torchvision v2 steps of ``params`` (empty for the identity).
 

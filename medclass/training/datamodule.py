@@ -13,6 +13,7 @@ from ..config import RunConfig
 from ..data.dataset import EpochSampler, ImageDataset, collate_skip
 from ..data.table import DataTable
 from ..data.transforms import build_transform
+from .accel import DeviceFeed
 
 
 class SplitDataModule(pl.LightningDataModule):
@@ -25,21 +26,32 @@ class SplitDataModule(pl.LightningDataModule):
         self.cfg = cfg
         self.mean, self.std = list(mean), list(std)
         self.caches = caches or {}
+        self.feed = DeviceFeed(cfg, self.mean, self.std)  # pinned memory, augmentation on the device, channels-last
 
     def dataset(self, split: str, train: bool) -> ImageDataset:
-        """The dataset of one split, with the train (augmented) or eval transform."""
+        """The dataset of one split, with the train (augmented) or eval transform.
+
+        With augmentation on the device, the train dataset serves uint8 images and their
+        augmentation parameters instead (see :class:`~.accel.DeviceFeed`).
+        """
         m, t = self.cfg.model, self.cfg.train
         tf = build_transform(t.augment if train else "none", image_size=m.image_size, in_chans=m.in_chans,
                              mean=self.mean, std=self.std, train=train)
-        return ImageDataset(self.table.subset(split), classes=self.table.classes, transform=tf,
-                            window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
+        tf = (self.feed.feed_transform() or tf) if train else tf
+        ds = ImageDataset(self.table.subset(split), classes=self.table.classes, transform=tf,
+                          window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
+        return self.feed.train_dataset(ds) if train else ds
 
     def _loader(self, ds: ImageDataset, sampler=None) -> DataLoader:
         t = self.cfg.train
         workers = max(0, t.num_workers)
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=collate_skip, persistent_workers=workers > 0,
-                          pin_memory=False, drop_last=False)
+                          pin_memory=self.feed.pin_memory, drop_last=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: D102
+        training = self.trainer is not None and self.trainer.training
+        return self.feed.after_transfer(batch, training)
 
     def sample_weights(self, labels: np.ndarray) -> np.ndarray:
         """Inverse class frequency per sample, for the weighted sampler."""

@@ -33,6 +33,7 @@ from ..data.table import DataTable
 from ..errors import ConfigError, check_choice
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
+from .accel import prepare_model, resolve_augment_on, use_channels_last
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .checkpoint import build_meta
 from .datamodule import SplitDataModule
@@ -134,6 +135,8 @@ def check_config(cfg: RunConfig) -> None:
     check_choice("train.sampler", t.sampler, ["shuffle", "weighted"])
     check_choice("train.augment", t.augment, list(PRESETS))
     check_choice("model.in_chans", str(cfg.model.in_chans), ["1", "3"])
+    resolve_augment_on(t)  # checks train.augment_on
+    use_channels_last(t)  # checks train.channels_last
     parse_rule(cfg.eval.threshold)
     if cfg.model.image_size < model_info(cfg.model.name).min_input_size:
         raise ConfigError(f"model.image_size={cfg.model.image_size} is below the minimum "
@@ -221,6 +224,7 @@ def _fit(cfg: RunConfig, run_dir: Path, table: DataTable, *, resumed: bool, prog
     mean, std = info.mean_std(m.in_chans)
     model = create_model(m.name, num_classes=len(table.classes), in_chans=m.in_chans, pretrained=m.pretrained,
                          weights=m.weights, dropout=m.dropout, pool=m.pool)
+    prepare_model(model, cfg.train)  # channels-last and torch.compile when configured
     train_labels = table.subset("train").labels
     weights = class_weight_vector(cfg.train.class_weights, train_labels, len(table.classes))
     module = ClassifierModule(model, table.classes, cfg, class_weights=weights)
@@ -276,13 +280,18 @@ def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
 
 
 def build_caches(table: DataTable, cfg: RunConfig) -> dict:
-    """Memory-mapped uint8 image caches per split when ``data.cache`` names a folder (else none)."""
-    if not cfg.data.cache:
+    """Memory-mapped uint8 image caches per split when ``data.cache`` names a folder (else none).
+
+    With augmentation on the device (a GPU), an empty ``data.cache`` means ``<workspace>/.cache``:
+    images are decoded once, so the workers only copy uint8 pixels.
+    """
+    folder = cfg.data.cache or (str(Path(cfg.workspace) / ".cache") if resolve_augment_on(cfg.train) == "device" else "")
+    if not folder:
         return {}
     from ..data.cache import build_cache
 
     return {split: build_cache(table.subset(split), cfg.model.image_size, cfg.model.in_chans, cfg.data.window,
-                               cfg.data.cache, workers=cfg.train.num_workers or None)
+                               folder, workers=cfg.train.num_workers or None)
             for split in ("train", "val") if (table.frame["split"] == split).any()}
 
 
