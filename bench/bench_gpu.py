@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -232,6 +233,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     env = environment(args)
     table = load_table(args)
+    per_epoch = math.ceil(len(table) / args.batch_size)
+    if args.compile and args.warmup <= per_epoch:
+        # the last, smaller batch of the first epoch makes torch.compile recompile: keep that out of the timing
+        print(f"--compile: warm-up raised from {args.warmup} to {per_epoch + 1} steps (one epoch of the real data)", flush=True)
+        args.warmup = per_epoch + 1
     with tempfile.TemporaryDirectory(prefix="bench_gpu_ws_") as ws:
         results = [bench_model(m.strip(), args, table, Path(ws)) for m in args.models.split(",") if m.strip()]
     report = {"environment": env, "settings": {k: str(v) for k, v in vars(args).items()}, "results": results,

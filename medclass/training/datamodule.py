@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from ..config import RunConfig
+from ..data.batch_augment import AugmentParamsDataset
 from ..data.dataset import EpochSampler, ImageDataset, collate_skip
 from ..data.table import DataTable
 from ..data.transforms import build_transform
@@ -28,7 +29,7 @@ class SplitDataModule(pl.LightningDataModule):
         self.caches = caches or {}
         self.feed = DeviceFeed(cfg, self.mean, self.std)  # pinned memory, augmentation on the device, channels-last
 
-    def dataset(self, split: str, train: bool) -> ImageDataset:
+    def dataset(self, split: str, train: bool) -> ImageDataset | AugmentParamsDataset:
         """The dataset of one split, with the train (augmented) or eval transform.
 
         With augmentation on the device, the train dataset serves uint8 images and their
@@ -42,7 +43,7 @@ class SplitDataModule(pl.LightningDataModule):
                           window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
         return self.feed.train_dataset(ds) if train else ds
 
-    def _loader(self, ds: ImageDataset, sampler=None) -> DataLoader:
+    def _loader(self, ds: ImageDataset | AugmentParamsDataset, sampler=None) -> DataLoader:
         t = self.cfg.train
         workers = max(0, t.num_workers)
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,
