@@ -154,13 +154,14 @@ def test_device_feed_choices_and_channels_last(tmp_path: Path) -> None:
 
 
 def test_tiny_training_run_with_augmentation_on_the_device(tmp_path: Path) -> None:
-    """40 images, 32 px, 1 epoch on the CPU with device augmentation, channels-last and the uint8 cache."""
+    """40 images, 32 px, 1 epoch on the CPU: device augmentation, channels-last, the uint8 cache, a persistent worker."""
     from medclass import train
     from medclass.training.datamodule import SplitDataModule
 
     data = make_images(tmp_path / "data", n_per_class=20, size=40)
     cfg = tiny_config(data, tmp_path / "ws", **{"train.epochs": "1", "train.augment": "xray", "train.accelerator": "cpu",
-                                                 "train.augment_on": "device", "train.channels_last": "on"})
+                                                 "train.augment_on": "device", "train.channels_last": "on",
+                                                 "train.num_workers": "1"})  # a worker: the feed pickles
     result = train(cfg, progress=False)
     assert result.best_checkpoint.is_file() and len(result.metrics) == 1
     assert np.isfinite(result.metrics["train_loss"]).all()

@@ -96,7 +96,7 @@ def draw_params(augment: AugmentParams, image_size: int, seed: int) -> list[floa
     if augment.vflip:
         p["vflip"] = float(torch.rand(1, generator=g).item() < augment.vflip)
     # v2.RandomAffine.make_params: angle, then translation, scale and x shear when switched on
-    if has_affine(augment):
+    if augment.has_affine:
         p["angle"] = _uniform(g, -augment.rotation, augment.rotation)
         if augment.translate:
             max_d = float(augment.translate * image_size)
@@ -115,11 +115,6 @@ def draw_params(augment: AugmentParams, image_size: int, seed: int) -> list[floa
         if augment.contrast:
             p["contrast"] = _uniform(g, max(0.0, 1 - augment.contrast), 1 + augment.contrast)
     return [p[k] for k in PARAM_NAMES]
-
-
-def has_affine(augment: AugmentParams) -> bool:
-    """True when the preset has an affine step (the CPU path's ``RandomAffine``)."""
-    return bool(augment.rotation or augment.shear or augment.translate or tuple(augment.scale) != (1.0, 1.0))
 
 
 def affine_theta(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -183,7 +178,7 @@ class BatchAugment:
             x = torch.where(col["hflip"] > 0.5, x.flip(-1), x)
         if a.vflip:
             x = torch.where(col["vflip"] > 0.5, x.flip(-2), x)
-        if has_affine(a):
+        if a.has_affine:
             x = self._affine(x, params)
         if a.brightness and a.contrast:
             bc = _contrast(_brightness(x, col["brightness"]), col["contrast"])

@@ -55,6 +55,11 @@ class AugmentParams:
         """True when no step is switched on (the ``none`` preset)."""
         return self == AugmentParams()
 
+    @property
+    def has_affine(self) -> bool:
+        """True when rotation, shear, translation or scaling is switched on (one ``RandomAffine`` step)."""
+        return bool(self.rotation or self.shear or self.translate or tuple(self.scale) != (1.0, 1.0))
+
 
 PRESETS: dict[str, AugmentParams] = {
     # no augmentation at all (also what every eval transform uses)
@@ -141,7 +146,7 @@ def augmentations(params: AugmentParams) -> list[v2.Transform]:
         steps.append(v2.RandomHorizontalFlip(params.hflip))
     if params.vflip:
         steps.append(v2.RandomVerticalFlip(params.vflip))
-    if params.rotation or params.shear or params.translate or tuple(params.scale) != (1.0, 1.0):
+    if params.has_affine:
         steps.append(v2.RandomAffine(
             degrees=params.rotation,
             translate=(params.translate, params.translate) if params.translate else None,
