@@ -18,9 +18,11 @@ import pytest
 import torch
 from torchvision.transforms import v2
 
-from medclass.config import apply_overrides
-from medclass.data.batch_augment import PARAM_NAMES, AugmentParamsDataset, BatchAugment, FeedTransform, draw_params
+from medclass.config import DataConfig, apply_overrides
+from medclass.data.batch_augment import PARAM_NAMES, BatchAugment, FeedDataset, FeedTransform, draw_params
+from medclass.data.cache import build_cache
 from medclass.data.dataset import ImageDataset, collate_skip, sample_seed
+from medclass.data.sources import load_source
 from medclass.data.table import DataTable
 from medclass.data.transforms import PRESETS, build_transform
 from medclass.errors import ConfigError
@@ -53,7 +55,7 @@ def cpu_batch(preset: str, chans: int, reader, epoch: int = EPOCH) -> torch.Tens
 
 def device_batch(preset: str, chans: int, reader, epoch: int = EPOCH) -> torch.Tensor:
     aug = BatchAugment(PRESETS[preset], SIZE, [0.5] * chans, [0.25] * chans, seed=SEED)
-    ds = AugmentParamsDataset(ImageDataset(make_table(), transform=FeedTransform(SIZE, chans), seed=SEED, reader=reader), aug)
+    ds = FeedDataset(make_table(), aug, chans, seed=SEED, reader=reader)
     batch = collate_skip([ds[(epoch, i)] for i in range(N)])
     assert batch["image"].dtype == torch.uint8 and batch["augment_params"].shape == (N, len(PARAM_NAMES))
     return aug(batch["image"], batch["augment_params"], train=True)
@@ -125,6 +127,18 @@ def test_uint8_feed_of_resized_images_is_within_half_a_grey_level() -> None:
     assert float((cpu - dev).abs().max()) <= gain * 0.5 / 255 / 0.25 + 1e-4
 
 
+def test_feed_from_the_cache_equals_the_feed_from_decoding(tmp_path: Path) -> None:
+    """Cached rows are served as stored (uint8, no float round trip) and equal a fresh decode + quantisation."""
+    table = load_source(DataConfig(path=str(make_images(tmp_path / "data", n_per_class=4, size=40))))
+    cache = build_cache(table, SIZE, 1, folder=tmp_path / "cache", workers=1)
+    aug = BatchAugment(PRESETS["xray"], SIZE, [0.5], [0.25], seed=SEED)
+    cached, decoded = FeedDataset(table, aug, 1, seed=SEED, cache=cache), FeedDataset(table, aug, 1, seed=SEED)
+    for i in range(len(table)):
+        a, b = cached[(EPOCH, i)], decoded[(EPOCH, i)]
+        assert a["image"].dtype == torch.uint8 and torch.equal(a["image"], b["image"])
+        assert torch.equal(a["augment_params"], b["augment_params"])
+
+
 def test_same_seed_same_batch_and_epochs_differ() -> None:
     reader = make_reader(SIZE, 1)
     first, again = device_batch("xray", 1, reader), device_batch("xray", 1, reader)
@@ -168,4 +182,4 @@ def test_tiny_training_run_with_augmentation_on_the_device(tmp_path: Path) -> No
     assert list((tmp_path / "ws" / ".cache").glob("images-*.npy"))  # device feed decodes once into the cache
     table = DataTable.from_csv(result.run_dir / "split.csv", ["disk", "plain"])
     ds = SplitDataModule(table, cfg, [0.5], [0.25]).dataset("train", train=True)
-    assert isinstance(ds, AugmentParamsDataset) and ds[(0, 0)]["image"].dtype == torch.uint8
+    assert isinstance(ds, FeedDataset) and ds[(0, 0)]["image"].dtype == torch.uint8

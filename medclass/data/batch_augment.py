@@ -12,7 +12,7 @@ runs, with the same presets and the same per-sample seeding rule:
   ``ColorJitter`` do on the CPU path after ``torch.manual_seed(sample_seed(...))``: a sample gets
   the same flips, angle, translation, scale, shear, brightness, contrast and jitter order on both
   paths (``tests/test_batch_augment.py`` checks this against the CPU transforms themselves).
-  :class:`AugmentParamsDataset` draws them in the DataLoader workers (``batch["augment_params"]``),
+  :class:`FeedDataset` draws them in the DataLoader workers (``batch["augment_params"]``),
   so the training process spends no time on them.
 * :meth:`BatchAugment.augment_batch` applies them to a float batch with batched ops that compute what
   torchvision's per-image kernels compute: flips; one ``affine_grid`` + ``grid_sample`` with a
@@ -28,7 +28,7 @@ same pixels.
 Example::
 
     aug = BatchAugment(PRESETS["xray"], image_size=64, mean=[0.5], std=[0.25], seed=42)
-    ds = AugmentParamsDataset(ImageDataset(table, transform=FeedTransform(64, 1)), aug)  # in the DataLoader
+    ds = FeedDataset(table, aug, in_chans=1, seed=42, cache=cache)  # served by the DataLoader
     x = aug(batch["image"].cuda(), batch["augment_params"], train=True)  # normalised float32 on the GPU
 """
 from __future__ import annotations
@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 from .dataset import ImageDataset, Key, sample_seed
+from .table import DataTable
 from .transforms import AugmentParams, prepare_image, quantize_uint8
 
 # columns of the parameter matrix returned by draw_params / BatchAugment.params
@@ -56,6 +56,8 @@ class FeedTransform:
 
     The dataset transform of the device path; deterministic (``random`` is False, so the dataset
     does not seed the RNG for it). ``image_size`` and ``in_chans`` let the dataset check its cache.
+    A uint8 ``(C, S, S)`` array (a row of the image cache, see :class:`FeedDataset`) is already
+    prepared: it is copied as it is.
 
     >>> FeedTransform(16, 1)(np.ones((30, 60, 3), np.float32)).dtype
     torch.uint8
@@ -71,6 +73,8 @@ class FeedTransform:
         return False
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
+        if image.dtype == np.uint8:
+            return torch.from_numpy(np.array(image))  # a cache row: copied out of the memory map
         return quantize_uint8(prepare_image(image, self.image_size, self.in_chans, self.keep_aspect))
 
 
@@ -212,7 +216,7 @@ class BatchAugment:
         if train and not self.augment.is_identity:
             if params is None:
                 raise ValueError("BatchAugment needs the per-sample parameters of a training batch (batch['augment_params'], "
-                                 "served by AugmentParamsDataset); got none.")
+                                 "served by FeedDataset); got none.")
             x = self.augment_batch(x, params)
         return self.normalize(x)
 
@@ -221,22 +225,32 @@ class BatchAugment:
 
 
 
-class AugmentParamsDataset(Dataset):
-    """An :class:`~.dataset.ImageDataset` whose samples also carry their augmentation parameters.
 
-    Keys are those of the dataset (``(epoch, index)`` from :class:`~.dataset.EpochSampler`, or an
-    index for epoch 0); each sample gains ``augment_params`` (float64, one value per
-    :data:`PARAM_NAMES`), drawn in the worker that loads it; unreadable samples stay ``None``.
+class FeedDataset(ImageDataset):
+    """The training dataset of the device path: uint8 images plus their augmentation parameters.
+
+    An :class:`~.dataset.ImageDataset` with :class:`FeedTransform`; with an image cache the stored
+    uint8 rows are served directly (no float round trip). Each sample gains ``augment_params``
+    (float64, one value per :data:`PARAM_NAMES`) for the key's epoch and the sample's index, drawn
+    in the worker that loads it; unreadable samples stay ``None``.
+
+    Args:
+        table: the rows to serve (the training split).
+        augment: the :class:`BatchAugment` that will augment the batches (its preset, size, seed).
+        in_chans: channels served.
+        **kwargs: ``classes``, ``window``, ``seed``, ``cache``, ``reader`` as for ImageDataset.
     """
 
-    def __init__(self, dataset: ImageDataset, augment: BatchAugment) -> None:
-        self.dataset, self.augment = dataset, augment
+    def __init__(self, table: DataTable, augment: BatchAugment, in_chans: int, **kwargs: Any) -> None:
+        super().__init__(table, transform=FeedTransform(augment.image_size, in_chans), **kwargs)
+        self.augment = augment
 
-    def __len__(self) -> int:
-        return len(self.dataset)
+    def load(self, index: int) -> np.ndarray:
+        """uint8 ``(C, S, S)`` from the cache, else the reader's float image (may raise ImageReadError)."""
+        return self.cache.pixels(index) if self.cache is not None else super().load(index)
 
     def __getitem__(self, key: Key) -> dict[str, Any] | None:
-        sample = self.dataset[key]
+        sample = super().__getitem__(key)
         if sample is not None:
             epoch = int(key[0]) if isinstance(key, tuple) else 0
             sample["augment_params"] = self.augment.params(epoch, [sample["index"]])[0]

@@ -29,8 +29,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig, TrainConfig
-from ..data.batch_augment import AugmentParamsDataset, BatchAugment, FeedTransform
-from ..data.dataset import ImageDataset
+from ..data.batch_augment import BatchAugment
 from ..data.transforms import PRESETS
 from ..errors import check_choice
 
@@ -86,25 +85,16 @@ class DeviceFeed:
     """How a DataModule feeds the training device (see the module docstring for the ``auto`` rules).
 
     With augmentation on the device, the training dataset serves uint8 images with their
-    parameters (:class:`~medclass.data.batch_augment.AugmentParamsDataset`) and
+    parameters (:class:`~medclass.data.batch_augment.FeedDataset`) and
     :meth:`after_transfer` augments and normalises them once they are on the device; validation
     batches arrive normalised from the CPU transform. Channels-last applies to every batch.
     """
 
     def __init__(self, cfg: RunConfig, mean: list[float], std: list[float]) -> None:
         t = cfg.train
-        self.image_size, self.in_chans = cfg.model.image_size, cfg.model.in_chans
         self.pin_memory, self.channels_last = pin_memory(t), use_channels_last(t)
-        self.batch_augment = (BatchAugment(PRESETS[t.augment], self.image_size, mean, std, t.seed)
+        self.batch_augment = (BatchAugment(PRESETS[t.augment], cfg.model.image_size, mean, std, t.seed)
                               if resolve_augment_on(t) == "device" else None)
-
-    def feed_transform(self) -> FeedTransform | None:
-        """The training dataset's transform when augmentation runs on the device (else ``None``)."""
-        return FeedTransform(self.image_size, self.in_chans) if self.batch_augment is not None else None
-
-    def train_dataset(self, ds: ImageDataset) -> ImageDataset | AugmentParamsDataset:
-        """``ds`` with per-sample augmentation parameters when augmentation runs on the device."""
-        return AugmentParamsDataset(ds, self.batch_augment) if self.batch_augment is not None else ds
 
     def after_transfer(self, batch: Any, training: bool) -> Any:
         """Augment (when ``training``) and normalise uint8 images on their device; channels-last if on."""

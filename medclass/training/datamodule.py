@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from ..config import RunConfig
-from ..data.batch_augment import AugmentParamsDataset
+from ..data.batch_augment import FeedDataset
 from ..data.dataset import EpochSampler, ImageDataset, collate_skip
 from ..data.table import DataTable
 from ..data.transforms import build_transform
@@ -29,21 +29,21 @@ class SplitDataModule(pl.LightningDataModule):
         self.caches = caches or {}
         self.feed = DeviceFeed(cfg, self.mean, self.std)  # pinned memory, augmentation on the device, channels-last
 
-    def dataset(self, split: str, train: bool) -> ImageDataset | AugmentParamsDataset:
+    def dataset(self, split: str, train: bool) -> ImageDataset:
         """The dataset of one split, with the train (augmented) or eval transform.
 
-        With augmentation on the device, the train dataset serves uint8 images and their
-        augmentation parameters instead (see :class:`~.accel.DeviceFeed`).
+        With augmentation on the device, the train dataset is a :class:`FeedDataset` instead: uint8
+        images and their augmentation parameters (see :class:`~.accel.DeviceFeed`).
         """
         m, t = self.cfg.model, self.cfg.train
+        common = dict(classes=self.table.classes, window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
+        if train and self.feed.batch_augment is not None:
+            return FeedDataset(self.table.subset(split), self.feed.batch_augment, m.in_chans, **common)
         tf = build_transform(t.augment if train else "none", image_size=m.image_size, in_chans=m.in_chans,
                              mean=self.mean, std=self.std, train=train)
-        tf = (self.feed.feed_transform() or tf) if train else tf
-        ds = ImageDataset(self.table.subset(split), classes=self.table.classes, transform=tf,
-                          window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
-        return self.feed.train_dataset(ds) if train else ds
+        return ImageDataset(self.table.subset(split), transform=tf, **common)
 
-    def _loader(self, ds: ImageDataset | AugmentParamsDataset, sampler=None) -> DataLoader:
+    def _loader(self, ds: ImageDataset, sampler=None) -> DataLoader:
         t = self.cfg.train
         workers = max(0, t.num_workers)
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,
