@@ -48,6 +48,7 @@ from .transforms import AugmentParams, prepare_image, quantize_uint8
 
 # columns of the parameter matrix returned by draw_params / BatchAugment.params
 PARAM_NAMES = ("hflip", "vflip", "angle", "tx", "ty", "scale", "shear", "brightness", "contrast", "brightness_first")
+_COL = {name: i for i, name in enumerate(PARAM_NAMES)}
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,8 @@ def affine_theta(params: torch.Tensor, height: int, width: int) -> torch.Tensor:
     then translation; float64), rescaled from centred pixel coordinates to ``[-1, 1]``.
     """
     p = params.to(torch.float64)
-    rot, sx = torch.deg2rad(p[:, 2]), torch.deg2rad(p[:, 6])
-    tx, ty, scale = p[:, 3], p[:, 4], p[:, 5]
+    rot, sx = torch.deg2rad(p[:, _COL["angle"]]), torch.deg2rad(p[:, _COL["shear"]])
+    tx, ty, scale = p[:, _COL["tx"]], p[:, _COL["ty"]], p[:, _COL["scale"]]
     a, c = torch.cos(rot), torch.sin(rot)
     b = -(a * torch.tan(sx) + c)
     d = torch.cos(rot) - c * torch.tan(sx)
@@ -177,7 +178,7 @@ class BatchAugment:
         """Float ``(B, C, H, W)`` in [0, 1] -> augmented, clamped to [0, 1] (not normalised)."""
         a = self.augment
         p = params.to(device=x.device, dtype=x.dtype)
-        col = {k: p[:, i].view(-1, 1, 1, 1) for i, k in enumerate(PARAM_NAMES)}
+        col = {k: p[:, i].view(-1, 1, 1, 1) for k, i in _COL.items()}
         if a.hflip:
             x = torch.where(col["hflip"] > 0.5, x.flip(-1), x)
         if a.vflip:
