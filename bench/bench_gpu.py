@@ -59,18 +59,22 @@ from medclass.training.runner import make_trainer
 
 
 class SyncStepTimer(StepTimer):
-    """:class:`bench_throughput.StepTimer` that synchronises the CUDA device and stops after ``warmup + steps``."""
+    """:class:`bench_throughput.StepTimer` over steps counted across epochs; stops after ``warmup + steps``.
+
+    The CUDA device is synchronised only at the two ends of the timed span (the last warm-up step
+    and the last step), so the host may run ahead of the GPU in between, as in real training.
+    """
 
     def __init__(self, warmup: int, steps: int) -> None:
         super().__init__(warmup)
         self.total, self.done = warmup + steps, 0
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: D102
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
         self.done += 1
         if self.done > self.total:  # Lightning may finish the step in flight after should_stop
             return
+        if module.device.type == "cuda" and self.done in (self.warmup, self.total):
+            torch.cuda.synchronize(module.device)
         super().on_train_batch_end(trainer, module, outputs, batch, self.done - 1)
         if self.done >= self.total:
             trainer.should_stop = True
@@ -128,14 +132,17 @@ def synthetic_batch(cfg: RunConfig, device: torch.device) -> dict:
 
 def feed_rate(dm: SplitDataModule, device: torch.device, warmup: int, steps: int) -> float:
     """Images/s of the data pipeline alone: loader, copy to ``device``, batched augmentation, normalisation."""
-    images, start, done = 0, 0.0, 0
+    images, start, done, epoch = 0, 0.0, 0, 0
+    loader = dm.train_dataloader()  # one loader: its persistent workers serve every epoch
     while done < warmup + steps:
-        for batch in dm.train_dataloader():
+        loader.sampler.set_epoch(epoch)
+        epoch += 1
+        for batch in loader:
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             x = dm.feed.after_transfer(batch, training=True)["image"]
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
             done += 1
+            if device.type == "cuda" and done in (warmup, warmup + steps):
+                torch.cuda.synchronize(device)
             if done == warmup:
                 start = time.perf_counter()
             elif done > warmup:
@@ -224,6 +231,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of the uint8 image cache (built once, reused)")
     p.add_argument("--out", type=Path, required=True, help="folder for bench_gpu.json and bench_gpu.md")
     args = p.parse_args(argv)
+    if args.warmup < 1 or args.steps < 1:
+        p.error(f"--warmup and --steps must be at least 1, got {args.warmup} and {args.steps}.")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda but torch sees no CUDA GPU; use --device cpu for a logic check.")
     return args
