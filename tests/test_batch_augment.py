@@ -167,6 +167,18 @@ def test_device_feed_choices_and_channels_last(tmp_path: Path) -> None:
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_auto_settings_follow_the_gpu(tmp_path: Path, monkeypatch) -> None:
+    """With a CUDA GPU visible, auto means device augmentation, pinned memory and channels-last; accelerator=cpu overrides."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = tiny_config(tmp_path, tmp_path, **{"train.accelerator": "auto"})
+    feed = DeviceFeed(cfg, [0.5], [0.25])
+    assert feed.batch_augment is not None and feed.pin_memory and feed.channels_last
+    forced = DeviceFeed(apply_overrides(cfg, ["train.augment_on=cpu", "train.channels_last=false"]), [0.5], [0.25])
+    assert forced.batch_augment is None and forced.pin_memory and not forced.channels_last
+    on_cpu = DeviceFeed(apply_overrides(cfg, ["train.accelerator=cpu"]), [0.5], [0.25])
+    assert on_cpu.batch_augment is None and not on_cpu.pin_memory and not on_cpu.channels_last
+
+
 def test_tiny_training_run_with_augmentation_on_the_device(tmp_path: Path) -> None:
     """40 images, 32 px, 1 epoch on the CPU: device augmentation, channels-last, the uint8 cache, a persistent worker."""
     from medclass import train
