@@ -142,3 +142,22 @@ def parse_devices(spec: str) -> int | str | list[int]:
         pass
     raise ConfigError(f"train.devices={spec!r}: expected 'auto', a device count such as 2 (-1 = all), or distinct "
                       "device indices such as '0,1'.")
+
+
+def parse_switch(spec: Any) -> str:
+    """An on/off setting with ``auto``: ``'auto'``, ``'true'`` or ``'false'``.
+
+    YAML and ``--set`` turn on/off/yes/no into booleans, which arrive here as ``True``/``False`` text.
+
+    >>> parse_switch("auto"), parse_switch("On"), parse_switch(False)
+    ('auto', 'true', 'false')
+    """
+    low = str(spec).strip().lower()
+    if low == "auto":
+        return "auto"
+    if low in {"1", "true", "yes", "on"}:
+        return "true"
+    if low in {"0", "false", "no", "off"}:
+        return "false"
+    raise ConfigError(f"Expected auto, true or false (also on/off, yes/no), got {spec!r}.")
+

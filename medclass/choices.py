@@ -18,6 +18,7 @@ Scheduler = Literal["none", "plateau", "cosine", "onecycle"]
 Monitor = Literal["val_loss", "val_auc", "val_acc"]
 Sampler = Literal["shuffle", "weighted"]
 Augment = Literal["none", "light", "xray", "fundus"]
+AugmentOn = Literal["auto", "cpu", "device"]
 Precision = Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
                     "32", "16", "bf16", "64"]  # the last four: Lightning's short names
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]

@@ -19,10 +19,10 @@ from typing import Annotated, Any
 import yaml
 from annotated_types import Ge, Gt, Interval
 
-from .choices import (Accelerator, Augment, CamMethod, DuplicatePolicy, InChans, Monitor, Optimizer, Pool,  # noqa: F401
+from .choices import (Accelerator, Augment, AugmentOn, CamMethod, DuplicatePolicy, InChans, Monitor, Optimizer, Pool,  # noqa: F401
                       Precision, Sampler, Scheduler, Source, choices)
 from ._config_check import check_config, coerce_section, commented_yaml, load_yaml_mapping
-from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_threshold_rule,
+from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_switch, parse_threshold_rule,
                        parse_window)
 from .errors import ConfigError, did_you_mean
 
@@ -41,6 +41,7 @@ Window = Annotated[str, Format(parse_window, "'' (the file's own), a preset (" +
                               + ") or 'center,width' such as '40,80'")]
 ClassWeights = Annotated[str, Format(parse_class_weights, "none | balanced | positive numbers in class order, e.g. '1,3'")]
 Devices = Annotated[str, Format(parse_devices, "auto | a count (-1 = all) | indices such as '0,1'")]
+Switch = Annotated[str, Format(parse_switch, "auto | true | false (also on/off, yes/no)")]
 ThresholdRule = Annotated[str, Format(parse_threshold_rule, "youden | f1 | sensitivity:X | specificity:X | a number in [0, 1]")]
 
 
@@ -105,6 +106,9 @@ class TrainConfig:
     class_weights: ClassWeights = "none"  # loss weight of each class
     sampler: Sampler = "shuffle"  # data order (weighted: oversample rare classes)
     augment: Augment = "light"  # augmentation preset of the training images
+    augment_on: AugmentOn = "auto"  # where augmentation runs: auto (device on a GPU, else cpu) | cpu (DataLoader workers) | device (batched on the training device)
+    channels_last: Switch = "auto"  # channels-last memory format of model and batches: auto (on a GPU) | true | false
+    compile: bool = False  # torch.compile the model (slower first steps; measure with bench/bench_gpu.py before relying on it)
     label_smoothing: UnitFraction = 0.0  # cross-entropy label smoothing
     precision: Precision = "auto"  # Lightning precision (auto: bf16/16-mixed on GPU, 32 on CPU)
     accumulate: PosInt = 1  # gradient accumulation steps

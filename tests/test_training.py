@@ -180,10 +180,11 @@ def test_classes_json_is_written_atomically(tiny_data: Path, tmp_path: Path, mon
     """classes.json is needed to resume: a crash while writing it must not leave half a file."""
     from medclass.data.sources import load_source
     from medclass.data.splits import split_patients
+    from medclass.artifacts import rundir
     from medclass.training import runner
 
     written = []
-    monkeypatch.setattr(runner, "write_json", lambda path, obj: written.append(Path(path).name))
+    monkeypatch.setattr(rundir, "write_json", lambda path, obj: written.append(Path(path).name))
     monkeypatch.setattr(Path, "write_text", lambda *a, **k: pytest.fail("a run file written without atomic write"))
     monkeypatch.setattr(runner, "_fit", lambda *a, **k: "fitted")
     cfg = tiny_config(tiny_data, tmp_path)

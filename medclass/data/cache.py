@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError, DatasetError, ImageReadError
 from ..utils import write_json
 from .fingerprint import default_workers
 from .table import DataTable
-from .transforms import prepare_image
+from .transforms import prepare_image, quantize_uint8
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +115,15 @@ class ImageCache:
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_images": None}  # spawned workers map the file themselves
 
-    def image(self, index: int) -> np.ndarray:
-        """Row ``index`` as float32 ``(S, S, C)`` in [0, 1]; raises ImageReadError for an unreadable row."""
+    def pixels(self, index: int) -> np.ndarray:
+        """Row ``index`` as stored: uint8 ``(C, S, S)`` (a view of the map); raises ImageReadError for an unreadable row."""
         if not self.valid[index]:
             raise ImageReadError(f"{self.path}[{index}]", self.reasons.get(index, "unreadable when the cache was built"))
-        return np.moveaxis(self.images[index], 0, -1).astype(np.float32) / np.float32(255)
+        return self.images[index]
+
+    def image(self, index: int) -> np.ndarray:
+        """Row ``index`` as float32 ``(S, S, C)`` in [0, 1]; raises ImageReadError for an unreadable row."""
+        return np.moveaxis(self.pixels(index), 0, -1).astype(np.float32) / np.float32(255)
 
     def check(self, table: DataTable, window: str, image_size: int | None = None, in_chans: int | None = None) -> None:
         """Raise :class:`DatasetError` unless this cache was built for ``table`` and these settings."""
@@ -142,7 +145,7 @@ def _encode(args: tuple[str, int, str, int, int, bool]) -> tuple[np.ndarray | No
     except ImageReadError as e:
         return None, e.reason
     x = prepare_image(image, size, chans, keep_aspect)
-    return x.mul(255).round_().to(torch.uint8).numpy(), ""
+    return quantize_uint8(x).numpy(), ""
 
 
 def _check_disk(folder: Path, needed: int) -> None:

@@ -57,6 +57,11 @@ class AugmentParams:
         """True when no step is switched on (the ``none`` preset)."""
         return self == AugmentParams()
 
+    @property
+    def has_affine(self) -> bool:
+        """True when rotation, shear, translation or scaling is switched on (one ``RandomAffine`` step)."""
+        return bool(self.rotation or self.shear or self.translate or tuple(self.scale) != (1.0, 1.0))
+
 
 #: the parameters of each ``train.augment`` choice (``medclass.config.Augment``)
 PRESETS: dict[Augment, AugmentParams] = {
@@ -124,6 +129,15 @@ def prepare_image(image: np.ndarray, image_size: int, in_chans: int, keep_aspect
     return x.contiguous()
 
 
+def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float pixels in [0, 1] -> uint8 (rounded to the nearest of 256 levels), as the image cache stores them.
+
+    >>> quantize_uint8(torch.tensor([0.0, 0.5, 1.0])).tolist()
+    [0, 128, 255]
+    """
+    return x.mul(255).round_().to(torch.uint8)
+
+
 def augmentations(params: AugmentParams) -> list[v2.Transform]:
     """The torchvision v2 steps of ``params`` (empty for the identity).
 
@@ -135,7 +149,7 @@ def augmentations(params: AugmentParams) -> list[v2.Transform]:
         steps.append(v2.RandomHorizontalFlip(params.hflip))
     if params.vflip:
         steps.append(v2.RandomVerticalFlip(params.vflip))
-    if params.rotation or params.shear or params.translate or tuple(params.scale) != (1.0, 1.0):
+    if params.has_affine:
         steps.append(v2.RandomAffine(
             degrees=params.rotation,
             translate=(params.translate, params.translate) if params.translate else None,

@@ -10,9 +10,11 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from ..config import RunConfig
+from ..data.batch_augment import FeedDataset
 from ..data.dataset import EpochSampler, ImageDataset, collate_skip
 from ..data.table import DataTable
 from ..data.transforms import build_transform
+from .accel import DeviceFeed
 
 
 class SplitDataModule(pl.LightningDataModule):
@@ -25,21 +27,32 @@ class SplitDataModule(pl.LightningDataModule):
         self.cfg = cfg
         self.mean, self.std = list(mean), list(std)
         self.caches = caches or {}
+        self.feed = DeviceFeed(cfg, self.mean, self.std)  # pinned memory, augmentation on the device, channels-last
 
     def dataset(self, split: str, train: bool) -> ImageDataset:
-        """The dataset of one split, with the train (augmented) or eval transform."""
+        """The dataset of one split, with the train (augmented) or eval transform.
+
+        With augmentation on the device, the train dataset is a :class:`FeedDataset` instead: uint8
+        images and their augmentation parameters (see :class:`~.accel.DeviceFeed`).
+        """
         m, t = self.cfg.model, self.cfg.train
+        common = dict(classes=self.table.classes, window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
+        if train and self.feed.batch_augment is not None:
+            return FeedDataset(self.table.subset(split), self.feed.batch_augment, m.in_chans, **common)
         tf = build_transform(t.augment if train else "none", image_size=m.image_size, in_chans=m.in_chans,
                              mean=self.mean, std=self.std, train=train)
-        return ImageDataset(self.table.subset(split), classes=self.table.classes, transform=tf,
-                            window=self.cfg.data.window, seed=t.seed, cache=self.caches.get(split))
+        return ImageDataset(self.table.subset(split), transform=tf, **common)
 
     def _loader(self, ds: ImageDataset, sampler=None) -> DataLoader:
         t = self.cfg.train
         workers = max(0, t.num_workers)
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=collate_skip, persistent_workers=workers > 0,
-                          pin_memory=False, drop_last=False)
+                          pin_memory=self.feed.pin_memory, drop_last=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: D102
+        training = self.trainer is not None and self.trainer.training
+        return self.feed.after_transfer(batch, training)
 
     def sample_weights(self, labels: np.ndarray) -> np.ndarray:
         """Inverse class frequency per sample, for the weighted sampler."""

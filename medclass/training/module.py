@@ -83,8 +83,8 @@ class ClassifierModule(pl.LightningModule):
         per = self.per_sample_loss(logits, batch["label"])
         index = batch.get("index")
         index = torch.as_tensor(index) if index is not None else torch.full((len(per),), -1)
-        self._outputs[stage].append((per.detach().float().cpu(), to_probs(logits.detach()).float().cpu(),
-                                     batch["label"].cpu(), index.cpu()))
+        # kept on the device until the epoch ends: a .cpu() here would wait for the GPU at every step
+        self._outputs[stage].append((per.detach().float(), to_probs(logits.detach()).float(), batch["label"], index))
         return per.mean()
 
     def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:  # noqa: D102
@@ -217,7 +217,7 @@ def _output_matrix(outputs: list, n_prob: int) -> torch.Tensor:
     """The collected ``(loss, probs, label, index)`` batches as one float64 matrix ``[index, loss, label, probs...]``."""
     if not outputs:
         return torch.zeros((0, 3 + n_prob), dtype=torch.float64)
-    loss, probs, labels, index = (torch.cat([o[i] for o in outputs]) for i in range(4))
+    loss, probs, labels, index = (torch.cat([o[i].cpu() for o in outputs]) for i in range(4))
     return torch.cat([index[:, None].double(), loss[:, None].double(), labels[:, None].double(), probs.double()], dim=1)
 
 

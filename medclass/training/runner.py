@@ -36,6 +36,7 @@ from ..metrics.metrics import best_mode
 from ..models import create_model, model_info
 from ..utils import peak_rss_mb, write_json
 from ._noise import filter_third_party_noise
+from .accel import prepare_model, resolve_augment_on
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .datamodule import SplitDataModule
 from .module import ClassifierModule, summary_metrics
@@ -193,6 +194,7 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
     mean, std = info.mean_std(m.in_chans)
     model = create_model(m.name, num_classes=len(table.classes), in_chans=m.in_chans, pretrained=m.pretrained,
                          weights=m.weights, dropout=m.dropout, pool=m.pool)
+    prepare_model(model, cfg.train)  # channels-last and torch.compile when configured
     train_labels = table.subset("train").labels
     weights = class_weight_vector(cfg.train.class_weights, train_labels, len(table.classes))
     module = ClassifierModule(model, table.classes, cfg, class_weights=weights)
@@ -246,13 +248,18 @@ def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
 
 
 def build_caches(table: DataTable, cfg: RunConfig) -> dict:
-    """Memory-mapped uint8 image caches per split when ``data.cache`` names a folder (else none)."""
-    if not cfg.data.cache:
+    """Memory-mapped uint8 image caches per split when ``data.cache`` names a folder (else none).
+
+    With augmentation on the device (a GPU), an empty ``data.cache`` means ``<workspace>/.cache``:
+    images are decoded once, so the workers only copy uint8 pixels.
+    """
+    folder = cfg.data.cache or (str(Path(cfg.workspace) / ".cache") if resolve_augment_on(cfg.train) == "device" else "")
+    if not folder:
         return {}
     from ..data.cache import build_cache
 
     return {split: build_cache(table.subset(split), cfg.model.image_size, cfg.model.in_chans, cfg.data.window,
-                               cfg.data.cache, workers=cfg.train.num_workers or None)
+                               folder, workers=cfg.train.num_workers or None)
             for split in ("train", "val") if (table.frame["split"] == split).any()}
 
 
