@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+PIXEL_TOLERANCE = 1e-4  # float rounding allowed around the [0, 1] pixel convention ((x - lo) / (hi - lo), resampling)
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half of it."""
