@@ -94,6 +94,7 @@ class TrainConfig:
     strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn | ...
     accelerator: str = "auto"  # auto | cpu | gpu | mps
     num_workers: int = 2  # DataLoader worker processes
+    stall_timeout: int = 300  # seconds a data worker may go without delivering a batch/image before the run stops with an error (0 = wait forever)
     seed: int = 42  # fixes split, initialisation, data order and augmentation
     deterministic: bool = True  # deterministic algorithms (see README: some GPU ops are slower)
     baseline: bool = True  # evaluate the untrained model on validation before the first epoch

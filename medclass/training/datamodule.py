@@ -39,7 +39,7 @@ class SplitDataModule(pl.LightningDataModule):
         workers = max(0, t.num_workers)
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=collate_skip, persistent_workers=workers > 0,
-                          pin_memory=False, drop_last=False)
+                          pin_memory=False, drop_last=False, timeout=t.stall_timeout if workers > 0 else 0)
 
     def sample_weights(self, labels: np.ndarray) -> np.ndarray:
         """Inverse class frequency per sample, for the weighted sampler."""

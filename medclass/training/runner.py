@@ -28,6 +28,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..config import RunConfig, load_config, save_config
+from ..data._pool import loader_watchdog
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
 from ..errors import ConfigError, check_choice
@@ -249,8 +250,9 @@ def _fit(cfg: RunConfig, run_dir: Path, table: DataTable, *, resumed: bool, prog
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
-                    weights_only=True if resumed and ckpt.exists() else None)
+        with loader_watchdog("The training data loader", cfg.train.stall_timeout):
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
+                        weights_only=True if resumed and ckpt.exists() else None)
     if module.skipped_files:
         write_json(run_dir / "skipped_during_training.json", sorted(module.skipped_files))
         log.warning("%d unreadable files were skipped during training (listed in %s)", len(module.skipped_files),
@@ -269,7 +271,7 @@ def _fit(cfg: RunConfig, run_dir: Path, table: DataTable, *, resumed: bool, prog
 def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
     """Validation loss/accuracy/AUC of the model before any training step."""
     pred = predict_dataset(module.model, dm.dataset("val", train=False), batch_size=dm.cfg.train.batch_size,
-                           num_workers=dm.cfg.train.num_workers)
+                           num_workers=dm.cfg.train.num_workers, stall_timeout=dm.cfg.train.stall_timeout)
     with torch.no_grad():
         loss = float(module.loss(torch.from_numpy(pred.logits), torch.from_numpy(pred.labels)))
     return {**summary_metrics(pred.labels, pred.probs, loss, "val"), "n_images": int(len(pred.labels))}
@@ -282,7 +284,8 @@ def build_caches(table: DataTable, cfg: RunConfig) -> dict:
     from ..data.cache import build_cache
 
     return {split: build_cache(table.subset(split), cfg.model.image_size, cfg.model.in_chans, cfg.data.window,
-                               cfg.data.cache, workers=cfg.train.num_workers or None)
+                               cfg.data.cache, workers=cfg.train.num_workers or None,
+                               stall_timeout=cfg.train.stall_timeout)
             for split in ("train", "val") if (table.frame["split"] == split).any()}
 
 
