@@ -37,8 +37,9 @@ class DataConfig:
     patient_column: str = ""  # csv: column with the patient id ('' = none)
     path_template: str = "{}"  # csv: turns the path column into a file name, e.g. "{:03d}.png"
     class_names: list[str] = field(default_factory=list)  # csv/npz: names for numeric labels, in order
-    patient_regex: str = "chest_xray"  # rule for the patient id from the file name: 'chest_xray', 'none' or a regex with one group
-    label_from_name: str = ""  # derive the label from the file name instead: 'chest_xray_3class' or ''
+    preset: str = ""  # rules of a published data set ('' = none; kermany_chest_xray: patient ids and sub-labels from its file names)
+    patient_regex: str = ""  # rule for the patient id from the file name: '' (the preset's, else none), 'none', 'chest_xray' or a regex with one group
+    label_from_name: str = ""  # derive the label from the file name with a relabelling of data.preset, e.g. 'chest_xray_3class'
     classes: list[str] = field(default_factory=list)  # keep only these classes, in this order ('' = all, sorted)
     val_fraction: float = 0.15  # share of patients for validation (used when the source has no split)
     test_fraction: float = 0.15  # share of patients for the test set (used when the source has no split)

@@ -26,14 +26,16 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     """Check ``data``, train ``model`` on a leak-free patient split, evaluate on the held-out test split.
 
     Returns the paths of what was written (data check, run folder, metrics, report) and the
-    headline test metrics.
+    headline test metrics. The default data is read with its preset (``data.preset=kermany_chest_xray``:
+    patients from its file names); other data gets no preset unless ``overrides`` name one.
     """
     from .data.check import check_data
     from .evaluation.evaluate import evaluate
     from .training import train
 
+    preset = "kermany_chest_xray" if data == DEFAULT_DATA else ""
     cfg = apply_overrides(RunConfig(), [
-        f"data.path={data}", f"workspace={workspace}", "project=quickstart", f"experiment={model}-{image_size}px",
+        f"data.path={data}", f"data.preset={preset}", f"workspace={workspace}", "project=quickstart", f"experiment={model}-{image_size}px",
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
         f"train.epochs={epochs}", "train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc",
         *(overrides or []),

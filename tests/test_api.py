@@ -145,12 +145,25 @@ def test_model_card_health_and_openapi(client):
     assert card["classes"] == ["NORMAL", "PNEUMONIA"] and card["threshold"] == 0.4
     assert card["medical_device"] is False and "Not a medical device" in card["disclaimer"]
     assert card["metrics"]["test_auc_ci"] == [0.88, 0.94] and card["preprocessing"]["image_size"] == 64
-    assert card["data"]["name"] == "chest_xray"
+    assert card["data"]["name"] == "chest_xray" and card["data"]["patient_rule"] == "file names, rule 'chest_xray'"
     assert client.get("/health").json() == {"status": "ok", "model": "simple_cnn", "classes": ["NORMAL", "PNEUMONIA"],
                                             "backend": "torch"}
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/model", "/health"} <= set(schema["paths"])
     assert {"413", "415", "422"} <= set(schema["paths"]["/predict"]["post"]["responses"])
+
+
+def test_model_card_names_the_patient_rule_actually_used():
+    """Issue 12: `/model` said patient_rule 'chest_xray' (the old default) although the ids came from a column."""
+    from medclass.serving._card import model_card
+
+    meta = {"model": {"name": "simple_cnn"}, "classes": ["a", "b"], "preprocessing": {},
+            "config": {"data": {"path": "x/labels.csv", "patient_column": "patient_id", "patient_regex": "chest_xray"}}}
+    assert model_card(meta)["data"]["patient_rule"] == "column 'patient_id'"
+    meta["config"]["data"] = {"path": "x", "preset": "kermany_chest_xray"}
+    assert model_card(meta)["data"]["patient_rule"] == "file names, rule 'chest_xray' (preset kermany_chest_xray)"
+    meta["config"]["data"] = {"path": "x"}
+    assert model_card(meta)["data"]["patient_rule"].startswith("none (DICOM PatientID")
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".ckpt"])

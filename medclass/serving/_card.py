@@ -5,6 +5,9 @@ import math
 from pathlib import PurePath
 from typing import Any
 
+from ..config import RunConfig
+from ..data.presets import patient_rule_summary
+
 DISCLAIMER = (
     "Not a medical device. This model is for research and education only; it must not be used for "
     "diagnosis, triage or any clinical decision."
@@ -33,7 +36,7 @@ def model_card(meta: dict[str, Any]) -> dict[str, Any]:
             "name": PurePath(str(data["path"])).name if data.get("path") else "",
             "source": data.get("source", ""),
             "label_from_name": data.get("label_from_name", ""),
-            "patient_rule": data.get("patient_regex", ""),
+            "patient_rule": patient_rule_summary(RunConfig.from_dict({"data": data}).data),  # the rule actually used
         },
         "preprocessing": meta["preprocessing"],
         "threshold": meta.get("threshold") if len(classes) == 2 else None,

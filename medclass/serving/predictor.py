@@ -152,7 +152,10 @@ class Predictor:
         from rich.progress import Progress
 
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        rule = self.meta.get("config", {}).get("data", {}).get("patient_regex", "none")
+        from ..config import RunConfig
+        from ..data.presets import effective_patient_rule
+
+        rule = effective_patient_rule(RunConfig.from_dict({"data": self.meta.get("config", {}).get("data") or {}}).data)
         files, problems = collect_files(paths, rule)
         records = files.to_dict("records")
         probs = np.full((len(records), len(self.classes)), np.nan, np.float32)
