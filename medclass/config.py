@@ -41,6 +41,8 @@ class DataConfig:
     patient_regex: str = ""  # rule for the patient id from the file name: '' (the preset's, else none), 'none', 'chest_xray' or a regex with one group
     label_from_name: str = ""  # derive the label from the file name with a relabelling of data.preset, e.g. 'chest_xray_3class'
     classes: list[str] = field(default_factory=list)  # keep only these classes, in this order ('' = all, sorted)
+    label_map: dict[str, str] = field(default_factory=dict)  # rename, merge or drop labels: {covid: pneumonia, unknown: drop} or "covid=pneumonia,unknown=drop"
+    where: str = ""  # keep only rows matching this pandas query on the table's columns, e.g. "view in ['PA', 'AP'] and age >= 18"
     val_fraction: float = 0.15  # share of patients for validation (used when the source has no split)
     test_fraction: float = 0.15  # share of patients for the test set (used when the source has no split)
     keep_source_split: bool = True  # keep train/val/test folders or a split column when the source has them
@@ -175,6 +177,8 @@ def _coerce(name: str, value: Any, ftype: Any) -> Any:
             return float(value)
         if ftype is str:
             return "" if value is None else str(value)
+        if typing.get_origin(ftype) is dict:
+            return parse_mapping(name, value)
         if typing.get_origin(ftype) is list:
             if isinstance(value, str):
                 return [v.strip() for v in value.split(",") if v.strip()]
@@ -182,6 +186,22 @@ def _coerce(name: str, value: Any, ftype: Any) -> Any:
     except (TypeError, ValueError):
         raise ConfigError(f"Config value {name}={value!r} is not a valid {getattr(ftype, '__name__', ftype)}.") from None
     return value
+
+
+def parse_mapping(name: str, value: Any) -> dict[str, str]:
+    """A ``{str: str}`` field from a mapping or from ``"a=b,c=d"`` (the CLI form of ``data.label_map``).
+
+    >>> parse_mapping("data.label_map", "covid=pneumonia, unknown=drop")
+    {'covid': 'pneumonia', 'unknown': 'drop'}
+    """
+    if isinstance(value, dict):
+        return {str(k).strip(): str(v).strip() for k, v in value.items()}
+    pairs = [p.strip() for p in str(value or "").split(",") if p.strip()]
+    bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0].strip() or not p.split("=", 1)[1].strip()]
+    if bad:
+        raise ConfigError(f"{name}: {bad[0]!r} is not old=new; write e.g. covid=pneumonia,other_pneumonia=pneumonia,"
+                          "unknown=drop (a mapping in YAML).")
+    return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:

@@ -8,11 +8,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, friendly_errors
+from ._common import DataFlags, console, data_options, friendly_errors
 
 _SHOW = 20  # rows printed when no --out is given
 
 
+@data_options
 def predict_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or run folder.")],
     paths: Annotated[list[Path], typer.Argument(help="Images, DICOM files, folders or CSV manifests (column 'path').")],
@@ -21,8 +22,13 @@ def predict_command(
     onnx: Annotated[Optional[Path], typer.Option(help="Run this exported ONNX file instead of PyTorch.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1...")] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    *, data_flags: DataFlags,
 ) -> None:
-    """Predict every image; unreadable files get a row with the reason and the run goes on."""
+    """Predict every image; unreadable files get a row with the reason and the run goes on.
+
+    A CSV manifest is read with the data flags (image root, columns, --where, --label-map) as in
+    training; its other columns (sex, age, view...) are kept in the output.
+    """
     from ..serving.predictor import Predictor
     from ..utils import atomic_write_text
 
@@ -30,7 +36,10 @@ def predict_command(
         if out is not None and out.suffix.lower() not in (".csv", ".json"):
             raise typer.BadParameter(f"--out {out} must end in .csv or .json.")
         predictor = Predictor.from_checkpoint(checkpoint, device=device, onnx=onnx)
-        df = predictor.predict_files(paths, batch_size=batch_size, progress=not quiet)
+        from ..config import RunConfig
+
+        manifest = data_flags.apply(RunConfig()).data
+        df = predictor.predict_files(paths, batch_size=batch_size, progress=not quiet, manifest=manifest)
         if out is not None:
             text = df.to_json(orient="records", indent=2) if out.suffix.lower() == ".json" else df.to_csv(index=False)
             atomic_write_text(out, text)

@@ -6,9 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import console, friendly_errors, metrics_table
+from ._common import DataFlags, console, data_options, friendly_errors, metrics_table
 
 
+@data_options
 def train_command(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (any subset of fields; see `medclass config`).")] = None,
     data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz or DICOM folder.")] = None,
@@ -31,8 +32,13 @@ def train_command(
     mlflow: Annotated[Optional[str], typer.Option(help="Also log to MLflow: a folder, sqlite:///x.db or http://host:port.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    *, data_flags: DataFlags,
 ) -> None:
-    """Train a classifier; results go to workspace/<project>/<experiment>/."""
+    """Train a classifier; results go to workspace/<project>/<experiment>/.
+
+    Example: medclass train --data ../shared/data/nih_cxr/labels.csv --path-column image --patient-column patient_id
+    --where "view in [PA, AP]" --label-map no_finding=normal
+    """
     from ..config import RunConfig, apply_overrides, load_config
     from ..training import train
 
@@ -56,7 +62,7 @@ def train_command(
             overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
             if pretrained:
                 overrides.append("model.pretrained=true")
-            cfg = apply_overrides(cfg, overrides + list(set_ or []))
+            cfg = data_flags.apply(apply_overrides(cfg, overrides + list(set_ or [])))
             if folds:
                 from ..experiments.crossval import cross_validate
 

@@ -34,6 +34,7 @@ from ..errors import DatasetError, check_choice, did_you_mean
 from . import _npz
 from ._scan import SPLIT_ALIASES, file_kind, file_rows, is_hidden, skip, unsupported_reason, walk_files
 from .io import SUPPORTED_EXTENSIONS
+from .filters import filter_rows, map_labels
 from .patients import patient_rule
 from .presets import effective_patient_rule, get_preset, relabel_for
 from .splits import patient_groups
@@ -237,8 +238,11 @@ def manifests_in(folder: str | Path) -> list[Path]:
 
 def detect_source(path: str | Path) -> str:
     """The source kind for ``data.source='auto'``: csv/tsv -> csv, .npz -> npz, a DICOM file -> dicom;
-    a folder with (non-hidden) subfolders -> folders; a folder with exactly one CSV manifest -> csv;
-    else dicom when it holds DICOM files."""
+    a folder with exactly one CSV manifest (and no sub-folders other than those its paths point into)
+    -> csv; a folder with (non-hidden) subfolders -> folders; else dicom when it holds DICOM files.
+
+    Never guesses: a folder with several manifests, or a manifest beside class-like sub-folders, is
+    refused with the candidates and the option that picks one."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Data path {path} does not exist (data.path).")
@@ -249,10 +253,18 @@ def detect_source(path: str | Path) -> str:
             raise DatasetError(f"Cannot tell the data source of {path}; expected a folder, a .csv, a .npz or a DICOM file.")
         return kind
     entries = [e for e in os.scandir(path) if not is_hidden(e.name)]
-    if any(e.is_dir() for e in entries):
-        return "folders"
-    if len(manifests_in(path)) == 1:
+    manifests, folders = manifests_in(path), sorted(e.name for e in entries if e.is_dir())
+    classy = _class_folders(manifests[0], folders) if len(manifests) == 1 and folders else []
+    if len(manifests) > 1 or classy:
+        raise DatasetError(
+            f"{path} holds {len(manifests)} CSV manifest(s) {[m.name for m in manifests]}"
+            + (f" and the class-like sub-folders {classy[:6]}" if classy else "") + "; medclass does not guess which "
+            f"labels the images. Pass the CSV itself as the data path (e.g. {manifests[0]}) or choose the class "
+            "folders with --source folders (data.source=folders).")
+    if len(manifests) == 1:
         return "csv"
+    if folders:
+        return "folders"
     if any(e.is_file() and file_kind(Path(e.path)) == "dicom" for e in entries):
         return "dicom"
     raise DatasetError(
@@ -261,11 +273,23 @@ def detect_source(path: str | Path) -> str:
     )
 
 
+def _class_folders(manifest: Path, folders: list[str]) -> list[str]:
+    """The sub-folders that the manifest's cells do not point into (``images/x.png`` points into ``images``)."""
+    sep = "\t" if manifest.suffix.lower() == ".tsv" else ","
+    try:
+        cells = pd.read_csv(manifest, dtype=str, keep_default_na=False, sep=sep).to_numpy().ravel()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return folders
+    tops = {os.path.normpath(c.strip()).split(os.sep)[0] for c in cells if isinstance(c, str) and os.sep in c.strip()}
+    return [f for f in folders if f not in tops]
+
+
 def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
     """Build the table described by ``cfg`` (see :class:`~medclass.config.DataConfig`).
 
     Steps: detect and read the source (patient rule and sub-labels of ``data.preset``, if any);
-    relabel from file names (``label_from_name``, offered by the preset); keep only
+    relabel from file names (``label_from_name``, offered by the preset); keep the rows of ``where``;
+    rename/merge/drop labels with ``label_map`` (see :mod:`~medclass.data.filters`); keep only
     ``classes`` (in that order); blank the split unless ``keep_source_split``; take at most
     ``limit_per_class`` images per class as whole patients (seeded by ``seed``).
 
@@ -285,7 +309,8 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         if csv_path.is_dir():
             found = manifests_in(csv_path)
             if len(found) != 1:
-                raise DatasetError(f"{csv_path} holds {len(found)} CSV manifests; point data.path at one of them.")
+                raise DatasetError(f"{csv_path} holds {len(found)} CSV manifests {[f.name for f in found]}; point "
+                                   "data.path at one of them.")
             csv_path = found[0]
         table = from_csv(csv_path, cfg.path_column, cfg.label_column, cfg.patient_column, cfg.image_root,
                          cfg.path_template, cfg.class_names, patient_regex=rule)
@@ -295,6 +320,7 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         table = from_dicom(cfg.path, rule)
     if relabel is not None:
         table = relabel(table)
+    table = map_labels(filter_rows(table, cfg.where), cfg.label_map)
     if cfg.classes:
         table = keep_classes(table, cfg.classes)
     if not cfg.keep_source_split:

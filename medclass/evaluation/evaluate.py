@@ -28,7 +28,9 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +40,7 @@ from ..config import DataConfig, RunConfig
 from ..data.dataset import ImageDataset
 from ..data.splits import patient_groups
 from ..data.table import DataTable
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from ..inference import Predictions, predict_dataset
 from ..training.checkpoint import load_checkpoint
 from ..utils import atomic_write_text, write_json
@@ -92,15 +94,17 @@ def _load_run(run: str | Path, device: torch.device) -> _Run:
     return _Run(checkpoint, run_dir, model, meta, config)
 
 
-def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataTable:
+def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
+                    data_settings: Mapping[str, Any] | None = None) -> DataTable:
     """Rows of an external data set, labelled with the checkpoint's classes."""
     from ..data.sources import load_source
 
     if isinstance(data, DataConfig):
         dcfg = data
     else:
-        dcfg = dataclasses.replace(r.config.data, path=str(data), source="auto", classes=[], limit_per_class=0,
-                                   keep_source_split=True)
+        base = {**dataclasses.asdict(r.config.data), "path": str(data), "source": "auto", "classes": [],
+                "limit_per_class": 0, "keep_source_split": True, **(data_settings or {})}
+        dcfg = RunConfig.from_dict({"data": base}).data
     table = load_source(dcfg)
     classes = list(r.meta["classes"])
     unknown = sorted(set(table.frame["label"]) - set(classes))
@@ -115,7 +119,8 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataT
     return DataTable(table.frame, classes, table.skipped, table.source, table.root)
 
 
-def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[DataTable, DataTable | None, str]:
+def _tables(r: _Run, data: str | Path | DataConfig | None, split: str,
+            data_settings: Mapping[str, Any] | None = None) -> tuple[DataTable, DataTable | None, str]:
     """(evaluated rows, reference rows for the leak check or None, name of the reference splits)."""
     classes = list(r.meta["classes"])
     full = DataTable.from_csv(r.run_dir / "split.csv", classes) if r.run_dir is not None else None
@@ -128,7 +133,7 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[
             counts = full.frame["split"].value_counts().to_dict()
             raise DatasetError(f"{r.run_dir / 'split.csv'} has no rows in split {split!r} (splits: {counts}).")
     else:
-        evaluated = _external_table(data, r, split)
+        evaluated = _external_table(data, r, split, data_settings)
         if not len(evaluated):
             raise DatasetError(f"No images to evaluate in {data} (split {split!r}).")
     if full is None:
@@ -207,6 +212,8 @@ def _prediction_frame(pred: Predictions, table: DataTable, classes: list[str], t
     decided = predict_labels(pred.probs, threshold)
     df = pd.DataFrame({"path": pred.paths, "frame": table.frame["frame"].to_numpy()[pred.indices],
                        "patient": pred.patients, "label": [classes[i] for i in pred.labels]})
+    for column in table.metadata_columns():  # sex, age, view, site... carried from the manifest
+        df[column] = table.frame[column].to_numpy()[pred.indices]
     for j, c in enumerate(classes):
         df[f"prob_{c}"] = pred.probs[:, j]
     df["predicted"] = [classes[i] for i in decided]
@@ -270,7 +277,8 @@ def _fingerprint_cache(run_dir: Path | None) -> Path | None:
 
 def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split: str = "test",
              out: str | Path | None = None, n_boot: int = 1000, cam_samples: int = 4, tta: bool | None = None,
-             batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None) -> EvaluationResult:
+             batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None,
+             data_settings: Mapping[str, Any] | None = None) -> EvaluationResult:
     """Evaluate a run folder (or checkpoint) on its held-out split or on external data; write metrics and a report.
 
     Args:
@@ -285,6 +293,8 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         batch_size, num_workers: inference loader settings.
         report: also write ``report.html``.
         device: ``cuda``/``cpu`` (default: CUDA when available).
+        data_settings: ``data.*`` fields that replace the run's when reading external ``data`` (e.g.
+            ``{"image_root": ..., "label_map": "covid=pneumonia", "where": "view == 'PA'"}``).
 
     Example:
         >>> res = evaluate("workspace/default/simple_cnn-1", n_boot=200, cam_samples=2)  # doctest: +SKIP
@@ -297,7 +307,10 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     classes, pre = list(r.meta["classes"]), r.meta["preprocessing"]
     threshold, temperature = float(r.meta.get("threshold", 0.5)), float(r.meta.get("temperature", 1.0))
     tta = r.config.eval.tta if tta is None else tta
-    evaluated, reference, ref_names = _tables(r, data, split)
+    if data_settings and data is None:
+        raise ConfigError("Data settings (image root, columns, --where, --label-map) apply to external data given "
+                          "with --data; the run's own split was read with its recorded config.")
+    evaluated, reference, ref_names = _tables(r, data, split, data_settings)
     leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.get("window", ""),
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=_fingerprint_cache(r.run_dir))
 
