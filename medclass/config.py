@@ -159,6 +159,8 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
 
 def _coerce(name: str, value: Any, ftype: Any) -> Any:
     """Convert ``value`` (possibly a CLI string) to the field type ``ftype``."""
+    if typing.get_origin(ftype) is dict:
+        return parse_mapping(name, value)
     try:
         if ftype is bool:
             if isinstance(value, str):
@@ -177,8 +179,6 @@ def _coerce(name: str, value: Any, ftype: Any) -> Any:
             return float(value)
         if ftype is str:
             return "" if value is None else str(value)
-        if typing.get_origin(ftype) is dict:
-            return parse_mapping(name, value)
         if typing.get_origin(ftype) is list:
             if isinstance(value, str):
                 return [v.strip() for v in value.split(",") if v.strip()]

@@ -85,11 +85,17 @@ def where_mask(frame: pd.DataFrame, expr: str, option: str = "data.where") -> pd
     return mask
 
 
-def filter_rows(table: DataTable, expr: str) -> DataTable:
-    """Only the rows matching ``data.where`` (classes left without rows are dropped from ``classes``)."""
+def filter_rows(table: DataTable, expr: str, aliases: Mapping[str, str] | None = None) -> DataTable:
+    """Only the rows matching ``data.where`` (classes left without rows are dropped from ``classes``).
+
+    ``aliases`` maps a manifest's own column names to the table's (``{"finding": "label"}``), so the
+    expression may use either.
+    """
     if not expr.strip():
         return table
-    keep = where_mask(table.frame, expr).to_numpy()
+    frame = table.frame
+    extra = {alias: frame[column] for alias, column in (aliases or {}).items() if alias and alias not in frame.columns}
+    keep = where_mask(frame.assign(**extra) if extra else frame, expr).to_numpy()
     if not keep.any():
         raise DatasetError(f"data.where {expr!r} keeps none of the {len(table)} rows of {table.root}.")
     log.info("data.where %r keeps %d of %d rows", expr, int(keep.sum()), len(table))

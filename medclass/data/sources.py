@@ -320,7 +320,8 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         table = from_dicom(cfg.path, rule)
     if relabel is not None:
         table = relabel(table)
-    table = map_labels(filter_rows(table, cfg.where), cfg.label_map)
+    aliases = {cfg.label_column: "label", cfg.patient_column: "patient", cfg.path_column: "path"} if kind == "csv" else {}
+    table = map_labels(filter_rows(table, cfg.where, aliases), cfg.label_map)
     if cfg.classes:
         table = keep_classes(table, cfg.classes)
     if not cfg.keep_source_split:
