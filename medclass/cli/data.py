@@ -59,7 +59,10 @@ def _files_table(title: str, rows: list[dict], limit: int | None = _SHOW) -> Tab
 def print_report(report: dict[str, Any]) -> None:
     """Print a :func:`~medclass.data.check.check_data` report with rich tables."""
     src, sizes = report["source"], report["sizes"]
-    console.print(f"[bold]{src['path']}[/]: {src['images']} images, source {src['type']}, classes {src['classes']}")
+    console.print(f"[bold]{escape(str(src['path']))}[/]: {src['images']} images, source {src['type']}, classes {src['classes']}")
+    filters = {k: v for k, v in report.get("filters", {}).items() if v}
+    if filters:
+        console.print("Read with " + escape(", ".join(f"data.{k}={v!r}" for k, v in filters.items())))
     console.print(_counts_table(report))
     c = report["counts"]
     console.print(f"{c['patients_total']} patients; {c['images_without_patient']} images without a patient id.")
@@ -83,6 +86,10 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(_files_table(f"Quality flags ({len(flags)})", flags) if flags else "Quality: nothing else flagged.")
     if report["skipped"]:
         console.print(_files_table(f"Skipped by the loader ({len(report['skipped'])})", report["skipped"], limit=None))
+    for w in report["warnings"]:
+        console.print(f"[bold yellow]warning ({w['kind']}):[/] {escape(w['message'])}")
+    if not report["warnings"]:
+        console.print("[green]No warnings: split sizes, labels per patient, balance and acquisitions look fine.[/]")
 
 
 @data_app.command("check")
