@@ -62,3 +62,12 @@ def peak_rss_mb() -> float:
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
+
+
+def epoch_number(index: int) -> int:
+    """The epoch as people count it (1, 2, ...) from Lightning's 0-based index (``metrics.csv`` keeps the index).
+
+    >>> epoch_number(0)
+    1
+    """
+    return int(index) + 1

@@ -105,7 +105,7 @@ def test_explicit_params_flip() -> None:
 def test_presets_match_the_documented_values() -> None:
     x = PRESETS["xray"]
     assert (x.rotation, x.shear, x.scale, x.hflip, x.brightness, x.contrast) == (10.0, 10.0, (0.9, 1.1), 0.5, 0.2, 0.2)
-    assert PRESETS["fundus"].vflip == 0.5 and PRESETS["fundus"].brightness == 0.3
+    assert PRESETS["fundus"].vflip == 0.5 and (PRESETS["fundus"].brightness, PRESETS["fundus"].contrast) == (0.3, 0.2)
     assert augmentations(PRESETS["none"]) == [] and PRESETS["none"].is_identity
 
 

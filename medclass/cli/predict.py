@@ -51,8 +51,10 @@ def _print_summary(df, out: Path | None) -> None:
     counts = df.loc[df["error"] == "", "predicted"].value_counts().to_dict()
     if out is None:
         table = Table(title=f"Predictions (first {min(_SHOW, len(df))} of {len(df)} rows; --out FILE for all)")
-        for col in ("file", *[c for c in df.columns if c.startswith("prob_")], "predicted", "error"):
-            table.add_column(col)
+        table.add_column("file", min_width=16, overflow="fold")  # never folded into 13-character slivers
+        for col in (*[c for c in df.columns if c.startswith("prob_")], "predicted"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("error", overflow="fold")
         for row in df.head(_SHOW).to_dict("records"):
             frame = f" [{row['frame']}]" if row["frame"] >= 0 else ""
             probs = [f"{row[c]:.3f}" if row[c] == row[c] else "-" for c in df.columns if c.startswith("prob_")]

@@ -41,6 +41,7 @@ def train_command(
     """
     from ..config import RunConfig, apply_overrides, load_config
     from ..training import train
+    from ..utils import epoch_number
 
     with friendly_errors():
         if resume is not None:
@@ -77,7 +78,9 @@ def train_command(
                 console.print(f"[bold]MLflow run:[/] {run_id} at {mlflow}")
             else:
                 result = train(cfg, progress=not quiet)
-        console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {result.best_epoch} "
+        if result.early_stop:
+            console.print(f"[yellow]early stopping:[/] {result.early_stop}")
+        console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {epoch_number(result.best_epoch)} "
                       f"({result.best_score:.4f}); baseline {result.baseline}")
         console.print(f"[bold]results:[/] {result.run_dir}")
 

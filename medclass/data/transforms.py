@@ -63,8 +63,8 @@ PRESETS: dict[str, AugmentParams] = {
     # chest radiographs: small geometric changes and exposure differences
     "xray": AugmentParams(hflip=0.5, rotation=10.0, shear=10.0, scale=(0.9, 1.1), brightness=0.2, contrast=0.2),
     # retina photographs: round field of view with no canonical orientation, so any rotation and
-    # both flips; strong brightness changes (illumination varies a lot between cameras)
-    "fundus": AugmentParams(hflip=0.5, vflip=0.5, rotation=180.0, brightness=0.3),
+    # both flips; strong brightness and some contrast changes (illumination varies a lot between cameras)
+    "fundus": AugmentParams(hflip=0.5, vflip=0.5, rotation=180.0, brightness=0.3, contrast=0.2),
 }
 
 

@@ -146,6 +146,14 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str,
     return evaluated, reference, " or ".join({"train": "training", "val": "validation"}[s] for s in ref_splits)
 
 
+def _filters(run_data: DataConfig, data: str | Path | DataConfig | None,
+             data_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The row filter and label map the evaluated rows were read with (the run's unless replaced)."""
+    dcfg = data if isinstance(data, DataConfig) else RunConfig.from_dict(
+        {"data": {**dataclasses.asdict(run_data), **(data_settings or {})}}).data
+    return {"where": dcfg.where, "label_map": dict(dcfg.label_map)}
+
+
 def _default_out(r: _Run, data: str | Path | DataConfig | None, split: str) -> Path:
     base = r.run_dir or r.checkpoint.parent
     if data is None and split == "test":
@@ -323,6 +331,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
     loss = per_image_loss(pred.probs, pred.labels)
     df = _prediction_frame(pred, evaluated, classes, threshold, loss)
+    metadata = evaluated.metadata_columns()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN metrics are reported as null
         computed = _metrics(pred, classes, threshold, n_boot)
@@ -347,7 +356,9 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         "top_losses": df.iloc[np.argsort(-loss, kind="stable")[:TOP_LOSSES]].to_dict(orient="records"),
         "baseline": baseline, "checkpoint_metrics": r.meta.get("metrics", {}),
         "training": {"history": history.to_dict(orient="list") if history is not None else None,
-                     "best_epoch": r.meta.get("metrics", {}).get("epoch")},
+                     "best_epoch": r.meta.get("metrics", {}).get("epoch"), "max_epochs": r.config.train.epochs,
+                     "early_stopping": r.config.train.early_stopping, "monitor": r.config.train.monitor},
+        "filters": {**_filters(r.config.data, data, data_settings), "metadata": metadata},
         "versions": r.meta.get("versions", {}), "cam_method": r.config.eval.cam_method,
     }
     out_dir = Path(out) if out is not None else _default_out(r, data, split)

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
-from ..utils import atomic_write_text, peak_rss_mb
+from ..utils import atomic_write_text, epoch_number, peak_rss_mb
 from .checkpoint import save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class ExportCheckpoints(Checkpoint):
         save_checkpoint(self.run_dir / "last.safetensors", module.model, meta)
         if improved:
             save_checkpoint(self.run_dir / "best.safetensors", module.model, meta)
-            log.info("epoch %d: %s=%.4f, new best written", trainer.current_epoch, self.monitor, value)
+            log.info("epoch %d: %s=%.4f, new best written", epoch_number(trainer.current_epoch), self.monitor, value)
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
         return {"best": self.best, "best_epoch": self.best_epoch}

@@ -33,7 +33,7 @@ from ..data.prepare import prepare_data
 from ..data.table import DataTable
 from ..errors import ConfigError, check_choice
 from ..models import create_model, model_info
-from ..utils import peak_rss_mb, write_json
+from ..utils import epoch_number, peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .checkpoint import build_meta
 from .datamodule import SplitDataModule
@@ -54,6 +54,7 @@ class RunResult:
     best_epoch: int  # epoch of the best checkpoint
     best_score: float  # monitored value at the best epoch
     wall_time_s: float  # wall time of this call
+    early_stop: str = ""  # how early stopping ended the run before train.epochs ('' = it did not)
 
 
 def resolve_experiment(cfg: RunConfig) -> RunConfig:
@@ -262,8 +263,14 @@ def _fit(cfg: RunConfig, run_dir: Path, table: DataTable, *, resumed: bool, prog
 
         finalize_run(run_dir, dm, cfg)
     metrics = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
+    stopped = max((getattr(c, "stopped_epoch", 0) for c in callbacks), default=0)  # Lightning's EarlyStopping
+    early_stop = (f"{cfg.train.monitor} did not improve for {cfg.train.early_stopping} epochs: stopped after epoch "
+                  f"{epoch_number(stopped)} of {cfg.train.epochs}") if stopped > 0 else ""
+    if early_stop:
+        log.warning("early stopping: %s", early_stop)
     result = RunResult(run_dir, run_dir / "best.safetensors", metrics, baseline, export.best_epoch,
-                       float(export.best) if export.best is not None else float("nan"), time.perf_counter() - start)
+                       float(export.best) if export.best is not None else float("nan"), time.perf_counter() - start,
+                       early_stop)
     log.info("run finished in %.1f s (peak RSS %.0f MiB); results in %s", result.wall_time_s, peak_rss_mb(), run_dir)
     return result
 
