@@ -16,7 +16,7 @@ _SHOW = 20  # rows printed when no --out is given
 @data_options
 def predict_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or run folder.")],
-    paths: Annotated[list[Path], typer.Argument(help="Images, DICOM files, folders or CSV manifests (column 'path').")],
+    paths: Annotated[list[Path], typer.Argument(help="Images, DICOM files, folders or CSV manifests (path column: --path-column, else path/file/filename/image).")],
     out: Annotated[Optional[Path], typer.Option(help="Write all rows to a .csv or .json file.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
     onnx: Annotated[Optional[Path], typer.Option(help="Run this exported ONNX file instead of PyTorch.")] = None,

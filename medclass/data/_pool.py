@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.pool
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -25,9 +26,9 @@ from ..errors import DatasetError
 
 
 def _single_threaded() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")  # only a parent that loaded torch can have handed down its thread pool
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 def _map_chunk(job: tuple[Callable[[Any], Any], list[Any]]) -> list[Any]:
