@@ -83,6 +83,7 @@ def test_recipe6_fundus_per_eye_manifest_and_a_tiny_run(shared_data, tmp_path):
 
     cfg = load_config(EXAMPLES / "6_fundus_odir" / "config.yaml")
     assert cfg.data.patient_column == "ID" and cfg.train.augment == "fundus" and cfg.model.in_chans == 3
+    assert cfg.data.classes == ["normal", "diabetic_retinopathy"]  # diabetic retinopathy is the positive class
     cfg = apply_overrides(cfg, [f"data.path={tmp_path / 'fundus_eyes.csv'}",
                                 f"data.image_root={shared_data / 'fundus_odir' / 'images'}",
                                 f"workspace={tmp_path / 'ws'}", "model.image_size=48", "train.epochs=1",
