@@ -31,6 +31,7 @@ def test_every_finding_is_named():
     small = found["split_too_small"]
     assert "class 'covid' has 19 images" in small.message and small.details[0]["class"] == "covid"
     assert small.details[0]["test"] < 10 and sum(small.details[0][s] for s in ("train", "val", "test")) == 19
+    assert sum(small.details[0]["patients"].values()) == 10 and "test images (" in small.message  # 19 images, 10 patients
     assert "p0 (normal / pneumonia)" in found["conflicting_labels"].message
     assert "2 x 'LL'" in found["acquisition"].message and "--where" in found["acquisition"].message
     assert "n5 = n6" in found["duplicate_patients"].message

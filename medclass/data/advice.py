@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..config import DataConfig
 from .audit import LeakReport
-from .splits import split_patients
+from .splits import patient_groups, split_patients
 from .table import DataTable
 
 MIN_EVAL_IMAGES = 10  # fewer validation/test images of a class than this gives unusable estimates
@@ -57,18 +57,21 @@ def _names(values: list[Any]) -> str:
 def split_warnings(table: DataTable, cfg: DataConfig, seed: int = 42) -> list[DataWarning]:
     """Classes a patient split (or the source's own split) leaves with too few validation/test images."""
     split = table if (table.frame["split"] != "").all() else split_patients(table, cfg.val_fraction, cfg.test_fraction, seed)
-    counts = split.frame.groupby(["label", "split"]).size().unstack(fill_value=0)
+    df = split.frame.assign(group=patient_groups(split.frame))
+    images = df.groupby(["label", "split"]).size().unstack(fill_value=0)
+    patients = df.groupby(["label", "split"])["group"].nunique().unstack(fill_value=0)
     out = []
-    for label, row in counts.iterrows():
+    for label, row in images.iterrows():
         per_split = {s: int(row.get(s, 0)) for s in ("train", "val", "test")}
+        groups = {s: int(patients.loc[label].get(s, 0)) for s in ("train", "val", "test")}
         if min(per_split["val"], per_split["test"]) < MIN_EVAL_IMAGES:
+            shown = ", ".join(f"{per_split[s]} {s} images ({groups[s]} patients)" for s in ("train", "val", "test"))
             out.append(DataWarning(
                 "split_too_small",
                 f"class {label!r} has {sum(per_split.values())} images: a patient split with val {cfg.val_fraction:g} / "
-                f"test {cfg.test_fraction:g} gives it {per_split['train']} train, {per_split['val']} val and "
-                f"{per_split['test']} test images; metrics on so few are unreliable. Merge or drop the class "
-                "(--label-map), collect more images, or use cross-validation (train --folds 5).",
-                [{"class": str(label), **per_split}]))
+                f"test {cfg.test_fraction:g} gives it {shown}; metrics on so few are unreliable. Merge or drop the "
+                "class (--label-map), collect more images, or use cross-validation (train --folds 5).",
+                [{"class": str(label), **per_split, "patients": groups}]))
     return out
 
 
