@@ -24,7 +24,7 @@ from typing import Any
 import annotated_types as at
 import yaml
 
-from ._formats import Format
+from ._formats import Format, parse_mapping
 from .errors import ConfigError, check_choice, did_you_mean
 
 _TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a finite number", str: "text"}
@@ -86,6 +86,8 @@ def coerce_value(name: str, value: Any, hint: Any) -> Any:
             return value
     if typing.get_origin(base) is list:
         return _list_of_text(name, value)
+    if typing.get_origin(base) is dict:
+        return parse_mapping(name, value)
     if isinstance(value, dict | list | tuple):
         raise ConfigError(f"{name}={value!r}: expected {_TYPE_WORDS.get(base, base)}, got {_kind(value)}. "
                           f"Fix: give one value, e.g. --set {name}=VALUE (quote text that contains ':' or braces).")

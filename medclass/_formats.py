@@ -161,3 +161,18 @@ def parse_switch(spec: Any) -> str:
         return "false"
     raise ConfigError(f"Expected auto, true or false (also on/off, yes/no), got {spec!r}.")
 
+
+def parse_mapping(name: str, value: Any) -> dict[str, str]:
+    """A ``{str: str}`` field from a mapping or from ``"a=b,c=d"`` (the CLI form of ``data.label_map``).
+
+    >>> parse_mapping("data.label_map", "covid=pneumonia, unknown=drop")
+    {'covid': 'pneumonia', 'unknown': 'drop'}
+    """
+    if isinstance(value, dict):
+        return {str(k).strip(): str(v).strip() for k, v in value.items()}
+    pairs = [p.strip() for p in str(value or "").split(",") if p.strip()]
+    bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0].strip() or not p.split("=", 1)[1].strip()]
+    if bad:
+        raise ConfigError(f"{name}: {bad[0]!r} is not old=new; write e.g. covid=pneumonia,other_pneumonia=pneumonia,"
+                          "unknown=drop (a mapping in YAML).")
+    return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}

@@ -22,7 +22,7 @@ from annotated_types import Ge, Gt, Interval
 from .choices import (Accelerator, Augment, AugmentOn, CamMethod, DuplicatePolicy, InChans, Monitor, Optimizer, Pool,  # noqa: F401
                       Precision, Sampler, Scheduler, Source, choices)
 from ._config_check import check_config, coerce_section, commented_yaml, load_yaml_mapping
-from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_switch, parse_threshold_rule,
+from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_mapping, parse_switch, parse_threshold_rule,
                        parse_window)
 from .errors import ConfigError, did_you_mean
 
@@ -57,9 +57,12 @@ class DataConfig:
     patient_column: str = ""  # csv: column with the patient id ('' = none)
     path_template: str = "{}"  # csv: turns the path column into a file name, e.g. "{:03d}.png"
     class_names: list[str] = field(default_factory=list)  # csv/npz: names for numeric labels, in order
-    patient_regex: str = "chest_xray"  # rule for the patient id from the file name: 'chest_xray', 'none' or a regex with one group
-    label_from_name: str = ""  # derive the label from the file name instead: 'chest_xray_3class' or ''
+    preset: str = ""  # rules of a published data set ('' = none; kermany_chest_xray: patient ids and sub-labels from its file names)
+    patient_regex: str = ""  # rule for the patient id from the file name: '' (the preset's, else none), 'none', 'chest_xray' or a regex with one group
+    label_from_name: str = ""  # derive the label from the file name with a relabelling of data.preset, e.g. 'chest_xray_3class'
     classes: list[str] = field(default_factory=list)  # keep only these classes, in this order ('' = all, sorted)
+    label_map: dict[str, str] = field(default_factory=dict)  # rename, merge or drop labels: {covid: pneumonia, unknown: drop} or "covid=pneumonia,unknown=drop"
+    where: str = ""  # keep only rows matching this pandas query on the table's columns, e.g. "view in ['PA', 'AP'] and age >= 18"
     val_fraction: UnitFraction = 0.15  # share of patients for validation (used when the source has no split)
     test_fraction: UnitFraction = 0.15  # share of patients for the test set (used when the source has no split)
     keep_source_split: bool = True  # keep train/val/test folders or a split column when the source has them
@@ -117,6 +120,7 @@ class TrainConfig:
     strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn | ...
     accelerator: Accelerator = "auto"  # hardware to train on
     num_workers: NonNegInt = 2  # DataLoader worker processes
+    stall_timeout: NonNegInt = 300  # seconds a data worker may go without delivering a batch/image before the run stops with an error (0 = wait forever)
     seed: Annotated[int, Interval(ge=0, lt=2**32)] = 42  # fixes split, initialisation, data order and augmentation
     deterministic: bool = True  # deterministic algorithms (see README: some GPU ops are slower)
     baseline: bool = True  # evaluate the untrained model on validation before the first epoch
@@ -271,4 +275,4 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 __all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "apply_overrides", "load_config",
            "save_config", "commented_yaml", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
-           "parse_devices", "load_yaml_mapping", "WINDOW_PRESETS", "DEFAULT_DATA"]
+           "parse_devices", "parse_mapping", "load_yaml_mapping", "WINDOW_PRESETS", "DEFAULT_DATA"]

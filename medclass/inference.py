@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .config import TrainConfig
+
 
 @dataclass
 class Predictions:
@@ -33,33 +35,36 @@ def to_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 32, num_workers: int = 0,
                     temperature: float = 1.0, tta: bool = False, device: str | torch.device | None = None,
-                    collate_fn=None) -> Predictions:
+                    collate_fn=None, stall_timeout: float = TrainConfig.stall_timeout) -> Predictions:
     """Run ``model`` in eval mode over ``dataset`` (dict samples) and collect logits and probabilities.
 
     ``tta=True`` averages the logits of the image and its horizontal flip. Batches whose samples
-    were all unreadable are skipped; their paths are listed in ``Predictions.skipped``.
+    were all unreadable are skipped; their paths are listed in ``Predictions.skipped``. With workers,
+    a batch that takes longer than ``stall_timeout`` seconds (0 = no limit) stops with a DatasetError.
     """
+    from .data._pool import loader_watchdog
     from .data.dataset import collate_skip
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_fn or collate_skip)
+                        collate_fn=collate_fn or collate_skip, timeout=stall_timeout if num_workers > 0 else 0)
     logits, labels, paths, patients, indices, skipped = [], [], [], [], [], []
-    for batch in loader:
-        if batch is None:
-            continue
-        skipped.extend(batch.get("skipped", []))
-        x = batch["image"].to(device)
-        out = model(x).float()
-        if tta:
-            out = (out + model(torch.flip(x, dims=[3])).float()) / 2
-        logits.append(out.cpu())
-        labels.append(batch["label"].cpu())
-        paths.extend(batch["path"])
-        patients.extend(batch["patient"])
-        indices.append(torch.as_tensor(batch["index"]).cpu())
+    with loader_watchdog("The prediction data loader", stall_timeout):
+        for batch in loader:
+            if batch is None:
+                continue
+            skipped.extend(batch.get("skipped", []))
+            x = batch["image"].to(device)
+            out = model(x).float()
+            if tta:
+                out = (out + model(torch.flip(x, dims=[3])).float()) / 2
+            logits.append(out.cpu())
+            labels.append(batch["label"].cpu())
+            paths.extend(batch["path"])
+            patients.extend(batch["patient"])
+            indices.append(torch.as_tensor(batch["index"]).cpu())
     model.train(was_training)
     if not logits:
         n_out = 0

@@ -28,14 +28,16 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     """Check ``data``, train ``model`` on a leak-free patient split, evaluate on the held-out test split.
 
     Returns the paths of what was written (data check, run folder, metrics, report) and the
-    headline test metrics.
+    headline test metrics. The main job is the paediatric chest X-ray recipe: its data is read with
+    the ``kermany_chest_xray`` preset (patients from the Kermany file names), the embedded sample and
+    the full set alike (one recipe); ``overrides`` may name another (``data.preset=`` for none).
     """
     from .data.check import REPORT_FILE, check_data
     from .evaluation.evaluate import evaluate
     from .training import train
 
     cfg = apply_overrides(RunConfig(), [
-        f"data.path={data}", f"workspace={workspace}", "project=quickstart", f"experiment={model}-{image_size}px",
+        f"data.path={data}", "data.preset=kermany_chest_xray", f"workspace={workspace}", "project=quickstart", f"experiment={model}-{image_size}px",
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
         f"train.epochs={epochs}", "train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc",
         *(overrides or []),

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+PIXEL_TOLERANCE = 1e-4  # float rounding allowed around the [0, 1] pixel convention ((x - lo) / (hi - lo), resampling)
+
 if TYPE_CHECKING:
     import torch
 
@@ -110,3 +112,12 @@ def torch_device(spec: str | None) -> "torch.device":
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"Device {spec!r} is not supported by medclass; use cpu, cuda, cuda:N or mps.")
     return device
+
+
+def epoch_number(index: int) -> int:
+    """The epoch as people count it (1, 2, ...) from Lightning's 0-based index (``metrics.csv`` keeps the index).
+
+    >>> epoch_number(0)
+    1
+    """
+    return int(index) + 1

@@ -145,12 +145,29 @@ def test_model_card_health_and_openapi(client):
     assert card["classes"] == ["NORMAL", "PNEUMONIA"] and card["threshold"] == 0.4
     assert card["medical_device"] is False and "Not a medical device" in card["disclaimer"]
     assert card["metrics"]["test_auc_ci"] == [0.88, 0.94] and card["preprocessing"]["image_size"] == 64
-    assert card["data"]["name"] == "chest_xray"
+    assert card["data"]["name"] == "chest_xray" and card["data"]["patient_rule"] == "file names, rule 'chest_xray'"
     assert client.get("/health").json() == {"status": "ok", "model": "simple_cnn", "classes": ["NORMAL", "PNEUMONIA"],
                                             "backend": "torch"}
     schema = client.get("/openapi.json").json()
     assert {"/predict", "/model", "/health"} <= set(schema["paths"])
     assert {"413", "415", "422"} <= set(schema["paths"]["/predict"]["post"]["responses"])
+
+
+def test_model_card_names_the_patient_rule_actually_used():
+    """Issue 12: `/model` said patient_rule 'chest_xray' (the old default) although the ids came from a column."""
+    from medclass.artifacts import build_meta
+    from medclass.serving._card import model_card
+
+    def card_rule(data: dict) -> str:
+        meta = build_meta(classes=["a", "b"], model_name="simple_cnn", in_chans=1, image_size=32, mean=[0.5],
+                          std=[0.25], config={"data": data})
+        return model_card(meta)["data"]["patient_rule"]
+
+    assert card_rule({"path": "x/labels.csv", "patient_column": "patient_id", "patient_regex": "chest_xray"}) \
+        == "column 'patient_id'"
+    assert card_rule({"path": "x", "preset": "kermany_chest_xray"}) \
+        == "file names, rule 'chest_xray' (preset kermany_chest_xray)"
+    assert card_rule({"path": "x"}).startswith("none (DICOM PatientID")
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".ckpt"])

@@ -189,3 +189,16 @@ def test_inception_at_80_px_explains_with_mixed_6e() -> None:
     assert all(np.ptp(c) == 0 for c in flat)  # what users got before: no spatial information at all
     cams = compute_cam(model, x, target_class=[0, 1])
     assert any(np.ptp(c) > 0.5 for c in cams)
+
+
+def test_overlay_of_a_resized_view_with_rounding_above_one() -> None:
+    """Issue 12 crash: the report's views (resize, 3 -> 1 luma) came out at 1 + 1e-7 and overlay_cam refused them."""
+    from medclass.data.transforms import prepare_image
+
+    rng = np.random.default_rng(0)
+    image = rng.random((97, 131, 3)).astype(np.float32)
+    image[image > 0.5] = 1.0  # bright regions: the antialiased resize rounds a few pixels above 1
+    view = prepare_image(image, 64, 3).permute(1, 2, 0).numpy()
+    assert overlay_cam(view, np.ones((8, 8), np.float32)).shape == (64, 64, 3)
+    # a reader's own rounding (accepted by the transform's check) is accepted by the overlay too
+    assert overlay_cam(np.full((4, 4, 1), 1 + 1e-6, np.float32), np.zeros((4, 4))).shape == (4, 4, 3)

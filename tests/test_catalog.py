@@ -43,8 +43,8 @@ def test_every_sample_file_is_shipped_as_package_data() -> None:
 
 
 def test_sample_keeps_whole_patients_of_the_full_set(shared_data: Path) -> None:
-    sample = from_folders(sample_path()).frame
-    full = from_folders(shared_data / "chest_xray").frame
+    sample = from_folders(sample_path(), "chest_xray").frame  # the patient rule of the kermany_chest_xray preset
+    full = from_folders(shared_data / "chest_xray", "chest_xray").frame
     of_those_patients = full[full["patient"].isin(set(sample["patient"]))]
     assert sorted(map(lambda p: Path(p).name, of_those_patients["path"])) == sorted(map(lambda p: Path(p).name, sample["path"]))
 

@@ -74,13 +74,17 @@ def test_cli_error_is_one_red_line(tmp_path):
 @pytest.mark.slow
 def test_chest_xray_check(shared_data, request):
     cache = request.config.cache.mkdir("medclass-fingerprints")
-    result = runner.invoke(app, ["data", "check", str(shared_data / "chest_xray"), "--cache-dir", str(cache)])
+    result = runner.invoke(app, ["data", "check", str(shared_data / "chest_xray"), "--preset", "kermany_chest_xray",
+                                 "--cache-dir", str(cache)])
     assert result.exit_code == 0, result.output
-    report = check_data(shared_data / "chest_xray", cache_dir=cache)
+    report = check_data(DataConfig(path=str(shared_data / "chest_xray"), preset="kermany_chest_xray"), cache_dir=cache)
     assert report["audit"]["counts"]["exact_groups"] == 25
     assert report["counts"]["images"]["unsplit"] == {"NORMAL": 1337, "PNEUMONIA": 3642}
     assert report["counts"]["images_without_patient"] == 0
     assert "25 group(s) of byte-identical images" in result.output
+    links = next(w["details"] for w in report["warnings"] if w["kind"] == "duplicate_patients")
+    assert ["NORMAL2-IM-0095", "NORMAL2-IM-0096"] in links and "duplicate_patients" in result.output  # by name
+    assert report["counts"]["images_without_patient"] == 0 and "imbalance" not in {w["kind"] for w in report["warnings"]}
 
 
 @pytest.mark.slow

@@ -68,3 +68,19 @@ def test_evaluate_cli(run, tmp_path):
     assert (tmp_path / "report.html").is_file() and (tmp_path / "metrics.json").is_file()
     missing = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "does not exist" in " ".join(missing.output.split())
+
+
+def test_explain_and_predict_tables_keep_file_names_whole_at_80_columns(run, tmp_path, monkeypatch):
+    """Issue 12: at 80 columns the tables folded every path into 13-character pieces."""
+    from pathlib import Path
+
+    from medclass.cli._common import console
+
+    monkeypatch.setattr(console, "width", 80)
+    paths = _test_images(run)
+    res = runner.invoke(app, ["explain", str(run), *paths, "--out", str(tmp_path / "cams")])
+    assert res.exit_code == 0, res.output
+    assert all(Path(p).name in res.output for p in paths), res.output
+    res = runner.invoke(app, ["predict", str(run), *paths, "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert all(Path(p).name in res.output for p in paths), res.output

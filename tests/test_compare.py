@@ -145,7 +145,8 @@ def test_compare_two_real_short_runs(tmp_path: Path, shared_data: Path) -> None:
     runs = []
     for model in ("simple_cnn", "resnet18"):
         cfg = apply_overrides(RunConfig(), [
-            f"data.path={shared_data / 'chest_xray'}", "data.limit_per_class=80", f"workspace={tmp_path}",
+            f"data.path={shared_data / 'chest_xray'}", "data.preset=kermany_chest_xray", "data.limit_per_class=80",
+            f"workspace={tmp_path}",
             "project=cmp", f"experiment={model}", f"model.name={model}", "model.in_chans=1", "model.image_size=32",
             "train.epochs=1", "train.num_workers=0", "train.baseline=false",
         ])

@@ -192,7 +192,8 @@ def test_zip_archive_is_unpacked_once_and_read_as_class_folders(server: _Server,
         zf.writestr("__MACOSX/chest_xray/._junk", b"")
     body = buf.getvalue()
     _serve(server, monkeypatch, body, name="tiny_cxr", file="ChestXRay2017.zip",
-           known_hash=f"sha256:{hashlib.sha256(body).hexdigest()}", archive="zip", class_names=())
+           known_hash=f"sha256:{hashlib.sha256(body).hexdigest()}", archive="zip", class_names=(),
+           preset="kermany_chest_xray")
     table = load_source(DataConfig(path="tiny_cxr"))
     assert table.classes == ["NORMAL", "PNEUMONIA"] and len(table) == len(images)
     assert set(table.frame["split"]) == {"train", "test"} and (table.frame["patient"] != "").all()

@@ -203,7 +203,7 @@ def test_train_then_evaluate_real_chest_xrays(shared_data, tmp_path):
 
     cfg = RunConfig.from_dict({
         "workspace": str(tmp_path / "ws"), "project": "p", "experiment": "e",
-        "data": {"path": str(shared_data / "chest_xray"), "limit_per_class": 80},
+        "data": {"path": str(shared_data / "chest_xray"), "preset": "kermany_chest_xray", "limit_per_class": 80},
         "model": {"name": "simple_cnn", "in_chans": 1, "image_size": 32},
         "train": {"epochs": 1, "batch_size": 32, "num_workers": 0, "accelerator": "cpu", "early_stopping": 0}})
     run = train(cfg, progress=False).run_dir

@@ -5,12 +5,8 @@ import os
 
 import pytest
 
-from medclass.data.patients import (
-    CHEST_XRAY_3CLASSES,
-    chest_xray_3class,
-    patient_from_name,
-    sublabel_from_name,
-)
+from medclass.data.patients import patient_from_name
+from medclass.data.presets import CHEST_XRAY_3CLASSES, chest_xray_3class, sublabel_from_name
 from medclass.errors import ConfigError
 
 
@@ -62,7 +58,7 @@ def test_every_chest_xray_file_gets_a_patient(shared_data):
     names = {d: os.listdir(shared_data / "chest_xray" / d) for d in ("NORMAL", "PNEUMONIA")}
     all_names = names["NORMAL"] + names["PNEUMONIA"]
     assert len(all_names) == 4979
-    patients = [patient_from_name(n) for n in all_names]
+    patients = [patient_from_name(n, "chest_xray") for n in all_names]
     assert all(patients)
     # independent check: the id is the name up to the first '_' (person...) or the first two/three '-' fields
     for name, patient in zip(all_names, patients):

@@ -131,7 +131,7 @@ def test_recipe4_head_ct_cv(shared_data, tmp_path):
 @pytest.mark.slow
 def test_recipe5_dicom_per_patient(shared_data, tmp_path):
     # Reductions: 60 images per class of multi-image patients, simple_cnn instead of resnet18, 48 px, 3 epochs.
-    table = from_folders(shared_data / "chest_xray")
+    table = from_folders(shared_data / "chest_xray", "chest_xray")
     df = table.frame
     multi = df["patient"].map(df["patient"].value_counts()) > 1
     keep = np.zeros(len(df), dtype=bool)

@@ -91,3 +91,22 @@ def test_renders_in_headless_chromium(report, tmp_path):
     with Image.open(shot) as im:
         assert im.size == (1280, 4000)
         assert len(im.convert("L").getcolors(maxcolors=1 << 16) or [0] * 1000) > 50  # not a blank page
+
+
+def test_report_details_of_issue_12(report):
+    """Epochs from 1 in text as in the plots, labelled probabilities, early stopping, no empty header row."""
+    from medclass.evaluation.report import _caption, _training_note
+
+    result, path = report
+    html = path.read_text()
+    summary = html.split('<section id="summary">')[1].split("</section>")[0]
+    assert "<th></th>" not in summary and "<th>" not in summary.split("<table>")[1].split("</table>")[0]
+    best = result.metrics["training"]["best_epoch"]
+    assert f"best epoch {best + 1} (validation)" in html and f"Best checkpoint: epoch {best + 1}." in html
+    ex = result.examples["gallery"][0]
+    assert f"p(pred)={ex.prob_predicted:.2f}" in _caption(ex, "gallery")
+    assert f"p(true)={ex.prob_true:.2f}" in _caption(ex, "top_losses")
+    stopped = {"history": {"epoch": [0, 1, 2]}, "best_epoch": 0, "max_epochs": 10, "early_stopping": 2,
+               "monitor": "val_loss"}
+    assert _training_note(stopped) == ("Trained 3 of at most 10 epochs; early stopping ended the run after 2 epochs "
+                                        "without improvement of val_loss. Best checkpoint: epoch 1.")

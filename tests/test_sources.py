@@ -181,7 +181,7 @@ def test_dicom_in_class_folders_and_dicom_source(tmp_path, shared_data):
 
 
 def test_real_chest_xray(shared_data):
-    table = load_source(DataConfig(path=str(shared_data / "chest_xray")))
+    table = load_source(DataConfig(path=str(shared_data / "chest_xray"), preset="kermany_chest_xray"))
     df = table.frame
     assert len(df) == 4979 and table.classes == ["NORMAL", "PNEUMONIA"] and not table.skipped
     assert df["label"].value_counts().to_dict() == {"PNEUMONIA": 3642, "NORMAL": 1337}
@@ -191,7 +191,8 @@ def test_real_chest_xray(shared_data):
     assert df["patient"].tolist() == independent
     assert df["patient"].nunique() == len(set(independent))
     assert df.loc[df["label"] == "PNEUMONIA", "sublabel"].isin(["bacteria", "virus"]).all()
-    three = load_source(DataConfig(path=str(shared_data / "chest_xray"), label_from_name="chest_xray_3class"))
+    three = load_source(DataConfig(path=str(shared_data / "chest_xray"), preset="kermany_chest_xray",
+                                   label_from_name="chest_xray_3class"))
     assert three.classes == ["normal", "bacterial", "viral"]
     assert three.frame["label"].value_counts().to_dict() == {
         "bacterial": int((df["sublabel"] == "bacteria").sum()), "normal": 1337, "viral": int((df["sublabel"] == "virus").sum())}
@@ -220,3 +221,26 @@ def test_real_dicom_folder(shared_data):
     assert len(files) == 83 - 3
     assert (table.frame["path"].str.endswith("emri_small.dcm")).sum() == 10  # one row per frame
     assert table.frame.loc[table.frame["path"].str.endswith("CT_small.dcm"), "patient"].item() == "1CT1"
+
+
+def test_own_folder_gets_no_hidden_chest_xray_rules(tmp_path):
+    """Issue 11.4: without data.preset a folder whose names look like Kermany's is read with no patient rule."""
+    for cls, names in {"NORMAL": ["IM-0001-0001.png", "IM-0001-0002.png"],
+                       "PNEUMONIA": ["person1_bacteria_1.png", "person1_virus_2.png"]}.items():
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for n in names:
+            png(tmp_path / "d" / cls / n)
+    plain = load_source(DataConfig(path=str(tmp_path / "d")))
+    assert (plain.frame["patient"] == "").all() and "sublabel" not in plain.frame
+    kermany = load_source(DataConfig(path=str(tmp_path / "d"), preset="kermany_chest_xray"))
+    assert sorted(set(kermany.frame["patient"])) == ["IM-0001", "person1"]
+    assert set(kermany.frame["sublabel"]) == {"", "bacteria", "virus"}
+    explicit = load_source(DataConfig(path=str(tmp_path / "d"), patient_regex="chest_xray"))
+    assert sorted(set(explicit.frame["patient"])) == ["IM-0001", "person1"]
+
+
+def test_presets_are_checked_by_name(tmp_path):
+    with pytest.raises(ConfigError, match="Did you mean 'kermany_chest_xray'"):
+        load_source(DataConfig(path=str(tmp_path), preset="kermany_chestxray"))
+    with pytest.raises(ConfigError, match="set data.preset=kermany_chest_xray"):
+        load_source(DataConfig(path=str(tmp_path), label_from_name="chest_xray_3class"))

@@ -217,3 +217,13 @@ def test_real_chest_xray_short_training_beats_baseline(shared_data: Path, tmp_pa
     # "clearly better": at least half of the untrained model's gap to a perfect AUC is closed
     # (an untrained network's AUC varies with its initialisation: 0.4-0.75 seen here)
     assert best >= 0.85 and best - base >= 0.5 * (1 - base), (result.baseline, best)
+
+
+def test_early_stopping_is_announced(tmp_path):
+    """Issue 12: a run ended by early stopping said nothing; now the result (and the CLI, the report) say so."""
+    data = make_images(tmp_path / "data", n_per_class=12, size=32)
+    cfg = tiny_config(data, tmp_path / "ws", "stop", **{"train.lr": "1e-12", "train.epochs": "4",
+                                                        "train.early_stopping": "1", "train.baseline": "false"})
+    result = train(cfg, progress=False)  # lr 1e-12 (0 is refused): the weights do not move, val_loss never improves after epoch 1
+    assert len(result.metrics) == 2
+    assert result.early_stop == "val_loss did not improve for 1 epochs: stopped after epoch 2 of 4"

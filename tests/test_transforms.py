@@ -105,7 +105,7 @@ def test_explicit_params_flip() -> None:
 def test_presets_match_the_documented_values() -> None:
     x = PRESETS["xray"]
     assert (x.rotation, x.shear, x.scale, x.hflip, x.brightness, x.contrast) == (10.0, 10.0, (0.9, 1.1), 0.5, 0.2, 0.2)
-    assert PRESETS["fundus"].vflip == 0.5 and PRESETS["fundus"].brightness == 0.3
+    assert PRESETS["fundus"].vflip == 0.5 and (PRESETS["fundus"].brightness, PRESETS["fundus"].contrast) == (0.3, 0.2)
     assert augmentations(PRESETS["none"]) == [] and PRESETS["none"].is_identity
 
 
@@ -116,3 +116,14 @@ def test_bad_options_raise_config_error() -> None:
         build_transform("none", 8, 2, [0.5] * 2, [0.25] * 2, train=True)
     with pytest.raises(ConfigError, match="mean and std"):
         build_transform("none", 8, 3, [0.5], [0.25], train=True)
+
+
+def test_prepared_image_stays_inside_the_unit_range() -> None:
+    """The antialiased resize rounds bright pixels to 1 + 1e-7; prepare_image promises [0, 1] (issue 12 crash)."""
+    rng = np.random.default_rng(0)
+    for trial in range(6):
+        image = rng.random((97, 131, 3)).astype(np.float32)
+        image[image > 0.5] = 1.0
+        for chans in (1, 3):
+            x = prepare_image(image, 64, chans)
+            assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0, (trial, chans, float(x.max()) - 1)

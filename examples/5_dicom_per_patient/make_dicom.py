@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--out", default="workspace/recipes/dicom_xray")
     ap.add_argument("--per-class", type=int, default=300)
     args = ap.parse_args()
-    table = from_folders(args.source)
+    table = from_folders(args.source, "chest_xray")  # the Kermany file-name patient rule
     subset = table.subset(choose_patients(table.frame, args.per_class))
     dicoms = images_to_dicom(subset, args.out)
     counts = dicoms.frame.groupby("label").agg(images=("path", "size"), patients=("patient", "nunique"))

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, friendly_errors
+from ._common import DataFlags, console, data_options, friendly_errors
 
 data_app = typer.Typer(help="Inspect data sets: counts, patients, sizes, leaks, quality.", no_args_is_help=True)
 _SHOW = 10  # groups / files listed per table (the JSON report has them all)
@@ -59,7 +59,10 @@ def _files_table(title: str, rows: list[dict], limit: int | None = _SHOW) -> Tab
 def print_report(report: dict[str, Any]) -> None:
     """Print a :func:`~medclass.data.check.check_data` report with rich tables."""
     src, sizes = report["source"], report["sizes"]
-    console.print(f"[bold]{src['path']}[/]: {src['images']} images, source {src['type']}, classes {src['classes']}")
+    console.print(f"[bold]{escape(str(src['path']))}[/]: {src['images']} images, source {src['type']}, classes {src['classes']}")
+    filters = {k: v for k, v in report.get("filters", {}).items() if v}
+    if filters:
+        console.print("Read with " + escape(", ".join(f"data.{k}={v!r}" for k, v in filters.items())))
     console.print(_counts_table(report))
     c = report["counts"]
     console.print(f"{c['patients_total']} patients; {c['images_without_patient']} images without a patient id.")
@@ -83,30 +86,33 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(_files_table(f"Quality flags ({len(flags)})", flags) if flags else "Quality: nothing else flagged.")
     if report["skipped"]:
         console.print(_files_table(f"Skipped by the loader ({len(report['skipped'])})", report["skipped"], limit=None))
+    for w in report["warnings"]:
+        console.print(f"[bold yellow]warning ({w['kind']}):[/] {escape(w['message'])}")
+    if not report["warnings"]:
+        console.print("[green]No warnings: split sizes, labels per patient, balance and acquisitions look fine.[/]")
 
 
 @data_app.command("check")
+@data_options
 def check(
     path: Annotated[str, typer.Argument(help="Folder of class folders, CSV manifest, .npz or DICOM folder.")],
     out: Annotated[Path | None, typer.Option(help="Folder to write data_check.json into.")] = None,
     source: Annotated[str, typer.Option(help="auto | folders | csv | npz | dicom")] = "auto",
-    label_column: Annotated[str, typer.Option(help="CSV column with the class.")] = "label",
-    path_column: Annotated[str, typer.Option(help="CSV column with the image path or id.")] = "path",
-    patient_column: Annotated[str, typer.Option(help="CSV column with the patient id ('' = none).")] = "",
+    preset: Annotated[str, typer.Option(help="Rules of a published data set, e.g. kermany_chest_xray ('' = none).")] = "",
     near_duplicates: Annotated[bool, typer.Option(help="Look for near-duplicates by perceptual hash.")] = True,
     workers: Annotated[int | None, typer.Option(help="Processes reading images (default: all cores).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Fingerprint cache folder (fast re-checks).")] = None,
+    *, data_flags: DataFlags,
 ) -> None:
     """Counts per class/split, patients, image sizes, leak audit, quality flags and unreadable files.
 
-    Example: medclass data check ../shared/data/chest_xray --out reports
+    Example: medclass data check ../shared/data/nih_cxr/labels.csv --path-column image --patient-column patient_id
     """
-    from ..config import DataConfig
+    from ..config import RunConfig
     from ..data.check import REPORT_FILE, check_data
 
     with friendly_errors():
-        cfg = DataConfig(path=path, source=source, label_column=label_column, path_column=path_column,
-                         patient_column=patient_column)
+        cfg = data_flags.apply(RunConfig.from_dict({"data": {"path": path, "source": source, "preset": preset}})).data
         report = check_data(cfg, out=out, near_duplicates=near_duplicates, workers=workers, cache_dir=cache_dir,
                             progress=True)
     print_report(report)

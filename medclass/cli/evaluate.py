@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import console, friendly_errors, metrics_table
+from ._common import DataFlags, console, data_options, friendly_errors, metrics_table
 
+
+@data_options
 def evaluate_command(
     run: Annotated[Path, typer.Argument(help="Run folder (workspace/<project>/<experiment>) or checkpoint file.")],
     data: Annotated[Optional[str], typer.Option(help="External data to evaluate instead of the run's own split.")] = None,
@@ -19,13 +21,15 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 64,
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
     pdf: Annotated[bool, typer.Option(help="Also write report.pdf with the figures.")] = False,
+    *, data_flags: DataFlags,
 ) -> None:
     """Evaluate a trained model on held-out data: metrics.json, predictions.csv and report.html."""
     from ..evaluation.evaluate import evaluate
 
     with friendly_errors():
         result = evaluate(run, data=data, split=split, out=out, n_boot=n_boot, cam_samples=cam_samples, tta=tta,
-                          batch_size=batch_size, num_workers=num_workers, report=not pdf)
+                          batch_size=batch_size, num_workers=num_workers, report=not pdf,
+                          data_settings=data_flags.values())
         if pdf:
             from ..evaluation.report import write_report
 

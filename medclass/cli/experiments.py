@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, err_console, friendly_errors, show_progress
+from ._common import DataFlags, console, data_options, err_console, friendly_errors, show_progress
 
 
 def compare_command(
@@ -45,8 +45,10 @@ def _trials_table(trials, limit: int = 15) -> Table:
     return t
 
 
+@data_options
 def tune_command(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config of the base run (see `medclass config`).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz or DICOM folder.")] = None,
     trials: Annotated[int, typer.Option(help="Finished trials wanted in the study (counting earlier calls).")] = 20,
     study: Annotated[str, typer.Option(help="Study name (default: the experiment name or tune-<model>).")] = "",
     storage: Annotated[Optional[str], typer.Option(help="Optuna RDB URL or .db path (default: sqlite:///<workspace>/<project>/tune.db).")] = None,
@@ -54,13 +56,14 @@ def tune_command(
     timeout: Annotated[Optional[float], typer.Option(help="Start no new trial after this many seconds.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    *, data_flags: DataFlags,
 ) -> None:
     """Search hyper-parameters with Optuna (pruned per epoch, resumable: rerun the same command to continue)."""
     from ..config import RunConfig, apply_overrides, load_config
 
     with friendly_errors():
         cfg = load_config(config) if config else RunConfig()
-        cfg = apply_overrides(cfg, list(set_ or [])).validate()
+        cfg = data_flags.apply(apply_overrides(cfg, ([f"data.path={data}"] if data else []) + list(set_ or []))).validate()
         from ..experiments._search import load_space
         from ..experiments.tune import tune  # after the config check; a missing optuna is a one-line error
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..config import CamMethod, choices
@@ -25,15 +26,19 @@ def explain_command(
     with friendly_errors():
         rows = explain_images(run, [str(p) for p in images], out, method=method, target_class=target_class, layer=layer)
     table = Table(title="Predictions and explanations",
-                  caption="predicted: the checkpoint's decision rule (for two classes its stored threshold, chosen on "
-                          "validation), so p(predicted) can be below 0.5")
-    for col in ("image", "predicted", "p(predicted)", "explained class", "overlay"):
-        table.add_column(col, overflow="fold")
+                  caption=f"overlays written to {escape(str(out))}/. predicted: the checkpoint's decision rule (for two "
+                          "classes its stored threshold, chosen on validation), so p(predicted) can be below 0.5")
+    table.add_column("image", min_width=16, overflow="fold")  # file names only: full paths folded into slivers
+    for col in ("predicted", "p(predicted)", "explained class"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("overlay", min_width=16, overflow="fold")
     for r in rows:
+        name = escape(Path(r["path"]).name)
         if "error" in r:
-            table.add_row(r["path"], f"[red]unreadable: {r['error']}[/]", "", "", "")
+            table.add_row(name, f"[red]unreadable: {escape(r['error'])}[/]", "", "", "")
         else:
-            table.add_row(r["path"], r["predicted"], f"{r['probability']:.3f}", r["explained_class"], r["overlay"])
+            table.add_row(name, r["predicted"], f"{r['probability']:.3f}", r["explained_class"],
+                          escape(Path(r["overlay"]).name))
     console.print(table)
     if any("error" in r for r in rows):
         raise typer.Exit(code=1)

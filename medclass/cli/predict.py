@@ -8,21 +8,27 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import console, friendly_errors, show_progress
+from ._common import DataFlags, console, data_options, friendly_errors, show_progress
 
 _SHOW = 20  # rows printed when no --out is given
 
 
+@data_options
 def predict_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or run folder.")],
-    paths: Annotated[list[Path], typer.Argument(help="Images, DICOM files, folders or CSV manifests (column 'path').")],
+    paths: Annotated[list[Path], typer.Argument(help="Images, DICOM files, folders or CSV manifests (path column: --path-column, else path/file/filename/image).")],
     out: Annotated[Optional[Path], typer.Option(help="Write all rows to a .csv or .json file.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
     onnx: Annotated[Optional[Path], typer.Option(help="Run this exported ONNX file instead of PyTorch.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1...")] = "cpu",
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    *, data_flags: DataFlags,
 ) -> None:
-    """Predict every image; unreadable files get a row with the reason and the run goes on."""
+    """Predict every image; unreadable files get a row with the reason and the run goes on.
+
+    A CSV manifest is read with the data flags (image root, columns, --where, --label-map) as in
+    training; its other columns (sex, age, view...) are kept in the output.
+    """
     from ..serving.predictor import Predictor
     from ..utils import atomic_write_text
 
@@ -30,7 +36,10 @@ def predict_command(
         if out is not None and out.suffix.lower() not in (".csv", ".json"):
             raise typer.BadParameter(f"--out {out} must end in .csv or .json.")
         predictor = Predictor.from_checkpoint(checkpoint, device=device, onnx=onnx)
-        df = predictor.predict_files(paths, batch_size=batch_size, progress=show_progress(quiet))
+        from ..config import RunConfig
+
+        manifest = data_flags.apply(RunConfig()).data
+        df = predictor.predict_files(paths, batch_size=batch_size, progress=show_progress(quiet), manifest=manifest)
         if out is not None:
             text = df.to_json(orient="records", indent=2) if out.suffix.lower() == ".json" else df.to_csv(index=False)
             atomic_write_text(out, text)
@@ -42,8 +51,10 @@ def _print_summary(df, out: Path | None) -> None:
     counts = df.loc[df["error"] == "", "predicted"].value_counts().to_dict()
     if out is None:
         table = Table(title=f"Predictions (first {min(_SHOW, len(df))} of {len(df)} rows; --out FILE for all)")
-        for col in ("file", *[c for c in df.columns if c.startswith("prob_")], "predicted", "error"):
-            table.add_column(col)
+        table.add_column("file", min_width=16, overflow="fold")  # never folded into 13-character slivers
+        for col in (*[c for c in df.columns if c.startswith("prob_")], "predicted"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("error", overflow="fold")
         for row in df.head(_SHOW).to_dict("records"):
             frame = f" [{row['frame']}]" if row["frame"] >= 0 else ""
             probs = [f"{row[c]:.3f}" if row[c] == row[c] else "-" for c in df.columns if c.startswith("prob_")]

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from ._common import console, friendly_errors, metrics_table, show_progress
+from ._common import DataFlags, console, data_options, friendly_errors, metrics_table, show_progress
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ..training import RunResult
 
 
+@data_options
 def train_command(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (any subset of fields; see `medclass config`).")] = None,
     data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz, DICOM folder or a `medclass datasets` name.")] = None,
@@ -36,9 +37,15 @@ def train_command(
     mlflow: Annotated[Optional[str], typer.Option(help="Also log to MLflow: a folder, sqlite:///x.db or http://host:port.")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value (repeatable).")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    *, data_flags: DataFlags,
 ) -> None:
-    """Train a classifier; results go to workspace/<project>/<experiment>/."""
+    """Train a classifier; results go to workspace/<project>/<experiment>/.
+
+    Example: medclass train --data ../shared/data/nih_cxr/labels.csv --path-column image --patient-column patient_id
+    --where "view in [PA, AP]" --label-map no_finding=normal
+    """
     from ..config import RunConfig, apply_overrides, load_config
+    from ..utils import epoch_number
 
     with friendly_errors():
         if resume is not None:
@@ -59,7 +66,7 @@ def train_command(
             overrides = [f"{k}={v}" for k, v in flags.items() if v is not None]
             if pretrained:
                 overrides.append("model.pretrained=true")
-            cfg = apply_overrides(cfg, overrides + list(set_ or [])).validate()  # before torch is even imported
+            cfg = data_flags.apply(apply_overrides(cfg, overrides + list(set_ or []))).validate()  # before torch is even imported
             if folds:
                 from ..experiments.crossval import cross_validate
 
@@ -67,8 +74,10 @@ def train_command(
                 _print_cv(cv, mlflow)
                 return
             result = _train(cfg, mlflow, progress=show_progress(quiet))
+        if result.early_stop:
+            console.print(f"[yellow]early stopping:[/] {result.early_stop}")
         baseline = ", ".join(f"{k} {v:.3f}" for k, v in (result.baseline or {}).items() if k.startswith("val_"))
-        console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {result.best_epoch} "
+        console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {epoch_number(result.best_epoch)} "
                       f"(monitored value {result.best_score:.4f})" + (f"; untrained baseline: {baseline}" if baseline else ""))
         console.print(f"[bold]results:[/] {result.run_dir}")
 

@@ -289,6 +289,9 @@ def _merged_patients(table: DataTable, report: LeakReport) -> tuple[pd.Series, l
         new_id = real[0] if real else f"dup:{Path(df['path'].iloc[rows[0]]).stem}"
         patient.iloc[rows] = new_id
         merges.append({"patients": real, "unnamed_rows": len(members) - len(real), "into": new_id, "rows": len(rows)})
+        if len(real) > 1:
+            log.warning("Duplicate images link patients %s: they become one patient %r (split.csv shows that id).",
+                        ", ".join(real), new_id)
         if df["split"].iloc[rows].replace("", np.nan).nunique() > 1:
             log.warning("Merged patient %s spans several splits already; merge before split_patients or use 'drop'.", new_id)
     return patient, merges

@@ -29,15 +29,16 @@ import json
 import logging
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..config import TrainConfig
 from ..errors import ConfigError, DatasetError, ImageReadError
 from ..utils import write_json
+from ._pool import watched_imap, worker_pool
 from .fingerprint import default_workers
 from .table import DataTable
 from .transforms import prepare_image, quantize_uint8
@@ -157,11 +158,14 @@ def _check_disk(folder: Path, needed: int) -> None:
 
 
 def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = "", folder: str | Path = ".cache",
-                workers: int | None = None, progress: bool = False, keep_aspect: bool = False) -> ImageCache:
+                workers: int | None = None, progress: bool = False, keep_aspect: bool = False,
+                stall_timeout: float = TrainConfig.stall_timeout) -> ImageCache:
     """Build (or reuse) the memory-mapped cache of ``table`` at ``image_size`` and ``in_chans``.
 
     Reuses a complete cache with the same key. Unreadable rows are marked invalid, listed in the
-    side JSON and reported in one warning; the dataset skips them like unreadable files.
+    side JSON and reported in one warning; the dataset skips them like unreadable files. Workers run
+    torch single-threaded (a forked worker could otherwise wait forever on the parent's thread pool)
+    and a build that gets no image for ``stall_timeout`` seconds stops with a :class:`DatasetError`.
 
     Example::
 
@@ -185,9 +189,9 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
     tasks = [(str(p), int(f), window, image_size, in_chans, keep_aspect)
              for p, f in zip(table.frame["path"], table.frame["frame"])]
     workers = min(workers or default_workers(), max(1, n))
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    pool = worker_pool(workers) if workers > 1 else None
     try:
-        _fill(images, valid, reasons, tasks, pool, workers, progress)
+        _fill(images, valid, reasons, tasks, pool, workers, progress, stall_timeout)
         images.flush()
         del images
         np.save(final.with_suffix(".valid.npy"), valid)
@@ -201,7 +205,8 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
         raise
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.terminate()
+            pool.join()
     if reasons:
         log.warning("Image cache: %d of %d rows could not be read and will be skipped, e.g. %s", len(reasons), n,
                     "; ".join(f"{tasks[i][0]}: {r}" for i, r in list(reasons.items())[:3]))
@@ -209,8 +214,8 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
     return ImageCache.open(final)
 
 
-def _fill(images: np.ndarray, valid: np.ndarray, reasons: dict[int, str], tasks: list[tuple], pool: ProcessPoolExecutor | None,
-          workers: int, progress: bool) -> None:
+def _fill(images: np.ndarray, valid: np.ndarray, reasons: dict[int, str], tasks: list[tuple], pool: Any,
+          workers: int, progress: bool, stall_timeout: float) -> None:
     """Decode ``tasks`` window by window into ``images`` (at most ``_WINDOW_ROWS * workers`` rows in flight)."""
     step = _WINDOW_ROWS * workers
     bar = None
@@ -223,7 +228,8 @@ def _fill(images: np.ndarray, valid: np.ndarray, reasons: dict[int, str], tasks:
     try:
         for start in range(0, len(tasks), step):
             window = tasks[start:start + step]
-            results = pool.map(_encode, window, chunksize=8) if pool is not None else map(_encode, window)
+            results = watched_imap(pool, _encode, window, stall_timeout=stall_timeout, what="The image cache build",
+                                   chunksize=8)
             for i, (pixels, reason) in enumerate(results, start):
                 if pixels is None:
                     reasons[i] = reason

@@ -52,6 +52,7 @@ class NamedDataset:
     class_names: tuple[str, ...] = ()  # names of numeric labels (MedMNIST), in label order
     multi_label: bool = False  # refused before downloading: medclass trains single-label data only
     note: str = ""  # anything a user must know (e.g. a missing checksum)
+    preset: str = ""  # the data preset its files need (data.presets), applied when data.preset is ''
 
     @property
     def embedded(self) -> bool:
@@ -66,6 +67,7 @@ SAMPLE = NamedDataset(
     url="", known_hash=None, file="chest_xray", images=600, size="1.75 MB, 96 px",
     licence="CC BY 4.0", citation=KERMANY_CITATION,
     note="a seeded subset of the Kermany et al. set, built by tools/make_sample.py (see sample_data/README.md)",
+    preset="kermany_chest_xray",
 )
 
 KERMANY = NamedDataset(
@@ -78,6 +80,7 @@ KERMANY = NamedDataset(
     licence="CC BY 4.0", citation=KERMANY_CITATION, archive="zip",
     note="Mendeley Data publishes no checksum for ChestXRay2017.zip: the download is not verified; its SHA256 is "
          "logged so that you can compare copies",
+    preset="kermany_chest_xray",
 )
 
 
@@ -135,6 +138,9 @@ def dataset_path(name: str, progress: bool = True) -> Path:
 def resolve_named(cfg: DataConfig) -> DataConfig:
     """``cfg`` with a registered data-set name in ``path`` replaced by its local path (and its class names).
 
+    The data set's own preset (e.g. ``kermany_chest_xray``: patients from its file names) is applied
+    when ``cfg.preset`` is empty.
+
     Paths that exist, and names that are not registered, are returned unchanged, so the usual
     "does not exist" errors stay (with a hint when the value looks like a misspelt name).
     """
@@ -149,7 +155,8 @@ def resolve_named(cfg: DataConfig) -> DataConfig:
     ds = DATASETS[cfg.path]
     local = dataset_path(ds.name)
     log.info("data set %s -> %s", ds.name, local)
-    return dataclasses.replace(cfg, path=str(local), class_names=list(cfg.class_names or ds.class_names))
+    return dataclasses.replace(cfg, path=str(local), class_names=list(cfg.class_names or ds.class_names),
+                               preset=cfg.preset or ds.preset)
 
 
 __all__ = ["DATASETS", "NamedDataset", "dataset_path", "get_dataset", "list_datasets", "resolve_named", "sample_path"]

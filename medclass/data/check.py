@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..config import DataConfig
 from ..utils import write_json
+from .advice import data_warnings
 from .audit import audit_leaks
 from .fingerprint import fingerprint
 from .quality import QualityThresholds, quality_report
@@ -83,7 +84,8 @@ def check_data(
         progress: show a progress bar while reading images.
 
     Returns:
-        A JSON-able dict with keys ``source, counts, sizes, audit, quality, unreadable, skipped``.
+        A JSON-able dict with keys ``source, counts, sizes, audit, quality, unreadable, skipped, warnings``
+        (``warnings``: :mod:`~medclass.data.advice` findings, e.g. a class too small for the split).
 
     Example:
         >>> r = check_data("../shared/data/head_ct/labels.csv")  # doctest: +SKIP
@@ -108,7 +110,11 @@ def check_data(
         "unreadable": [{"path": p, "frame": int(f), "reason": r}
                        for p, f, r in zip(unreadable["path"], unreadable["frame"], unreadable["error"])],
         "skipped": list(table.skipped),
+        "filters": {"where": cfg.where, "label_map": dict(cfg.label_map), "preset": cfg.preset},
+        "warnings": [w.to_dict() for w in data_warnings(table, fp, audit, cfg)],
     }
+    for w in report["warnings"]:
+        log.warning("data check: %s", w["message"])
     if out is not None:
         write_json(Path(out) / REPORT_FILE, report)
         log.info("Wrote %s", Path(out) / REPORT_FILE)

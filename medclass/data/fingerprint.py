@@ -35,14 +35,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ..config import TrainConfig
 from ..utils import atomic_write_text
+from ._pool import watched_imap, worker_pool
 from .table import DataTable
 
 log = logging.getLogger(__name__)
@@ -132,12 +133,9 @@ def _read_cache(cache_dir: Path | None) -> pd.DataFrame:
 
 
 def _run(tasks: list[tuple[str, int, str]], workers: int, progress: bool) -> list[dict[str, Any]]:
-    if workers <= 1 or len(tasks) <= 1:
-        results = map(_task, tasks)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)))
-        results = pool.map(_task, tasks, chunksize=max(1, min(64, len(tasks) // (4 * workers))))
+    pool = worker_pool(min(workers, len(tasks))) if workers > 1 and len(tasks) > 1 else None
+    results = watched_imap(pool, _task, tasks, stall_timeout=TrainConfig.stall_timeout, what="Fingerprinting images",
+                           chunksize=max(1, min(64, len(tasks) // (4 * workers))))
     try:
         if progress:
             from rich.progress import track
@@ -146,7 +144,8 @@ def _run(tasks: list[tuple[str, int, str]], workers: int, progress: bool) -> lis
         return list(results)
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.terminate()
+            pool.join()
 
 
 def fingerprint(

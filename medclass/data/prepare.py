@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..artifacts import RunDir
 from ..config import DataConfig
+from ..errors import DatasetError
 from ..utils import write_json
 from .audit import apply_leak_policy, audit_leaks
 from .fingerprint import fingerprint
@@ -51,6 +52,11 @@ def clean_data(dcfg: DataConfig, seed: int = 42, cache_dir: str | Path | None = 
     Returns ``(table, fingerprints aligned with it, quality record, audit record)``.
     """
     table = load_source(dcfg, seed=seed)
+    if len(table.classes) < 2:
+        raise DatasetError(
+            f"{dcfg.path} gives one class only ({table.classes}, {len(table)} images); a classifier needs at least two. "
+            "Check the label column (--label-column), data.where / data.label_map / data.classes, or that the "
+            "folder holds one sub-folder per class.")
     fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=dcfg.window)
     quality: dict = {"dropped": []}
     if dcfg.quality_filter:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -35,25 +35,27 @@ from . import _npz
 from .catalog import resolve_named
 from ._scan import SPLIT_ALIASES, file_kind, file_rows, is_hidden, skip, unsupported_reason, walk_files
 from .io import SUPPORTED_EXTENSIONS
-from .patients import CHEST_XRAY_3CLASSES, chest_xray_3class, patient_rule, sublabel_from_name
+from .filters import filter_rows, map_labels
+from .patients import patient_rule
+from .presets import effective_patient_rule, get_preset, relabel_for
 from .splits import patient_groups
 from .table import REQUIRED_COLUMNS, DataTable
 
 log = logging.getLogger(__name__)
 
 SOURCES = choices(Source)
-LABEL_FROM_NAME = ("", "chest_xray_3class")
 UNLABELLED = "unlabelled"
 
 
-def from_folders(root: str | Path, patient_regex: str = "chest_xray") -> DataTable:
+def from_folders(root: str | Path, patient_regex: str = "none",
+                 sublabel: Callable[[str], str] | None = None) -> DataTable:
     """Rows from class folders, optionally under train/val/test folders (their split is kept).
 
     ``patient_regex`` is the file-name rule of :func:`~medclass.data.patients.patient_rule`
-    (DICOM files use their PatientID first). A ``sublabel`` column is added when file names carry
-    one (chest X-ray ``bacteria``/``virus``).
+    (DICOM files use their PatientID first). ``sublabel`` (a data preset's file name -> sub-label
+    function) adds a ``sublabel`` column when some file names carry one.
 
-    >>> table = from_folders("../shared/data/chest_xray")
+    >>> table = from_folders("../shared/data/chest_xray", "chest_xray")
     >>> table.frame["label"].value_counts().to_dict()
     {'PNEUMONIA': 3642, 'NORMAL': 1337}
     """
@@ -86,8 +88,8 @@ def from_folders(root: str | Path, patient_regex: str = "chest_xray") -> DataTab
             f"with extensions {', '.join(SUPPORTED_EXTENSIONS)}." + _skipped_summary(skipped)
         )
     frame = pd.DataFrame(rows)
-    sublabels = frame["path"].map(lambda p: sublabel_from_name(os.path.basename(p)))
-    if (sublabels != "").any():
+    sublabels = frame["path"].map(lambda p: sublabel(os.path.basename(p))) if sublabel else None
+    if sublabels is not None and (sublabels != "").any():
         frame["sublabel"] = sublabels
     return DataTable(frame, _sorted_labels(frame["label"]), skipped, "folders", str(root))
 
@@ -237,8 +239,11 @@ def manifests_in(folder: str | Path) -> list[Path]:
 
 def detect_source(path: str | Path) -> str:
     """The source kind for ``data.source='auto'``: csv/tsv -> csv, .npz -> npz, a DICOM file -> dicom;
-    a folder with (non-hidden) subfolders -> folders; a folder with exactly one CSV manifest -> csv;
-    else dicom when it holds DICOM files."""
+    a folder with exactly one CSV manifest (and no sub-folders other than those its paths point into)
+    -> csv; a folder with (non-hidden) subfolders -> folders; else dicom when it holds DICOM files.
+
+    Never guesses: a folder with several manifests, or a manifest beside class-like sub-folders, is
+    refused with the candidates and the option that picks one."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Data path {path} does not exist (data.path).")
@@ -249,10 +254,18 @@ def detect_source(path: str | Path) -> str:
             raise DatasetError(f"Cannot tell the data source of {path}; expected a folder, a .csv, a .npz or a DICOM file.")
         return kind
     entries = [e for e in os.scandir(path) if not is_hidden(e.name)]
-    if any(e.is_dir() for e in entries):
-        return "folders"
-    if len(manifests_in(path)) == 1:
+    manifests, folders = manifests_in(path), sorted(e.name for e in entries if e.is_dir())
+    classy = _class_folders(manifests[0], folders) if len(manifests) == 1 and folders else []
+    if len(manifests) > 1 or classy:
+        raise DatasetError(
+            f"{path} holds {len(manifests)} CSV manifest(s) {[m.name for m in manifests]}"
+            + (f" and the class-like sub-folders {classy[:6]}" if classy else "") + "; medclass does not guess which "
+            f"labels the images. Pass the CSV itself as the data path (e.g. {manifests[0]}) or choose the class "
+            "folders with --source folders (data.source=folders).")
+    if len(manifests) == 1:
         return "csv"
+    if folders:
+        return "folders"
     if any(e.is_file() and file_kind(Path(e.path)) == "dicom" for e in entries):
         return "dicom"
     raise DatasetError(
@@ -261,40 +274,57 @@ def detect_source(path: str | Path) -> str:
     )
 
 
+def _class_folders(manifest: Path, folders: list[str]) -> list[str]:
+    """The sub-folders that the manifest's cells do not point into (``images/x.png`` points into ``images``)."""
+    sep = "\t" if manifest.suffix.lower() == ".tsv" else ","
+    try:
+        cells = pd.read_csv(manifest, dtype=str, keep_default_na=False, sep=sep).to_numpy().ravel()
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return folders
+    tops = {os.path.normpath(c.strip()).split(os.sep)[0] for c in cells if isinstance(c, str) and os.sep in c.strip()}
+    return [f for f in folders if f not in tops]
+
+
 def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
     """Build the table described by ``cfg`` (see :class:`~medclass.config.DataConfig`).
 
     Steps: resolve a registered data-set name (:mod:`~medclass.data.catalog`); detect and read the
-    source; relabel from file names (``label_from_name``); keep only
+    source (patient rule and sub-labels of ``data.preset``, if any); relabel from file names
+    (``label_from_name``, offered by the preset); keep the rows of ``where``; rename/merge/drop
+    labels with ``label_map`` (see :mod:`~medclass.data.filters`); keep only
     ``classes`` (in that order); blank the split unless ``keep_source_split``; take at most
     ``limit_per_class`` images per class as whole patients (seeded by ``seed``).
 
-    >>> table = load_source(DataConfig(path="../shared/data/chest_xray", label_from_name="chest_xray_3class"))
+    >>> table = load_source(DataConfig(path="../shared/data/chest_xray", preset="kermany_chest_xray",
+    ...                                label_from_name="chest_xray_3class"))
     >>> table.classes
     ['normal', 'bacterial', 'viral']
     """
     cfg = resolve_named(cfg)  # a registered data-set name (e.g. 'kermany_cxr') -> its local path
     source = check_choice("data.source", cfg.source, SOURCES)
-    check_choice("data.label_from_name", cfg.label_from_name, LABEL_FROM_NAME)
-    patient_rule(cfg.patient_regex)  # fails early on a bad regex
+    preset, relabel, rule = get_preset(cfg.preset), relabel_for(cfg), effective_patient_rule(cfg)
+    patient_rule(rule)  # fails early on a bad regex
     kind = detect_source(cfg.path) if source == "auto" else source
     if kind == "folders":
-        table = from_folders(cfg.path, cfg.patient_regex)
+        table = from_folders(cfg.path, rule, preset.sublabel if preset else None)
     elif kind == "csv":
         csv_path = Path(cfg.path)
         if csv_path.is_dir():
             found = manifests_in(csv_path)
             if len(found) != 1:
-                raise DatasetError(f"{csv_path} holds {len(found)} CSV manifests; point data.path at one of them.")
+                raise DatasetError(f"{csv_path} holds {len(found)} CSV manifests {[f.name for f in found]}; point "
+                                   "data.path at one of them.")
             csv_path = found[0]
         table = from_csv(csv_path, cfg.path_column, cfg.label_column, cfg.patient_column, cfg.image_root,
-                         cfg.path_template, cfg.class_names, patient_regex=cfg.patient_regex)
+                         cfg.path_template, cfg.class_names, patient_regex=rule)
     elif kind == "npz":
         table = from_npz(cfg.path, cfg.class_names)
     else:
-        table = from_dicom(cfg.path, cfg.patient_regex)
-    if cfg.label_from_name:
-        table = relabel_chest_xray_3class(table)
+        table = from_dicom(cfg.path, rule)
+    if relabel is not None:
+        table = relabel(table)
+    aliases = {cfg.label_column: "label", cfg.patient_column: "patient", cfg.path_column: "path"} if kind == "csv" else {}
+    table = map_labels(filter_rows(table, cfg.where, aliases), cfg.label_map)
     if cfg.classes:
         table = keep_classes(table, cfg.classes)
     if not cfg.keep_source_split:
@@ -303,19 +333,6 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         table = limit_per_class(table, cfg.limit_per_class, seed)
     log.info("%s source %s: %d rows, classes %s, %d skipped", kind, cfg.path, len(table), table.classes, len(table.skipped))
     return table
-
-
-def relabel_chest_xray_3class(table: DataTable) -> DataTable:
-    """Labels ``normal`` / ``bacterial`` / ``viral`` from chest X-ray file names (rows it cannot tell are skipped)."""
-    df = table.frame.copy()
-    new = [chest_xray_3class(os.path.basename(p), lab) for p, lab in zip(df["path"], df["label"])]
-    df["label"] = new
-    skipped = list(table.skipped)
-    for path in df.loc[df["label"] == "", "path"]:
-        skip(skipped, path, "label_from_name=chest_xray_3class: the name says neither bacteria nor virus")
-    df = df[df["label"] != ""]
-    classes = [c for c in CHEST_XRAY_3CLASSES if c in set(df["label"])]
-    return DataTable(df, classes, skipped, table.source, table.root)
 
 
 def keep_classes(table: DataTable, classes: Sequence[str]) -> DataTable:

@@ -28,6 +28,7 @@ from ..errors import DatasetError
 
 REQUIRED_COLUMNS = ("path", "label", "patient", "split", "frame")
 SPLITS = ("train", "val", "test")
+INTERNAL_COLUMNS = ("fold",)  # columns medclass adds itself (not a manifest's metadata)
 
 
 @dataclass
@@ -84,6 +85,14 @@ class DataTable:
     def with_frame(self, frame: pd.DataFrame) -> "DataTable":
         """A table with the same classes/skips/source over another DataFrame."""
         return DataTable(frame.copy(), list(self.classes), list(self.skipped), self.source, self.root)
+
+    def metadata_columns(self) -> list[str]:
+        """The extra columns (a manifest's sex, age, view, site...; ``sublabel``), in table order.
+
+        >>> DataTable(pd.DataFrame({"path": ["a.png"], "label": ["x"], "age": ["41"]}), ["x"]).metadata_columns()
+        ['age']
+        """
+        return [c for c in self.frame.columns if c not in REQUIRED_COLUMNS and c not in INTERNAL_COLUMNS]
 
     def counts(self) -> pd.DataFrame:
         """Images per split and class (a small DataFrame for reports)."""

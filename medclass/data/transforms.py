@@ -35,8 +35,7 @@ from torchvision.transforms.v2 import functional as F
 from ..artifacts.meta import Preprocessing
 from ..config import Augment, choices
 from ..errors import ConfigError, check_choice
-
-_RANGE_TOLERANCE = 1e-4  # float rounding of readers that compute (x - lo) / (hi - lo)
+from ..utils import PIXEL_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,8 @@ PRESETS: dict[Augment, AugmentParams] = {
     # chest radiographs: small geometric changes and exposure differences
     "xray": AugmentParams(hflip=0.5, rotation=10.0, shear=10.0, scale=(0.9, 1.1), brightness=0.2, contrast=0.2),
     # retina photographs: round field of view with no canonical orientation, so any rotation and
-    # both flips; strong brightness changes (illumination varies a lot between cameras)
-    "fundus": AugmentParams(hflip=0.5, vflip=0.5, rotation=180.0, brightness=0.3),
+    # both flips; strong brightness and some contrast changes (illumination varies a lot between cameras)
+    "fundus": AugmentParams(hflip=0.5, vflip=0.5, rotation=180.0, brightness=0.3, contrast=0.2),
 }
 
 
@@ -97,7 +96,7 @@ def check_image(image: np.ndarray, where: str = "image") -> torch.Tensor:
     if image.ndim != 3 or image.shape[2] not in (1, 3):
         raise ValueError(f"{where}: expected shape (H, W, C) with C in {{1, 3}}, got {image.shape}.")
     lo, hi = float(image.min()), float(image.max())
-    if not (lo >= -_RANGE_TOLERANCE and hi <= 1 + _RANGE_TOLERANCE):  # also catches NaN
+    if not (lo >= -PIXEL_TOLERANCE and hi <= 1 + PIXEL_TOLERANCE):  # also catches NaN
         raise ValueError(
             f"{where}: pixel values must lie in [0, 1] (the model expects reader output, normalised "
             f"afterwards by mean/std), got min {lo:.4g}, max {hi:.4g}; rescale to [0, 1] before the transform."
@@ -126,7 +125,8 @@ def prepare_image(image: np.ndarray, image_size: int, in_chans: int, keep_aspect
         x = F.resize(x, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
     if keep_aspect and size != [image_size, image_size]:
         x = F.center_crop(x, [image_size, image_size])  # pads the short side with zeros
-    return x.contiguous()
+    # luma weights and antialiased resampling round bright pixels to 1 + 1e-7: keep the promise of [0, 1]
+    return x.clamp(0.0, 1.0).contiguous()
 
 
 def quantize_uint8(x: torch.Tensor) -> torch.Tensor:

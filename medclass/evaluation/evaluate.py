@@ -26,8 +26,10 @@ import dataclasses
 import logging
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +41,7 @@ from ..data.dataset import ImageDataset
 from ..data.splits import patient_groups
 from ..data.table import DataTable
 from ..data.transforms import inference_transform
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError
 from ..inference import Predictions, predict_dataset
 from ..metrics.bootstrap import bootstrap_metrics
 from ..metrics.calibration import reliability_curve
@@ -80,15 +82,17 @@ def _load_run(run: str | Path, device: torch.device) -> _Run:
     return _Run(checkpoint, folder if folder.split.is_file() else None, model, meta)
 
 
-def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataTable:
+def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
+                    data_settings: Mapping[str, Any] | None = None) -> DataTable:
     """Rows of an external data set, labelled with the checkpoint's classes."""
     from ..data.sources import load_source
 
     if isinstance(data, DataConfig):
         dcfg = data
     else:
-        dcfg = dataclasses.replace(r.config.data, path=str(data), source="auto", classes=[], limit_per_class=0,
-                                   keep_source_split=True)
+        base = {**dataclasses.asdict(r.config.data), "path": str(data), "source": "auto", "classes": [],
+                "limit_per_class": 0, "keep_source_split": True, **(data_settings or {})}
+        dcfg = RunConfig.from_dict({"data": base}).data
     table = load_source(dcfg)
     classes = list(r.meta.classes)
     unknown = sorted(set(table.frame["label"]) - set(classes))
@@ -103,7 +107,8 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str) -> DataT
     return DataTable(table.frame, classes, table.skipped, table.source, table.root)
 
 
-def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[DataTable, DataTable | None, str]:
+def _tables(r: _Run, data: str | Path | DataConfig | None, split: str,
+            data_settings: Mapping[str, Any] | None = None) -> tuple[DataTable, DataTable | None, str]:
     """(evaluated rows, reference rows for the leak check or None, name of the reference splits)."""
     classes = list(r.meta.classes)
     full = DataTable.from_csv(r.run_dir.split, classes) if r.run_dir is not None else None
@@ -116,7 +121,7 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[
             counts = full.frame["split"].value_counts().to_dict()
             raise DatasetError(f"{r.run_dir.split} has no rows in split {split!r} (splits: {counts}).")
     else:
-        evaluated = _external_table(data, r, split)
+        evaluated = _external_table(data, r, split, data_settings)
         if not len(evaluated):
             raise DatasetError(f"No images to evaluate in {data} (split {split!r}).")
     if full is None:
@@ -127,6 +132,14 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str) -> tuple[
                     "metrics are not held-out estimates.", split)
     reference = full.subset(full.frame["split"].isin(ref_splits).to_numpy())
     return evaluated, reference, " or ".join({"train": "training", "val": "validation"}[s] for s in ref_splits)
+
+
+def _filters(run_data: DataConfig, data: str | Path | DataConfig | None,
+             data_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The row filter and label map the evaluated rows were read with (the run's unless replaced)."""
+    dcfg = data if isinstance(data, DataConfig) else RunConfig.from_dict(
+        {"data": {**dataclasses.asdict(run_data), **(data_settings or {})}}).data
+    return {"where": dcfg.where, "label_map": dict(dcfg.label_map)}
 
 
 def _default_out(r: _Run, data: str | Path | DataConfig | None, split: str) -> EvalDir:
@@ -192,6 +205,8 @@ def _prediction_frame(pred: Predictions, table: DataTable, classes: list[str], t
     decided = predict_labels(pred.probs, threshold)
     df = pd.DataFrame({"path": pred.paths, "frame": table.frame["frame"].to_numpy()[pred.indices],
                        "patient": pred.patients, "label": [classes[i] for i in pred.labels]})
+    for column in table.metadata_columns():  # sex, age, view, site... carried from the manifest
+        df[column] = table.frame[column].to_numpy()[pred.indices]
     for j, c in enumerate(classes):
         df[f"prob_{c}"] = pred.probs[:, j]
     df["predicted"] = [classes[i] for i in decided]
@@ -253,7 +268,8 @@ def _fingerprint_cache(run: RunDir | None) -> Path | None:
 
 def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split: str = "test",
              out: str | Path | None = None, n_boot: int = 1000, cam_samples: int = 4, tta: bool | None = None,
-             batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None) -> EvaluationResult:
+             batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None,
+             data_settings: Mapping[str, Any] | None = None) -> EvaluationResult:
     """Evaluate a run folder (or checkpoint) on its held-out split or on external data; write metrics and a report.
 
     Args:
@@ -268,6 +284,8 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         batch_size, num_workers: inference loader settings.
         report: also write ``report.html``.
         device: ``cuda``/``cpu`` (default: CUDA when available).
+        data_settings: ``data.*`` fields that replace the run's when reading external ``data`` (e.g.
+            ``{"image_root": ..., "label_map": "covid=pneumonia", "where": "view == 'PA'"}``).
 
     Example:
         >>> res = evaluate("workspace/default/simple_cnn-1", n_boot=200, cam_samples=2)  # doctest: +SKIP
@@ -280,7 +298,10 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     classes, pre = list(r.meta.classes), r.meta.preprocessing
     threshold, temperature = r.meta.threshold, r.meta.temperature
     tta = r.config.eval.tta if tta is None else tta
-    evaluated, reference, ref_names = _tables(r, data, split)
+    if data_settings and data is None:
+        raise ConfigError("Data settings (image root, columns, --where, --label-map) apply to external data given "
+                          "with --data; the run's own split was read with its recorded config.")
+    evaluated, reference, ref_names = _tables(r, data, split, data_settings)
     leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.window,
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=_fingerprint_cache(r.run_dir))
 
@@ -290,6 +311,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
     loss = per_image_loss(pred.probs, pred.labels)
     df = _prediction_frame(pred, evaluated, classes, threshold, loss)
+    metadata = evaluated.metadata_columns()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN metrics are reported as null
         computed = _metrics(pred, classes, threshold, n_boot)
@@ -314,7 +336,9 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         "top_losses": df.iloc[np.argsort(-loss, kind="stable")[:TOP_LOSSES]].to_dict(orient="records"),
         "baseline": baseline, "checkpoint_metrics": dict(r.meta.metrics),
         "training": {"history": history.to_dict(orient="list") if history is not None else None,
-                     "best_epoch": r.meta.epoch},
+                     "best_epoch": r.meta.epoch, "max_epochs": r.config.train.epochs,
+                     "early_stopping": r.config.train.early_stopping, "monitor": r.config.train.monitor},
+        "filters": {**_filters(r.config.data, data, data_settings), "metadata": metadata},
         "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method,
     }
     ev = EvalDir(Path(out)) if out is not None else _default_out(r, data, split)

@@ -19,7 +19,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..metrics import plots
-from ..utils import atomic_write_text
+from ..utils import atomic_write_text, epoch_number
 from ._examples import Example
 from ..metrics.html import Raw, esc, fmt, img, page, section, table
 from .result import EvaluationResult
@@ -40,13 +40,14 @@ HELD_OUT = {True: "The metrics come from held-out data that the model did not se
 
 
 def _caption(ex: Example, kind: str) -> str:
+    """Tile caption; every probability says which class it is for (p(true) or p(pred))."""
     name = Path(ex.path).name
     name = name if len(name) <= 24 else name[:10] + "…" + name[-12:]
     if kind == "top_losses":
-        return f"true {ex.label} (p={ex.prob_true:.2f})\npred {ex.predicted}\nloss {ex.loss:.2f}\n{name}"
+        return f"true {ex.label}, p(true)={ex.prob_true:.2f}\npred {ex.predicted}\nloss {ex.loss:.2f}\n{name}"
     if kind == "cam":
-        return f"true {ex.label}\npred {ex.predicted} ({ex.prob_predicted:.2f})\nCAM for {ex.cam_class}"
-    return f"true {ex.label}\npred {ex.predicted} ({ex.prob_predicted:.2f})\n{name}"
+        return f"true {ex.label}\npred {ex.predicted}, p(pred)={ex.prob_predicted:.2f}\nCAM for {ex.cam_class}"
+    return f"true {ex.label}\npred {ex.predicted}, p(pred)={ex.prob_predicted:.2f}\n{name}"
 
 
 def _grid(examples: list[Example], kind: str, title: str = "") -> Figure:
@@ -96,6 +97,13 @@ def _summary(m: dict) -> str:
         ("Wall time", f"{m.get('wall_time_s', float('nan')):.1f} s"),
         ("Versions", ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())),
     ]
+    filters = m.get("filters") or {}
+    if filters.get("where") or filters.get("label_map"):
+        rows.insert(4, ("Data filters", "; ".join(
+            ([f"rows where {filters['where']}"] if filters.get("where") else [])
+            + ([f"labels mapped {filters['label_map']}"] if filters.get("label_map") else []))))
+    if filters.get("metadata"):
+        rows.insert(4, ("Metadata columns", ", ".join(filters["metadata"]) + " (in predictions.csv)"))
     head = []
     if m["contaminated"]:
         head.append('<p class="bad">The evaluated data overlaps the training data: these metrics are contaminated. '
@@ -105,7 +113,7 @@ def _summary(m: dict) -> str:
     head.append("<p>" + " · ".join(f"<b>{esc(METRIC_LABELS[k])}</b> {fmt(m['metrics'][k])}"
                                    + (f" <span class='muted'>({fmt(ci[k]['low'])}–{fmt(ci[k]['high'])})</span>" if k in ci else "")
                                    for k in key) + "</p>")
-    return "".join(head) + table(["", ""], [(k, Raw(esc(v))) for k, v in rows])
+    return "".join(head) + table(None, [(k, Raw(esc(v))) for k, v in rows])
 
 
 def _overlap_row(item: str | dict) -> tuple[str, str]:
@@ -179,6 +187,19 @@ def _figures(figs: dict[str, bytes], names: list[str], note: str = "") -> str:
                                                                     if shown else "<p>Not available.</p>")
 
 
+def _training_note(t: dict) -> str:
+    """How training ended, with epochs counted from 1 as in the plot."""
+    history, best = t.get("history"), t.get("best_epoch")
+    if not history:
+        return ""
+    ran = len(history["epoch"])
+    note = f"Trained {ran} of at most {t.get('max_epochs', ran)} epochs"
+    if t.get("early_stopping") and ran < t.get("max_epochs", ran):
+        note += (f"; early stopping ended the run after {t['early_stopping']} epochs without improvement of "
+                 f"{t.get('monitor', 'the monitored metric')}")
+    return note + (f". Best checkpoint: epoch {epoch_number(best)}." if best is not None and best >= 0 else ".")
+
+
 def _baseline(m: dict) -> str:
     base, history, best = m.get("baseline"), m["training"]["history"], m["training"].get("best_epoch")
     if not base:
@@ -190,7 +211,8 @@ def _baseline(m: dict) -> str:
     rows = [("loss", base.get("val_loss"), trained.get("val_loss"), m.get("log_loss")),
             ("accuracy", base.get("val_acc"), trained.get("val_acc"), m["metrics"]["accuracy"]),
             ("ROC AUC", base.get("val_auc"), trained.get("val_auc"), m["metrics"]["roc_auc"])]
-    return (table(["metric", "untrained model (validation)", f"best epoch {best} (validation)", "this evaluation"], rows)
+    shown = f"best epoch {epoch_number(best)}" if best is not None and best >= 0 else "trained model"
+    return (table(["metric", "untrained model (validation)", f"{shown} (validation)", "this evaluation"], rows)
             + "<p class='muted'>The untrained model shows what chance-level performance looks like on this data.</p>")
 
 
@@ -234,7 +256,7 @@ def _section_list(result: EvaluationResult, figs: dict[str, bytes]) -> list[tupl
         ("confusion-matrix", "Confusion matrix", lambda: _figures(figs, ["confusion_matrix"])),
         ("curves", "ROC and precision-recall curves", lambda: _figures(figs, ["roc", "pr"], "The circle marks the operating point at the stored threshold.")),
         ("calibration", "Calibration", lambda: _figures(figs, ["calibration"], f"Brier {fmt(m['metrics']['brier'])}, ECE {fmt(m['metrics']['ece'])}.")),
-        ("training", "Training curves", lambda: _figures(figs, ["training"])),
+        ("training", "Training curves", lambda: _figures(figs, ["training"], _training_note(m["training"]))),
         ("baseline", "Baseline vs trained", lambda: _baseline(m)),
         ("gallery", "Prediction gallery", lambda: _figures(figs, ["gallery"])),
         ("top-losses", "Top losses", lambda: _figures(figs, ["top_losses"])),

@@ -36,7 +36,7 @@ from ..data.splits import patient_groups
 from ..errors import ConfigError
 from ..metrics.bootstrap import bootstrap_ci
 from ..metrics.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
-from ..utils import atomic_write_text, write_json
+from ..utils import atomic_write_text, epoch_number, write_json
 from ._cvdata import fold_table, prepare_folds
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class CVResult:
         for col in ("fold", "images", "patients", "best epoch", "threshold", *names):
             t.add_column(col, justify="right")
         for _, row in self.folds.iterrows():
-            t.add_row(str(row["fold"]), str(row["images"]), str(row["patients"]), str(row["best_epoch"]),
+            t.add_row(str(row["fold"]), str(row["images"]), str(row["patients"]), str(epoch_number(row["best_epoch"])),
                       _fmt(row["threshold"]), *(_fmt(row[m]) for m in names))
         t.add_row("mean ± sd", "", "", "", "", *(f"{_fmt(self.summary['mean'][m])} ± {_fmt(self.summary['sd'][m])}"
                                                  for m in names), style="bold")

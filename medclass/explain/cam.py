@@ -26,6 +26,7 @@ from torch import nn
 
 from ..config import CamMethod, choices
 from ..errors import ConfigError, check_choice
+from ..utils import PIXEL_TOLERANCE
 from ._targets import ClassTarget, find_target_layer, layer_for_input
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,10 @@ def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap
         image = image[..., None]
     if image.ndim != 3 or image.shape[2] not in (1, 3):
         raise ValueError(f"image must be H x W x C with C in {{1, 3}}, got shape {image.shape}.")
-    if image.min() < 0.0 or image.max() > 1.0:
-        raise ValueError(f"image values must be in [0, 1] (the pixel convention), got [{image.min():.3g}, {image.max():.3g}].")
+    lo, hi = float(image.min()), float(image.max())
+    if not (lo >= -PIXEL_TOLERANCE and hi <= 1.0 + PIXEL_TOLERANCE):  # float rounding passes, as in check_image
+        raise ValueError(f"image values must be in [0, 1] (the pixel convention), got [{lo:.3g}, {hi:.3g}].")
+    image = np.clip(image, 0.0, 1.0)
     rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
     cam = np.clip(np.asarray(cam, dtype=np.float32), 0.0, 1.0)
     if cam.shape != rgb.shape[:2]:

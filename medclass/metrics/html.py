@@ -53,13 +53,14 @@ def fmt(value: Any, digits: int = 3) -> str:
     return esc(value)
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: int = 1) -> str:
+def table(header: Sequence[str] | None, rows: Iterable[Sequence[Any]], numeric_from: int = 1) -> str:
     """An HTML table; cells from column ``numeric_from`` on are right-aligned numbers (already formatted or not).
+    ``header=None``: no header row (a key/value table).
 
     >>> table(["a", "b"], [["x", 1.0]])
     '<table><tr><th>a</th><th>b</th></tr><tr><td>x</td><td class="num">1.000</td></tr></table>'
     """
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    head = f"<tr>{''.join(f'<th>{esc(h)}</th>' for h in header)}</tr>" if header is not None else ""
     body = []
     for row in rows:
         cells = []
@@ -67,7 +68,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: in
             text = v if isinstance(v, Raw) else fmt(v)
             cells.append(f'<td class="num">{text}</td>' if i >= numeric_from and not isinstance(v, Raw) else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<table>{head}{''.join(body)}</table>"
 
 
 class Raw(str):

@@ -20,6 +20,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..utils import epoch_number
+
 WRONG_COLOR = "#c62828"  # frame and caption of a wrong prediction
 RIGHT_COLOR = "#2e7d32"  # frame and caption of a correct prediction
 
@@ -148,7 +150,7 @@ def training_curves_figure(history: Mapping[str, Sequence[float]], best_epoch: i
     >>> [a.get_title() for a in training_curves_figure(h).axes]
     ['Loss', 'Accuracy and AUC']
     """
-    epochs = np.asarray(history["epoch"], dtype=float) + 1
+    epochs = np.array([epoch_number(e) for e in history["epoch"]], dtype=float)
     fig = Figure(figsize=(10, 3.8))
     ax_loss, ax_score = fig.subplots(1, 2)
     panels = ((ax_loss, "Loss", ("loss",)), (ax_score, "Accuracy and AUC", ("acc", "auc")))
@@ -160,7 +162,7 @@ def training_curves_figure(history: Mapping[str, Sequence[float]], best_epoch: i
                 if len(values) and not np.isnan(values).all():
                     ax.plot(epochs, values, style, marker="o", ms=3, color=f"C{i}", label=f"{stage} {metric}")
         if best_epoch is not None and best_epoch >= 0:
-            ax.axvline(best_epoch + 1, color="grey", ls=":", lw=1, label="best checkpoint")
+            ax.axvline(epoch_number(best_epoch), color="grey", ls=":", lw=1, label="best checkpoint")
         ax.set(title=title, xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)

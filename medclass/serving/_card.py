@@ -7,6 +7,7 @@ from pathlib import PurePath
 from typing import Any
 
 from ..artifacts import CheckpointMeta
+from ..data.presets import patient_rule_summary
 
 DISCLAIMER = (
     "Not a medical device. This model is for research and education only; it must not be used for "
@@ -35,7 +36,7 @@ def model_card(meta: CheckpointMeta) -> dict[str, Any]:
             "name": PurePath(data.path).name if data.path else "",
             "source": data.source,
             "label_from_name": data.label_from_name,
-            "patient_rule": data.patient_regex,
+            "patient_rule": patient_rule_summary(data),  # the rule actually used
         },
         "preprocessing": meta.preprocessing.to_dict(),
         "threshold": meta.threshold if meta.binary else None,

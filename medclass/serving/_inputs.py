@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..config import DataConfig
 from ..data._scan import file_kind, file_rows, skip, unsupported_reason, walk_files
+from ..data.filters import DROP, map_label_values, where_mask
 from ..data.patients import patient_rule
 from ..data.transforms import check_image
 from ..errors import DatasetError
@@ -77,13 +79,16 @@ def image_batch(images_or_paths: Any) -> list[Any]:
     return list(images_or_paths)
 
 
-def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none") -> tuple[pd.DataFrame, list[dict]]:
-    """Rows (path, frame, patient) for files, folders (recursive) and CSV/TSV manifests.
+def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none",
+                  manifest: DataConfig | None = None) -> tuple[pd.DataFrame, list[dict]]:
+    """Rows (path, frame, patient, metadata...) for files, folders (recursive) and CSV/TSV manifests.
 
     A DICOM file gives one row per frame (patient = PatientID); other files take the patient from
     their name with ``patient_regex`` (see :func:`~medclass.data.patients.patient_rule`). Anything
     that cannot be a row (missing file, unsupported extension, DICOM without pixels...) is returned
-    in the second list as ``{path, frame, reason}``.
+    in the second list as ``{path, frame, reason}``. ``manifest`` holds the data settings a CSV is
+    read with (image root, path/patient/label columns, ``where``, ``label_map``), as in training;
+    a manifest's other columns are kept as metadata.
 
     >>> rows, problems = collect_files(["../shared/data/chest_xray/NORMAL"], "chest_xray")  # doctest: +SKIP
     """
@@ -96,10 +101,12 @@ def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none") -> 
             for file, kind in walk_files(path, skipped):
                 rows += file_rows(file, kind, "", "", patient_of, skipped)
         elif path.is_file() and path.suffix.lower() in _MANIFEST_SUFFIXES:
-            rows += _manifest_rows(path, patient_of, skipped)
+            rows += _manifest_rows(path, patient_of, skipped, manifest or DataConfig())
         else:
             rows += _file_rows(path, patient_of, skipped)
-    frame = pd.DataFrame(rows, columns=["path", "frame", "patient"]).astype({"path": str, "frame": int, "patient": str})
+    metadata = dict.fromkeys(k for r in rows for k in r.get("metadata", {}))
+    rows = [{"path": r["path"], "frame": r["frame"], "patient": r["patient"], **r.get("metadata", {})} for r in rows]
+    frame = pd.DataFrame(rows, columns=["path", "frame", "patient", *metadata]).astype({"path": str, "frame": int, "patient": str})
     problems = [{"path": s["path"], "frame": s.get("frame", -1), "reason": s["reason"]} for s in skipped]
     return frame, problems
 
@@ -115,26 +122,40 @@ def _file_rows(path: Path, patient_of: Callable[[str], str], skipped: list[dict]
     return file_rows(path, kind, "", "", patient_of, skipped)
 
 
-def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: list[dict]) -> list[dict]:
-    """Rows of a manifest: the first of the columns path/file/filename/image, relative to the CSV's
-    folder; an optional ``frame`` column picks one DICOM frame, a ``patient`` column is carried through."""
+def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: list[dict],
+                   settings: DataConfig) -> list[dict]:
+    """Rows of a manifest: ``settings.path_column`` (by default the first of path/file/filename/image),
+    relative to ``settings.image_root`` or the CSV's folder; ``settings.where`` keeps rows and
+    ``settings.label_map`` renames the label column when there is one; an optional ``frame`` column
+    picks one DICOM frame; the patient comes from ``settings.patient_column`` (default ``patient``);
+    every other column is carried through as metadata."""
     sep = "\t" if csv_path.suffix.lower() == ".tsv" else ","
     df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
     df.columns = [str(c).strip() for c in df.columns]
-    column = next((c for c in _PATH_COLUMNS if c in df.columns), None)
-    if column is None:
-        raise DatasetError(
-            f"Manifest {csv_path} has no path column; expected one of {list(_PATH_COLUMNS)}, found {list(df.columns)}."
-        )
+    wanted = [settings.path_column] if settings.path_column != "path" else list(_PATH_COLUMNS)
+    column = next((c for c in wanted if c in df.columns), None)
+    patient_column = settings.patient_column or "patient"
+    if column is None or (settings.patient_column and patient_column not in df.columns):
+        missing = wanted if column is None else [patient_column]
+        raise DatasetError(f"Manifest {csv_path} has no column {' / '.join(missing)}; its columns are "
+                           f"{list(df.columns)}. Pick them with --path-column / --patient-column.")
+    if settings.where:
+        df = df[where_mask(df, settings.where).to_numpy()]
+    if settings.label_map and settings.label_column in df.columns:
+        df = df.assign(**{settings.label_column: map_label_values(df[settings.label_column], settings.label_map,
+                                                                    str(csv_path))})
+        df = df[df[settings.label_column] != DROP]
+    root = Path(settings.image_root) if settings.image_root else csv_path.parent
+    metadata = [c for c in df.columns if c not in (column, patient_column, "frame")]
     rows = []
-    for line, rec in enumerate(df.to_dict("records"), start=2):
+    for line, rec in zip(df.index + 2, df.to_dict("records")):
         path = Path(rec[column].strip())
-        found = _file_rows(path if path.is_absolute() else csv_path.parent / path, patient_of, skipped)
+        found = _file_rows(path if path.is_absolute() else root / path, patient_of, skipped)
         frame = str(rec.get("frame", "")).strip()
         if frame not in ("", "-1"):
             found = [r for r in found if str(r["frame"]) == frame]
             if not found:
                 skip(skipped, f"{csv_path}:{line}", f"frame {frame!r} of {path} is not a frame of that file")
-        patient = str(rec.get("patient", "")).strip()
-        rows += [{**r, "patient": patient or r["patient"]} for r in found]
+        patient = str(rec.get(patient_column, "")).strip()
+        rows += [{**r, "patient": patient or r["patient"], "metadata": {c: rec[c] for c in metadata}} for r in found]
     return rows

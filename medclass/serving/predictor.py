@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from ..artifacts import CheckpointMeta, load_checkpoint
+from ..config import DataConfig
 from ..data.io import read_image
 from ..data.transforms import inference_transform
 from ..errors import ImageReadError
@@ -138,11 +139,13 @@ class Predictor:
         """
         return self.decide(self.predict_proba(images_or_paths, batch_size))
 
-    def predict_files(self, paths: str | Path | Iterable[str | Path], batch_size: int = 32, progress: bool = True) -> pd.DataFrame:
+    def predict_files(self, paths: str | Path | Iterable[str | Path], batch_size: int = 32, progress: bool = True,
+                      manifest: DataConfig | None = None) -> pd.DataFrame:
         """Predict every image under ``paths`` (files, folders, CSV/TSV manifests, DICOM) in batches.
 
         Returns one row per image or DICOM frame with the columns ``path, frame, patient,
-        prob_<class>... , predicted, threshold, error``. An unreadable file gets a row with the
+        prob_<class>... , predicted, threshold, error`` and, for a manifest, its metadata columns
+        (``manifest`` = the data settings a CSV is read with: image root, columns, ``where``, ``label_map``). An unreadable file gets a row with the
         reason in ``error`` (and empty probabilities); the run goes on.
 
         >>> df = p.predict_files(["../shared/data/dicom"], batch_size=16)  # doctest: +SKIP
@@ -152,8 +155,10 @@ class Predictor:
         from rich.progress import Progress
 
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        rule = self.meta.run_config.data.patient_regex
-        files, problems = collect_files(paths, rule)
+        from ..data.presets import effective_patient_rule
+
+        rule = effective_patient_rule(self.meta.run_config.data)
+        files, problems = collect_files(paths, rule, manifest)
         records = files.to_dict("records")
         probs = np.full((len(records), len(self.classes)), np.nan, np.float32)
         errors = [""] * len(records)
@@ -188,6 +193,8 @@ class Predictor:
         df["predicted"] = predicted
         df["threshold"] = self.threshold if self.binary else np.nan
         df["error"] = errors
+        for column in dict.fromkeys(k for r in records for k in r if k not in ("path", "frame", "patient", "reason")):
+            df[column] = [r.get(column, "") for r in records]  # a manifest's metadata (sex, age, view...)
         return df
 
     # -- explanation ------------------------------------------------------------------------------

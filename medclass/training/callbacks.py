@@ -18,7 +18,7 @@ from pytorch_lightning.callbacks import Checkpoint
 
 from ..artifacts import CheckpointMeta, RunDir, save_checkpoint
 from ..metrics.metrics import best_mode
-from ..utils import atomic_write_text, peak_rss_mb
+from ..utils import atomic_write_text, epoch_number, peak_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class ExportCheckpoints(Checkpoint):
         save_checkpoint(self.run.last, module.model, meta)
         if improved:
             save_checkpoint(self.run.best, module.model, meta)
-            log.info("epoch %d: %s=%.4f, new best written", trainer.current_epoch, self.monitor, value)
+            log.info("epoch %d: %s=%.4f, new best written", epoch_number(trainer.current_epoch), self.monitor, value)
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
         return {"best": self.best, "best_epoch": self.best_epoch}

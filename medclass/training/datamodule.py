@@ -48,7 +48,8 @@ class SplitDataModule(pl.LightningDataModule):
         workers = max(0, t.num_workers)
         return DataLoader(ds, batch_size=t.batch_size, sampler=sampler, num_workers=workers,
                           collate_fn=collate_skip, persistent_workers=workers > 0,
-                          pin_memory=self.feed.pin_memory, drop_last=False)
+                          pin_memory=self.feed.pin_memory, drop_last=False,
+                          timeout=t.stall_timeout if workers > 0 else 0)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: D102
         training = self.trainer is not None and self.trainer.training

@@ -28,13 +28,14 @@ import torch
 
 from ..artifacts import RunDir, build_meta
 from ..config import RunConfig, load_config, parse_class_weights, parse_devices, save_config
+from ..data._pool import loader_watchdog
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
 from ..errors import ConfigError
 from ..inference import predict_dataset
 from ..metrics.metrics import best_mode
 from ..models import create_model, model_info
-from ..utils import peak_rss_mb, write_json
+from ..utils import epoch_number, peak_rss_mb, write_json
 from ._noise import filter_third_party_noise
 from .accel import prepare_model, resolve_augment_on
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
@@ -55,6 +56,7 @@ class RunResult:
     best_epoch: int  # epoch of the best checkpoint
     best_score: float  # monitored value at the best epoch
     wall_time_s: float  # wall time of this call
+    early_stop: str = ""  # how early stopping ended the run before train.epochs ('' = it did not)
 
 
 def resolve_experiment(cfg: RunConfig) -> RunConfig:
@@ -221,8 +223,9 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
     ckpt = run.resume_state
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
-                    weights_only=True if resumed and ckpt.exists() else None)
+        with loader_watchdog("The training data loader", cfg.train.stall_timeout):
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
+                        weights_only=True if resumed and ckpt.exists() else None)
     if module.skipped_files:
         write_json(run.skipped, sorted(module.skipped_files))
         log.warning("%d unreadable files were skipped during training (listed in %s)", len(module.skipped_files),
@@ -232,8 +235,14 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
 
         finalize_run(run, dm, cfg)
     metrics = pd.read_csv(run.history) if run.history.exists() else pd.DataFrame()
+    stopped = max((getattr(c, "stopped_epoch", 0) for c in callbacks), default=0)  # Lightning's EarlyStopping
+    early_stop = (f"{cfg.train.monitor} did not improve for {cfg.train.early_stopping} epochs: stopped after epoch "
+                  f"{epoch_number(stopped)} of {cfg.train.epochs}") if stopped > 0 else ""
+    if early_stop:
+        log.warning("early stopping: %s", early_stop)
     result = RunResult(run.path, run.best, metrics, baseline, export.best_epoch,
-                       float(export.best) if export.best is not None else float("nan"), time.perf_counter() - start)
+                       float(export.best) if export.best is not None else float("nan"), time.perf_counter() - start,
+                       early_stop)
     log.info("run finished in %.1f s (peak RSS %.0f MiB); results in %s", result.wall_time_s, peak_rss_mb(), run.path)
     return result
 
@@ -241,7 +250,7 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
 def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
     """Validation loss/accuracy/AUC of the model before any training step."""
     pred = predict_dataset(module.model, dm.dataset("val", train=False), batch_size=dm.cfg.train.batch_size,
-                           num_workers=dm.cfg.train.num_workers)
+                           num_workers=dm.cfg.train.num_workers, stall_timeout=dm.cfg.train.stall_timeout)
     with torch.no_grad():
         loss = float(module.loss(torch.from_numpy(pred.logits), torch.from_numpy(pred.labels)))
     return {**summary_metrics(pred.labels, pred.probs, loss, "val"), "n_images": int(len(pred.labels))}
@@ -259,7 +268,8 @@ def build_caches(table: DataTable, cfg: RunConfig) -> dict:
     from ..data.cache import build_cache
 
     return {split: build_cache(table.subset(split), cfg.model.image_size, cfg.model.in_chans, cfg.data.window,
-                               folder, workers=cfg.train.num_workers or None)
+                               folder, workers=cfg.train.num_workers or None,
+                               stall_timeout=cfg.train.stall_timeout)
             for split in ("train", "val") if (table.frame["split"] == split).any()}
 
 

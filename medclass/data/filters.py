@@ -1,0 +1,134 @@
+"""Row filters and label maps of ``data.where`` / ``data.label_map``, the same for every command.
+
+* ``data.where`` is a :meth:`pandas.DataFrame.query` expression over the table's columns (``label``,
+  ``patient``, ``split`` and every metadata column of a CSV: ``view``, ``age``, ``sex``...). Columns
+  whose values are all numbers compare as numbers (``age >= 18``). Bare words inside a list are
+  read as text, so ``view in [PA, AP]`` means ``view in ['PA', 'AP']``. An unknown column is refused
+  by name.
+* ``data.label_map`` renames, merges or drops labels: ``{covid: pneumonia, other_pneumonia: pneumonia,
+  unknown: drop}``. A label it names that the data does not hold is refused by name; labels it
+  does not name stay as they are.
+
+The filter runs first (on the original labels), then the map.
+
+Example:
+    >>> df = pd.DataFrame({"label": ["a", "b"], "view": ["PA", "LL"], "age": ["30", "9"]})
+    >>> where_mask(df, "view in [PA, AP] and age >= 18", "data.where").tolist()
+    [True, False]
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+
+import pandas as pd
+
+from ..errors import DatasetError, did_you_mean
+from .table import DataTable
+
+log = logging.getLogger(__name__)
+
+DROP = "drop"  # label_map target that removes the rows of a label
+_LIST = re.compile(r"\[([^\[\]]*)\]")
+_BARE = re.compile(r"^[A-Za-z_][\w.\-]*$")
+
+
+def join_where(clauses: list[str]) -> str:
+    """Several ``--where`` flags as one expression (each clause in parentheses, joined by ``and``).
+
+    >>> join_where(["view == 'PA'", "age >= 18"])
+    "(view == 'PA') and (age >= 18)"
+    """
+    clauses = [c.strip() for c in clauses if c and c.strip()]
+    return clauses[0] if len(clauses) == 1 else " and ".join(f"({c})" for c in clauses)
+
+
+def _quote_bare_words(expr: str, columns: set[str]) -> str:
+    """``[PA, AP]`` -> ``['PA', 'AP']``: bare words in a list that are not columns become strings."""
+    def quote(match: re.Match[str]) -> str:
+        items = [i.strip() for i in match.group(1).split(",")]
+        fixed = [f"'{i}'" if _BARE.match(i) and i not in columns and i not in ("True", "False") else i for i in items]
+        return "[" + ", ".join(fixed) + "]"
+
+    return _LIST.sub(quote, expr)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose non-empty values are all numbers as numbers (empty -> NaN); the rest as they are."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if not pd.api.types.is_numeric_dtype(values):
+            numbers = pd.to_numeric(values.replace("", None), errors="coerce")
+            if numbers.notna().sum() and numbers.notna().sum() == (values.astype(str) != "").sum():
+                out[column] = numbers
+    return out
+
+
+def where_mask(frame: pd.DataFrame, expr: str, option: str = "data.where") -> pd.Series:
+    """Boolean mask of the rows of ``frame`` that match ``expr`` (see the module docstring)."""
+    columns = set(map(str, frame.columns))
+    query = _quote_bare_words(expr, columns)
+    try:
+        mask = _typed(frame).eval(query, engine="python")
+    except pd.errors.UndefinedVariableError as e:
+        name = re.search(r"name '([^']+)'", str(e))
+        missing = name.group(1) if name else str(e)
+        raise DatasetError(f"{option} {expr!r}: no column {missing!r}; the columns are {sorted(columns)}."
+                           + did_you_mean(missing, columns)) from None
+    except (SyntaxError, ValueError, TypeError, KeyError) as e:
+        raise DatasetError(f"{option} {expr!r} is not a valid pandas query ({type(e).__name__}: {e}); write e.g. "
+                           "\"view in ['PA', 'AP'] and age >= 18\" (text values in quotes).") from None
+    if not isinstance(mask, pd.Series) or mask.dtype != bool:
+        raise DatasetError(f"{option} {expr!r} does not give true/false per row; compare a column, e.g. \"age >= 18\".")
+    return mask
+
+
+def filter_rows(table: DataTable, expr: str, aliases: Mapping[str, str] | None = None) -> DataTable:
+    """Only the rows matching ``data.where`` (classes left without rows are dropped from ``classes``).
+
+    ``aliases`` maps a manifest's own column names to the table's (``{"finding": "label"}``), so the
+    expression may use either.
+    """
+    if not expr.strip():
+        return table
+    frame = table.frame
+    extra = {alias: frame[column] for alias, column in (aliases or {}).items() if alias and alias not in frame.columns}
+    keep = where_mask(frame.assign(**extra) if extra else frame, expr).to_numpy()
+    if not keep.any():
+        raise DatasetError(f"data.where {expr!r} keeps none of the {len(table)} rows of {table.root}.")
+    log.info("data.where %r keeps %d of %d rows", expr, int(keep.sum()), len(table))
+    df = table.frame[keep].copy()
+    classes = [c for c in table.classes if c in set(df["label"])]
+    return DataTable(df, classes, list(table.skipped), table.source, table.root)
+
+
+def map_label_values(labels: pd.Series, mapping: Mapping[str, str], where: str) -> pd.Series:
+    """``labels`` renamed by ``mapping`` (``drop`` marks rows to remove); a mapped label not in ``labels`` is refused."""
+    present = sorted(set(labels))
+    unknown = [old for old in mapping if old not in present]
+    if unknown:
+        raise DatasetError(f"data.label_map names {unknown}, which {where} does not hold; its labels are "
+                           f"{present[:20]}." + did_you_mean(unknown[0], present))
+    return labels.map(lambda label: mapping.get(label, label))
+
+
+def map_labels(table: DataTable, mapping: Mapping[str, str]) -> DataTable:
+    """Rename, merge (several old -> one new) or drop (``-> drop``) labels; unknown old labels are refused."""
+    if not mapping:
+        return table
+    df = table.frame.copy()
+    df["label"] = map_label_values(df["label"], mapping, table.root)
+    dropped = df["label"] == DROP
+    if dropped.all():
+        raise DatasetError(f"data.label_map {dict(mapping)} drops every row of {table.root}.")
+    df = df[~dropped]
+    classes: list[str] = []
+    for old in table.classes:  # the source's order, each new name where its first old name stood
+        new = mapping.get(old, old)
+        if new != DROP and new not in classes:
+            classes.append(new)
+    log.info("data.label_map %s: classes %s -> %s (%d rows dropped)", dict(mapping), table.classes, classes,
+             int(dropped.sum()))
+    return DataTable(df, classes, list(table.skipped), table.source, table.root)
