@@ -202,7 +202,8 @@ def test_resume_of_unknown_folder_is_clear(tmp_path: Path) -> None:
 def test_real_chest_xray_short_training_beats_baseline(shared_data: Path, tmp_path: Path) -> None:
     """300 patients' worth of images per class at 64 px, 2 epochs of resnet18: validation AUC well above the untrained model."""
     cfg = apply_overrides(RunConfig(), [
-        f"data.path={shared_data / 'chest_xray'}", "data.limit_per_class=300", f"workspace={tmp_path}",
+        f"data.path={shared_data / 'chest_xray'}", "data.preset=kermany_chest_xray", "data.limit_per_class=300",
+        f"workspace={tmp_path}",
         "experiment=real", "model.name=resnet18", "model.in_chans=1", "model.image_size=64",
         "train.epochs=2", "train.batch_size=32", "train.num_workers=2", "train.monitor=val_auc",
         "train.class_weights=balanced", "train.augment=xray",
