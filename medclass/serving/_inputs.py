@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
-from ..data._scan import file_kind, file_rows, skip, unsupported_reason, walk_files
+from ..data._scan import file_kind, file_rows, read_manifest, skip, unsupported_reason, walk_files
 from ..data.patients import patient_rule
 from ..data.transforms import check_image
 from ..errors import DatasetError
@@ -118,9 +117,7 @@ def _file_rows(path: Path, patient_of: Callable[[str], str], skipped: list[dict]
 def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: list[dict]) -> list[dict]:
     """Rows of a manifest: the first of the columns path/file/filename/image, relative to the CSV's
     folder; an optional ``frame`` column picks one DICOM frame, a ``patient`` column is carried through."""
-    sep = "\t" if csv_path.suffix.lower() == ".tsv" else ","
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
-    df.columns = [str(c).strip() for c in df.columns]
+    df = read_manifest(csv_path)
     column = next((c for c in _PATH_COLUMNS if c in df.columns), None)
     if column is None:
         raise DatasetError(
