@@ -6,7 +6,8 @@ where an uninterrupted one would be:
 
 - the dropout RNG is re-seeded from ``(seed, epoch, batch)`` before every training batch;
 - whether the backbone is frozen depends only on the epoch;
-- the LR scheduler is stepped here (not by Lightning) and its state is saved with the checkpoint.
+- the LR scheduler is stepped here (not by Lightning) and its state is saved with the checkpoint;
+  the one-cycle schedule follows the optimiser step count, which the checkpoint restores too.
 """
 from __future__ import annotations
 
@@ -91,9 +92,16 @@ class ClassifierModule(pl.LightningModule):
         loss = self._step(batch, "train")
         if loss is not None:
             self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["label"]))
-        if self._sched is not None and self.cfg.train.scheduler == "onecycle":
-            self._sched.step()
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: dict | None, batch_idx: int) -> None:
+        """Step the one-cycle schedule once per optimiser step (its length counts optimiser steps, which
+        gradient accumulation makes fewer than batches; a skipped batch makes none). After the last
+        step the LR stays at the last one used (the cycle has no value beyond its end)."""
+        sched = self._sched
+        if sched is not None and self.cfg.train.scheduler == "onecycle" and \
+                sched.last_epoch < min(self.trainer.global_step, sched.total_steps - 1):
+            sched.step()
 
     def validation_step(self, batch: dict | None, batch_idx: int) -> None:  # noqa: D102
         self._step(batch, "val")

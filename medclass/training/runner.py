@@ -159,6 +159,8 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"{run_dir} is not a run folder (no config.yaml); pass workspace/<project>/<experiment>.")
         cfg = load_config(run_dir / "config.yaml")
+        if (run_dir / "checkpoints" / "last.ckpt").exists():
+            ResumeState.check(run_dir / "checkpoints" / "last.ckpt")
     else:
         cfg = resolve_experiment(cfg or RunConfig())
         check_config(cfg)
