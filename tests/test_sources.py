@@ -231,8 +231,10 @@ def test_npz_images_without_a_label_are_skipped(tmp_path):
     assert table.frame["label"].tolist() == ["a", "b", "b"] and table.frame["frame"].tolist() == [0, 1, 3]
     assert [s["path"].rsplit(" ", 1)[-1] for s in table.skipped] == ["2)", "4)"]
     np.savez(tmp_path / "none.npz", images=np.zeros((2, 8, 8), np.uint8), labels=np.full(2, np.nan))
-    with pytest.raises(DatasetError, match="every label is missing"):
-        from_npz(tmp_path / "none.npz")
+    np.savez(tmp_path / "empty.npz", train_images=np.zeros((0, 28, 28), np.uint8), train_labels=np.zeros((0, 1)))
+    for name in ("none", "empty"):
+        with pytest.raises(DatasetError, match="no image has a label"):
+            from_npz(tmp_path / f"{name}.npz")
 
 
 def test_dicom_in_class_folders_and_dicom_source(tmp_path, shared_data):

@@ -198,7 +198,8 @@ def from_npz(path: str | Path, class_names: Sequence[str] = ()) -> DataTable:
             )
         if len(labels) != part.length:
             raise DatasetError(f"{path}: {part.labels_key} has {len(labels)} labels for {part.length} images in {part.images_key}.")
-        part_rows = pd.DataFrame({"path": os.path.abspath(path), "label": [str(v) for v in labels.tolist()],
+        part_rows = pd.DataFrame({"path": os.path.abspath(path),
+                                  "label": pd.Series([str(v) for v in labels.tolist()], dtype=str),
                                   "split": part.split, "frame": np.arange(part.start, part.start + part.length)})
         missing = part_rows["label"].str.casefold().isin(MISSING_LABELS).to_numpy()
         for frame_index, label in zip(part_rows["frame"][missing], part_rows["label"][missing]):
@@ -206,7 +207,8 @@ def from_npz(path: str | Path, class_names: Sequence[str] = ()) -> DataTable:
         rows.append(part_rows[~missing])
     frame = pd.concat(rows, ignore_index=True)
     if frame.empty:
-        raise DatasetError(f"{path}: every label is missing (NaN); nothing to train on." + _skipped_summary(skipped))
+        raise DatasetError(f"{path}: no image has a label (the image arrays are empty, or every label is NaN)."
+                           + _skipped_summary(skipped))
     frame["label"], classes = _name_labels(frame["label"], class_names, str(path))
     return DataTable(frame, classes, skipped, "npz", str(path))
 
