@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -55,7 +56,8 @@ def server(ckpt, tmp_path_factory):
     port = bench.free_port()
     log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
     process = subprocess.Popen([sys.executable, "-c", "from medclass.cli import main; main()", "serve", str(ckpt),
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log)
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log,
+                               env={k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"})
     try:
         bench.wait_ready(f"http://127.0.0.1:{port}/health", timeout=120, process=process)
         yield f"http://127.0.0.1:{port}"

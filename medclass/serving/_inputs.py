@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from ..data._scan import file_kind, file_rows, read_manifest, skip, unsupported_reason, walk_files

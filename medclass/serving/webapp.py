@@ -68,7 +68,8 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
             with gr.Column():
                 upload = gr.File(label="Image or DICOM file", file_types=list(IMAGE_EXTENSIONS + DICOM_EXTENSIONS),
                                  type="filepath", elem_id="upload")
-                frame = gr.Number(value=0, precision=0, minimum=0, label="Frame (multi-frame DICOM)", elem_id="frame")
+                frame = gr.Number(value=0, precision=0, minimum=0, maximum=100_000, label="Frame (multi-frame DICOM)",
+                                  elem_id="frame")
                 preview = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=DISPLAY_SIDE + 24,
                                    elem_id="preview")
             with gr.Column():
@@ -133,8 +134,9 @@ def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_optio
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
     app = create_api(predictor, **api_options) if api else FastAPI(title="medclass")
     demo = create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS))
-    app = gr.mount_gradio_app(app, demo, path="/", footer_links=["api"] if api else [],
-                              max_file_size=int(api_options.get("max_upload_mb", MAX_UPLOAD_MB) * 2**20), allowed_paths=[])
+    max_bytes = int(api_options.get("max_upload_mb", MAX_UPLOAD_MB) * 2**20)
+    app = gr.mount_gradio_app(app, demo, path="/", footer_links=["api"] if api else [], max_file_size=max_bytes,
+                              allowed_paths=[])
     # Gradio checks that an input file was uploaded (is in its upload folder) only once the Blocks
     # has "launched"; a mounted app never launches, so without this any server path is accepted.
     demo.has_launched = True

@@ -168,7 +168,8 @@ class ResumeState(Checkpoint):
             else:
                 fix = (f"No earlier state is kept; to train the run again from its first epoch, remove {path} "
                        f"and resume again (`medclass train --resume {run}`).")
-            raise CheckpointError(f"{path} is not a readable training state (truncated or corrupt: {e}). {fix}") from None
+            raise CheckpointError(f"{path} is not a readable training state (truncated or corrupt: {e}). "
+                                  f"{fix}") from None
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
