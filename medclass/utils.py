@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -31,22 +32,33 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _json_default(o: Any) -> Any:
+def _plain(o: Any) -> Any:
+    """``o`` with numpy scalars and arrays as Python values and non-finite floats as None (recursively)."""
+    if isinstance(o, dict):
+        return {k: _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _plain(o.tolist())
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
     if isinstance(o, np.integer):
         return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
+    if isinstance(o, np.bool_):
+        return bool(o)
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return o
 
 
 def to_json(obj: Any) -> str:
-    """JSON text of ``obj``; numpy scalars/arrays and paths are converted, NaN written as null."""
-    text = json.dumps(obj, default=_json_default, indent=2, allow_nan=True)
-    return text.replace("NaN", "null")
+    """JSON text of ``obj``; numpy scalars/arrays and paths are converted, NaN and infinities written as null
+    (as values: a string such as a file name containing 'NaN' is kept as it is).
+
+    >>> to_json({"auc": float("nan"), "path": "scan_NaN.png"}).split()
+    ['{', '"auc":', 'null,', '"path":', '"scan_NaN.png"', '}']
+    """
+    return json.dumps(_plain(obj), indent=2, allow_nan=False)
 
 
 def write_json(path: Path, obj: Any) -> None:
