@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from medclass.config import RunConfig, apply_overrides, save_config
+from medclass.config import RunConfig, apply_overrides, load_config, save_config
 from medclass.errors import CheckpointError, ConfigError
 from medclass.models import create_model, list_models, model_info
 from medclass.training import load_checkpoint, train
@@ -154,6 +154,17 @@ def test_damaged_training_state_is_a_clear_error(tmp_path: Path, damage: str, wi
         assert f"mv {run / 'checkpoints' / 'previous.ckpt'} {run / 'checkpoints' / 'last.ckpt'}" in message
     else:
         assert f"remove {run / 'checkpoints' / 'last.ckpt'}" in message and f"--resume {run}" in message
+
+
+def test_resume_with_an_edited_model_config_is_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
+    """config.yaml edited to another model before --resume: a CheckpointError, not Lightning's state_dict traceback."""
+    run = train(tiny_config(tiny_data, tmp_path, **{"train.epochs": "1", "train.baseline": "false"}),
+                progress=False).run_dir
+    cfg = load_config(run / "config.yaml")
+    cfg.model.in_chans, cfg.train.epochs = 3, 2
+    save_config(cfg, run / "config.yaml")
+    with pytest.raises(CheckpointError, match=r"does not fit the model that config.yaml describes \(model\.features"):
+        train(resume=run, progress=False)
 
 
 def test_medmnist_style_npz_at_28_px_trains(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from ..config import RunConfig
 from ..data.dataset import sample_seed
-from ..errors import check_choice
+from ..errors import CheckpointError, check_choice
 from ..evaluation.metrics import accuracy, predict_labels, roc_auc
 from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
@@ -200,7 +200,22 @@ class ClassifierModule(pl.LightningModule):
             checkpoint["medclass_scheduler"] = self._sched.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        self._check_fits(checkpoint.get("state_dict", {}))
         self._pending_sched_state = checkpoint.get("medclass_scheduler")
+
+    def _check_fits(self, saved: dict[str, torch.Tensor]) -> None:
+        """Refuse a training state whose tensors do not fit this model (config.yaml edited before a resume)."""
+        own = self.state_dict()
+        problems = [f"{k} missing" for k in sorted(set(own) - set(saved))]
+        problems += [f"{k} not in this model" for k in sorted(set(saved) - set(own))]
+        problems += [f"{k} has shape {tuple(saved[k].shape)}, this model {tuple(own[k].shape)}"
+                     for k in sorted(set(own) & set(saved)) if tuple(saved[k].shape) != tuple(own[k].shape)]
+        if problems:
+            more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+            raise CheckpointError(
+                f"The saved training state does not fit the model that config.yaml describes ({'; '.join(problems[:2])}"
+                f"{more}); was config.yaml edited since the run started? Only settings that keep the model as it was "
+                "(such as train.epochs) may change before --resume: restore config.yaml or start a new run.")
 
     def on_train_start(self) -> None:  # noqa: D102
         state = getattr(self, "_pending_sched_state", None)
