@@ -127,6 +127,9 @@ def _display(rgb: np.ndarray) -> np.ndarray:
 def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_options: Any) -> FastAPI:
     """One FastAPI app: the REST API (when ``api``) with the Gradio UI mounted at ``/``.
 
+    Build it inside :func:`private_upload_folder` (as :func:`serve` does) to keep uploads and
+    previews out of the shared ``/tmp/gradio``.
+
     >>> app = create_app("best.safetensors")  # doctest: +SKIP
     """
     from .api import create_api
