@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from medclass.config import RunConfig, apply_overrides, load_config, save_config
-from medclass.errors import CheckpointError, ConfigError
+from medclass.errors import CheckpointError, ConfigError, DatasetError
 from medclass.models import create_model, list_models, model_info
 from medclass.training import load_checkpoint, train
 from medclass.training.module import ClassifierModule
@@ -154,6 +154,22 @@ def test_damaged_training_state_is_a_clear_error(tmp_path: Path, damage: str, wi
         assert f"mv {run / 'checkpoints' / 'previous.ckpt'} {run / 'checkpoints' / 'last.ckpt'}" in message
     else:
         assert f"remove {run / 'checkpoints' / 'last.ckpt'}" in message and f"--resume {run}" in message
+
+
+def test_resume_of_a_run_stopped_while_its_data_were_prepared(tiny_data: Path, tmp_path: Path) -> None:
+    """Killed before split.csv existed: --resume prepares the data again (it was a FileNotFoundError); a folder
+    with a training state but no split is refused, and a damaged classes.json is named."""
+    cfg = tiny_config(tiny_data, tmp_path, **{"train.epochs": "1", "train.baseline": "false"})
+    cfg.run_dir().mkdir(parents=True)
+    save_config(cfg, cfg.run_dir() / "config.yaml")
+    run = train(resume=cfg.run_dir(), progress=False).run_dir
+    assert len(pd.read_csv(run / "split.csv")) == 48 and (run / "checkpoints" / "last.ckpt").is_file()
+    (run / "classes.json").write_text('["disk", "pla')
+    with pytest.raises(DatasetError, match="classes.json is not valid JSON"):
+        train(resume=run, progress=False)
+    (run / "split.csv").unlink()
+    with pytest.raises(DatasetError, match="holds a training state but no split.csv"):
+        train(resume=run, progress=False)
 
 
 def test_resume_with_an_edited_model_config_is_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:

@@ -30,9 +30,9 @@ import torch
 from ..config import RunConfig, load_config, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..errors import ConfigError, check_choice
+from ..errors import ConfigError, DatasetError, check_choice
 from ..models import create_model, model_info
-from ..utils import peak_rss_mb, write_json
+from ..utils import atomic_write_text, peak_rss_mb, write_json
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .checkpoint import build_meta
 from .datamodule import SplitDataModule
@@ -171,14 +171,15 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     with run_log(run_dir / "train.log"):
-        if resume is not None:
+        prepared = _prepared_table(run_dir) if resume is not None else None
+        if prepared is not None:
             log.info("resuming %s", run_dir)
-            table = DataTable.from_csv(run_dir / "split.csv", json.loads((run_dir / "classes.json").read_text()))
-        elif table is None:
+            table = prepared
+        elif table is None:  # a new run, or one stopped while its data were prepared (the seed gives the same split)
             table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run_dir, cache_dir=Path(cfg.workspace) / ".cache")
         else:
             table.to_csv(run_dir / "split.csv")
-        (run_dir / "classes.json").write_text(json.dumps(table.classes))
+        atomic_write_text(run_dir / "classes.json", json.dumps(table.classes))
         try:
             return _fit(cfg, run_dir, table, resumed=resume is not None, progress=progress,
                         extra_callbacks=extra_callbacks, start=start)
@@ -189,6 +190,23 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def _prepared_table(run_dir: Path) -> DataTable | None:
+    """The split table of a run folder; None when the run stopped before its data were ready."""
+    split, classes = run_dir / "split.csv", run_dir / "classes.json"
+    if split.is_file() and classes.is_file():
+        try:
+            names = json.loads(classes.read_text())
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{classes} is not valid JSON ({e}); it holds the run's class names in order, "
+                               'e.g. ["NORMAL", "PNEUMONIA"].') from None
+        return DataTable.from_csv(split, names)
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        missing = split if not split.is_file() else classes
+        raise DatasetError(f"{run_dir} holds a training state but no {missing.name}; the run folder is incomplete. "
+                           "Start a new run (another experiment name).")
+    return None
 
 
 @contextlib.contextmanager
