@@ -37,29 +37,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _json_default(o: Any) -> Any:
+def _plain(o: Any) -> Any:
+    """``o`` with numpy scalars and arrays as Python values, paths as text and non-finite floats as None (recursively)."""
+    if isinstance(o, dict):
+        return {k: _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _plain(o.tolist())
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
     if isinstance(o, np.integer):
         return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
+    if isinstance(o, np.bool_):
+        return bool(o)
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _finite(obj: Any) -> Any:
-    """``obj`` with every NaN/inf float (also numpy ones, in nested dicts/lists/arrays) replaced by None."""
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.ndarray):
-        return _finite(obj.tolist())
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
+    return o
 
 
 def to_json(obj: Any) -> str:
@@ -71,7 +65,7 @@ def to_json(obj: Any) -> str:
       "path": "/data/NaNo/x.png"
     }
     """
-    return json.dumps(_finite(obj), default=_json_default, indent=2, allow_nan=False)
+    return json.dumps(_plain(obj), indent=2, allow_nan=False)
 
 
 def write_json(path: Path, obj: Any) -> None:

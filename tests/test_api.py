@@ -98,6 +98,19 @@ def test_bad_uploads_are_clear_4xx(client, name, data, content_type, status, mes
     assert message in r.json()["detail"]
 
 
+def test_upload_file_names_are_never_used_as_server_paths(client, ckpt, xray):
+    """The multipart file name may name a server file, ../ or /etc/passwd: only the uploaded bytes are read."""
+    blank = png_bytes(np.full((64, 64), 128, np.uint8))
+    expected = client.post("/predict", files={"file": ("blank.png", blank, "image/png")}).json()["probabilities"]
+    for name in (str(xray), f"../../../..{xray}", "/etc/passwd", "..\\..\\x.png", f"{xray.parent}/./../{xray.parent.name}/{xray.name}"):
+        r = client.post("/predict", files={"file": (name, blank, "image/png")})
+        assert r.status_code == 200 and r.json()["probabilities"] == expected, (name, r.text)
+        r = client.post("/predict", files={"file": (name, b"", "image/jpeg")})
+        assert r.status_code == 422 and "empty" in r.json()["detail"], (name, r.text)
+    operations = [op for path in client.get("/openapi.json").json()["paths"].values() for op in path.values()]
+    assert {p["name"] for op in operations for p in op.get("parameters", [])} == {"cam", "frame"}  # no path-like option
+
+
 def test_truncated_and_corrupt_images(client, xray):
     data = xray.read_bytes()
     r = post(client, "t.jpeg", data[: len(data) // 3])

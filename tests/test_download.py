@@ -219,8 +219,11 @@ def test_without_checksum_the_sha256_is_logged_and_a_damaged_archive_is_not_kept
     assert list((cache / "damaged").iterdir()) == []
 
 
-def test_datasets_command_lists_size_licence_citation() -> None:
+def test_datasets_command_lists_size_licence_citation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medclass.cli._common import console
+
     _register_all()
+    monkeypatch.setattr(console, "width", 200)  # the shared console was sized when first used, not from COLUMNS here
     out = CliRunner().invoke(app, ["datasets"], env={"COLUMNS": "200"})
     assert out.exit_code == 0, out.output
     for text in ("chest_xray_sample", "kermany_cxr", "pneumoniamnist_64", "organamnist_224", "CC BY 4.0",

@@ -40,7 +40,7 @@ def test_generated_images_are_flagged_with_reasons(images):
     assert reason["gray"] == "near-constant (std 0.000 < 0.01)"
     assert reason["black"] == "near-constant (std 0.000 < 0.01); very dark (mean 0.000 < 0.02)"
     assert reason["white"] == "near-constant (std 0.000 < 0.01); very bright (mean 1.000 > 0.98)"
-    assert reason["tiny"] == "64x20 px is tiny (min side < 32)"
+    assert reason["tiny"] == "64x20 px is tiny (min side < 32; the median is 44)"
     assert reason["corrupt"].startswith("unreadable: ") and len(reason["corrupt"]) > len("unreadable: ")
     assert (report["frame"] == -1).all()
 
@@ -56,6 +56,19 @@ def test_thresholds_are_configurable(images):
     assert [Path(p).stem for p in quality_report(images, fp, loose)["path"]] == ["corrupt"]
     strict = quality_report(images, fp, QualityThresholds(min_side=45))
     assert {Path(p).stem for p in strict["path"]} >= {"good", "rgb", "tiny"}
+
+
+def test_a_data_set_small_throughout_is_not_tiny(tmp_path):
+    """MedMNIST-style 28 px images: every one was dropped as tiny, leaving nothing to train on."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(6):
+        Image.fromarray((rng.random((28, 28)) * 255).astype(np.uint8)).save(tmp_path / f"m{i}.png")
+        paths.append(str(tmp_path / f"m{i}.png"))
+    Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "thumb.png")  # smaller than the rest
+    table = DataTable(pd.DataFrame({"path": [*paths, str(tmp_path / "thumb.png")], "label": "x"}), ["x"])
+    report = quality_report(table, fingerprint(table, workers=1))
+    assert [Path(p).stem for p in report["path"]] == ["thumb"]
 
 
 def test_misaligned_fingerprints_are_refused(images):

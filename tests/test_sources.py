@@ -121,7 +121,7 @@ def test_csv_manifest(tmp_path):
     assert df["age"].tolist() == ["40", "41", "50", "60"]  # extra columns are kept
     assert df["path"].map(lambda p: p.rsplit("/", 1)[-1]).tolist() == ["000.png", "001.png", "002.png", "003.png"]
     why = {s["path"].rsplit(":", 1)[-1]: s["reason"] for s in table.skipped}
-    assert why["6"].startswith("file not found") and "empty label" in why["7"]
+    assert why["6"].startswith("file not found") and "missing label ''" in why["7"]
     templated = from_csv(csv, "id", "finding", image_root=img, path_template="{:03d}.png", split_column="")
     assert len(templated) == 4 and set(templated.frame["split"]) == {""} and templated.classes == ["0", "1"]
 
@@ -135,6 +135,33 @@ def test_csv_errors(tmp_path):
         from_csv(csv, "id", "finding", image_root=img, class_names=["only"])
     with pytest.raises(FileNotFoundError):
         from_csv(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty; a manifest has a header row"),
+    (bytes(range(256)) * 8, "is a binary file, not a CSV"),
+    ("path,label\nx.png,caf\u00e9\n".encode("latin-1"), "is not UTF-8 text (byte b'\\xe9' at offset 20)"),
+    (b'path,label\n"x.png,a\n', "is not a well-formed CSV"),
+])
+def test_unreadable_manifests_are_clear_errors(tmp_path, content, message):
+    (tmp_path / "m.csv").write_bytes(content)
+    with pytest.raises(DatasetError) as e:
+        load_source(DataConfig(path=str(tmp_path / "m.csv")))
+    assert str(tmp_path / "m.csv") in str(e.value) and message in str(e.value)
+
+
+def test_missing_labels_are_skipped_not_classes(tmp_path):
+    """NaN, nan, NA, N/A, #N/A, null and empty label cells were classes of their own; a BOM broke the header."""
+    missing = ["NaN", "nan", "NA", "N/A", "#N/A", "null", ""]
+    labels = ["neg", "pos"] * 2 + missing
+    for i in range(len(labels)):
+        Image.fromarray(np.full((8, 8), i * 10, np.uint8)).save(tmp_path / f"{i}.png")
+    text = "path,label\n" + "".join(f"{i}.png,{label}\n" for i, label in enumerate(labels))
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())  # Excel's "CSV UTF-8" starts with a BOM
+    table = from_csv(tmp_path / "m.csv")
+    assert table.classes == ["neg", "pos"] and len(table) == 4
+    reasons = [s["reason"] for s in table.skipped]
+    assert reasons == [f"missing label {label!r} in column 'label'" for label in missing]
 
 
 def make_npz(path, labels_shape=(1,), compressed=False):
@@ -163,6 +190,51 @@ def test_npz_source(tmp_path):
     np.savez(tmp_path / "odd.npz", x=np.zeros(3))
     with pytest.raises(DatasetError, match="expected MedMNIST keys"):
         from_npz(tmp_path / "odd.npz")
+
+
+def test_bad_npz_arrays_are_refused_unread(tmp_path):
+    """3-D volumes, flattened images and object arrays (which would need unpickling) are refused by their header."""
+    labels = np.zeros((4, 1), np.int64)
+    cases = {
+        "volume": ({"train_images": np.zeros((4, 5, 8, 8), np.uint8), "train_labels": labels}, "has shape (4, 5, 8, 8)"),
+        "flat": ({"train_images": np.zeros((4, 64), np.uint8), "train_labels": labels}, "has shape (4, 64)"),
+        "text": ({"train_images": np.array(["a"] * 4), "train_labels": labels}, "holds <U1 values"),
+        "pickled": ({"train_images": np.array([np.zeros((8, 8))] * 3 + [None], dtype=object), "train_labels": labels},
+                    "train_images holds Python object (pickled) values"),
+        "pickled_labels": ({"train_images": np.zeros((4, 8, 8), np.uint8), "train_labels": np.array([1, "a", None, 2],
+                                                                                                     dtype=object)},
+                           "train_labels holds Python object (pickled) values"),
+    }
+    for name, (arrays, message) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(DatasetError) as e:
+            load_source(DataConfig(path=str(tmp_path / f"{name}.npz")))
+        assert str(tmp_path / f"{name}.npz") in str(e.value) and message in str(e.value), name
+    import pickle
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("an npz member was unpickled")
+
+    original = pickle.loads
+    pickle.loads = no_unpickling
+    try:
+        with pytest.raises(DatasetError):
+            from_npz(tmp_path / "pickled.npz")
+    finally:
+        pickle.loads = original
+
+
+def test_npz_images_without_a_label_are_skipped(tmp_path):
+    labels = np.array([0.0, 1.0, np.nan, 1.0, np.nan])
+    np.savez(tmp_path / "m.npz", images=np.zeros((5, 8, 8), np.uint8), labels=labels)
+    table = from_npz(tmp_path / "m.npz", class_names=["a", "b"])
+    assert table.frame["label"].tolist() == ["a", "b", "b"] and table.frame["frame"].tolist() == [0, 1, 3]
+    assert [s["path"].rsplit(" ", 1)[-1] for s in table.skipped] == ["2)", "4)"]
+    np.savez(tmp_path / "none.npz", images=np.zeros((2, 8, 8), np.uint8), labels=np.full(2, np.nan))
+    np.savez(tmp_path / "empty.npz", train_images=np.zeros((0, 28, 28), np.uint8), train_labels=np.zeros((0, 1)))
+    for name in ("none", "empty"):
+        with pytest.raises(DatasetError, match="no image has a label"):
+            from_npz(tmp_path / f"{name}.npz")
 
 
 def test_dicom_in_class_folders_and_dicom_source(tmp_path, shared_data):

@@ -16,8 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from medclass.config import RunConfig, apply_overrides
-from medclass.errors import ConfigError
+from medclass.config import RunConfig, apply_overrides, load_config, save_config
+from medclass.errors import CheckpointError, ConfigError, DatasetError
 from medclass.models import create_model, list_models, model_info
 from medclass.training import load_checkpoint, train
 from medclass.training.module import ClassifierModule
@@ -36,7 +36,7 @@ def test_tiny_run_writes_a_complete_run_folder(tiny_data: Path, tmp_path: Path) 
     result = train(tiny_config(tiny_data, tmp_path), progress=False)
     run = result.run_dir
     for name in ("config.yaml", "split.csv", "audit.json", "metrics.csv", "baseline.json", "best.safetensors",
-                 "last.safetensors", "threshold.json", "checkpoints/last.ckpt"):
+                 "last.safetensors", "threshold.json", "checkpoints/last.ckpt", "checkpoints/previous.ckpt"):
         assert (run / name).is_file(), name
     metrics = pd.read_csv(run / "metrics.csv")
     assert list(metrics["epoch"]) == [0, 1, 2]
@@ -65,43 +65,147 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(str(path))
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
-    over = {"train.epochs": "4", "train.scheduler": "plateau", "train.plateau_patience": "0", "model.dropout": "0.3"}
-    straight = train(tiny_config(tiny_data, tmp_path / "a", **over), progress=False)
+DEFAULTS = {"train.num_workers": "2", "train.early_stopping": "5", "model.dropout": "0.3"}  # as a user runs
 
-    cfg = tiny_config(tiny_data, tmp_path / "b", **over)
-    code = (
-        "import sys; from medclass.config import load_config; from medclass.training import train\n"
-        "cfg = load_config(sys.argv[1]); train(cfg, progress=False)\n"
-    )
-    cfg_path = tmp_path / "cfg.yaml"
-    from medclass.config import save_config
 
+def _interrupted_run(cfg: RunConfig, points: list[str], tmp_path: Path) -> Path:
+    """Run ``cfg`` in a subprocess killed at ``points[0]``, resume it in one killed at ``points[1]``...
+    (see tests/_interrupt.py), then resume it to the end in this process; return the run folder."""
+    cfg_path = tmp_path / "interrupted.yaml"
     save_config(cfg, cfg_path)
     run_dir = cfg.run_dir()
-    proc = subprocess.Popen([sys.executable, "-c", code, str(cfg_path)], cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline:  # kill as soon as epoch 1 (the second) has been saved
-            csv = run_dir / "metrics.csv"
-            if csv.is_file() and len(pd.read_csv(csv)) >= 2 and (run_dir / "checkpoints" / "last.ckpt").is_file():
-                break
-            if proc.poll() is not None:
-                pytest.fail("training subprocess ended before it could be killed")
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert len(pd.read_csv(run_dir / "metrics.csv")) < 4, "the run finished before the kill"
-    resumed = train(resume=run_dir, progress=False)
-    a, b = _tensors(straight.run_dir / "last.safetensors"), _tensors(resumed.run_dir / "last.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"tensor {k} differs after resume")
-    ma, mb = pd.read_csv(straight.run_dir / "metrics.csv"), pd.read_csv(resumed.run_dir / "metrics.csv")
-    cols = ["epoch", "train_loss", "val_loss", "val_auc", "lr"]
+    code = f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from _interrupt import main; main()"
+    for i, point in enumerate(points):
+        args = ["new", str(cfg_path)] if i == 0 else ["resume", str(run_dir)]
+        proc = subprocess.run([sys.executable, "-c", code, *args, point], cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+        expected = 1 if point.startswith("sigint") else -signal.SIGKILL
+        assert proc.returncode == expected, f"{point}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    train(resume=run_dir, progress=False)
+    return run_dir
+
+
+def _assert_same_run(straight: Path, resumed: Path) -> None:
+    """Same last and best weights (to 1e-6), the same metrics.csv and the same chosen threshold."""
+    for name in ("last.safetensors", "best.safetensors"):
+        a, b = _tensors(straight / name), _tensors(resumed / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-6, msg=f"{name}: tensor {k} differs after resume")
+    ma, mb = pd.read_csv(straight / "metrics.csv"), pd.read_csv(resumed / "metrics.csv")
+    cols = ["epoch", "train_loss", "train_auc", "val_loss", "val_auc", "lr"]
     pd.testing.assert_frame_equal(ma[cols], mb[cols], rtol=1e-6, atol=1e-7)
+    ta, tb = (json.loads((run / "threshold.json").read_text()) for run in (straight, resumed))
+    assert ta.pop("rule") == tb.pop("rule") and ta == pytest.approx(tb, rel=1e-6)
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    """Default settings (2 DataLoader workers, plateau schedule, early stopping), killed mid-epoch: the resumed
+    run ends exactly like an uninterrupted one (the slow test below kills at every other stage)."""
+    straight = train(tiny_config(tiny_data, tmp_path / "a", **DEFAULTS), progress=False)
+    resumed = _interrupted_run(tiny_config(tiny_data, tmp_path / "b", **DEFAULTS), ["batch:2:1"], tmp_path)
+    _assert_same_run(straight.run_dir, resumed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("settings, points", [
+    (DEFAULTS, ["validation:1", "checkpoint:1", "epoch_start:2", "export:2", "sigint:2:1", "fit_end"]),
+    # no worker processes, the image cache, the weighted sampler, one-cycle, accumulation, a stronger augmentation;
+    # killed before any training state exists, during validation and after the last epoch
+    ({"train.num_workers": "0", "data.cache": "CACHE", "train.sampler": "weighted", "train.scheduler": "onecycle",
+      "train.accumulate": "2", "train.augment": "xray", "model.dropout": "0.3"}, ["batch:0:2", "validation:2", "fit_end"]),
+    # 2 workers with the cache and a cosine schedule; early stopping on val_acc stops after epoch 2 (of 6), and a
+    # kill after that must not train on
+    ({"train.num_workers": "2", "data.cache": "CACHE", "train.scheduler": "cosine", "train.epochs": "6",
+      "train.early_stopping": "2", "train.monitor": "val_acc"}, ["batch:1:1", "export:2", "fit_end"]),
+], ids=["defaults", "no-workers-cache-weighted-onecycle", "workers-cache-cosine-early-stop"])
+def test_resume_after_kills_at_every_stage(tiny_data: Path, tmp_path: Path, settings: dict, points: list[str]) -> None:
+    """Killed (SIGKILL, or Ctrl-C) at several points in turn, each kill resumed: the same run as an uninterrupted one."""
+    over = {k: str(tmp_path / v) if v == "CACHE" else v for k, v in settings.items()}
+    straight = train(tiny_config(tiny_data, tmp_path / "a", **over), progress=False)
+    resumed = _interrupted_run(tiny_config(tiny_data, tmp_path / "b", **over), points, tmp_path)
+    _assert_same_run(straight.run_dir, resumed)
+    if settings.get("train.epochs") == "6":
+        assert len(straight.metrics) == 3, "early stopping did not stop the run after epoch 2: the case is not tested"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "garbage", "empty"])
+@pytest.mark.parametrize("with_previous", [True, False])
+def test_damaged_training_state_is_a_clear_error(tmp_path: Path, damage: str, with_previous: bool) -> None:
+    """A truncated or corrupt checkpoints/last.ckpt: an error naming the file and how to restart, not a zip or
+    unpickling traceback; nothing of it is unpickled."""
+    cfg = tiny_config(tmp_path / "data", tmp_path)
+    run = cfg.run_dir()
+    (run / "checkpoints").mkdir(parents=True)
+    save_config(cfg, run / "config.yaml")
+    good = run / "checkpoints" / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.arange(50_000.0)}, "epoch": 1}, good)
+    data = good.read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "flipped": data[:5000] + bytes([data[5000] ^ 0xFF]) + data[5001:],
+               "garbage": os.urandom(2000), "empty": b""}[damage]
+    (run / "checkpoints" / "last.ckpt").write_bytes(damaged)
+    if with_previous:
+        good.rename(run / "checkpoints" / "previous.ckpt")
+    with pytest.raises(CheckpointError) as err:
+        train(resume=run, progress=False)
+    message = str(err.value)
+    assert f"{run / 'checkpoints' / 'last.ckpt'} is not a readable training state" in message
+    if with_previous:
+        assert f"mv {run / 'checkpoints' / 'previous.ckpt'} {run / 'checkpoints' / 'last.ckpt'}" in message
+    else:
+        assert f"remove {run / 'checkpoints' / 'last.ckpt'}" in message and f"--resume {run}" in message
+
+
+def test_resume_of_a_run_stopped_while_its_data_were_prepared(tiny_data: Path, tmp_path: Path) -> None:
+    """Killed before split.csv existed: --resume prepares the data again (it was a FileNotFoundError); a folder
+    with a training state but no split is refused, and a damaged classes.json is named."""
+    cfg = tiny_config(tiny_data, tmp_path, **{"train.epochs": "1", "train.baseline": "false"})
+    cfg.run_dir().mkdir(parents=True)
+    save_config(cfg, cfg.run_dir() / "config.yaml")
+    run = train(resume=cfg.run_dir(), progress=False).run_dir
+    assert len(pd.read_csv(run / "split.csv")) == 48 and (run / "checkpoints" / "last.ckpt").is_file()
+    (run / "classes.json").write_text('["disk", "pla')
+    with pytest.raises(DatasetError, match="classes.json is not valid JSON"):
+        train(resume=run, progress=False)
+    (run / "split.csv").unlink()
+    with pytest.raises(DatasetError, match="holds a training state but no split.csv"):
+        train(resume=run, progress=False)
+
+
+def test_resume_with_an_edited_model_config_is_a_clear_error(tiny_data: Path, tmp_path: Path) -> None:
+    """config.yaml edited to another model before --resume: a CheckpointError, not Lightning's state_dict traceback."""
+    run = train(tiny_config(tiny_data, tmp_path, **{"train.epochs": "1", "train.baseline": "false"}),
+                progress=False).run_dir
+    cfg = load_config(run / "config.yaml")
+    cfg.model.in_chans, cfg.train.epochs = 3, 2
+    save_config(cfg, run / "config.yaml")
+    with pytest.raises(CheckpointError, match=r"does not fit the model that config.yaml describes \(model\.features"):
+        train(resume=run, progress=False)
+
+
+def test_medmnist_style_npz_at_28_px_trains(tmp_path: Path) -> None:
+    """28 px images were all dropped as "tiny" and the run crashed (`cannot reshape array of size 0`); they
+    train, upsampled to model.image_size, and an image size below the model's minimum is a clear error."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        labels = rng.integers(0, 2, (n, 1), dtype=np.uint8)
+        arrays[f"{split}_images"] = (rng.integers(0, 120, (n, 28, 28)) + 120 * labels[:, :, None]).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels
+    np.savez_compressed(tmp_path / "pneumoniamnist.npz", **arrays)
+    over = {"data.path": str(tmp_path / "pneumoniamnist.npz"), "data.patient_regex": "none", "train.epochs": "1"}
+    result = train(tiny_config(tmp_path, tmp_path / "ws", **over), progress=False)
+    assert len(pd.read_csv(result.run_dir / "split.csv")) == 40 and result.metrics["val_loss"].notna().all()
+    with pytest.raises(ConfigError, match="model.image_size=28"):
+        train(tiny_config(tmp_path, tmp_path / "ws", "small", **over, **{"model.image_size": "28"}), progress=False)
+
+
+def test_onecycle_schedule_counts_optimizer_steps_under_accumulation(tiny_data: Path, tmp_path: Path) -> None:
+    """One-cycle with gradient accumulation ran out of steps ("Tried to step 7 times") at the first epoch end."""
+    cfg = tiny_config(tiny_data, tmp_path, **{"train.scheduler": "onecycle", "train.accumulate": "3",
+                                              "train.epochs": "2", "train.baseline": "false"})
+    lr = train(cfg, progress=False).metrics["lr"].to_numpy()
+    assert lr[0] > cfg.train.lr / 10 and lr[-1] < cfg.train.lr * 1e-4, lr  # the cycle ends at the last step
 
 
 def test_same_seed_same_metrics(tiny_data: Path, tmp_path: Path) -> None:

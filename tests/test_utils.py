@@ -18,3 +18,14 @@ def test_json_turns_non_finite_numbers_into_null_and_leaves_text_alone(tmp_path:
     assert back == {"path": "/data/NaNo/x.png", "note": "Infinity NaN", "auc": None, "ece": None,
                     "ci": [None, 0.5, None], "probs": [[0.1, None]], "n": 3}
     assert "NaN" not in to_json({"x": float("nan")})
+def test_json_writes_non_finite_numbers_as_null_and_keeps_text(tmp_path):
+    """`NaN` inside a file name was rewritten to `null` (a text replace over the whole JSON)."""
+    report = {"skipped": [{"path": "/data/NaN_scan.png", "reason": "missing label 'NaN'"}],
+              "auc": np.float32("nan"), "ci": [np.float64(0.5), np.inf, -np.inf], "n": np.int64(3),
+              "probs": np.array([[0.25, np.nan]]), "ok": np.bool_(True), "file": Path("/x/NaN.dcm")}
+    write_json(tmp_path / "r.json", report)
+    text = (tmp_path / "r.json").read_text()
+    back = json.loads(text)
+    assert back == {"skipped": [{"path": "/data/NaN_scan.png", "reason": "missing label 'NaN'"}], "auc": None,
+                    "ci": [0.5, None, None], "n": 3, "probs": [[0.25, None]], "ok": True, "file": "/x/NaN.dcm"}
+    assert "Infinity" not in text and to_json({"x": 1}) == '{\n  "x": 1\n}'

@@ -1,6 +1,8 @@
 """Web app: the Gradio UI and the API on one server, driven in a real browser like a person would."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -8,6 +10,7 @@ import sys
 from pathlib import Path
 
 import gradio as gr
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -47,18 +50,66 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(ckpt):
+def server(ckpt, tmp_path_factory):
     """`medclass serve` in a subprocess on 127.0.0.1 and a free port."""
     bench = load_bench_api()
     port = bench.free_port()
+    log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
     process = subprocess.Popen([sys.executable, "-c", "from medclass.cli import main; main()", "serve", str(ckpt),
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log,
+                               env={k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"})
     try:
         bench.wait_ready(f"http://127.0.0.1:{port}/health", timeout=120, process=process)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
+
+
+def _upload(base: str, name: str, data: bytes) -> str:
+    """Upload bytes the way the page does; the server answers the path it stored them at."""
+    r = httpx.post(f"{base}/gradio_api/upload", files={"files": (name, data, "image/jpeg")}, timeout=30)
+    r.raise_for_status()
+    return r.json()[0]
+
+
+def _analyse(base: str, path: str, endpoint: str = "analyse") -> tuple[str, object]:
+    """Call the upload's event with a file reference naming ``path``: (SSE event, its data)."""
+    file = {"path": path, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
+    r = httpx.post(f"{base}/gradio_api/call/{endpoint}", json={"data": [file, 0]}, timeout=30)
+    r.raise_for_status()
+    text = httpx.get(f"{base}/gradio_api/call/{endpoint}/{r.json()['event_id']}", timeout=60).text
+    event = re.search(r"^event: (\w+)$", text, re.M).group(1)
+    data = re.search(r"^data: (.*)$", text, re.M).group(1)
+    return event, json.loads(data)
+
+
+def test_web_client_can_analyse_only_bytes_it_uploaded(server, tmp_path, shared_data):
+    """A request naming a server path (absolute, ../, a symlink, the app's own preview) is refused:
+    no prediction, nothing copied into the server's folders, nothing served."""
+    event, out = _analyse(server, _upload(server, "x.jpeg", (shared_data / "chest_xray" / XRAYS[0]).read_bytes()))
+    assert event == "complete" and out[1]["label"] in ("NORMAL", "PNEUMONIA"), out
+    uploaded = Path(_upload(server, "y.jpeg", (shared_data / "chest_xray" / XRAYS[1]).read_bytes()))
+    folder = uploaded.parents[1]  # <private folder>/<hash>/y.jpeg, private to this server
+    assert folder.name.startswith("medclass-serve-") and folder.stat().st_mode & 0o777 == 0o700, folder
+    secret = tmp_path / "secret.jpeg"
+    secret.write_bytes((shared_data / "chest_xray" / XRAYS[2]).read_bytes())
+    link = uploaded.parent / "link.jpeg"
+    link.symlink_to(secret)
+    attempts = [str(secret), "/etc/passwd", f"{uploaded.parent}/../../../..{secret}", str(link), out[0]["path"],
+                f"{uploaded}/../../{uploaded.parent.name}/../../..{secret}"]
+    for path in attempts:
+        for endpoint in ("analyse", "analyse_1"):
+            event, answer = _analyse(server, path, endpoint)
+            assert event == "error" and "PNEUMONIA" not in json.dumps(answer), (path, endpoint, answer)
+    copies = [f for f in folder.rglob("*") if f.is_file() and not f.is_symlink() and f.read_bytes() == secret.read_bytes()]
+    assert copies == []
+    for path in (secret, "/etc/passwd", link, f"{uploaded.parent}/../../../..{secret}"):
+        r = httpx.get(f"{server}/gradio_api/file={path}", timeout=30)  # httpx drops the ../ itself: 404
+        assert r.status_code in (403, 404) and secret.read_bytes() not in r.content, path
+    event, out = _analyse(server, str(uploaded), "analyse_1")  # the real upload still works
+    assert event == "complete", out
 
 
 @pytest.mark.slow

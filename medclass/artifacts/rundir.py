@@ -79,6 +79,7 @@ class RunDir:
     last = _File("last.safetensors", "Checkpoint of the last epoch.")
     checkpoints = _File("checkpoints", "Folder of Lightning's resume state.")
     resume_state = _File("checkpoints/last.ckpt", "Lightning's full state (resume).")
+    previous_state = _File("checkpoints/previous.ckpt", "The resume state that last.ckpt replaced.")
     threshold = _File("threshold.json", "Threshold/temperature chosen on validation.")
     log = _File("train.log", "Log of the run.")
     skipped = _File("skipped_during_training.json", "Files unreadable in training.")

@@ -80,7 +80,10 @@ def npz_parts(path: str | Path) -> list[NpzPart]:
     parts, start = [], 0
     for split, images_key, labels_key in candidates:
         if images_key in members:
-            shape = members[images_key][0] or (0,)
+            shape, dtype = members[images_key][0] or (0,), members[images_key][1]
+            _check_images(path, images_key, shape, dtype)
+            if labels_key in members:
+                _check_labels(path, labels_key, members[labels_key][1])
             parts.append(NpzPart(split, images_key, labels_key, start, shape[0], tuple(shape[1:])))
             start += shape[0]
     if not parts:
@@ -89,6 +92,29 @@ def npz_parts(path: str | Path) -> list[NpzPart]:
             "val_images/val_labels, test_images/test_labels (or a single images/labels pair)."
         )
     return parts
+
+
+def _check_images(path: str | Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Images must be numbers of shape (n, H, W) or (n, H, W, C) with C in 1..4 (read from the header only)."""
+    if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or \
+            np.issubdtype(dtype, np.complexfloating):
+        raise DatasetError(f"{path}: {key} holds {_dtype_name(dtype)} values; images must be numbers (uint8, uint16 "
+                           "or float). Object arrays are never loaded: they would need unpickling.")
+    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 2, 3, 4)):
+        raise DatasetError(f"{path}: {key} has shape {shape}; expected (n, H, W) or (n, H, W, C) with C in 1..4 "
+                           "(one 2-D image per row; 3-D volumes and flattened images are not supported).")
+
+
+def _check_labels(path: str | Path, key: str, dtype: np.dtype) -> None:
+    """Labels must be numbers or strings; object (pickled) arrays are refused unread."""
+    if dtype.hasobject or np.issubdtype(dtype, np.complexfloating) or not (
+            np.issubdtype(dtype, np.number) or dtype == np.bool_ or dtype.kind in "US"):
+        raise DatasetError(f"{path}: {key} holds {_dtype_name(dtype)} values; labels must be integers or strings. "
+                           "Object arrays are never loaded: they would need unpickling.")
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    return "Python object (pickled)" if dtype.hasobject else str(dtype)
 
 
 @functools.lru_cache(maxsize=8)

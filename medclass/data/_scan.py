@@ -10,7 +10,9 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..errors import ImageReadError
+import pandas as pd
+
+from ..errors import DatasetError, ImageReadError
 from .dicom import DICOM_EXTENSIONS, NO_PIXELS, dicom_header, is_dicom
 from .io import IMAGE_EXTENSIONS
 
@@ -20,6 +22,32 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
+
+
+def read_manifest(csv_path: Path) -> pd.DataFrame:
+    """A CSV (or ``.tsv``) manifest with every cell as text, no NA conversion, header names stripped.
+
+    A UTF-8 byte-order mark (Excel's "CSV UTF-8") is dropped; an empty, binary or non-UTF-8 file
+    and a malformed table raise :class:`DatasetError` naming the file.
+    """
+    with open(csv_path, "rb") as file:
+        head = file.read(8192)
+    if b"\x00" in head:
+        raise DatasetError(f"{csv_path} is a binary file, not a CSV text table; a manifest has a header row "
+                           "(e.g. path,label) and one row per image.")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig",
+                         sep="\t" if csv_path.suffix.lower() == ".tsv" else ",")
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{csv_path} is empty; a manifest has a header row (e.g. path,label) and one row per "
+                           "image.") from None
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{csv_path} is not UTF-8 text (byte {e.object[e.start:e.start + 1]!r} at offset "
+                           f"{e.start}); save it as UTF-8 (e.g. Excel's 'CSV UTF-8').") from None
+    except pd.errors.ParserError as e:
+        raise DatasetError(f"{csv_path} is not a well-formed CSV table: {str(e).strip()}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
 
 
 def skip(skipped: list[dict], path: str | Path, reason: str) -> None:

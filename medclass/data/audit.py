@@ -145,7 +145,8 @@ def _hash_words(hex_hashes: list[str]) -> np.ndarray:
 
 def _phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs ``i < j`` of rows of ``hashes`` (``(n, words)`` uint64) at most ``max_distance`` bits apart."""
-    hashes = hashes.reshape(len(hashes), -1)
+    if hashes.ndim == 1:  # one word per hash
+        hashes = hashes[:, None]
     firsts, seconds = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
     for start in range(0, len(hashes), _BLOCK):
         block = hashes[start : start + _BLOCK]

@@ -58,9 +58,17 @@ def clean_data(dcfg: DataConfig, seed: int = 42, cache_dir: str | Path | None = 
             "Check the label column (--label-column), data.where / data.label_map / data.classes, or that the "
             "folder holds one sub-folder per class.")
     fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=dcfg.window)
+    errors = fp["error"].fillna("").astype(str)
+    if len(table) and (errors != "").all():
+        raise DatasetError(f"None of the {len(table)} images of {dcfg.path} can be read ({_reasons(errors)}); "
+                           "check the files (`medclass data check` lists every one).")
     quality: dict = {"dropped": []}
     if dcfg.quality_filter:
         flagged = quality_report(table, fp)
+        if len(flagged) == len(table):
+            raise DatasetError(f"The quality filter flags all {len(table)} images of {dcfg.path} "
+                               f"({_reasons(flagged['reason'])}); nothing is left to train on. Check the data "
+                               "(`medclass data check`) or set data.quality_filter=false.")
         table = filter_quality(table, flagged)
         quality["dropped"] = flagged.to_dict(orient="records")
         fp = align_fingerprints(fp, table)
@@ -70,6 +78,13 @@ def clean_data(dcfg: DataConfig, seed: int = 42, cache_dir: str | Path | None = 
         table, merged = apply_leak_policy(table, before, "merge")
         audit["before_split"] = {"counts": before.counts(), "merged": merged["merged"]}
     return table, fp, quality, audit
+
+
+def _reasons(reasons: pd.Series, n: int = 3) -> str:
+    """The most frequent reasons with their counts, e.g. "12 x 'not an image file'"."""
+    counts = reasons.value_counts()
+    return "; ".join(f"{count} x {reason!r}" for reason, count in counts.head(n).items()) + (
+        f"; {len(counts) - n} other reason(s)" if len(counts) > n else "")
 
 
 def prepare_data(dcfg: DataConfig, seed: int = 42, out_dir: str | Path | None = None,

@@ -33,7 +33,8 @@ from ..config import DataConfig, Source, choices
 from ..errors import DatasetError, check_choice, did_you_mean
 from . import _npz
 from .catalog import resolve_named
-from ._scan import SPLIT_ALIASES, file_kind, file_rows, is_hidden, skip, unsupported_reason, walk_files
+from ._scan import (SPLIT_ALIASES, file_kind, file_rows, is_hidden, read_manifest, skip, unsupported_reason,
+                    walk_files)
 from .io import SUPPORTED_EXTENSIONS
 from .filters import filter_rows, map_labels
 from .patients import patient_rule
@@ -44,6 +45,8 @@ from .table import REQUIRED_COLUMNS, DataTable
 log = logging.getLogger(__name__)
 
 SOURCES = choices(Source)
+# label cells that mean "no label" (compared case-insensitively): pandas/numpy NaN, R's NA, Excel's #N/A, SQL NULL
+MISSING_LABELS = frozenset({"", "nan", "-nan", "na", "n/a", "#n/a", "<na>", "null"})
 UNLABELLED = "unlabelled"
 
 
@@ -108,7 +111,8 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     * ``split_column='auto'`` uses a column named ``split`` when there is one; '' ignores it.
     * Patient: ``patient_column`` if given, else the file-name rule ``patient_regex``.
 
-    Missing files and empty labels are skipped with a reason; a missing column raises
+    Missing files and missing labels (empty, ``NaN``, ``NA``, ``N/A``, ``#N/A``, ``null``: see
+    ``MISSING_LABELS``) are skipped with a reason; a missing column raises
     :class:`DatasetError` listing the columns that exist.
 
     >>> table = from_csv("../shared/data/head_ct/labels.csv", "id", "hemorrhage",
@@ -119,9 +123,7 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"CSV manifest {csv_path} does not exist.")
-    sep = "\t" if csv_path.suffix.lower() == ".tsv" else ","
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
-    df.columns = [str(c).strip() for c in df.columns]
+    df = read_manifest(csv_path)
     df = df.apply(lambda col: col.str.strip())
     split_column = ("split" if "split" in df.columns else "") if split_column == "auto" else split_column
     used = {"path_column": path_column, "label_column": label_column,
@@ -149,8 +151,8 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     rows = []
     for line, rec in enumerate(df.to_dict("records"), start=2):
         where = f"{csv_path}:{line}"
-        if not rec[label_column]:
-            skip(skipped, where, f"empty label in column {label_column!r}")
+        if rec[label_column].casefold() in MISSING_LABELS:
+            skip(skipped, where, f"missing label {rec[label_column]!r} in column {label_column!r}")
             continue
         path, reason = locate(rec[path_column])
         if path is None:
@@ -176,14 +178,15 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
 def from_npz(path: str | Path, class_names: Sequence[str] = ()) -> DataTable:
     """One row per image of a MedMNIST ``.npz``; ``split`` from the array names, ``frame`` = global index.
 
-    Labels of shape ``(n,)`` or ``(n, 1)``; multi-label arrays ``(n, k>1)`` are refused.
+    Labels of shape ``(n,)`` or ``(n, 1)``; multi-label arrays ``(n, k>1)`` are refused, and so are
+    object (pickled) arrays, which are never loaded. Images without a label (NaN) are skipped.
 
     >>> from_npz("pneumoniamnist.npz", class_names=["normal", "pneumonia"]).counts()
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"npz file {path} does not exist.")
-    rows = []
+    rows, skipped = [], []
     for part in _npz.npz_parts(path):
         try:
             labels = np.asarray(_npz.npz_array(path, part.labels_key))
@@ -198,11 +201,19 @@ def from_npz(path: str | Path, class_names: Sequence[str] = ()) -> DataTable:
             )
         if len(labels) != part.length:
             raise DatasetError(f"{path}: {part.labels_key} has {len(labels)} labels for {part.length} images in {part.images_key}.")
-        rows.append(pd.DataFrame({"path": os.path.abspath(path), "label": [str(v) for v in labels.tolist()],
-                                  "split": part.split, "frame": np.arange(part.start, part.start + part.length)}))
+        part_rows = pd.DataFrame({"path": os.path.abspath(path),
+                                  "label": pd.Series([str(v) for v in labels.tolist()], dtype=str),
+                                  "split": part.split, "frame": np.arange(part.start, part.start + part.length)})
+        missing = part_rows["label"].str.casefold().isin(MISSING_LABELS).to_numpy()
+        for frame_index, label in zip(part_rows["frame"][missing], part_rows["label"][missing]):
+            skip(skipped, f"{path} (frame {frame_index})", f"missing label {label!r} in {part.labels_key}")
+        rows.append(part_rows[~missing])
     frame = pd.concat(rows, ignore_index=True)
+    if frame.empty:
+        raise DatasetError(f"{path}: no image has a label (the image arrays are empty, or every label is NaN)."
+                           + _skipped_summary(skipped))
     frame["label"], classes = _name_labels(frame["label"], class_names, str(path))
-    return DataTable(frame, classes, [], "npz", str(path))
+    return DataTable(frame, classes, skipped, "npz", str(path))
 
 
 def from_dicom(root: str | Path, patient_regex: str = "none") -> DataTable:

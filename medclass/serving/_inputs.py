@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from ..config import DataConfig
-from ..data._scan import file_kind, file_rows, skip, unsupported_reason, walk_files
+from ..data._scan import file_kind, file_rows, read_manifest, skip, unsupported_reason, walk_files
 from ..data.filters import DROP, map_label_values, where_mask
 from ..data.patients import patient_rule
 from ..data.transforms import check_image
@@ -129,9 +129,7 @@ def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: li
     ``settings.label_map`` renames the label column when there is one; an optional ``frame`` column
     picks one DICOM frame; the patient comes from ``settings.patient_column`` (default ``patient``);
     every other column is carried through as metadata."""
-    sep = "\t" if csv_path.suffix.lower() == ".tsv" else ","
-    df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
-    df.columns = [str(c).strip() for c in df.columns]
+    df = read_manifest(csv_path)
     wanted = [settings.path_column] if settings.path_column != "path" else list(_PATH_COLUMNS)
     column = next((c for c in wanted if c in df.columns), None)
     patient_column = settings.patient_column or "patient"

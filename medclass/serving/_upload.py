@@ -22,6 +22,7 @@ from ..errors import ImageReadError
 ACCEPTED_TYPES = ("image/", "application/dicom", "application/octet-stream")
 DICOM_TYPES = ("application/dicom", "application/dicom+octet-stream")
 _CHUNK = 1 << 20
+MAX_UPLOAD_MB = 20  # default upload limit of the API and the web app
 
 
 class UploadError(Exception):

@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 
 from ._batcher import MicroBatcher
 from ._card import model_card
-from ._upload import UploadError, check_content_type, decode_upload, read_limited
+from ._upload import MAX_UPLOAD_MB, UploadError, check_content_type, decode_upload, read_limited
 from .predictor import Predictor
 
 _ERRORS = {
@@ -68,7 +68,7 @@ class HealthBody(BaseModel):
     backend: str
 
 
-def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = 20, max_pixels: int = 50_000_000,
+def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UPLOAD_MB, max_pixels: int = 50_000_000,
                max_batch: int = 16, onnx: str | Path | None = None) -> FastAPI:
     """A FastAPI app serving one checkpoint (a path, or an already loaded :class:`Predictor`).
 

@@ -5,12 +5,23 @@ Uploads go through the same checks as the API (size in pixels, decompression bom
 files, DICOM without pixels) and errors are shown in the page. The server binds to 127.0.0.1
 unless another host is given.
 
+Only bytes a client uploaded are ever read. A Gradio request names its input file by a server
+*path*; the app analyses a path only when this app's upload route wrote it (a path to any other
+file, ``../`` or a symlink is refused before anything is read, copied or served), Gradio's own
+upload-folder check is switched on for the mounted app (Gradio applies it only after
+``launch()``), and :func:`serve` keeps uploads and previews in a private temporary folder
+(mode 0700, removed at exit) instead of the shared ``/tmp/gradio``.
+
 Example:
     >>> serve("workspace/default/resnet18/best.safetensors", port=7860)  # doctest: +SKIP
     # UI on http://127.0.0.1:7860/ ; API on /predict, /model, /health, docs on /docs
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +33,7 @@ from PIL import Image
 from ..data.dicom import DICOM_EXTENSIONS
 from ..data.io import IMAGE_EXTENSIONS
 from ._card import card_markdown, model_card
-from ._upload import UploadError, decode_upload
+from ._upload import MAX_UPLOAD_MB, UploadError, decode_upload
 from .predictor import Predictor
 
 MAX_PIXELS = 50_000_000
@@ -41,7 +52,8 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         if not file:
             return None, None, "", None
         try:
-            image = decode_upload(Path(file).read_bytes(), Path(file).name, None, window=predictor.window,
+            data = _read_uploaded(file, demo.upload_file_set)
+            image = decode_upload(data, Path(file).name, None, window=predictor.window,
                                   frame=int(frame or 0), max_pixels=max_pixels, size_hint=predictor.transform.image_size)
         except UploadError as e:
             raise gr.Error(e.message) from None
@@ -56,7 +68,8 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
             with gr.Column():
                 upload = gr.File(label="Image or DICOM file", file_types=list(IMAGE_EXTENSIONS + DICOM_EXTENSIONS),
                                  type="filepath", elem_id="upload")
-                frame = gr.Number(value=0, precision=0, minimum=0, label="Frame (multi-frame DICOM)", elem_id="frame")
+                frame = gr.Number(value=0, precision=0, minimum=0, maximum=100_000, label="Frame (multi-frame DICOM)",
+                                  elem_id="frame")
                 preview = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=DISPLAY_SIDE + 24,
                                    elem_id="preview")
             with gr.Column():
@@ -71,6 +84,23 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         upload.change(analyse, inputs=[upload, frame], outputs=outputs)
         frame.submit(analyse, inputs=[upload, frame], outputs=outputs)
     return demo
+
+
+def _read_uploaded(path: str, uploaded: set[str]) -> bytes:
+    """The bytes of a file that this app's upload route wrote, else :class:`UploadError` (403).
+
+    A client names its input by a server path; only the exact paths that Gradio's upload route
+    returned are accepted (no other file, no ``../``), and the final component must not be a
+    symlink (``O_NOFOLLOW``).
+    """
+    if os.path.abspath(path) not in {os.path.abspath(p) for p in uploaded}:
+        raise UploadError(403, "Only files uploaded through this page can be analysed; upload the image again.")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        raise UploadError(403, "The uploaded file is no longer available; upload the image again.") from None
+    with os.fdopen(fd, "rb") as file:
+        return file.read()
 
 
 def _decision_text(predictor: Predictor, probs: np.ndarray, decision: str) -> str:
@@ -97,14 +127,23 @@ def _display(rgb: np.ndarray) -> np.ndarray:
 def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_options: Any) -> FastAPI:
     """One FastAPI app: the REST API (when ``api``) with the Gradio UI mounted at ``/``.
 
+    Build it inside :func:`private_upload_folder` (as :func:`serve` does) to keep uploads and
+    previews out of the shared ``/tmp/gradio``.
+
     >>> app = create_app("best.safetensors")  # doctest: +SKIP
     """
     from .api import create_api
 
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
     app = create_api(predictor, **api_options) if api else FastAPI(title="medclass")
-    return gr.mount_gradio_app(app, create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS)), path="/",
-                               footer_links=["api"] if api else [])
+    demo = create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS))
+    max_bytes = int(api_options.get("max_upload_mb", MAX_UPLOAD_MB) * 2**20)
+    app = gr.mount_gradio_app(app, demo, path="/", footer_links=["api"] if api else [], max_file_size=max_bytes,
+                              allowed_paths=[])
+    # Gradio checks that an input file was uploaded (is in its upload folder) only once the Blocks
+    # has "launched"; a mounted app never launches, so without this any server path is accepted.
+    demo.has_launched = True
+    return app
 
 
 def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api: bool = True) -> None:
@@ -114,4 +153,27 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api
     """
     import uvicorn
 
-    uvicorn.run(create_app(checkpoint, api=api), host=host, port=port, log_level="info")
+    with private_upload_folder():
+        uvicorn.run(create_app(checkpoint, api=api), host=host, port=port, log_level="info")
+
+
+@contextlib.contextmanager
+def private_upload_folder() -> Iterator[Path]:
+    """Point Gradio's upload and output folder (``GRADIO_TEMP_DIR``) at a fresh private folder
+    (mode 0700) for the duration, and remove it afterwards; a folder the user chose is kept.
+
+    Create the app inside the block: Gradio reads the folder when its components are built.
+
+    >>> with private_upload_folder() as folder:  # doctest: +SKIP
+    ...     uvicorn.run(create_app("best.safetensors"))
+    """
+    chosen = os.environ.get("GRADIO_TEMP_DIR")
+    if chosen:
+        yield Path(chosen)
+        return
+    with tempfile.TemporaryDirectory(prefix="medclass-serve-") as folder:
+        os.environ["GRADIO_TEMP_DIR"] = folder
+        try:
+            yield Path(folder)
+        finally:
+            os.environ.pop("GRADIO_TEMP_DIR", None)

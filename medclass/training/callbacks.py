@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import pickle
+import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ import torch
 from pytorch_lightning.callbacks import Checkpoint
 
 from ..artifacts import CheckpointMeta, RunDir, save_checkpoint
+from ..errors import CheckpointError
 from ..metrics.metrics import best_mode
 from ..utils import atomic_write_text, epoch_number, peak_rss_mb
 
@@ -101,13 +106,75 @@ class ExportCheckpoints(Checkpoint):
 
 
 class ResumeState(Checkpoint):
-    """Saves Lightning's full training state to ``checkpoints/last.ckpt`` atomically at every epoch end."""
+    """Saves Lightning's full training state to ``checkpoints/last.ckpt`` at every epoch end.
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    The new state is written beside the file, flushed to disk, and moved into place; the state
+    it replaces stays as ``checkpoints/previous.ckpt`` (a hard link, or a copy where links are not
+    supported), so a damaged ``last.ckpt`` can be swapped for the epoch before it. The state also
+    records whether the run had decided to stop (early stopping): Lightning does not restore
+    ``trainer.should_stop``, so a run killed after it stopped early would otherwise train on.
+    """
+
+    def __init__(self, run: RunDir) -> None:
+        self.path = run.resume_state
+        self.previous = run.previous_state  # the state of the epoch before last.ckpt
+        self.stopped = False
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # noqa: D102
+        self.stopped = bool(trainer.should_stop)
         tmp = self.path.with_name(self.path.name + ".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # the full state: optimiser, scheduler, loops
-        if trainer.is_global_zero:
-            tmp.replace(self.path)
+        if not trainer.is_global_zero:
+            return
+        with open(tmp, "rb") as file:
+            os.fsync(file.fileno())
+        if self.path.exists():
+            _link_or_copy(self.path, self.previous)
+        tmp.replace(self.path)
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # noqa: D102
+        if self.stopped:  # restored from a state saved after the run had stopped early
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {"stopped": self.stopped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        self.stopped = bool(state_dict.get("stopped", False))
+
+    @staticmethod
+    def check(path: Path) -> None:
+        """Raise :class:`CheckpointError` unless ``path`` is a complete, readable training state.
+
+        Every byte is checked against the archive's CRC-32 sums (a truncated or damaged file is
+        found without unpickling anything), then the state is opened with ``weights_only=True``.
+        """
+        path = Path(path)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+            if damaged is not None:
+                raise ValueError(f"its entry {damaged} fails its CRC-32 check")
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+            run = RunDir(path.parent.parent)
+            previous = run.previous_state
+            if previous.is_file():
+                fix = (f"The state of the epoch before it is kept in {previous}: to restart from there (that epoch is "
+                       f"trained again, with the same result), run `mv {previous} {path}` and resume again.")
+            else:
+                fix = (f"No earlier state is kept; to train the run again from its first epoch, remove {path} "
+                       f"and resume again (`medclass train --resume {run.path}`).")
+            raise CheckpointError(f"{path} is not a readable training state (truncated or corrupt: {e}). "
+                                  f"{fix}") from None
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` a hard link of ``source`` (a copy where links fail), replacing it atomically."""
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    tmp.replace(target)

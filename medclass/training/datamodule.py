@@ -2,6 +2,11 @@
 
 Loaders are built inside each process (after DDP has started), so the epoch sampler knows its
 rank and shards the data; validation is never augmented.
+
+The train sampler starts at the epoch the loop is about to run. Lightning creates the first
+iterator of a fit *before* it calls ``set_epoch``, and with worker processes that iterator draws
+the sampler's order at once: a run resumed at epoch 2 with the default epoch 0 replayed epoch 0's
+order and augmentations (with ``num_workers=0`` the order is drawn lazily, after ``set_epoch``).
 """
 from __future__ import annotations
 
@@ -66,7 +71,14 @@ class SplitDataModule(pl.LightningDataModule):
         weights = self.sample_weights(self.table.subset("train").labels) if t.sampler == "weighted" else None
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = EpochSampler(len(ds), seed=t.seed, shuffle=True, weights=weights, num_replicas=world, rank=rank)
+        sampler.set_epoch(self._next_epoch())
         return self._loader(ds, sampler)
+
+    def _next_epoch(self) -> int:
+        """The epoch the fit loop runs next: the value it hands to ``set_epoch`` (restored on resume)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_progress.current.processed
 
     def val_dataloader(self) -> DataLoader:  # noqa: D102
         ds = self.dataset("val", train=False)

@@ -6,7 +6,8 @@ where an uninterrupted one would be:
 
 - the dropout RNG is re-seeded from ``(seed, epoch, batch)`` before every training batch;
 - whether the backbone is frozen depends only on the epoch;
-- the LR scheduler is stepped here (not by Lightning) and its state is saved with the checkpoint.
+- the LR scheduler is stepped here (not by Lightning) and its state is saved with the checkpoint;
+  the one-cycle schedule follows the optimiser step count, which the checkpoint restores too.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from ..config import Monitor, Optimizer, RunConfig, Scheduler, choices
 from ..data.dataset import sample_seed
-from ..errors import check_choice
+from ..errors import CheckpointError, check_choice
 from ..metrics.metrics import accuracy, best_mode, predict_labels, roc_auc
 from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
@@ -91,9 +92,16 @@ class ClassifierModule(pl.LightningModule):
         loss = self._step(batch, "train")
         if loss is not None:
             self.log("train_loss_step", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(batch["label"]))
-        if self._sched is not None and self.cfg.train.scheduler == "onecycle":
-            self._sched.step()
         return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: dict | None, batch_idx: int) -> None:
+        """Step the one-cycle schedule once per optimiser step (its length counts optimiser steps, which
+        gradient accumulation makes fewer than batches; a skipped batch makes none). After the last
+        step the LR stays at the last one used (the cycle has no value beyond its end)."""
+        sched = self._sched
+        if sched is not None and self.cfg.train.scheduler == "onecycle" and \
+                sched.last_epoch < min(self.trainer.global_step, sched.total_steps - 1):
+            sched.step()
 
     def validation_step(self, batch: dict | None, batch_idx: int) -> None:  # noqa: D102
         self._step(batch, "val")
@@ -191,7 +199,22 @@ class ClassifierModule(pl.LightningModule):
             checkpoint["medclass_scheduler"] = self._sched.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: D102
+        self._check_fits(checkpoint.get("state_dict", {}))
         self._pending_sched_state = checkpoint.get("medclass_scheduler")
+
+    def _check_fits(self, saved: dict[str, torch.Tensor]) -> None:
+        """Refuse a training state whose tensors do not fit this model (config.yaml edited before a resume)."""
+        own = self.state_dict()
+        problems = [f"{k} missing" for k in sorted(set(own) - set(saved))]
+        problems += [f"{k} not in this model" for k in sorted(set(saved) - set(own))]
+        problems += [f"{k} has shape {tuple(saved[k].shape)}, this model {tuple(own[k].shape)}"
+                     for k in sorted(set(own) & set(saved)) if tuple(saved[k].shape) != tuple(own[k].shape)]
+        if problems:
+            more = f" (and {len(problems) - 2} more)" if len(problems) > 2 else ""
+            raise CheckpointError(
+                f"The saved training state does not fit the model that config.yaml describes ({'; '.join(problems[:2])}"
+                f"{more}); was config.yaml edited since the run started? Only settings that keep the model as it was "
+                "(such as train.epochs) may change before --resume: restore config.yaml or start a new run.")
 
     def on_train_start(self) -> None:  # noqa: D102
         state = getattr(self, "_pending_sched_state", None)

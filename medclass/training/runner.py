@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import json
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ from ..config import RunConfig, load_config, parse_class_weights, parse_devices,
 from ..data._pool import loader_watchdog
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 from ..inference import predict_dataset
 from ..metrics.metrics import best_mode
 from ..models import create_model, model_info
@@ -135,6 +136,8 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
             raise FileNotFoundError(f"{run.path} is not a run folder (no {run.config.name}); pass "
                                     "workspace/<project>/<experiment>.")
         cfg = load_config(run.config).validate()
+        if run.resume_state.exists():
+            ResumeState.check(run.resume_state)
     else:
         cfg = resolve_experiment(cfg or RunConfig()).validate()
         run = RunDir(cfg.run_dir())
@@ -144,10 +147,11 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         run.path.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.config)
     with run_log(run.log):
-        if resume is not None:
+        prepared = _prepared_table(run) if resume is not None else None
+        if prepared is not None:
             log.info("resuming %s", run.path)
-            table = DataTable.from_csv(run.split, run.read_classes())
-        elif table is None:
+            table = prepared
+        elif table is None:  # a new run, or one stopped while its data were prepared (the seed gives the same split)
             table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run.path, cache_dir=Path(cfg.workspace) / ".cache")
         else:
             table.to_csv(run.split)
@@ -162,6 +166,22 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def _prepared_table(run: RunDir) -> DataTable | None:
+    """The split table of a run folder; None when the run stopped before its data were ready."""
+    if run.split.is_file() and run.classes.is_file():
+        try:
+            names = run.read_classes()
+        except json.JSONDecodeError as e:
+            raise DatasetError(f"{run.classes} is not valid JSON ({e}); it holds the run's class names in order, "
+                               'e.g. ["NORMAL", "PNEUMONIA"].') from None
+        return DataTable.from_csv(run.split, names)
+    if run.resume_state.exists():
+        missing = run.split if not run.split.is_file() else run.classes
+        raise DatasetError(f"{run.path} holds a training state but no {missing.name}; the run folder is incomplete. "
+                           "Start a new run (another experiment name).")
+    return None
 
 
 @contextlib.contextmanager
@@ -212,7 +232,7 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
     baseline = run.read_json(run.baseline) or {}
 
     export = ExportCheckpoints(run, cfg.train.monitor, meta)
-    callbacks = [*(extra_callbacks or []), MetricsCSV(run.history), export, ResumeState(run.resume_state)]
+    callbacks = [*(extra_callbacks or []), MetricsCSV(run.history), export, ResumeState(run)]
     if cfg.train.early_stopping > 0:
         from pytorch_lightning.callbacks import EarlyStopping
 
