@@ -123,6 +123,7 @@ def compare_sets(external: tuple[ArrayLike, ArrayLike, ArrayLike | None], intern
     patients on its own (independent bootstraps, different seeds); the difference external - internal
     takes one replicate of each per draw. Both sets are decided at the same ``threshold``.
 
+    >>> import warnings
     >>> ext = ([0, 1, 0, 1], [0.4, 0.6, 0.7, 0.3], None); inn = ([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8], None)
     >>> with warnings.catch_warnings():  # tiny sets: some replicates hold one class
     ...     warnings.simplefilter("ignore"); c = compare_sets(ext, inn, threshold=0.5, n_boot=50)
