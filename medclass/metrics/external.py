@@ -166,7 +166,7 @@ def operating_points(y_true: ArrayLike, p: ArrayLike, threshold: float, rule: st
 
     >>> ops = operating_points([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8], 0.5, "youden")
     >>> ops["stored"]["sensitivity"], ops["rechosen"]["threshold"], ops["rechosen"]["declared"][:20]
-    (0.5, 0.8, 'chosen on the evaluat')
+    (0.5, 0.8, 'chosen on the evalua')
     """
     y, P = check_inputs(y_true, p)
 
