@@ -149,7 +149,7 @@ def shift_warnings(comparison: dict[str, dict[str, dict[str, float]]]) -> list[s
 
     >>> shift_warnings({"roc_auc": {"internal": {"value": 0.95}, "external": {"value": 0.6, "low": 0.5, "high": 0.7},
     ...                             "difference": {"value": -0.35, "low": -0.45, "high": -0.25}}})[0][:40]
-    'External roc_auc 0.600 (95% CI 0.500-0.70'
+    'External roc_auc 0.600 (95% CI 0.500-0.7'
     """
     out = []
     for name, c in comparison.items():
