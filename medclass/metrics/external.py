@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .bootstrap import bootstrap_replicates, check_alpha, percentile_interval
-from .metrics import ArrayLike, check_inputs, scalar_metric
+from .bootstrap import bootstrap_metrics, bootstrap_replicates, check_alpha, percentile_interval
+from .calibration import apply_temperature, fit_temperature
+from .metrics import ArrayLike, check_inputs, expected_calibration_error, scalar_metric
 from .threshold import choose_threshold
 
 COMPARED = ("roc_auc", "sensitivity", "specificity")  # the metrics set side by side (those defined for the task)
@@ -181,5 +182,50 @@ def operating_points(y_true: ArrayLike, p: ArrayLike, threshold: float, rule: st
     return {"stored": stored, "rechosen": {**at(chosen.threshold), "rule": chosen.rule, "declared": OPTIMISTIC}}
 
 
+def patient_halves(groups: ArrayLike, seed: int = 0) -> np.ndarray:
+    """A boolean mask of about half of the patients (all of their images), seeded; the rest is the other half.
+
+    >>> patient_halves(["a", "a", "b", "c"], seed=0).tolist() in ([True, True, False, False], [False, False, True, True],
+    ...                                                            [True, True, True, False], [False, False, False, True],
+    ...                                                            [True, True, False, True], [False, False, True, False])
+    True
+    """
+    ids, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    chosen = np.random.default_rng(seed).permutation(len(ids))[: len(ids) // 2]
+    return np.isin(codes, chosen)
+
+
+def recalibrate_split(y_true: ArrayLike, p: ArrayLike, groups: ArrayLike, threshold: float, rule: str,
+                      n_boot: int = 1000, seed: int = 0) -> dict:
+    """Declared recalibration on external data: a temperature and a threshold fitted on a patient-disjoint
+    half (:func:`patient_halves`), both evaluated on the other half beside the stored threshold.
+
+    ``p`` are the binary probabilities as the model gives them; the fitted temperature multiplies the
+    checkpoint's. Returns ``{"fit": {n_images, n_patients, temperature_factor, threshold, rule}, "evaluated":
+    {n_images, n_patients, "stored": {metric CIs, ece}, "recalibrated": {...}}, "declared": ...}``.
+    """
+    y, P = check_inputs(y_true, p)
+    g = np.asarray(groups).astype(str)
+    fit = patient_halves(g, seed)
+    q = np.clip(P[:, 1], _EPS, 1 - _EPS)
+    z = np.log(q / (1 - q))
+    factor = fit_temperature(z[fit], y[fit])
+    new_threshold = choose_threshold(y[fit], apply_temperature(z[fit], factor), rule or "youden").threshold
+    ev = ~fit
+    names = [*COMPARED, "ppv", "npv"]
+
+    def summary(probs: np.ndarray, t: float) -> dict:
+        return {"threshold": float(t), "ece": float(expected_calibration_error(y[ev], probs)),
+                **bootstrap_metrics(y[ev], probs, g[ev], names, t, n_boot=max(n_boot, 1), seed=seed)}
+
+    return {"declared": "threshold and temperature fitted on a patient-disjoint half of the external data, "
+                        "evaluated on the other half (a local recalibration, not the model as shipped)",
+            "fit": {"n_images": int(fit.sum()), "n_patients": int(len(set(g[fit]))),
+                    "temperature_factor": float(factor), "threshold": float(new_threshold), "rule": rule or "youden"},
+            "evaluated": {"n_images": int(ev.sum()), "n_patients": int(len(set(g[ev]))),
+                          "stored": summary(P[ev], threshold),
+                          "recalibrated": summary(apply_temperature(z[ev], factor), new_threshold)}}
+
+
 __all__ = ["COMPARED", "CalibrationFit", "OPTIMISTIC", "calibration_fit", "compare_sets", "compared_metrics",
-           "operating_points", "prevalence", "shift_warnings"]
+           "operating_points", "patient_halves", "prevalence", "recalibrate_split", "shift_warnings"]

@@ -63,6 +63,14 @@ def parse_subgroups(text: str | Sequence[str]) -> list[SubgroupSpec]:
     return specs
 
 
+def check_columns(specs: Sequence[SubgroupSpec], columns: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` naming the metadata ``columns`` when a spec's column is not among them."""
+    for spec in specs:
+        if spec.column not in columns:
+            raise ConfigError(f"--subgroups {spec.name}: no column {spec.column!r} in the evaluated data; its metadata "
+                              f"columns are {list(columns) or 'none'}.{did_you_mean(spec.column, columns)}")
+
+
 def subgroup_labels(values: pd.Series, spec: SubgroupSpec) -> pd.Series:
     """The subgroup of each row: the value itself, or its bin for a spec with cut points."""
     if not spec.cuts:
@@ -83,24 +91,21 @@ def subgroup_metrics(y_true: ArrayLike, probs: ArrayLike, patients: ArrayLike, m
                      seed: int = 0) -> dict:
     """Per subgroup of each spec: sizes, prevalence and metrics with patient-bootstrap CIs; flags.
 
-    ``metadata`` has one row per image (the columns named by ``specs``); ``patients`` the patient id of
-    each image ('' or None = its own patient). Returns ``{"overall": {metric: value}, "metrics": [...],
+    ``metadata`` has one row per image (the columns named by ``specs``); ``patients`` the group key of
+    each image (its patient id; an image without one carries a key of its own, as ``patient_groups`` gives). Returns ``{"overall": {metric: value}, "metrics": [...],
     "groups": [{"column", "subgroup", "n_images", "n_patients", "prevalence", "metrics": {name: {value, low,
     high, n_valid}}, "flagged": [names]}]}``.
     """
     y, P = check_inputs(y_true, probs)
-    groups = pd.Series(np.asarray(patients, dtype=object)).fillna("").astype(str)
-    groups = groups.where(groups != "", pd.Series([f"__image_{i}" for i in range(len(groups))]))
+    groups = pd.Series(np.asarray(patients).astype(str))
     if len(metadata) != len(y):
         raise ValueError(f"metadata has {len(metadata)} rows but there are {len(y)} images; they must match.")
     names = compared_metrics(P.shape[1])
     point = {n: float(scalar_metric(n, y, P, threshold)) for n in names}
     out: dict = {"overall": point, "metrics": names, "n_boot": n_boot, "groups": [],
                  "flag_rule": "95% CI upper bound below the overall point estimate"}
+    check_columns(specs, list(metadata.columns))
     for spec in specs:
-        if spec.column not in metadata.columns:
-            raise ConfigError(f"--subgroups {spec.name}: no column {spec.column!r} in the evaluated data; its metadata "
-                              f"columns are {list(metadata.columns) or 'none'}.{did_you_mean(spec.column, list(metadata.columns))}")
         labels = subgroup_labels(metadata[spec.column].reset_index(drop=True), spec).to_numpy()
         for value in sorted(set(labels), key=lambda v: (v == MISSING, _order(v, spec))):
             rows = labels == value
@@ -123,4 +128,4 @@ def _order(value: str, spec: SubgroupSpec) -> tuple:
     return (0, value)
 
 
-__all__ = ["MISSING", "SubgroupSpec", "parse_subgroups", "subgroup_labels", "subgroup_metrics"]
+__all__ = ["MISSING", "SubgroupSpec", "check_columns", "parse_subgroups", "subgroup_labels", "subgroup_metrics"]
