@@ -170,14 +170,14 @@ def test_difference_ci_and_shift_warning():
 
 def test_recalibration_halves_are_patient_disjoint():
     rng = np.random.default_rng(3)
-    groups = np.repeat(np.arange(60).astype(str), 2)
-    y = np.repeat(np.tile([0, 1], 30), 2)
-    z = 3 * (y - 0.5) + rng.normal(0, 1, y.size)
+    groups = np.repeat(np.arange(400).astype(str), 2)
+    y = np.repeat(np.tile([0, 1], 200), 2)
+    z = 3 * (y - 0.5) + rng.normal(0, 1, y.size)  # true log-odds 3 z
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = recalibrate_split(y, 1 / (1 + np.exp(-4 * z)), groups, 0.5, "youden", n_boot=50)
-    assert out["fit"]["n_patients"] == out["evaluated"]["n_patients"] == 30
-    assert out["fit"]["temperature_factor"] > 1.5  # four times over-confident probabilities get softened
+        out = recalibrate_split(y, 1 / (1 + np.exp(-9 * z)), groups, 0.5, "youden", n_boot=50)
+    assert out["fit"]["n_patients"] == out["evaluated"]["n_patients"] == 200
+    assert out["fit"]["temperature_factor"] == pytest.approx(3.0, rel=0.25)  # 3x over-confident: softened
     assert out["evaluated"]["recalibrated"]["ece"] < out["evaluated"]["stored"]["ece"]
 
 
