@@ -53,6 +53,7 @@ from ..utils import atomic_write_text, torch_device, write_json
 from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gallery
 from ._external import external_section, subgroups_section
 from ._leakcheck import check_held_out
+from ._model_card import model_card_markdown
 from .report import write_report
 from .result import EvaluationResult
 
@@ -379,6 +380,9 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     write_json(ev.metrics, metrics)
     result.files["metrics"] = ev.metrics
+    result.model_card = model_card_markdown(r.meta, metrics, r.run_dir)
+    atomic_write_text(ev.model_card, result.model_card)
+    result.files["model_card"] = ev.model_card
     if report:
         result.files["report"] = write_report(result, ev.report)
     log.info("evaluation of %s on %d images written to %s (%.1f s)", r.checkpoint, len(df), out_dir,
