@@ -124,11 +124,12 @@ def test_subgroup_flag_and_unknown_column():
     y = np.tile([0, 1], 200)
     good = np.where(y == 1, 0.9, 0.1) + rng.normal(0, 0.05, y.size)
     site = np.repeat(["a", "b"], 200)
-    p = np.where(site == "a", np.clip(good, 0, 1), rng.uniform(size=y.size))  # site b: noise
+    site[:6] = "c"  # 6 patients: too few to flag, however bad
+    p = np.where(site == "a", np.clip(good, 0, 1), rng.uniform(size=y.size))  # sites b and c: noise
     out = subgroup_metrics(y, np.clip(p, 0, 1), np.arange(y.size).astype(str), pd.DataFrame({"site": site}),
                            parse_subgroups("site"), ["neg", "pos"], 0.5, n_boot=200)
     flagged = {g["subgroup"]: g["flagged"] for g in out["groups"]}
-    assert "roc_auc" in flagged["b"] and flagged["a"] == []
+    assert "roc_auc" in flagged["b"] and flagged["a"] == flagged["c"] == []
     with pytest.raises(ConfigError, match="'site'"):
         subgroup_metrics(y, p, y, pd.DataFrame({"site": site}), parse_subgroups("sit"), ["n", "p"], 0.5, n_boot=0)
 
@@ -188,3 +189,46 @@ def test_report_section_and_model_card(external):
     card = (res.out_dir / "model_card.md").read_text()
     assert "Not a medical device" in card and "External validation" in card and "Subgroups" in card
     assert (run / "model_card.md").is_file()  # the internal evaluation wrote one beside the checkpoint
+
+
+def test_shift_box_in_the_report_summary():
+    from medclass.evaluation._report_external import shift_box
+
+    warning = "External roc_auc 0.600 (95% CI 0.500-0.700) is below the internal test's 0.950"
+    box = shift_box({"external": {"warnings": [warning]}})
+    assert 'class="bad"' in box and "Dataset shift" in box and "0.500-0.700" in box
+    assert shift_box({"external": {"warnings": []}}) == shift_box({}) == ""
+
+
+def test_web_app_shows_the_evaluated_model_card(external):
+    from medclass.serving._card import saved_card
+
+    run, _, _ = external
+    card = (run / "model_card.md").read_text()
+    assert saved_card(run / "best.safetensors") == saved_card(run) == card
+    assert "Internal validation" in card
+    import gradio as gr
+
+    from medclass.serving.webapp import create_webapp
+
+    shown = [b.value for b in create_webapp(run / "best.safetensors").blocks.values() if isinstance(b, gr.Markdown)]
+    assert card.strip() in [text.strip() for text in shown]
+
+
+def test_cli_external_evaluation_with_subgroups_and_pdf(tmp_path):
+    from typer.testing import CliRunner
+
+    from medclass.cli import _register_all, app
+
+    _register_all()
+    run = make_run(tmp_path, seed=7)
+    csv = _external_csv(tmp_path, n_patients=6, images_per_patient=1)
+    out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(csv), "--path-column", "image", "--label-column",
+                                   "finding", "--patient-column", "patient_id", "--label-map", LABEL_MAP,
+                                   "--subgroups", "sex,age:18:65", "--n-boot", "20", "--cam-samples", "0",
+                                   "--num-workers", "0", "--pdf"])
+    assert out.exit_code == 0, out.output
+    assert "No internal comparison" in out.output
+    folder = run / "evaluation-labels-test"
+    assert (folder / "report.pdf").is_file() and (folder / "model_card.md").is_file()
+    assert json.loads((folder / "metrics.json").read_text())["subgroups"]["spec"] == "sex,age:18:65"

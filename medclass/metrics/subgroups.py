@@ -3,7 +3,8 @@
 A subgroup specification names a metadata column; a numeric column is binned at the given cut
 points: ``age:18:65`` gives ``<18``, ``18-65`` and ``>=65``. Rows without a value form the
 subgroup ``missing``. A subgroup is flagged for a metric when its CI's upper bound lies below the
-overall point estimate (the model is worse there beyond the bootstrap's uncertainty).
+overall point estimate (the model is worse there beyond the bootstrap's uncertainty) and it holds at
+least :data:`MIN_PATIENTS` patients (with fewer, a patient bootstrap gives degenerate intervals).
 
 Example:
     >>> import pandas as pd
@@ -27,6 +28,7 @@ from .external import compared_metrics, prevalence
 from .metrics import ArrayLike, check_inputs, scalar_metric
 
 MISSING = "missing"
+MIN_PATIENTS = 10  # a subgroup with fewer patients is reported but never flagged (its bootstrap CI is unreliable)
 
 
 @dataclass(frozen=True)
@@ -103,19 +105,21 @@ def subgroup_metrics(y_true: ArrayLike, probs: ArrayLike, patients: ArrayLike, m
     names = compared_metrics(P.shape[1])
     point = {n: float(scalar_metric(n, y, P, threshold)) for n in names}
     out: dict = {"overall": point, "metrics": names, "n_boot": n_boot, "groups": [],
-                 "flag_rule": "95% CI upper bound below the overall point estimate"}
+                 "flag_rule": f"95% CI upper bound below the overall point estimate (subgroups of at least "
+                              f"{MIN_PATIENTS} patients)"}
     check_columns(specs, list(metadata.columns))
     for spec in specs:
         labels = subgroup_labels(metadata[spec.column].reset_index(drop=True), spec).to_numpy()
         for value in sorted(set(labels), key=lambda v: (v == MISSING, _order(v, spec))):
             rows = labels == value
+            n_patients = int(groups[rows].nunique())
             ci = bootstrap_metrics(y[rows], P[rows], groups.to_numpy()[rows], names, threshold,
                                    n_boot=max(n_boot, 1), seed=seed)
             out["groups"].append({
                 "column": spec.column, "subgroup": str(value), "n_images": int(rows.sum()),
-                "n_patients": int(groups[rows].nunique()), "prevalence": prevalence(y[rows], classes),
+                "n_patients": n_patients, "prevalence": prevalence(y[rows], classes),
                 "metrics": ci if n_boot > 0 else {n: {"value": ci[n]["value"]} for n in names},
-                "flagged": [n for n in names if n_boot > 0 and ci[n]["high"] < point[n]],
+                "flagged": [n for n in names if n_boot > 0 and n_patients >= MIN_PATIENTS and ci[n]["high"] < point[n]],
             })
     return out
 

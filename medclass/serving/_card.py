@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 import dataclasses
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
-from ..artifacts import CheckpointMeta
+from ..artifacts import CheckpointMeta, EvalDir
 from ..data.presets import patient_rule_summary
 
 DISCLAIMER = (
@@ -89,6 +89,20 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     if metrics.get("ood") is not None:
         out["ood"] = metrics["ood"]
     return out
+
+
+def saved_card(checkpoint: object) -> str | None:
+    """The ``model_card.md`` that ``medclass evaluate`` wrote beside a checkpoint file (or into a run folder);
+    None when there is none or ``checkpoint`` is not a path (e.g. a loaded Predictor).
+
+    >>> saved_card(object()) is None
+    True
+    """
+    if not isinstance(checkpoint, (str, PurePath)):
+        return None
+    path = Path(checkpoint)
+    card = EvalDir(path if path.is_dir() else path.parent).model_card
+    return card.read_text(encoding="utf-8") if card.is_file() else None
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
