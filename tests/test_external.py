@@ -56,7 +56,7 @@ def external(tmp_path_factory):
 def test_unmapped_labels_are_refused_with_their_names(tmp_path):
     run = make_run(tmp_path, seed=4)
     csv = _external_csv(tmp_path, n_patients=4, images_per_patient=1)
-    with pytest.raises(DatasetError, match=r"'no_finding' \(2 images\), 'pneumonia' \(2 images\).*--label-map"):
+    with pytest.raises(DatasetError, match=r"'no_finding' \(2 image\(s\)\), 'pneumonia' \(2 image\(s\)\).*--label-map"):
         evaluate(run, data=str(csv), n_boot=0, cam_samples=0, num_workers=0, report=False,
                  data_settings={k: v for k, v in FLAGS.items() if k != "label_map"})
 

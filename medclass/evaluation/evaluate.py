@@ -101,7 +101,7 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
     counts = table.frame["label"].value_counts()
     unknown = sorted(set(counts.index) - set(classes))
     if unknown:
-        listed = ", ".join(f"{u!r} ({counts[u]} images)" for u in unknown)
+        listed = ", ".join(f"{u!r} ({counts[u]} image(s))" for u in unknown)
         example = ",".join(f"{u}={classes[min(i, len(classes) - 1)]}" for i, u in enumerate(unknown[:2]))
         raise DatasetError(f"{dcfg.path}: labels {listed} do not map onto the model's classes {classes} (checkpoint "
                            f"{r.checkpoint}). Map each of them with --label-map, e.g. --label-map {example} "
