@@ -95,12 +95,20 @@ def test_external_section_compares_with_the_internal_test(external):
     assert rec["fit"]["n_images"] + rec["evaluated"]["n_images"] == 36
 
 
-def test_without_internal_evaluation_the_section_says_so(tmp_path):
+def test_internal_test_is_evaluated_first_when_missing(tmp_path):
     run = make_run(tmp_path, seed=6)
     csv = _external_csv(tmp_path, n_patients=4, images_per_patient=1)
     ext = evaluate(run, data=str(csv), n_boot=0, cam_samples=0, num_workers=0, report=False,
                    data_settings=FLAGS).metrics["external"]
-    assert "medclass evaluate" in ext["internal_missing"] and "comparison" not in ext
+    internal = json.loads((run / "metrics.json").read_text())  # written on the way
+    assert internal["data"]["source"] == "run split" and internal["data"]["split"] == "test"
+    assert ext["comparison"]["roc_auc"]["internal"]["value"] == pytest.approx(internal["metrics"]["roc_auc"])
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "model.safetensors").write_bytes((run / "best.safetensors").read_bytes())
+    ext = evaluate(bare / "model.safetensors", data=str(csv), n_boot=0, cam_samples=0, num_workers=0, report=False,
+                   data_settings=FLAGS).metrics["external"]
+    assert "no run folder" in ext["internal_missing"] and "comparison" not in ext
 
 
 def test_subgroups_match_a_direct_computation(external):
@@ -228,7 +236,7 @@ def test_cli_external_evaluation_with_subgroups_and_pdf(tmp_path):
                                    "--subgroups", "sex,age:18:65", "--n-boot", "20", "--cam-samples", "0",
                                    "--num-workers", "0", "--pdf"])
     assert out.exit_code == 0, out.output
-    assert "No internal comparison" in out.output
+    assert (run / "metrics.json").is_file()  # the internal test evaluated first, for the comparison
     folder = run / "evaluation-labels-test"
     assert (folder / "report.pdf").is_file() and (folder / "model_card.md").is_file()
     assert json.loads((folder / "metrics.json").read_text())["subgroups"]["spec"] == "sex,age:18:65"

@@ -319,6 +319,14 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     if recalibrate and data is None:
         raise ConfigError("--recalibrate fits a threshold and temperature on external data: give it with --data; "
                           "the run's own threshold and temperature were chosen on its validation split.")
+    if data is not None and r.run_dir is not None and not EvalDir(r.run_dir.path).metrics.is_file():
+        log.info("No internal test evaluation in %s yet: evaluating the run's own test split first, to compare the "
+                 "external data with it.", r.run_dir.path)
+        try:
+            evaluate(r.run_dir.path, n_boot=n_boot, cam_samples=cam_samples, tta=tta, batch_size=batch_size,
+                     num_workers=num_workers, report=report, device=device)
+        except DatasetError as e:  # e.g. a run without test rows: the external section says there is no comparison
+            log.warning("The run's own test split could not be evaluated (%s).", e)
     evaluated, reference, ref_names = _tables(r, data, split, data_settings)
     specs = parse_subgroups(subgroups)
     metadata = evaluated.metadata_columns()
