@@ -10,8 +10,10 @@ Steps (compute first, plot second):
 3. Predict (checkpoint temperature, optional TTA); decide at the checkpoint's threshold, chosen on
    validation and never re-tuned here.
 4. Metrics with 95% bootstrap CIs resampling patients, curves, calibration, per-patient results.
-5. Pick examples (gallery, top losses, Grad-CAM cells), write ``metrics.json``, ``predictions.csv``
-   and ``report.html`` (plots drawn from the computed results).
+5. External data: the run's own test evaluation beside it (differences with CIs, prevalence, calibration
+   slope and in-the-large, operating points; :mod:`._external`); ``subgroups``: metrics per subgroup.
+6. Pick examples (gallery, top losses, Grad-CAM cells), write ``metrics.json``, ``predictions.csv``,
+   ``model_card.md`` and ``report.html`` (plots drawn from the computed results).
 
 Example:
     >>> result = evaluate("workspace/default/resnet18-20261123-1301", n_boot=1000)  # doctest: +SKIP
