@@ -240,3 +240,13 @@ def test_cli_external_evaluation_with_subgroups_and_pdf(tmp_path):
     folder = run / "evaluation-labels-test"
     assert (folder / "report.pdf").is_file() and (folder / "model_card.md").is_file()
     assert json.loads((folder / "metrics.json").read_text())["subgroups"]["spec"] == "sex,age:18:65"
+
+
+def test_calibration_fit_converges_far_from_the_start():
+    # a model that says ~0.97 for everyone on data with half positives (the recipe 7 case): Newton must not diverge
+    rng = np.random.default_rng(4)
+    y = np.tile([0, 1], 500)
+    p = 1 / (1 + np.exp(-(3.5 + rng.normal(0, 1.5, y.size))))
+    fit = calibration_fit(y, p)
+    assert fit.intercept_in_the_large == pytest.approx(-np.log(np.mean(p / (1 - p))), abs=1.5)
+    assert np.isfinite(fit.intercept_in_the_large) and fit.intercept_in_the_large < -2.5

@@ -52,11 +52,18 @@ class CalibrationFit:
         return asdict(self)
 
 
-def _logistic(X: np.ndarray, y: np.ndarray, offset: np.ndarray, iterations: int = 50) -> np.ndarray:
-    """Unpenalised maximum-likelihood coefficients of ``logit P(y=1) = X @ beta + offset`` (Newton-Raphson).
+def _logistic(X: np.ndarray, y: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
+    """Unpenalised maximum-likelihood coefficients of ``logit P(y=1) = X @ beta + offset`` (Newton-Raphson with
+    step halving, so that far-off starts such as probabilities near 0 or 1 converge).
 
     NaN when the data are separable or hold one class (no finite maximum)."""
+
+    def loglik(b: np.ndarray) -> float:
+        eta = X @ b + offset
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
     beta = np.zeros(X.shape[1])
+    current = loglik(beta)
     for _ in range(iterations):
         mu = 1.0 / (1.0 + np.exp(-(X @ beta + offset)))
         hessian = X.T @ (X * (mu * (1 - mu))[:, None])
@@ -64,7 +71,12 @@ def _logistic(X: np.ndarray, y: np.ndarray, offset: np.ndarray, iterations: int 
             step = np.linalg.solve(hessian, X.T @ (y - mu))
         except np.linalg.LinAlgError:
             return np.full(X.shape[1], np.nan)
-        beta = beta + step
+        for _ in range(30):  # halve the step until the likelihood does not fall
+            candidate = loglik(beta + step)
+            if candidate >= current - 1e-12:
+                break
+            step = step / 2
+        beta, current = beta + step, candidate
         if not np.isfinite(beta).all() or np.abs(beta).max() > 1e3:
             return np.full(X.shape[1], np.nan)
         if np.abs(step).max() < 1e-10:
