@@ -250,3 +250,24 @@ def test_calibration_fit_converges_far_from_the_start():
     fit = calibration_fit(y, p)
     assert fit.intercept_in_the_large == pytest.approx(-np.log(np.mean(p / (1 - p))), abs=1.5)
     assert np.isfinite(fit.intercept_in_the_large) and fit.intercept_in_the_large < -2.5
+
+
+@pytest.mark.slow
+def test_nih_cxr_external_evaluation_counts_patients_and_subgroups(shared_data, tmp_path):
+    # issue 13: `evaluate --data` on the NIH set reported one patient per image; 1,000 images are 682 patients
+    from _helpers import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "bare" / "model.safetensors", image_size=32)  # config: chest_xray file-name rule
+    labels = shared_data / "nih_cxr" / "labels.csv"
+    res = evaluate(ckpt, data=str(labels), n_boot=50, cam_samples=0, num_workers=0, report=True,
+                   data_settings={"path_column": "image", "patient_column": "patient_id",
+                                  "label_map": "no_finding=NORMAL,pneumonia=PNEUMONIA"},
+                   subgroups="sex,age:18:65,view")
+    m = res.metrics
+    n_ids = pd.read_csv(labels)["patient_id"].nunique()
+    assert m["data"]["n_patients"] == m["patients"]["n_patients"] == n_ids == 682
+    subgroups = {(g["column"], g["subgroup"]) for g in m["subgroups"]["groups"]}
+    assert {("sex", "F"), ("sex", "M"), ("view", "AP"), ("view", "PA"), ("age", "<18"), ("age", ">=65")} <= subgroups
+    assert "no run folder" in m["external"]["internal_missing"]
+    assert np.isfinite(m["external"]["calibration"]["intercept_in_the_large"])
+    assert 'id="external-validation"' in res.files["report"].read_text()
