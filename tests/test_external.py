@@ -271,3 +271,28 @@ def test_nih_cxr_external_evaluation_counts_patients_and_subgroups(shared_data, 
     assert "no run folder" in m["external"]["internal_missing"]
     assert np.isfinite(m["external"]["calibration"]["intercept_in_the_large"])
     assert 'id="external-validation"' in res.files["report"].read_text()
+
+
+def test_recalibrate_needs_external_data(tmp_path):
+    run = make_run(tmp_path, seed=8)
+    with pytest.raises(ConfigError, match="--recalibrate.*--data"):
+        evaluate(run, recalibrate=True, report=False)
+
+
+def test_the_runs_label_map_and_filter_do_not_apply_to_external_data(tmp_path):
+    # recipe 7: a model trained on a CSV with label_map no_finding=NORMAL was refused on the paediatric folders
+    # ("data.label_map names ['no_finding', ...], which ../chest_xray does not hold")
+    import dataclasses
+
+    from medclass.artifacts.checkpoint import load_checkpoint, save_checkpoint
+
+    run = make_run(tmp_path, seed=9)
+    model, meta = load_checkpoint(run / "best.safetensors")
+    config = {**meta.config, "data": {**meta.config["data"], "label_map": {"no_finding": "NORMAL"},
+                                      "where": "label == 'NORMAL'"}}
+    save_checkpoint(run / "best.safetensors", model, dataclasses.replace(meta, config=config))
+    csv = _external_csv(tmp_path, n_patients=4, images_per_patient=1)
+    flags = {**FLAGS, "label_map": "pneumonia=PNEUMONIA,no_finding=NORMAL"}
+    m = evaluate(run, data=str(csv), n_boot=0, cam_samples=0, num_workers=0, report=False, data_settings=flags).metrics
+    assert m["data"]["n_predicted"] == 4 and m["filters"]["where"] == ""
+    assert m["filters"]["label_map"] == {"pneumonia": "PNEUMONIA", "no_finding": "NORMAL"}

@@ -71,9 +71,7 @@ def external_section(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, class
     if len(classes) == 2:
         out["calibration"] = calibration_fit(y, probs).to_dict()
         out["operating_points"] = operating_points(y, probs, threshold, rule)
-    if recalibrate:
-        if len(classes) != 2:
-            raise ValueError("--recalibrate fits a threshold and a binary temperature: it needs a two-class model.")
+    if recalibrate:  # two classes (checked by evaluate before predicting)
         out["recalibration"] = recalibrate_split(y, probs, groups, threshold, rule, n_boot=n_boot, seed=seed)
     return out
 

@@ -87,6 +87,12 @@ def _load_run(run: str | Path, device: torch.device) -> _Run:
     return _Run(checkpoint, folder if folder.split.is_file() else None, model, meta)
 
 
+def _external_settings(run_data: DataConfig, data_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data settings external data is read with: the run's (columns, image root, window...) without its
+    label map and row filter, which describe the training source (the other data's are given as flags)."""
+    return {**dataclasses.asdict(run_data), "label_map": {}, "where": "", **(data_settings or {})}
+
+
 def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
                     data_settings: Mapping[str, Any] | None = None) -> DataTable:
     """Rows of an external data set, labelled with the checkpoint's classes."""
@@ -95,8 +101,8 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
     if isinstance(data, DataConfig):
         dcfg = data
     else:
-        base = {**dataclasses.asdict(r.config.data), "path": str(data), "source": "auto", "classes": [],
-                "limit_per_class": 0, "keep_source_split": True, **(data_settings or {})}
+        base = {**_external_settings(r.config.data, data_settings), "path": str(data), "source": "auto",
+                "classes": [], "limit_per_class": 0, "keep_source_split": True}
         dcfg = RunConfig.from_dict({"data": base}).data
     table = load_source(dcfg)
     classes = list(r.meta.classes)
@@ -149,8 +155,8 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str,
 def _filters(run_data: DataConfig, data: str | Path | DataConfig | None,
              data_settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """The row filter and label map the evaluated rows were read with (the run's unless replaced)."""
-    dcfg = data if isinstance(data, DataConfig) else RunConfig.from_dict(
-        {"data": {**dataclasses.asdict(run_data), **(data_settings or {})}}).data
+    dcfg = data if isinstance(data, DataConfig) else run_data if data is None else RunConfig.from_dict(
+        {"data": _external_settings(run_data, data_settings)}).data
     return {"where": dcfg.where, "label_map": dict(dcfg.label_map)}
 
 
@@ -318,9 +324,10 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     if data_settings and data is None:
         raise ConfigError("Data settings (image root, columns, --where, --label-map) apply to external data given "
                           "with --data; the run's own split was read with its recorded config.")
-    if recalibrate and data is None:
-        raise ConfigError("--recalibrate fits a threshold and temperature on external data: give it with --data; "
-                          "the run's own threshold and temperature were chosen on its validation split.")
+    if recalibrate and (data is None or len(classes) != 2):
+        raise ConfigError("--recalibrate fits a threshold and a binary temperature on external data: it needs a "
+                          f"two-class model (this one has {len(classes)}) and --data; the run's own threshold and "
+                          "temperature were chosen on its validation split.")
     if data is not None and r.run_dir is not None and not EvalDir(r.run_dir.path).metrics.is_file():
         log.info("No internal test evaluation in %s yet: evaluating the run's own test split first, to compare the "
                  "external data with it.", r.run_dir.path)
