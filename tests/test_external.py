@@ -296,3 +296,16 @@ def test_the_runs_label_map_and_filter_do_not_apply_to_external_data(tmp_path):
     m = evaluate(run, data=str(csv), n_boot=0, cam_samples=0, num_workers=0, report=False, data_settings=flags).metrics
     assert m["data"]["n_predicted"] == 4 and m["filters"]["where"] == ""
     assert m["filters"]["label_map"] == {"pneumonia": "PNEUMONIA", "no_finding": "NORMAL"}
+
+
+def test_subgroups_on_the_runs_own_test_split(tmp_path):
+    run = make_run(tmp_path, seed=10)
+    split = pd.read_csv(run / "split.csv", keep_default_na=False)
+    split["site"] = np.where(split["patient"].str[3:].astype(int) % 2 == 0, "north", "south")
+    split.to_csv(run / "split.csv", index=False)
+    m = evaluate(run, n_boot=20, cam_samples=0, num_workers=0, report=False, subgroups="site").metrics
+    test = split[split["split"] == "test"]
+    assert {g["subgroup"]: g["n_images"] for g in m["subgroups"]["groups"]} == test["site"].value_counts().to_dict()
+    assert "external" not in m
+    with pytest.raises(ConfigError, match="no column 'age'.*'site'"):
+        evaluate(run, n_boot=0, cam_samples=0, num_workers=0, report=False, subgroups="age:18")
