@@ -102,7 +102,7 @@ def test_internal_test_is_evaluated_first_when_missing(tmp_path):
                    data_settings=FLAGS).metrics["external"]
     internal = json.loads((run / "metrics.json").read_text())  # written on the way
     assert internal["data"]["source"] == "run split" and internal["data"]["split"] == "test"
-    assert ext["comparison"]["roc_auc"]["internal"]["value"] == pytest.approx(internal["metrics"]["roc_auc"])
+    assert ext["comparison"]["roc_auc"]["internal"] == {"value": pytest.approx(internal["metrics"]["roc_auc"])}
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "model.safetensors").write_bytes((run / "best.safetensors").read_bytes())

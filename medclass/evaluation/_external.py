@@ -62,8 +62,10 @@ def external_section(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, class
     if isinstance(internal, InternalTest):
         out["internal_source"] = str(internal.source)
         out["prevalence"]["internal"] = prevalence(internal.y, classes)
-        out["comparison"] = compare_sets((y, probs, groups), (internal.y, internal.probs, internal.groups),
-                                         threshold, n_boot=max(n_boot, 1), seed=seed)
+        comparison = compare_sets((y, probs, groups), (internal.y, internal.probs, internal.groups),
+                                  threshold, n_boot=max(n_boot, 1), seed=seed)
+        out["comparison"] = comparison if n_boot > 0 else {  # no CIs asked for: point estimates only
+            name: {k: {"value": v["value"]} for k, v in c.items()} for name, c in comparison.items()}
         out["warnings"] = shift_warnings(out["comparison"]) if n_boot > 0 else []
     else:
         out["internal_missing"] = internal
