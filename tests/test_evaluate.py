@@ -175,7 +175,7 @@ def test_external_data_and_bare_checkpoint(tmp_path):
 
     (ext / "OTHER").mkdir()
     write_image(ext / "OTHER" / "pat300_img0.png", pattern(rng, 0))
-    with pytest.raises(DatasetError, match="does not know"):
+    with pytest.raises(DatasetError, match=r"'OTHER' \(1 image\(s\)\) do not map onto the model's classes"):
         evaluate(run, data=str(ext), report=False)
 
 

@@ -49,6 +49,7 @@ class EvalDir:
     predictions = _File("predictions.csv", "One row per evaluated image.")
     patients = _File("patients.csv", "One row per patient (aggregated probabilities).")
     report = _File("report.html", "The self-contained report (report.pdf beside it on request).")
+    model_card = _File("model_card.md", "The model card of the evaluated checkpoint (Markdown).")
 
 
 class RunDir:

@@ -21,15 +21,20 @@ def evaluate_command(
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 64,
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
     pdf: Annotated[bool, typer.Option(help="Also write report.pdf with the figures.")] = False,
+    subgroups: Annotated[str, typer.Option(help="Metrics per subgroup of metadata columns, numeric ones binned at "
+                                                "cut points: sex,age:18:65,view (age bins <18, 18-65, >=65).")] = "",
+    recalibrate: Annotated[bool, typer.Option(help="External data: also fit a threshold and temperature on a "
+                                                   "patient-disjoint half and evaluate them on the other half (declared).")] = False,
     *, data_flags: DataFlags,
 ) -> None:
     """Evaluate a trained model on held-out data: metrics.json, predictions.csv and report.html."""
+    from ..artifacts import EvalDir
     from ..evaluation.evaluate import evaluate
 
     with friendly_errors():
         result = evaluate(run, data=data, split=split, out=out, n_boot=n_boot, cam_samples=cam_samples, tta=tta,
                           batch_size=batch_size, num_workers=num_workers, report=not pdf,
-                          data_settings=data_flags.values())
+                          data_settings=data_flags.values(), subgroups=subgroups, recalibrate=recalibrate)
         if pdf:
             from ..evaluation.report import write_report
 
@@ -39,6 +44,13 @@ def evaluate_command(
     style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")
     console.print(f"[{style}]{leak['statement']}[/]")
     console.print(metrics_table(m, f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"))
+    for warning in (m.get("external") or {}).get("warnings", []):
+        console.print(f"[bold red]Dataset shift: {warning}[/]")
+    if (m.get("external") or {}).get("internal_missing"):
+        console.print(f"[yellow]No internal comparison: {m['external']['internal_missing']}.[/]")
+    flagged = [f"{g['column']}={g['subgroup']}" for g in (m.get("subgroups") or {}).get("groups", []) if g["flagged"]]
+    if flagged:
+        console.print(f"[bold red]Subgroups below the overall estimate: {', '.join(flagged)}[/]")
     for name, path in result.files.items():
         console.print(f"[bold]{name}:[/] {path}")
 

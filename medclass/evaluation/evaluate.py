@@ -10,8 +10,10 @@ Steps (compute first, plot second):
 3. Predict (checkpoint temperature, optional TTA); decide at the checkpoint's threshold, chosen on
    validation and never re-tuned here.
 4. Metrics with 95% bootstrap CIs resampling patients, curves, calibration, per-patient results.
-5. Pick examples (gallery, top losses, Grad-CAM cells), write ``metrics.json``, ``predictions.csv``
-   and ``report.html`` (plots drawn from the computed results).
+5. External data: the run's own test evaluation beside it (differences with CIs, prevalence, calibration
+   slope and in-the-large, operating points; :mod:`._external`); ``subgroups``: metrics per subgroup.
+6. Pick examples (gallery, top losses, Grad-CAM cells), write ``metrics.json``, ``predictions.csv``,
+   ``model_card.md`` and ``report.html`` (plots drawn from the computed results).
 
 Example:
     >>> result = evaluate("workspace/default/resnet18-20261123-1301", n_boot=1000)  # doctest: +SKIP
@@ -48,9 +50,12 @@ from ..metrics.calibration import reliability_curve
 from ..metrics.curves import score_curves
 from ..metrics.metrics import UndefinedMetricWarning, classification_report_dict, compute_metrics, predict_labels
 from ..metrics.patients import aggregate_by_patient, patient_errors
+from ..metrics.subgroups import check_columns, parse_subgroups
 from ..utils import atomic_write_text, torch_device, write_json
 from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gallery
+from ._external import external_section, subgroups_section
 from ._leakcheck import check_held_out
+from ._model_card import model_card_markdown
 from .report import write_report
 from .result import EvaluationResult
 
@@ -82,6 +87,12 @@ def _load_run(run: str | Path, device: torch.device) -> _Run:
     return _Run(checkpoint, folder if folder.split.is_file() else None, model, meta)
 
 
+def _external_settings(run_data: DataConfig, data_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The data settings external data is read with: the run's (columns, image root, window...) without its
+    label map and row filter, which describe the training source (the other data's are given as flags)."""
+    return {**dataclasses.asdict(run_data), "label_map": {}, "where": "", **(data_settings or {})}
+
+
 def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
                     data_settings: Mapping[str, Any] | None = None) -> DataTable:
     """Rows of an external data set, labelled with the checkpoint's classes."""
@@ -90,15 +101,22 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
     if isinstance(data, DataConfig):
         dcfg = data
     else:
-        base = {**dataclasses.asdict(r.config.data), "path": str(data), "source": "auto", "classes": [],
-                "limit_per_class": 0, "keep_source_split": True, **(data_settings or {})}
+        base = {**_external_settings(r.config.data, data_settings), "path": str(data), "source": "auto",
+                "classes": [], "limit_per_class": 0, "keep_source_split": True}
         dcfg = RunConfig.from_dict({"data": base}).data
     table = load_source(dcfg)
     classes = list(r.meta.classes)
-    unknown = sorted(set(table.frame["label"]) - set(classes))
+    counts = table.frame["label"].value_counts()
+    unknown = sorted(set(counts.index) - set(classes))
     if unknown:
-        raise DatasetError(f"{dcfg.path} holds classes {unknown} that the model does not know; the checkpoint "
-                           f"{r.checkpoint} predicts {classes}. Keep only those classes (data.classes) or relabel.")
+        listed = ", ".join(f"{u!r} ({counts[u]} image(s))" for u in unknown)
+        example = ",".join(f"{u}={classes[min(i, len(classes) - 1)]}" for i, u in enumerate(unknown[:2]))
+        raise DatasetError(f"{dcfg.path}: labels {listed} do not map onto the model's classes {classes} (checkpoint "
+                           f"{r.checkpoint}). Map each of them with --label-map, e.g. --label-map {example} "
+                           "(LABEL=drop drops a label's rows).")
+    if len(counts) and len(set(counts.index) & set(classes)) < len(classes):
+        log.warning("%s holds only the classes %s of the model's %s: AUC and calibration are undefined on it.",
+                    dcfg.path, sorted(counts.index), classes)
     present = sorted(set(table.frame["split"]) - {""})
     if present:
         if split not in present:
@@ -137,8 +155,8 @@ def _tables(r: _Run, data: str | Path | DataConfig | None, split: str,
 def _filters(run_data: DataConfig, data: str | Path | DataConfig | None,
              data_settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """The row filter and label map the evaluated rows were read with (the run's unless replaced)."""
-    dcfg = data if isinstance(data, DataConfig) else RunConfig.from_dict(
-        {"data": {**dataclasses.asdict(run_data), **(data_settings or {})}}).data
+    dcfg = data if isinstance(data, DataConfig) else run_data if data is None else RunConfig.from_dict(
+        {"data": _external_settings(run_data, data_settings)}).data
     return {"where": dcfg.where, "label_map": dict(dcfg.label_map)}
 
 
@@ -269,7 +287,8 @@ def _fingerprint_cache(run: RunDir | None) -> Path | None:
 def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split: str = "test",
              out: str | Path | None = None, n_boot: int = 1000, cam_samples: int = 4, tta: bool | None = None,
              batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None,
-             data_settings: Mapping[str, Any] | None = None) -> EvaluationResult:
+             data_settings: Mapping[str, Any] | None = None, subgroups: str = "",
+             recalibrate: bool = False) -> EvaluationResult:
     """Evaluate a run folder (or checkpoint) on its held-out split or on external data; write metrics and a report.
 
     Args:
@@ -286,6 +305,10 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         device: ``cuda``/``cpu`` (default: CUDA when available).
         data_settings: ``data.*`` fields that replace the run's when reading external ``data`` (e.g.
             ``{"image_root": ..., "label_map": "covid=pneumonia", "where": "view == 'PA'"}``).
+        subgroups: metrics per subgroup of metadata columns, e.g. ``"sex,age:18:65,view"`` (numeric columns
+            binned at the cut points: ``<18``, ``18-65``, ``>=65``); in ``metrics["subgroups"]``.
+        recalibrate: external data only: also fit a threshold and a temperature on a patient-disjoint half of
+            it and evaluate them on the other half (declared as such in ``metrics["external"]``).
 
     Example:
         >>> res = evaluate("workspace/default/simple_cnn-1", n_boot=200, cam_samples=2)  # doctest: +SKIP
@@ -301,7 +324,22 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     if data_settings and data is None:
         raise ConfigError("Data settings (image root, columns, --where, --label-map) apply to external data given "
                           "with --data; the run's own split was read with its recorded config.")
+    if recalibrate and (data is None or len(classes) != 2):
+        raise ConfigError("--recalibrate fits a threshold and a binary temperature on external data: it needs a "
+                          f"two-class model (this one has {len(classes)}) and --data; the run's own threshold and "
+                          "temperature were chosen on its validation split.")
+    if data is not None and r.run_dir is not None and not EvalDir(r.run_dir.path).metrics.is_file():
+        log.info("No internal test evaluation in %s yet: evaluating the run's own test split first, to compare the "
+                 "external data with it.", r.run_dir.path)
+        try:
+            evaluate(r.run_dir.path, n_boot=n_boot, cam_samples=cam_samples, tta=tta, batch_size=batch_size,
+                     num_workers=num_workers, report=report, device=device)
+        except DatasetError as e:  # e.g. a run without test rows: the external section says there is no comparison
+            log.warning("The run's own test split could not be evaluated (%s).", e)
     evaluated, reference, ref_names = _tables(r, data, split, data_settings)
+    specs = parse_subgroups(subgroups)
+    metadata = evaluated.metadata_columns()
+    check_columns(specs, metadata)  # before any prediction
     leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.window,
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=_fingerprint_cache(r.run_dir))
 
@@ -311,11 +349,17 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
     loss = per_image_loss(pred.probs, pred.labels)
     df = _prediction_frame(pred, evaluated, classes, threshold, loss)
-    metadata = evaluated.metadata_columns()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN metrics are reported as null
         computed = _metrics(pred, classes, threshold, n_boot)
         patients, patient_table = _patient_results(pred, classes, threshold, df["frame"].to_numpy(), n_boot)
+        extra = {}  # the external validation and subgroup sections (medclass.evaluation._external)
+        if data is not None:
+            extra["external"] = external_section(pred.labels, pred.probs, _groups(pred.patients), classes, threshold,
+                                                 r.meta.threshold_rule, r.run_dir, n_boot, recalibrate)
+        if specs:
+            extra["subgroups"] = subgroups_section(specs, pred.labels, pred.probs, _groups(pred.patients), df[metadata],
+                                                   classes, threshold, n_boot)
     baseline, history, chosen = _run_files(r.run_dir)
 
     gallery, _ = _examples(pick_gallery(df["correct"].to_numpy(), GALLERY_SIZE), df, ds, pred.indices, classes, pred.probs)
@@ -339,7 +383,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
                      "best_epoch": r.meta.epoch, "max_epochs": r.config.train.epochs,
                      "early_stopping": r.config.train.early_stopping, "monitor": r.config.train.monitor},
         "filters": {**_filters(r.config.data, data, data_settings), "metadata": metadata},
-        "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method,
+        "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method, **extra,
     }
     ev = EvalDir(Path(out)) if out is not None else _default_out(r, data, split)
     out_dir = ev.path
@@ -353,6 +397,9 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     metrics["wall_time_s"] = round(time.perf_counter() - start, 2)
     write_json(ev.metrics, metrics)
     result.files["metrics"] = ev.metrics
+    result.model_card = model_card_markdown(r.meta, metrics, r.run_dir)
+    atomic_write_text(ev.model_card, result.model_card)
+    result.files["model_card"] = ev.model_card
     if report:
         result.files["report"] = write_report(result, ev.report)
     log.info("evaluation of %s on %d images written to %s (%.1f s)", r.checkpoint, len(df), out_dir,

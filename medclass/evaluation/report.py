@@ -3,7 +3,8 @@
 Sections (each an element with an ``id``): ``summary``, ``leak-check``, ``data``, ``metrics``,
 ``confusion-matrix``, ``curves`` (ROC and PR with the operating point), ``calibration``,
 ``training`` (loss and accuracy/AUC curves), ``baseline``, ``gallery``, ``top-losses``, ``cam``,
-``patients`` and ``disclaimer``. Figures are drawn by :mod:`.plots` from the computed results.
+``patients``, ``external-validation`` (external data), ``subgroups`` (``--subgroups``), ``model-card`` and
+``disclaimer``. Figures are drawn by :mod:`.plots` from the computed results.
 
 Example:
     >>> result = evaluate("workspace/default/resnet18-1", report=False)  # doctest: +SKIP
@@ -22,6 +23,7 @@ from ..metrics import plots
 from ..utils import atomic_write_text, epoch_number
 from ._examples import Example
 from ..metrics.html import Raw, esc, fmt, img, page, section, table
+from ._report_external import card_html, external_html, shift_box, subgroups_html
 from .result import EvaluationResult
 
 METRIC_LABELS = {
@@ -104,7 +106,7 @@ def _summary(m: dict) -> str:
             + ([f"labels mapped {filters['label_map']}"] if filters.get("label_map") else []))))
     if filters.get("metadata"):
         rows.insert(4, ("Metadata columns", ", ".join(filters["metadata"]) + " (in predictions.csv)"))
-    head = []
+    head = [shift_box(m)]
     if m["contaminated"]:
         head.append('<p class="bad">The evaluated data overlaps the training data: these metrics are contaminated. '
                     'See <a href="#leak-check">the leak check</a>.</p>')
@@ -262,6 +264,9 @@ def _section_list(result: EvaluationResult, figs: dict[str, bytes]) -> list[tupl
         ("top-losses", "Top losses", lambda: _figures(figs, ["top_losses"])),
         ("cam", "Grad-CAM overlays", lambda: _figures(figs, cams, cam_note)),
         ("patients", "Per-patient results", lambda: _patients(m)),
+        *([("external-validation", "External validation", lambda: external_html(m))] if "external" in m else []),
+        *([("subgroups", "Subgroups", lambda: subgroups_html(m))] if "subgroups" in m else []),
+        *([("model-card", "Model card", lambda: card_html(result.model_card))] if result.model_card else []),
         ("disclaimer", "Not a medical device", lambda: f"<p>{esc(DISCLAIMER)} {esc(HELD_OUT[m['leak_check']['clean']])}</p>"),
     ]
 

@@ -19,3 +19,4 @@ class EvaluationResult:
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)  # predictions.csv
     examples: dict[str, list[Example]] = field(default_factory=dict)  # gallery, top_losses, cam
     history: pd.DataFrame | None = None  # the run's metrics.csv (training curves)
+    model_card: str = ""  # model_card.md (Markdown), embedded in the report

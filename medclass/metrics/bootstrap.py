@@ -124,6 +124,25 @@ def bootstrap_ci(metric_fn: Callable[..., float], y_true: ArrayLike, probs: Arra
     return BootstrapCI(point, low, high)
 
 
+def bootstrap_replicates(y_true: ArrayLike, probs: ArrayLike, groups: ArrayLike | None, metric_names: Sequence[str],
+                         threshold: float = 0.5, n_boot: int = 1000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each named metric on each of ``n_boot`` bootstrap replicates (resampling patients with ``groups``);
+    NaN where a replicate leaves it undefined. The replicates of :func:`bootstrap_metrics` for the same ``seed``.
+
+    >>> reps = bootstrap_replicates([0, 1, 1, 0], [0.2, 0.9, 0.6, 0.1], None, ["accuracy"], n_boot=5)
+    >>> reps["accuracy"].shape
+    (5,)
+    """
+    y, P = check_inputs(y_true, probs)
+    values: dict[str, list[np.ndarray]] = {name: [] for name in metric_names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for W in resample_weights(len(y), groups, n_boot, seed):
+            for name in metric_names:
+                values[name].append(np.atleast_1d(scalar_metric(name, y, P, threshold, sample_weight=W)))
+    return {name: np.concatenate(v).astype(np.float64) for name, v in values.items()}
+
+
 def bootstrap_metrics(y_true: ArrayLike, probs: ArrayLike, groups: ArrayLike | None = None,
                       metric_names: Sequence[str] | None = None, threshold: float = 0.5, n_boot: int = 1000,
                       alpha: float = 0.05, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -141,14 +160,8 @@ def bootstrap_metrics(y_true: ArrayLike, probs: ArrayLike, groups: ArrayLike | N
     check_alpha(alpha)
     y, P = check_inputs(y_true, probs)
     names = list(metric_names) if metric_names is not None else _available(P.shape[1])
-    values: dict[str, list[np.ndarray]] = {name: [] for name in names}
     out = {name: {"value": float(scalar_metric(name, y, P, threshold))} for name in names}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UndefinedMetricWarning)
-        for W in resample_weights(len(y), groups, n_boot, seed):
-            for name in names:
-                values[name].append(scalar_metric(name, y, P, threshold, sample_weight=W))
-    for name in names:
-        low, high, n_valid = percentile_interval(np.concatenate(values[name]), alpha, name)
+    for name, values in bootstrap_replicates(y, P, groups, names, threshold, n_boot, seed).items():
+        low, high, n_valid = percentile_interval(values, alpha, name)
         out[name] |= {"low": low, "high": high, "n_valid": n_valid}
     return out

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import math
 import dataclasses
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
-from ..artifacts import CheckpointMeta
+from ..artifacts import CheckpointMeta, EvalDir
 from ..data.presets import patient_rule_summary
 
 DISCLAIMER = (
@@ -21,14 +21,22 @@ _CI_KEYS = (("ci_low", "ci_high"), ("lower", "upper"), ("low", "high"))
 _VALUE_KEYS = ("value", "estimate", "mean", "point")
 
 
-def model_card(meta: CheckpointMeta) -> dict[str, Any]:
+def model_card(meta: CheckpointMeta, evaluation: dict[str, Any] | None = None,
+               training_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """A JSON-friendly card: model, classes, data, preprocessing, decision rule, metrics, intended use.
+
+    With an evaluation's ``metrics.json`` (``evaluation``) and the run's training data summary
+    (``training_data``: sources, counts, prevalence, demographics) the card also holds
+    ``"evaluation"`` (:func:`evaluation_summary`) and ``"training_data"``; ``model_card.md``
+    (:func:`medclass.serving._card_markdown.card_document`) is written from it.
 
     >>> model_card(meta)["medical_device"]  # doctest: +SKIP
     False
     """
     data = meta.run_config.data
     classes = list(meta.classes)
+    extra = {k: v for k, v in (("training_data", training_data),
+                               ("evaluation", evaluation_summary(evaluation) if evaluation else None)) if v}
     return {
         "model": dataclasses.asdict(meta.model),
         "classes": classes,
@@ -51,7 +59,50 @@ def model_card(meta: CheckpointMeta) -> dict[str, Any]:
         "medical_device": False,
         "disclaimer": DISCLAIMER,
         "versions": dict(meta.versions),
+        **extra,
     }
+
+
+HEADLINE = ("roc_auc", "sensitivity", "specificity", "accuracy")  # the card's results, with CIs where computed
+
+
+def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The card's view of one evaluation's ``metrics.json``: evaluated data, headline results with CIs,
+    the internal vs external comparison, calibration, subgroups and the out-of-distribution section."""
+    ci, point = metrics.get("ci") or {}, metrics["metrics"]
+    data = metrics["data"]
+    out: dict[str, Any] = {
+        "data": {"path": data["path"], "source": data["source"], "split": data["split"],
+                 "n_images": data["n_predicted"], "n_patients": data.get("n_patients")},
+        "results": {k: ci.get(k) or {"value": point[k]} for k in HEADLINE if k in point},
+        "held_out": metrics["leak_check"].get("clean"),
+    }
+    external = metrics.get("external")
+    if external:
+        out["external"] = {k: external[k] for k in ("comparison", "prevalence", "calibration", "warnings",
+                                                     "internal_missing", "operating_points") if k in external}
+    if metrics.get("subgroups"):
+        sub = metrics["subgroups"]
+        out["subgroups"] = {"spec": sub["spec"], "flag_rule": sub["flag_rule"], "groups": [
+            {k: g[k] for k in ("column", "subgroup", "n_images", "n_patients", "flagged")}
+            | {"metrics": {n: g["metrics"][n] for n in sub["metrics"]}} for g in sub["groups"]]}
+    if metrics.get("ood") is not None:
+        out["ood"] = metrics["ood"]
+    return out
+
+
+def saved_card(checkpoint: object) -> str | None:
+    """The ``model_card.md`` that ``medclass evaluate`` wrote beside a checkpoint file (or into a run folder);
+    None when there is none or ``checkpoint`` is not a path (e.g. a loaded Predictor).
+
+    >>> saved_card(object()) is None
+    True
+    """
+    if not isinstance(checkpoint, (str, PurePath)):
+        return None
+    path = Path(checkpoint)
+    card = EvalDir(path if path.is_dir() else path.parent).model_card
+    return card.read_text(encoding="utf-8") if card.is_file() else None
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:

@@ -32,7 +32,7 @@ from PIL import Image
 
 from ..data.dicom import DICOM_EXTENSIONS
 from ..data.io import IMAGE_EXTENSIONS
-from ._card import card_markdown, model_card
+from ._card import card_markdown, model_card, saved_card
 from ._upload import MAX_UPLOAD_MB, UploadError, decode_upload
 from .predictor import Predictor
 
@@ -79,7 +79,7 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
                 decision = gr.Textbox(label="Decision", interactive=False, elem_id="decision")
                 overlay = gr.Image(label="Grad-CAM overlay (where the model looked)", type="numpy", interactive=False,
                                    height=DISPLAY_SIDE + 24, elem_id="overlay")
-        gr.Markdown(card_markdown(card), elem_id="card")
+        gr.Markdown(saved_card(checkpoint) or card_markdown(card), elem_id="card")  # evaluate's model_card.md first
         outputs = [preview, probabilities, decision, overlay]
         upload.change(analyse, inputs=[upload, frame], outputs=outputs)
         frame.submit(analyse, inputs=[upload, frame], outputs=outputs)

@@ -1,0 +1,98 @@
+"""Report sections of issue 13: "External validation", "Subgroups" and the model card (HTML from ``metrics.json``)."""
+from __future__ import annotations
+
+from ..metrics.html import Raw, esc, fmt, table
+
+_NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy",
+          "ppv": "PPV", "npv": "NPV"}
+
+
+def _ci(c: dict) -> Raw:
+    """``value (low–high)`` of a ``{"value", "low", "high"}`` dict."""
+    if "low" not in c:
+        return Raw(fmt(c.get("value")))
+    return Raw(f"{fmt(c['value'])} <span class='muted'>({fmt(c['low'])}–{fmt(c['high'])})</span>")
+
+
+def shift_box(m: dict) -> str:
+    """The warning box of a shift (empty when there is none): shown in the summary and the section."""
+    warnings = (m.get("external") or {}).get("warnings") or []
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{esc(w)}</li>" for w in warnings)
+    return (f'<div class="bad">Dataset shift: this model performs worse on the evaluated data than on its own test set.'
+            f'<ul>{items}</ul>Do not use it on this population without retraining or local validation. '
+            'See <a href="#external-validation">External validation</a>.</div>')
+
+
+def external_html(m: dict) -> str:
+    """Internal vs external with differences, prevalence, calibration, operating points, recalibration."""
+    ext, classes = m["external"], m["classes"]
+    parts = [shift_box(m)]
+    if "comparison" in ext:
+        rows = [(_NAMES.get(k, k), _ci(c["internal"]), _ci(c["external"]), _ci(c["difference"]))
+                for k, c in ext["comparison"].items()]
+        parts.append("<h3>Internal test vs external data</h3>" + table(
+            ["metric", "internal test", "external", "difference (external − internal)"], rows))
+        parts.append(f"<p class='muted'>{esc(ext['ci_method'])}; at the stored threshold {fmt(m['threshold'], 4)}. "
+                     f"Internal figures from {esc(ext['internal_source'])}.</p>")
+        if not ext["warnings"]:
+            parts.append("<p class='ok'>No metric's external CI lies entirely below the internal estimate.</p>")
+    else:
+        parts.append(f"<p class='warn'>No internal comparison: {esc(ext['internal_missing'])}.</p>")
+    prev = ext["prevalence"]
+    parts.append("<h3>Prevalence</h3>" + table(["class", *prev], [
+        (c, *(prev[k][c] for k in prev)) for c in classes]))
+    if "calibration" in ext:
+        cal = ext["calibration"]
+        parts.append("<h3>Calibration on the external data</h3>" + table(None, [
+            ("Calibration-in-the-large (0 = ideal; < 0: over-predicts " + classes[1] + ")", cal["intercept_in_the_large"]),
+            ("Calibration slope (1 = ideal; < 1: too extreme)", cal["slope"]),
+            ("Observed / mean predicted rate of " + classes[1], Raw(f"{fmt(cal['observed_rate'])} / {fmt(cal['mean_predicted'])}")),
+        ]))
+    if "operating_points" in ext:
+        ops = ext["operating_points"]
+        rows = [(name, Raw(esc(op.get("declared", ""))), *(op.get(k) for k in ("threshold", "sensitivity", "specificity", "ppv", "npv")))
+                for name, op in (("stored threshold", ops["stored"]), ("re-chosen on these labels", ops["rechosen"]))]
+        parts.append("<h3>Operating points</h3>" + table(
+            ["operating point", "chosen", "threshold", "sensitivity", "specificity", "PPV", "NPV"], rows, numeric_from=2))
+    if "recalibration" in ext:
+        rec = ext["recalibration"]
+        ev, fit = rec["evaluated"], rec["fit"]
+        rows = [(label, ev[k]["threshold"], *(_ci(ev[k][n]) for n in ("roc_auc", "sensitivity", "specificity")), ev[k]["ece"])
+                for label, k in (("as shipped", "stored"), ("recalibrated", "recalibrated"))]
+        parts.append(f"<h3>Declared recalibration</h3><p class='warn'>{esc(rec['declared'])}: fitted on {fit['n_images']} "
+                     f"images of {fit['n_patients']} patients (temperature × {fmt(fit['temperature_factor'])}, threshold "
+                     f"by {esc(fit['rule'])}), evaluated on {ev['n_images']} images of {ev['n_patients']} patients.</p>"
+                     + table(["model", "threshold", "ROC AUC", "sensitivity", "specificity", "ECE"], rows))
+    return "".join(parts)
+
+
+def subgroups_html(m: dict) -> str:
+    """One row per subgroup: sizes, prevalence, metrics with CIs; flagged cells marked."""
+    sub, positive = m["subgroups"], m["classes"][-1]
+    names = sub["metrics"]
+    rows = []
+    for g in sub["groups"]:
+        cells = []
+        for n in names:
+            text = _ci(g["metrics"][n])
+            cells.append(Raw(f"<b style='color:#c62828'>⚠ {text}</b>") if n in g["flagged"] else text)
+        rows.append((g["column"], g["subgroup"], g["n_images"], g["n_patients"], g["prevalence"].get(positive), *cells))
+    overall = ", ".join(f"{_NAMES.get(n, n)} {fmt(v)}" for n, v in sub["overall"].items())
+    n_flagged = sum(bool(g["flagged"]) for g in sub["groups"])
+    note = (f"<p class='bad'>{n_flagged} subgroup(s) flagged ({esc(sub['flag_rule'])}).</p>" if n_flagged else
+            f"<p class='muted'>None flagged ({esc(sub['flag_rule'])}).</p>")
+    return (f"<p>Overall: {esc(overall)}. 95% CIs resample patients within each subgroup.</p>" + note
+            + table(["column", "subgroup", "images", "patients", f"prevalence {positive}",
+                     *(_NAMES.get(n, n) for n in names)], rows, numeric_from=2))
+
+
+def card_html(markdown_text: str) -> str:
+    """The model card's Markdown as HTML (raw HTML in it is escaped, not rendered)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+
+
+__all__ = ["card_html", "external_html", "shift_box", "subgroups_html"]

@@ -1,0 +1,135 @@
+"""Metrics per subgroup (sex, age band, view, site...) with patient-bootstrap CIs, weak subgroups flagged.
+
+A subgroup specification names a metadata column; a numeric column is binned at the given cut
+points: ``age:18:65`` gives ``<18``, ``18-65`` and ``>=65``. Rows without a value form the
+subgroup ``missing``. A subgroup is flagged for a metric when its CI's upper bound lies below the
+overall point estimate (the model is worse there beyond the bootstrap's uncertainty) and it holds at
+least :data:`MIN_PATIENTS` patients (with fewer, a patient bootstrap gives degenerate intervals).
+
+Example:
+    >>> import pandas as pd
+    >>> specs = parse_subgroups("sex,age:18:65")
+    >>> [(s.column, s.cuts) for s in specs]
+    [('sex', ()), ('age', (18.0, 65.0))]
+    >>> subgroup_labels(pd.Series(["10", "40", "70", None]), specs[1]).tolist()
+    ['<18', '18-65', '>=65', 'missing']
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError, did_you_mean
+from .bootstrap import bootstrap_metrics
+from .external import compared_metrics, prevalence
+from .metrics import ArrayLike, check_inputs, scalar_metric
+
+MISSING = "missing"
+MIN_PATIENTS = 10  # a subgroup with fewer patients is reported but never flagged (its bootstrap CI is unreliable)
+
+
+@dataclass(frozen=True)
+class SubgroupSpec:
+    """One ``--subgroups`` item: a column, binned at ``cuts`` when given."""
+
+    column: str
+    cuts: tuple[float, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The item as written (``age:18:65``)."""
+        return ":".join([self.column, *(f"{c:g}" for c in self.cuts)])
+
+
+def parse_subgroups(text: str | Sequence[str]) -> list[SubgroupSpec]:
+    """``"sex,age:18:65,view"`` (or a list of items) -> specs; cut points must be increasing numbers.
+
+    >>> parse_subgroups("age:65")[0].cuts
+    (65.0,)
+    """
+    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
+    specs = []
+    for item in items:
+        column, *cuts = item.split(":")
+        try:
+            values = tuple(float(c) for c in cuts)
+        except ValueError:
+            raise ConfigError(f"--subgroups item {item!r}: the cut points after the column name must be numbers, "
+                              "e.g. age:18:65 (bins <18, 18-65, >=65).") from None
+        if list(values) != sorted(set(values)):
+            raise ConfigError(f"--subgroups item {item!r}: cut points must be increasing, e.g. age:18:65.")
+        specs.append(SubgroupSpec(column.strip(), values))
+    return specs
+
+
+def check_columns(specs: Sequence[SubgroupSpec], columns: Sequence[str]) -> None:
+    """Raise :class:`ConfigError` naming the metadata ``columns`` when a spec's column is not among them."""
+    for spec in specs:
+        if spec.column not in columns:
+            raise ConfigError(f"--subgroups {spec.name}: no column {spec.column!r} in the evaluated data; its metadata "
+                              f"columns are {list(columns) or 'none'}.{did_you_mean(spec.column, columns)}")
+
+
+def subgroup_labels(values: pd.Series, spec: SubgroupSpec) -> pd.Series:
+    """The subgroup of each row: the value itself, or its bin for a spec with cut points."""
+    if not spec.cuts:
+        text = values.astype("string").str.strip()
+        return text.mask(text.isna() | (text == ""), MISSING).astype(str)
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().sum() == 0 and values.notna().any():
+        raise ConfigError(f"--subgroups {spec.name}: column {spec.column!r} holds no numbers (e.g. {values.dropna().iloc[0]!r}); "
+                          f"give it without cut points to group by its values.")
+    edges = [f"{c:g}" for c in spec.cuts]
+    names = [f"<{edges[0]}"] + [f"{a}-{b}" for a, b in zip(edges, edges[1:])] + [f">={edges[-1]}"]
+    index = np.searchsorted(np.asarray(spec.cuts), numbers.to_numpy(dtype=float), side="right")
+    return pd.Series([MISSING if np.isnan(v) else names[i] for v, i in zip(numbers, index)], index=values.index)
+
+
+def subgroup_metrics(y_true: ArrayLike, probs: ArrayLike, patients: ArrayLike, metadata: pd.DataFrame,
+                     specs: Sequence[SubgroupSpec], classes: Sequence[str], threshold: float, n_boot: int = 1000,
+                     seed: int = 0) -> dict:
+    """Per subgroup of each spec: sizes, prevalence and metrics with patient-bootstrap CIs; flags.
+
+    ``metadata`` has one row per image (the columns named by ``specs``); ``patients`` the group key of
+    each image (its patient id; an image without one carries a key of its own, as ``patient_groups`` gives). Returns ``{"overall": {metric: value}, "metrics": [...],
+    "groups": [{"column", "subgroup", "n_images", "n_patients", "prevalence", "metrics": {name: {value, low,
+    high, n_valid}}, "flagged": [names]}]}``.
+    """
+    y, P = check_inputs(y_true, probs)
+    groups = pd.Series(np.asarray(patients).astype(str))
+    if len(metadata) != len(y):
+        raise ValueError(f"metadata has {len(metadata)} rows but there are {len(y)} images; they must match.")
+    names = compared_metrics(P.shape[1])
+    point = {n: float(scalar_metric(n, y, P, threshold)) for n in names}
+    out: dict = {"overall": point, "metrics": names, "n_boot": n_boot, "groups": [],
+                 "flag_rule": f"95% CI upper bound below the overall point estimate (subgroups of at least "
+                              f"{MIN_PATIENTS} patients)"}
+    check_columns(specs, list(metadata.columns))
+    for spec in specs:
+        labels = subgroup_labels(metadata[spec.column].reset_index(drop=True), spec).to_numpy()
+        for value in sorted(set(labels), key=lambda v: (v == MISSING, _order(v, spec))):
+            rows = labels == value
+            n_patients = int(groups[rows].nunique())
+            ci = bootstrap_metrics(y[rows], P[rows], groups.to_numpy()[rows], names, threshold,
+                                   n_boot=max(n_boot, 1), seed=seed)
+            out["groups"].append({
+                "column": spec.column, "subgroup": str(value), "n_images": int(rows.sum()),
+                "n_patients": n_patients, "prevalence": prevalence(y[rows], classes),
+                "metrics": ci if n_boot > 0 else {n: {"value": ci[n]["value"]} for n in names},
+                "flagged": [n for n in names if n_boot > 0 and n_patients >= MIN_PATIENTS and ci[n]["high"] < point[n]],
+            })
+    return out
+
+
+def _order(value: str, spec: SubgroupSpec) -> tuple:
+    """Bins in numeric order (``<18`` first), other values alphabetically."""
+    if spec.cuts:
+        first = value.lstrip("<>=").split("-")[0]
+        return (0 if value.startswith("<") else 2 if value.startswith(">") else 1, float(first) if first else 0.0)
+    return (0, value)
+
+
+__all__ = ["MISSING", "SubgroupSpec", "check_columns", "parse_subgroups", "subgroup_labels", "subgroup_metrics"]
