@@ -47,8 +47,10 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
             raise gr.Error(e.message) from None
         overlay, probs = predictor.explain(image)
         decision = predictor.decide(probs[None])[0]
-        return (_display(_to_uint8(image)), dict(zip(predictor.classes, map(float, probs))),
-                _decision_text(predictor, probs, decision), _display(overlay))
+        text, score = _decision_text(predictor, probs, decision), predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1]
+        if predictor.is_ood(score):  # out-of-distribution: said before the decision
+            text = f"WARNING: out-of-distribution (score {score:.4g} > {predictor.ood.threshold:.4g}): this image looks unlike the training images; do not trust the prediction. {text}"
+        return (_display(_to_uint8(image)), dict(zip(predictor.classes, map(float, probs))), text, _display(overlay))
 
     with gr.Blocks(title=f"medclass: {', '.join(predictor.classes)}", analytics_enabled=False) as demo:
         gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**")

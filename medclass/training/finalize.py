@@ -1,7 +1,9 @@
 """After training: choose the decision threshold (and optional temperature) on validation only.
 
-Both are stored in ``best.safetensors``; every later prediction uses them. Test data is never
-touched here.
+Both are stored in ``best.safetensors``; every later prediction uses them. So are the
+out-of-distribution statistics (:mod:`medclass.metrics.ood`): class means and a shrunk covariance of
+the penultimate features of (at most :data:`OOD_MAX_TRAIN`) training images, and a flagging
+threshold at the 95th percentile of the validation images' scores. Test data is never touched here.
 """
 from __future__ import annotations
 
@@ -9,16 +11,20 @@ import logging
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from ..artifacts import RunDir, load_checkpoint, save_checkpoint
 from ..config import RunConfig
 from ..inference import predict_dataset, to_probs
 from ..metrics.calibration import fit_temperature
+from ..metrics.ood import MahalanobisOOD, fit_mahalanobis
 from ..metrics.threshold import choose_threshold
 from ..utils import write_json
 from .datamodule import SplitDataModule
 
 log = logging.getLogger(__name__)
+
+OOD_MAX_TRAIN = 2000  # training images (a seeded random subset) the OOD statistics are fitted on
 
 
 def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
@@ -28,7 +34,7 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
         return {}
     model, meta = load_checkpoint(run.best)
     pred = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
-                           num_workers=cfg.train.num_workers)
+                           num_workers=cfg.train.num_workers, features=True)
     temperature = 1.0
     if cfg.eval.temperature_scaling and len(pred.labels):
         logits = pred.logits[:, 0] if pred.logits.shape[1] == 1 else pred.logits
@@ -42,8 +48,27 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
                     val_sensitivity=float(choice.sensitivity), val_specificity=float(choice.specificity))
     else:
         meta = meta.with_decision(meta.threshold, meta.threshold_rule, temperature)
-    save_checkpoint(run.best, model, meta)
+    ood = _fit_ood(model, dm, cfg, pred.features)
+    if ood is not None:
+        info.update(ood_threshold=ood.threshold, ood_quantile=ood.quantile, ood_n_train=ood.n_train)
+    save_checkpoint(run.best, model, meta, ood=ood)
     write_json(run.threshold, info)
     log.info("decision threshold chosen on validation only: %s", info)
     return info
 
+
+
+def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig,
+             val_features: np.ndarray | None) -> MahalanobisOOD | None:
+    """OOD statistics on the training images' features, threshold on validation (None when either is too small)."""
+    train = dm.dataset("train", train=False)
+    rows = np.random.default_rng(cfg.train.seed).permutation(len(train))[:OOD_MAX_TRAIN]
+    fit = predict_dataset(model, Subset(train, sorted(rows.tolist())), batch_size=cfg.train.batch_size,
+                          num_workers=cfg.train.num_workers, features=True)
+    if val_features is None or len(val_features) < 1 or len(fit.labels) < 2:
+        log.warning("too few readable training/validation images to fit out-of-distribution statistics")
+        return None
+    ood = fit_mahalanobis(fit.features, fit.labels, val_features)
+    log.info("out-of-distribution statistics fitted on %d training images; threshold %.4g (%.0f%% of validation)",
+             ood.n_train, ood.threshold, 100 * ood.quantile)
+    return ood
