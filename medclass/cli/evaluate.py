@@ -38,6 +38,8 @@ def evaluate_command(
     leak = m["leak_check"]
     style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")
     console.print(f"[{style}]{leak['statement']}[/]")
+    if (m.get("shift") or {}).get("large"):
+        console.print(f"[bold red]{m['shift']['warning']}[/]")
     console.print(metrics_table(m, f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"))
     for name, path in result.files.items():
         console.print(f"[bold]{name}:[/] {path}")

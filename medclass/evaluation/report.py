@@ -22,6 +22,7 @@ from ..metrics import plots
 from ..utils import atomic_write_text, epoch_number
 from ._examples import Example
 from ..metrics.html import Raw, esc, fmt, img, page, section, table
+from ._shift import shift_html
 from .result import EvaluationResult
 
 METRIC_LABELS = {
@@ -253,6 +254,7 @@ def _section_list(result: EvaluationResult, figs: dict[str, bytes]) -> list[tupl
         ("leak-check", "Leak check: is the evaluated data held out?", lambda: _leak(m)),
         ("data", "Evaluated data", lambda: _data(m)),
         ("metrics", "Metrics", lambda: _metrics(m)),
+        ("shift", "Dataset shift and out-of-distribution images", lambda: shift_html(m)),
         ("confusion-matrix", "Confusion matrix", lambda: _figures(figs, ["confusion_matrix"])),
         ("curves", "ROC and precision-recall curves", lambda: _figures(figs, ["roc", "pr"], "The circle marks the operating point at the stored threshold.")),
         ("calibration", "Calibration", lambda: _figures(figs, ["calibration"], f"Brier {fmt(m['metrics']['brier'])}, ECE {fmt(m['metrics']['ece'])}.")),
