@@ -190,3 +190,30 @@ def test_training_stores_ood_statistics_and_predict_warns(tmp_path) -> None:
     assert {"ood", "ood_score"} <= set(out.columns)
     assert bool(out.loc[out["path"].str.endswith("checker.png"), "ood"].iloc[0])
     assert "look unlike the training data" in result.output and "checker.png" in result.output
+
+    model, meta = load_checkpoint(run / "best.safetensors")  # as a run trained before OOD statistics existed
+    save_checkpoint(run / "best.safetensors", model, meta)
+    result = CliRunner().invoke(app, ["predict", str(run), str(odd)])
+    assert "no OOD statistics" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, ["ood-fit", str(run)])
+    assert result.exit_code == 0, result.output
+    again = load_ood(run / "best.safetensors")
+    assert again.threshold == pytest.approx(ood.threshold) and again.n_train == ood.n_train  # same images, same fit
+
+
+@pytest.mark.slow
+def test_real_ct_and_fundus_images_are_flagged_by_a_chest_xray_model(shared_data, tmp_path) -> None:
+    """bench/bench_ood.py at its smallest: a 1-epoch chest X-ray simple_cnn, 20 images of each set."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_ood", Path(__file__).resolve().parents[1] / "bench" / "bench_ood.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.main(["--shared", str(shared_data), "--epochs", "1", "--limit-per-class", "80", "--per-set", "20",
+                         "--out", str(tmp_path)])
+    rates = {row["set"].split(" ")[0]: row for row in result["rows"]}
+    assert rates["head_ct"]["n_scored"] == 20 and rates["head_ct"]["rate"] >= 0.8
+    assert rates["fundus_odir"]["rate"] >= 0.8
+    assert rates["dicom"]["rate"] >= 0.6  # some of these DICOM files are chest radiographs
+    assert rates["own"]["n_scored"] >= 20 and rates["own"]["rate"] <= 0.25  # 5% expected; small test sets vary
+    assert (tmp_path / "ood.md").read_text().count("\n") == len(result["rows"]) + 2

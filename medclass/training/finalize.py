@@ -8,6 +8,7 @@ threshold at the 95th percentile of the validation images' scores. Test data is 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from torch.utils.data import Subset
 
 from ..artifacts import RunDir, load_checkpoint, save_checkpoint
 from ..config import RunConfig
+from ..data.table import DataTable
 from ..inference import predict_dataset, to_probs
 from ..metrics.calibration import fit_temperature
 from ..metrics.ood import MahalanobisOOD, fit_mahalanobis
@@ -48,7 +50,7 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
                     val_sensitivity=float(choice.sensitivity), val_specificity=float(choice.specificity))
     else:
         meta = meta.with_decision(meta.threshold, meta.threshold_rule, temperature)
-    ood = _fit_ood(model, dm, cfg, pred.features)
+    ood = _fit_ood(model, dm, cfg, pred.features, cfg.train.num_workers)
     if ood is not None:
         info.update(ood_threshold=ood.threshold, ood_quantile=ood.quantile, ood_n_train=ood.n_train)
     save_checkpoint(run.best, model, meta, ood=ood)
@@ -58,13 +60,34 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
 
 
 
-def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig,
-             val_features: np.ndarray | None) -> MahalanobisOOD | None:
+def add_ood(run: str | Path, num_workers: int = 0) -> MahalanobisOOD | None:
+    """Fit OOD statistics for a finished run trained before they existed and store them in its ``best.safetensors``.
+
+    Uses the run's own ``split.csv`` (training and validation rows) exactly as :func:`finalize_run` would.
+
+    >>> add_ood("workspace/default/resnet18").threshold  # doctest: +SKIP
+    311.2
+    """
+    folder = RunDir(run)
+    model, meta = load_checkpoint(folder.best_checkpoint())
+    cfg = meta.run_config
+    dm = SplitDataModule(DataTable.from_csv(folder.split, list(meta.classes)), cfg, list(meta.preprocessing.mean),
+                         list(meta.preprocessing.std))
+    val = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
+                          num_workers=num_workers, features=True)
+    ood = _fit_ood(model, dm, cfg, val.features, num_workers)
+    if ood is not None:
+        save_checkpoint(folder.best_checkpoint(), model, meta, ood=ood)
+    return ood
+
+
+def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_features: np.ndarray | None,
+             num_workers: int) -> MahalanobisOOD | None:
     """OOD statistics on the training images' features, threshold on validation (None when either is too small)."""
     train = dm.dataset("train", train=False)
     rows = np.random.default_rng(cfg.train.seed).permutation(len(train))[:OOD_MAX_TRAIN]
     fit = predict_dataset(model, Subset(train, sorted(rows.tolist())), batch_size=cfg.train.batch_size,
-                          num_workers=cfg.train.num_workers, features=True)
+                          num_workers=num_workers, features=True)
     if val_features is None or len(val_features) < 1 or len(fit.labels) < 2:
         log.warning("too few readable training/validation images to fit out-of-distribution statistics")
         return None
