@@ -1,8 +1,16 @@
 """Batch inference over a Dataset: one loop shared by training (baseline, threshold), evaluation and predict.
 
-Penultimate-layer features (what the classifier layer sees) come out of the same forward pass:
-:func:`forward_with_features` hooks the input of ``model.get_classifier()``, which every registered
-model has (timm's and our SimpleCNN), so OOD scores and shift measures cost no extra pass.
+Features come out of the same forward pass (:func:`forward_with_features`), so OOD scores and
+shift measures cost no extra pass:
+
+- penultimate features: the input of ``model.get_classifier()`` (every registered model has one);
+  the domain classifier and the Fréchet distance of the dataset-shift measures use them;
+- stage statistics: per channel mean and standard deviation of the output of every stage named in
+  the model's ``feature_info`` (timm's; SimpleCNN has its blocks), the channels of a stage averaged
+  in at most :data:`STAGE_GROUPS` contiguous groups so that the vector stays short (<= 5 x 2 x 64).
+  The out-of-distribution score uses them: low-level statistics (intensity, texture) catch a CT
+  slice or a photograph that the classifier's last layer, trained only to separate the classes,
+  maps among the training images (measured in bench/README_ood.md).
 """
 from __future__ import annotations
 
@@ -14,7 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+import torch.nn.functional as F
+
 from .config import TrainConfig
+
+STAGE_GROUPS = 64  # channel groups per stage in the stage statistics
 
 
 @dataclass
@@ -29,6 +41,7 @@ class Predictions:
     indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # row index in the dataset's table
     skipped: list[str] = field(default_factory=list)
     features: np.ndarray | None = None  # (n, d) penultimate features when asked for (features=True)
+    stage_features: np.ndarray | None = None  # (n, d') stage statistics when asked for (features=True)
 
 
 def to_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -40,32 +53,55 @@ def to_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
+def stage_statistics(feature_map: torch.Tensor, groups: int = STAGE_GROUPS) -> torch.Tensor:
+    """``(n, 2 g)``: per channel spatial mean and sd of an ``(n, c, h, w)`` map, averaged in ``g = min(c, groups)`` groups."""
+    flat = feature_map.float().flatten(2)
+    stats = [flat.mean(2), flat.std(2, unbiased=False)]
+    g = min(flat.shape[1], groups)
+    return torch.cat([F.adaptive_avg_pool1d(s[:, None, :], g)[:, 0] for s in stats], dim=1)
+
+
+def stage_names(model: torch.nn.Module) -> list[str]:
+    """Module names of the model's stages (``feature_info``; maps of 4 dimensions only are used)."""
+    return [d["module"] for d in getattr(model, "feature_info", None) or []]
+
+
 @contextmanager
-def _classifier_input(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the input of the model's classifier layer during the forward passes inside the block."""
-    seen: list[torch.Tensor] = []
-    handle = model.get_classifier().register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+def _captured(model: torch.nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Collect the classifier's input and every stage's statistics during the forward passes inside the block."""
+    seen: dict[str, list[torch.Tensor]] = {"classifier": [], "stages": []}
+
+    def stage_hook(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim == 4:  # computed now: an in-place op may change `out` later
+            seen["stages"].append(stage_statistics(out))
+
+    handles = [model.get_classifier().register_forward_pre_hook(lambda module, args: seen["classifier"].append(args[0]))]
+    handles += [model.get_submodule(name).register_forward_hook(stage_hook) for name in stage_names(model)]
     try:
         yield seen
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
 
 
-def forward_with_features(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(logits, penultimate features)`` of one batch in one forward pass.
+def forward_with_features(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits, penultimate features, stage statistics)`` of one batch in one forward pass.
 
-    The features are the input of ``model.get_classifier()``, flattened to ``(n, d)``: for timm models
-    ``forward_head(forward_features(x), pre_logits=True)`` (pooled backbone features), for SimpleCNN
-    its hidden dense layer.
+    The penultimate features are the input of ``model.get_classifier()``, flattened to ``(n, d)``: for
+    timm models ``forward_head(forward_features(x), pre_logits=True)`` (pooled backbone features), for
+    SimpleCNN its hidden dense layer. The stage statistics are :func:`stage_statistics` of every stage
+    (:func:`stage_names`), concatenated.
 
     >>> from medclass.models import create_model
-    >>> logits, feats = forward_with_features(create_model("resnet18", 2, in_chans=1).eval(), torch.zeros(2, 1, 64, 64))
-    >>> tuple(logits.shape), tuple(feats.shape)
-    ((2, 1), (2, 512))
+    >>> logits, feats, stages = forward_with_features(create_model("resnet18", 2, in_chans=1).eval(),
+    ...                                               torch.zeros(2, 1, 64, 64))
+    >>> tuple(logits.shape), tuple(feats.shape), tuple(stages.shape)
+    ((2, 1), (2, 512), (2, 576))
     """
-    with _classifier_input(model) as seen:
+    with _captured(model) as seen:
         logits = model(x)
-    return logits, seen[-1].flatten(1)
+    stages = torch.cat(seen["stages"], dim=1) if seen["stages"] else torch.zeros(len(x), 0)
+    return logits, seen["classifier"][-1].flatten(1), stages
 
 
 @torch.no_grad()
@@ -88,20 +124,21 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_fn or collate_skip, timeout=stall_timeout if num_workers > 0 else 0)
-    logits, labels, paths, patients, indices, skipped, feats = [], [], [], [], [], [], []
+    logits, labels, paths, patients, indices, skipped, feats, stages = [], [], [], [], [], [], [], []
     with loader_watchdog("The prediction data loader", stall_timeout):
         for batch in loader:
             if batch is None:
                 continue
             skipped.extend(batch.get("skipped", []))
             x = batch["image"].to(device)
-            out, f = forward_with_features(model, x)
+            out, f, s = forward_with_features(model, x)
             if tta:
-                out_flip, f_flip = forward_with_features(model, torch.flip(x, dims=[3]))
-                out, f = (out.float() + out_flip.float()) / 2, (f.float() + f_flip.float()) / 2
+                flipped = forward_with_features(model, torch.flip(x, dims=[3]))
+                out, f, s = ((a.float() + b.float()) / 2 for a, b in zip((out, f, s), flipped))
             logits.append(out.float().cpu())
             if features:
                 feats.append(f.float().cpu())
+                stages.append(s.float().cpu())
             labels.append(batch["label"].cpu())
             paths.extend(batch["path"])
             patients.extend(batch["patient"])
@@ -112,4 +149,5 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
         return Predictions(np.zeros((0, n_out)), np.zeros((0, 0)), np.zeros(0, dtype=np.int64), skipped=skipped)
     lg = torch.cat(logits)
     return Predictions(lg.numpy(), to_probs(lg, temperature).numpy(), torch.cat(labels).numpy(), paths, patients,
-                       torch.cat(indices).numpy(), skipped, torch.cat(feats).numpy() if features else None)
+                       torch.cat(indices).numpy(), skipped, torch.cat(feats).numpy() if features else None,
+                       torch.cat(stages).numpy() if features else None)

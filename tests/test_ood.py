@@ -1,4 +1,4 @@
-"""Out-of-distribution flag: penultimate features of every model, the Mahalanobis score against a direct
+"""Out-of-distribution flag: penultimate features and stage statistics of every model, the Mahalanobis score against a direct
 computation, storage in the checkpoint (with and without), finalize, and the flag in predict, Predictor and API."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sklearn.covariance import LedoitWolf
 
 from medclass.artifacts import load_checkpoint, load_ood, read_meta, save_checkpoint
 from medclass.errors import CheckpointError
-from medclass.inference import forward_with_features
+from medclass.inference import forward_with_features, stage_names
 from medclass.metrics.ood import MahalanobisOOD, fit_mahalanobis
 from medclass.models import create_model, list_models
 from medclass.serving.predictor import Predictor
@@ -30,13 +30,27 @@ def test_penultimate_features_for_every_registered_model(name: str) -> None:
     size = 107 if name == "inception_v3" else 64
     x = torch.randn(2, 1, size, size)
     with torch.no_grad():
-        logits, feats = forward_with_features(model, x)
+        logits, feats, stages = forward_with_features(model, x)
         pre_logits = model.forward_head(model.forward_features(x), pre_logits=True).flatten(1)
+        last = model.get_submodule(stage_names(model)[-1])
+        maps = []
+        handle = last.register_forward_hook(lambda m, i, o: maps.append(o.clone()))
+        model(x)
+        handle.remove()
     assert feats.shape == (2, model.get_classifier().in_features)
     torch.testing.assert_close(feats, pre_logits)  # what timm calls pre-logits
     torch.testing.assert_close(model.get_classifier()(feats), logits)  # exactly what the classifier saw
     torch.testing.assert_close(logits, model(x))
-    assert not model.get_classifier()._forward_pre_hooks  # the hook is removed
+    assert not model.get_classifier()._forward_pre_hooks and not last._forward_hooks  # the hooks are removed
+    widths = [d["num_chs"] for d in model.feature_info]
+    assert len(widths) >= 4 and stages.shape == (2, sum(2 * min(c, 64) for c in widths))
+    # the last stage's part, from its definition: channel means and sds, averaged in groups of c / 64 channels
+    c = maps[0].shape[1]
+    g = min(c, 64)
+    mean, sd = maps[0].mean((2, 3)), maps[0].std((2, 3), unbiased=False)
+    direct = torch.cat([mean.reshape(2, g, -1).mean(2), sd.reshape(2, g, -1).mean(2)], 1) if c % g == 0 else None
+    if direct is not None:
+        torch.testing.assert_close(stages[:, -2 * g:], direct, rtol=1e-4, atol=1e-5)
 
 
 def _direct_scores(x: np.ndarray, train: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -72,7 +86,7 @@ def ood_ckpt(tmp_path_factory) -> tuple[Path, MahalanobisOOD]:
     rng = np.random.default_rng(0)
     with torch.no_grad():
         x = (torch.from_numpy(rng.uniform(0.4, 0.6, (300, 1, 1, 1)).astype(np.float32)) - 0.5) / 0.25
-        feats = forward_with_features(model, x.expand(300, 1, 64, 64).contiguous())[1].numpy()
+        feats = forward_with_features(model, x.expand(300, 1, 64, 64).contiguous())[2].numpy()
     ood = fit_mahalanobis(feats[:250], np.arange(250) % 2, feats[250:])
     return save_checkpoint(path, model, meta, ood=ood), ood
 

@@ -83,7 +83,7 @@ def test_external_evaluation_measures_shift_and_ood(tmp_path) -> None:
     feats = {s: predict_dataset(model, ImageDataset(table.subset(s), classes=list(meta.classes),
                                                     transform=inference_transform(meta.preprocessing)), features=True)
              for s in ("train", "val")}
-    ood = fit_mahalanobis(feats["train"].features, feats["train"].labels, feats["val"].features)
+    ood = fit_mahalanobis(feats["train"].stage_features, feats["train"].labels, feats["val"].stage_features)
     save_checkpoint(run / "best.safetensors", model, meta, ood=ood)
 
     rng = np.random.default_rng(9)

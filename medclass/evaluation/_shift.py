@@ -39,10 +39,10 @@ FLAGGED_LISTED = 50  # flagged paths listed in metrics.json
 
 def ood_section(pred: Predictions, ood: MahalanobisOOD | None) -> tuple[dict, np.ndarray]:
     """The ``ood`` section and the per-image scores (NaN without statistics)."""
-    if ood is None or pred.features is None:
+    if ood is None or pred.stage_features is None:
         return ({"available": False, "note": "This checkpoint has no OOD statistics (trained before they existed)."},
                 np.full(len(pred.labels), np.nan))
-    scores = ood.scores(pred.features)
+    scores = ood.scores(pred.stage_features)
     flagged = scores > ood.threshold
     return ({"available": True, "method": "mahalanobis", "threshold": ood.threshold, "quantile": ood.quantile,
              "n_scored": int(len(scores)), "n_flagged": int(flagged.sum()), "share_flagged": float(flagged.mean()),

@@ -1,7 +1,8 @@
-"""Out-of-distribution score: Mahalanobis distance in the model's penultimate feature space.
+"""Out-of-distribution score: Mahalanobis distance in a feature space of the model.
 
 Lee et al. (2018): class-conditional Gaussians with one shared covariance, fitted on the training
-images' features; an input's score is its squared Mahalanobis distance to the nearest class mean.
+images' features (medclass uses per-stage channel statistics, see :mod:`medclass.inference`, which
+Lee et al. also found stronger than the last layer alone); an input's score is its squared Mahalanobis distance to the nearest class mean.
 The covariance is estimated with Ledoit-Wolf shrinkage (scikit-learn), which stays invertible when
 there are fewer images than feature dimensions. The flagging threshold is a quantile of the scores
 of the run's *validation* images (default 0.95: about 5% of in-distribution images are flagged by

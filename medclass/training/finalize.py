@@ -2,7 +2,7 @@
 
 Both are stored in ``best.safetensors``; every later prediction uses them. So are the
 out-of-distribution statistics (:mod:`medclass.metrics.ood`): class means and a shrunk covariance of
-the penultimate features of (at most :data:`OOD_MAX_TRAIN`) training images, and a flagging
+the stage statistics (:func:`medclass.inference.forward_with_features`) of (at most :data:`OOD_MAX_TRAIN`) training images, and a flagging
 threshold at the 95th percentile of the validation images' scores. Test data is never touched here.
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
                     val_sensitivity=float(choice.sensitivity), val_specificity=float(choice.specificity))
     else:
         meta = meta.with_decision(meta.threshold, meta.threshold_rule, temperature)
-    ood = _fit_ood(model, dm, cfg, pred.features, cfg.train.num_workers)
+    ood = _fit_ood(model, dm, cfg, pred.stage_features, cfg.train.num_workers)
     if ood is not None:
         info.update(ood_threshold=ood.threshold, ood_quantile=ood.quantile, ood_n_train=ood.n_train)
     save_checkpoint(run.best, model, meta, ood=ood)
@@ -75,7 +75,7 @@ def add_ood(run: str | Path, num_workers: int = 0) -> MahalanobisOOD | None:
                          list(meta.preprocessing.std))
     val = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
                           num_workers=num_workers, features=True)
-    ood = _fit_ood(model, dm, cfg, val.features, num_workers)
+    ood = _fit_ood(model, dm, cfg, val.stage_features, num_workers)
     if ood is not None:
         save_checkpoint(folder.best_checkpoint(), model, meta, ood=ood)
     return ood
@@ -91,7 +91,7 @@ def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_fe
     if val_features is None or len(val_features) < 1 or len(fit.labels) < 2:
         log.warning("too few readable training/validation images to fit out-of-distribution statistics")
         return None
-    ood = fit_mahalanobis(fit.features, fit.labels, val_features)
+    ood = fit_mahalanobis(fit.stage_features, fit.labels, val_features)
     log.info("out-of-distribution statistics fitted on %d training images; threshold %.4g (%.0f%% of validation)",
              ood.n_train, ood.threshold, 100 * ood.quantile)
     return ood
