@@ -1,7 +1,8 @@
 """One self-contained ``report.html`` of an evaluation: inline CSS, every figure embedded as a base64 PNG.
 
 Sections (each an element with an ``id``): ``summary``, ``leak-check``, ``data``, ``metrics``,
-``confusion-matrix``, ``curves`` (ROC and PR with the operating point), ``calibration``,
+``shift`` (dataset shift and out-of-distribution images), ``confusion-matrix``, ``curves`` (ROC and PR
+with the operating point), ``calibration``,
 ``training`` (loss and accuracy/AUC curves), ``baseline``, ``gallery``, ``top-losses``, ``cam``,
 ``patients`` and ``disclaimer``. Figures are drawn by :mod:`.plots` from the computed results.
 
