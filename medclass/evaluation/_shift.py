@@ -7,7 +7,8 @@ and the share flagged; on the run's own test split that share is the false-alarm
 run beside at most as many evaluated images: header and intensity statistics side by side,
 metadata columns (view, sex...) side by side, a domain classifier's cross-validated AUC on the
 model's penultimate features with a bootstrap CI, and the Fréchet distance between the two feature
-sets (beside the distance between two halves of the training sample, as a scale). The shift is
+sets (beside the distance between two random halves of the training sample, as a scale; both with
+the same number of images on each side). The shift is
 called large by :func:`medclass.metrics.shift.shift_is_large`.
 """
 from __future__ import annotations
@@ -106,8 +107,13 @@ def shift_section(model: torch.nn.Module, meta: CheckpointMeta, train: DataTable
         out["domain_classifier"] = {**domain.to_dict(), "features": "penultimate layer",
                                     "method": "standardised logistic regression, stratified 5-fold out-of-fold AUC, "
                                               "95% bootstrap CI of the out-of-fold predictions"}
-        out["frechet_distance"] = frechet_distance(ref.features, ext_features)
-        out["frechet_within_training"] = frechet_distance(ref.features[:half], ref.features[half:])
+        # equal sample sizes on both sides (the distance's bias depends on them): training half A vs
+        # external images, and training half A vs half B as the scale of no shift
+        rows = np.random.default_rng(seed).permutation(len(ref.features))
+        a, b = ref.features[rows[:half]], ref.features[rows[half:2 * half]]
+        out["frechet_distance"] = frechet_distance(a, ext_features[:half])
+        out["frechet_within_training"] = frechet_distance(a, b)
+        out["frechet_n"] = int(half)
     out["large"] = shift_is_large(domain, ood_share)
     out["warning"] = shift_warning(out, ood_share) if out["large"] else ""
     return out
@@ -162,8 +168,8 @@ def shift_html(m: dict) -> str:
     if d:
         body += (f"<p><b>Domain classifier AUC</b> {fmt(d['auc'])} ({fmt(d['low'])}–{fmt(d['high'])}): 0.5 = the "
                  f"two sets look alike to the model, 1 = perfectly separable ({esc(d['method'])}). <b>Fréchet distance</b> "
-                 f"of the feature sets {fmt(shift['frechet_distance'])} (two halves of the training sample: "
-                 f"{fmt(shift['frechet_within_training'])}).</p>")
+                 f"of the feature sets {fmt(shift['frechet_distance'])} (two random halves of the training sample: "
+                 f"{fmt(shift['frechet_within_training'])}; {shift['frechet_n']} images on each side).</p>")
     stats = shift["image_statistics"]
     tr, ex = stats["training"], stats["external"]
 
