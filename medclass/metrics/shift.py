@@ -79,13 +79,14 @@ def domain_auc(reference: np.ndarray, other: np.ndarray, n_splits: int = 5, n_bo
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance ``|mu_a - mu_b|^2 + Tr(C_a + C_b - 2 (C_a C_b)^(1/2))`` between Gaussian fits of two feature sets."""
-    from scipy.linalg import sqrtm
-
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     ca, cb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    root = sqrtm(ca @ cb)
-    root = root.real if np.iscomplexobj(root) else root
-    value = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca + cb - 2 * root))
+    # Tr((C_a C_b)^(1/2)) = sum of sqrt(eigenvalues of C_a^(1/2) C_b C_a^(1/2)), a symmetric PSD matrix:
+    # stable for the singular covariances of fewer images than feature dimensions (scipy's sqrtm is not)
+    w, v = np.linalg.eigh(ca)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ cb @ root_a), 0, None)).sum()
+    value = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * cross)
     return max(value, 0.0)
 
 
