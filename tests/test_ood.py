@@ -155,6 +155,10 @@ def test_predictor_api_and_files_carry_the_flag(ood_ckpt, tmp_path) -> None:
     body = client.post("/predict?cam=true", files={"file": ("g.png", (tmp_path / "grey.png").read_bytes(), "image/png")}).json()
     assert body["ood"] is False and body["cam"]
 
+    from medclass.serving.webapp import ood_warning
+
+    assert ood_warning(predictor, checker).startswith("WARNING: out-of-distribution") and ood_warning(predictor, grey) == ""
+
 
 def test_checkpoint_without_statistics_reports_none(tmp_path) -> None:
     from fastapi.testclient import TestClient
