@@ -104,6 +104,11 @@ def forward_with_features(model: torch.nn.Module, x: torch.Tensor) -> tuple[torc
     return logits, seen["classifier"][-1].flatten(1), stages
 
 
+def _forward(model: torch.nn.Module, x: torch.Tensor, features: bool) -> tuple[torch.Tensor, ...]:
+    """``(logits,)``, or with ``features`` the three outputs of :func:`forward_with_features` (no hooks without)."""
+    return forward_with_features(model, x) if features else (model(x),)
+
+
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 32, num_workers: int = 0,
                     temperature: float = 1.0, tta: bool = False, device: str | torch.device | None = None,
@@ -131,14 +136,14 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
                 continue
             skipped.extend(batch.get("skipped", []))
             x = batch["image"].to(device)
-            out, f, s = forward_with_features(model, x)
+            outputs = _forward(model, x, features)
             if tta:
-                flipped = forward_with_features(model, torch.flip(x, dims=[3]))
-                out, f, s = ((a.float() + b.float()) / 2 for a, b in zip((out, f, s), flipped))
-            logits.append(out.float().cpu())
+                flipped = _forward(model, torch.flip(x, dims=[3]), features)
+                outputs = tuple((a.float() + b.float()) / 2 for a, b in zip(outputs, flipped))
+            logits.append(outputs[0].float().cpu())
             if features:
-                feats.append(f.float().cpu())
-                stages.append(s.float().cpu())
+                feats.append(outputs[1].float().cpu())
+                stages.append(outputs[2].float().cpu())
             labels.append(batch["label"].cpu())
             paths.extend(batch["path"])
             patients.extend(batch["patient"])

@@ -235,3 +235,28 @@ def test_real_ct_and_fundus_images_are_flagged_by_a_chest_xray_model(shared_data
     assert rates["dicom"]["rate"] >= 0.6  # some of these DICOM files are chest radiographs
     assert rates["own"]["n_scored"] >= 20 and rates["own"]["rate"] <= 0.25  # 5% expected; small test sets vary
     assert (tmp_path / "ood.md").read_text().count("\n") == len(result["rows"]) + 2
+
+
+def test_predict_dataset_collects_features_only_when_asked_and_averages_them_with_tta() -> None:
+    from torch.utils.data import Dataset
+
+    from medclass.inference import predict_dataset
+
+    torch.manual_seed(0)
+    images = torch.randn(5, 1, 32, 32)
+
+    class Images(Dataset):
+        def __len__(self) -> int:
+            return len(images)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"image": images[i], "label": 0, "path": str(i), "patient": "", "index": i}
+
+    model = create_model("simple_cnn", 2, in_chans=1).eval()
+    plain = predict_dataset(model, Images(), batch_size=2)
+    assert plain.features is None and plain.stage_features is None
+    tta = predict_dataset(model, Images(), batch_size=2, tta=True, features=True)
+    with torch.no_grad():
+        one, flipped = forward_with_features(model, images), forward_with_features(model, torch.flip(images, dims=[3]))
+    np.testing.assert_allclose(tta.features, ((one[1] + flipped[1]) / 2).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tta.stage_features, ((one[2] + flipped[2]) / 2).numpy(), rtol=1e-5, atol=1e-6)
