@@ -96,7 +96,7 @@ def forward_with_features(model: torch.nn.Module, x: torch.Tensor) -> tuple[torc
     >>> logits, feats, stages = forward_with_features(create_model("resnet18", 2, in_chans=1).eval(),
     ...                                               torch.zeros(2, 1, 64, 64))
     >>> tuple(logits.shape), tuple(feats.shape), tuple(stages.shape)
-    ((2, 1), (2, 512), (2, 576))
+    ((2, 1), (2, 512), (2, 640))
     """
     with _captured(model) as seen:
         logits = model(x)
