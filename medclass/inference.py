@@ -1,13 +1,32 @@
-"""Batch inference over a Dataset: one loop shared by training (baseline, threshold), evaluation and predict."""
+"""Batch inference over a Dataset: one loop shared by training (baseline, threshold), evaluation and predict.
+
+Features come out of the same forward pass (:func:`forward_with_features`), so OOD scores and
+shift measures cost no extra pass:
+
+- penultimate features: the input of ``model.get_classifier()`` (every registered model has one);
+  the domain classifier and the Fréchet distance of the dataset-shift measures use them;
+- stage statistics: per channel mean and standard deviation of the output of every stage named in
+  the model's ``feature_info`` (timm's; SimpleCNN has its blocks), the channels of a stage averaged
+  in at most :data:`STAGE_GROUPS` contiguous groups so that the vector stays short (<= 5 x 2 x 64).
+  The out-of-distribution score uses them: low-level statistics (intensity, texture) catch a CT
+  slice or a photograph that the classifier's last layer, trained only to separate the classes,
+  maps among the training images (measured in bench/README_ood.md).
+"""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+import torch.nn.functional as F
+
 from .config import TrainConfig
+
+STAGE_GROUPS = 64  # channel groups per stage in the stage statistics
 
 
 @dataclass
@@ -21,6 +40,8 @@ class Predictions:
     patients: list[str] = field(default_factory=list)
     indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # row index in the dataset's table
     skipped: list[str] = field(default_factory=list)
+    features: np.ndarray | None = None  # (n, d) penultimate features when asked for (features=True)
+    stage_features: np.ndarray | None = None  # (n, d') stage statistics when asked for (features=True)
 
 
 def to_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -32,13 +53,71 @@ def to_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     return torch.softmax(logits, dim=1)
 
 
+def stage_statistics(feature_map: torch.Tensor, groups: int = STAGE_GROUPS) -> torch.Tensor:
+    """``(n, 2 g)``: per channel spatial mean and sd of an ``(n, c, h, w)`` map, averaged in ``g = min(c, groups)`` groups."""
+    flat = feature_map.float().flatten(2)
+    stats = [flat.mean(2), flat.std(2, unbiased=False)]
+    g = min(flat.shape[1], groups)
+    return torch.cat([F.adaptive_avg_pool1d(s[:, None, :], g)[:, 0] for s in stats], dim=1)
+
+
+def stage_names(model: torch.nn.Module) -> list[str]:
+    """Module names of the model's stages (``feature_info``; maps of 4 dimensions only are used)."""
+    return [d["module"] for d in getattr(model, "feature_info", None) or []]
+
+
+@contextmanager
+def _captured(model: torch.nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Collect the classifier's input and every stage's statistics during the forward passes inside the block."""
+    seen: dict[str, list[torch.Tensor]] = {"classifier": [], "stages": []}
+
+    def stage_hook(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
+        if isinstance(out, torch.Tensor) and out.ndim == 4:  # computed now: an in-place op may change `out` later
+            seen["stages"].append(stage_statistics(out))
+
+    handles = [model.get_classifier().register_forward_pre_hook(lambda module, args: seen["classifier"].append(args[0]))]
+    handles += [model.get_submodule(name).register_forward_hook(stage_hook) for name in stage_names(model)]
+    try:
+        yield seen
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def forward_with_features(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits, penultimate features, stage statistics)`` of one batch in one forward pass.
+
+    The penultimate features are the input of ``model.get_classifier()``, flattened to ``(n, d)``: for
+    timm models ``forward_head(forward_features(x), pre_logits=True)`` (pooled backbone features), for
+    SimpleCNN its hidden dense layer. The stage statistics are :func:`stage_statistics` of every stage
+    (:func:`stage_names`), concatenated.
+
+    >>> from medclass.models import create_model
+    >>> logits, feats, stages = forward_with_features(create_model("resnet18", 2, in_chans=1).eval(),
+    ...                                               torch.zeros(2, 1, 64, 64))
+    >>> tuple(logits.shape), tuple(feats.shape), tuple(stages.shape)
+    ((2, 1), (2, 512), (2, 640))
+    """
+    with _captured(model) as seen:
+        logits = model(x)
+    stages = torch.cat(seen["stages"], dim=1) if seen["stages"] else torch.zeros(len(x), 0)
+    return logits, seen["classifier"][-1].flatten(1), stages
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, features: bool) -> tuple[torch.Tensor, ...]:
+    """``(logits,)``, or with ``features`` the three outputs of :func:`forward_with_features` (no hooks without)."""
+    return forward_with_features(model, x) if features else (model(x),)
+
+
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 32, num_workers: int = 0,
                     temperature: float = 1.0, tta: bool = False, device: str | torch.device | None = None,
-                    collate_fn=None, stall_timeout: float = TrainConfig.stall_timeout) -> Predictions:
+                    collate_fn=None, stall_timeout: float = TrainConfig.stall_timeout,
+                    features: bool = False) -> Predictions:
     """Run ``model`` in eval mode over ``dataset`` (dict samples) and collect logits and probabilities.
 
-    ``tta=True`` averages the logits of the image and its horizontal flip. Batches whose samples
+    ``tta=True`` averages the logits (and features) of the image and its horizontal flip.
+    ``features=True`` also collects the penultimate features (:func:`forward_with_features`). Batches whose samples
     were all unreadable are skipped; their paths are listed in ``Predictions.skipped``. With workers,
     a batch that takes longer than ``stall_timeout`` seconds (0 = no limit) stops with a DatasetError.
     """
@@ -50,17 +129,21 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         collate_fn=collate_fn or collate_skip, timeout=stall_timeout if num_workers > 0 else 0)
-    logits, labels, paths, patients, indices, skipped = [], [], [], [], [], []
+    logits, labels, paths, patients, indices, skipped, feats, stages = [], [], [], [], [], [], [], []
     with loader_watchdog("The prediction data loader", stall_timeout):
         for batch in loader:
             if batch is None:
                 continue
             skipped.extend(batch.get("skipped", []))
             x = batch["image"].to(device)
-            out = model(x).float()
+            outputs = _forward(model, x, features)
             if tta:
-                out = (out + model(torch.flip(x, dims=[3])).float()) / 2
-            logits.append(out.cpu())
+                flipped = _forward(model, torch.flip(x, dims=[3]), features)
+                outputs = tuple((a.float() + b.float()) / 2 for a, b in zip(outputs, flipped))
+            logits.append(outputs[0].float().cpu())
+            if features:
+                feats.append(outputs[1].float().cpu())
+                stages.append(outputs[2].float().cpu())
             labels.append(batch["label"].cpu())
             paths.extend(batch["path"])
             patients.extend(batch["patient"])
@@ -71,4 +154,5 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
         return Predictions(np.zeros((0, n_out)), np.zeros((0, 0)), np.zeros(0, dtype=np.int64), skipped=skipped)
     lg = torch.cat(logits)
     return Predictions(lg.numpy(), to_probs(lg, temperature).numpy(), torch.cat(labels).numpy(), paths, patients,
-                       torch.cat(indices).numpy(), skipped)
+                       torch.cat(indices).numpy(), skipped, torch.cat(feats).numpy() if features else None,
+                       torch.cat(stages).numpy() if features else None)

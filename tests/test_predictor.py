@@ -117,7 +117,8 @@ def test_predict_files_folder_with_bad_files_and_dicom_frames(predictor, xrays, 
     (folder / "multi.dcm").symlink_to(shared_data / "dicom" / "emri_small.dcm")  # 10 frames
     (folder / "nopixels.dcm").symlink_to(shared_data / "dicom" / "emri_small_jpeg_2k_lossless_too_short.dcm")
     df = predictor.predict_files([folder, tmp_path / "missing.png"], batch_size=3, progress=False)
-    assert list(df.columns) == ["path", "frame", "patient", "prob_NORMAL", "prob_PNEUMONIA", "predicted", "threshold", "error"]
+    assert list(df.columns) == ["path", "frame", "patient", "prob_NORMAL", "prob_PNEUMONIA", "predicted", "threshold", "ood_score", "ood",
+                          "error"]
     ok = df[df["error"] == ""]
     errors = dict(zip(df.loc[df["error"] != "", "path"].map(lambda p: Path(p).name), df.loc[df["error"] != "", "error"]))
     assert set(errors) == {"truncated.jpeg", "notes.txt", "nopixels.dcm", "missing.png"}

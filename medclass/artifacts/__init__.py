@@ -14,9 +14,9 @@ Example:
     >>> meta.preprocessing.image_size                                                          # doctest: +SKIP
     224
 """
-from .checkpoint import load_checkpoint, read_meta, save_checkpoint
-from .meta import FORMAT, CheckpointMeta, ModelSpec, Preprocessing, build_meta
+from .checkpoint import load_checkpoint, load_ood, read_meta, save_checkpoint
+from .meta import FORMAT, CheckpointMeta, ModelSpec, OODSpec, Preprocessing, build_meta
 from .rundir import CVDir, EvalDir, RunDir
 
-__all__ = ["FORMAT", "CVDir", "CheckpointMeta", "EvalDir", "ModelSpec", "Preprocessing", "RunDir", "build_meta",
-           "load_checkpoint", "read_meta", "save_checkpoint"]
+__all__ = ["FORMAT", "CVDir", "CheckpointMeta", "EvalDir", "ModelSpec", "OODSpec", "Preprocessing", "RunDir",
+           "build_meta", "load_checkpoint", "load_ood", "read_meta", "save_checkpoint"]

@@ -21,26 +21,39 @@ from typing import TYPE_CHECKING
 from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError, ConfigError
+from ..metrics.ood import MahalanobisOOD
 from ..utils import atomic_write_bytes
-from .meta import CheckpointMeta, build_meta
+from .meta import CheckpointMeta, OODSpec, build_meta
 from .rundir import RunDir
 
 if TYPE_CHECKING:
     import torch
 
 META_KEY = "medclass"
+OOD_PREFIX = "medclass_ood."  # tensors of the out-of-distribution statistics, beside the model's
 # state_dict entries that are statistics, not learned parameters
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: CheckpointMeta) -> Path:
-    """Write ``model``'s tensors and ``meta`` to ``path`` (.safetensors) atomically."""
+def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: CheckpointMeta,
+                    ood: MahalanobisOOD | None = None) -> Path:
+    """Write ``model``'s tensors and ``meta`` to ``path`` (.safetensors) atomically.
+
+    ``ood``: out-of-distribution statistics stored with it (``meta.ood`` then describes them; without
+    them the file has none, whatever ``meta.ood`` said).
+    """
+    import torch
     from safetensors.torch import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"Checkpoint path {path} must end in .safetensors.")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    meta = meta.with_ood(None if ood is None else OODSpec("mahalanobis", float(ood.threshold), float(ood.quantile),
+                                                          ood.n_train, ood.n_val, ood.feature_dim))
+    if ood is not None:
+        tensors[OOD_PREFIX + "means"] = torch.from_numpy(ood.means.astype("float64")).contiguous()
+        tensors[OOD_PREFIX + "precision"] = torch.from_numpy(ood.precision.astype("float64")).contiguous()
     data = save(tensors, metadata={META_KEY: json.dumps(meta.to_dict(), allow_nan=True)})
     atomic_write_bytes(path, data)
     return path
@@ -88,7 +101,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
                              dropout=m.dropout, pool=m.pool)
     except ConfigError as e:
         raise CheckpointError(f"{path} is not a valid medclass checkpoint: its model cannot be built ({e})") from None
-    state = load_file(str(path), device="cpu")
+    state = {k: v for k, v in load_file(str(path), device="cpu").items() if not k.startswith(OOD_PREFIX)}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # tensor shapes differ: other classes or input channels than the metadata says
@@ -103,6 +116,30 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             f"{list(unexpected)[:5]}); the checkpoint was written by another model definition."
         )
     return model.to(device).eval(), meta
+
+
+def load_ood(path: str | Path) -> MahalanobisOOD | None:
+    """The out-of-distribution statistics stored in a checkpoint, or None when it has none (older files).
+
+    >>> load_ood("workspace/p/e/best.safetensors").threshold  # doctest: +SKIP
+    412.7
+    """
+    path = _check_path(path)
+    spec = read_meta(path).ood
+    if spec is None:
+        return None
+    with safe_open(str(path), framework="np") as f:
+        keys = set(f.keys())
+        missing = [k for k in ("means", "precision") if OOD_PREFIX + k not in keys]
+        if missing:
+            raise CheckpointError(f"{path} is not a valid medclass checkpoint: its metadata describes OOD statistics "
+                                  f"but the tensors {[OOD_PREFIX + k for k in missing]} are missing.")
+        means, precision = f.get_tensor(OOD_PREFIX + "means"), f.get_tensor(OOD_PREFIX + "precision")
+    d = spec.feature_dim
+    if means.ndim != 2 or means.shape[1] != d or precision.shape != (d, d):
+        raise CheckpointError(f"{path} is not a valid medclass checkpoint: OOD tensors of shapes {means.shape} and "
+                              f"{precision.shape} do not fit feature_dim {d}.")
+    return MahalanobisOOD(means, precision, spec.threshold, spec.quantile, spec.n_train, spec.n_val)
 
 
 def _check_path(path: str | Path) -> Path:
@@ -135,7 +172,8 @@ def stored_parameters(path: str | Path) -> int | None:
     if not Path(path).is_file():
         return None
     with safe_open(str(path), framework="pt") as f:
-        return int(sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys() if not k.endswith(_BUFFER_SUFFIXES)))
+        return int(sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys()
+                       if not k.endswith(_BUFFER_SUFFIXES) and not k.startswith(OOD_PREFIX)))
 
 
-__all__ = ["CheckpointMeta", "build_meta", "load_checkpoint", "read_meta", "save_checkpoint", "stored_parameters"]
+__all__ = ["CheckpointMeta", "build_meta", "load_checkpoint", "load_ood", "read_meta", "save_checkpoint", "stored_parameters"]

@@ -118,6 +118,32 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class OODSpec:
+    """The out-of-distribution statistics a checkpoint carries (their tensors are stored beside the weights).
+
+    Absent in checkpoints written before they existed (``meta.ood is None``: "no OOD statistics").
+    """
+
+    method: str  # 'mahalanobis' (medclass.metrics.ood)
+    threshold: float  # scores above it are flagged
+    quantile: float  # of the validation images' scores, where the threshold was set
+    n_train: int  # training images the statistics were fitted on
+    n_val: int  # validation images the threshold was set on
+    feature_dim: int  # length of the penultimate feature vector
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "OODSpec":
+        """Validated from the ``ood`` entry."""
+        w = "ood."
+        spec = cls(_text(d, "method", w), _number(d, "threshold", w), _number(d, "quantile", w),
+                   _integer(d, "n_train", w), _integer(d, "n_val", w), _integer(d, "feature_dim", w))
+        if spec.method != "mahalanobis" or not 0.0 < spec.quantile < 1.0:
+            raise _Invalid(f"ood must have method 'mahalanobis' and a quantile in (0, 1), got {spec.method!r} and "
+                           f"{spec.quantile}")
+        return spec
+
+
+@dataclass(frozen=True)
 class CheckpointMeta:
     """Everything a checkpoint says about its model besides the tensors (docs/architecture.md).
 
@@ -137,6 +163,7 @@ class CheckpointMeta:
     versions: Mapping[str, str] = field(default_factory=dict)
     intended_use: str = ""  # shown by the model card ('' = the generic research-use text)
     format: str = FORMAT
+    ood: OODSpec | None = None  # out-of-distribution statistics (None: the file has none)
 
     @property
     def binary(self) -> bool:
@@ -162,6 +189,10 @@ class CheckpointMeta:
         return dataclasses.replace(self, threshold=float(threshold), threshold_rule=threshold_rule,
                                    temperature=float(temperature))
 
+    def with_ood(self, ood: OODSpec | None) -> "CheckpointMeta":
+        """A copy describing these out-of-distribution statistics (None: none)."""
+        return dataclasses.replace(self, ood=ood)
+
     def with_metrics(self, metrics: Mapping[str, Any]) -> "CheckpointMeta":
         """A copy carrying the validation metrics of the epoch being saved."""
         return dataclasses.replace(self, metrics=dict(metrics))
@@ -174,6 +205,8 @@ class CheckpointMeta:
                "metrics": dict(self.metrics), "versions": dict(self.versions)}
         if self.intended_use:
             out["intended_use"] = self.intended_use
+        if self.ood is not None:
+            out["ood"] = dataclasses.asdict(self.ood)
         return out
 
     def exported(self) -> dict[str, Any]:
@@ -209,9 +242,10 @@ class CheckpointMeta:
         if not 0.0 <= threshold <= 1.0 or temperature <= 0:
             raise _Invalid(f"threshold must lie in [0, 1] and temperature be > 0, got {threshold} and {temperature}")
         versions = _section(d, "versions", required=False)
+        ood = OODSpec.from_dict(_section(d, "ood")) if d.get("ood") is not None else None
         return cls(tuple(classes), model, pre, threshold, _text(d, "threshold_rule", "", "fixed"), temperature,
                    _section(d, "config", required=False), _section(d, "metrics", required=False),
-                   {str(k): str(v) for k, v in versions.items()}, _text(d, "intended_use", "", ""), fmt)
+                   {str(k): str(v) for k, v in versions.items()}, _text(d, "intended_use", "", ""), fmt, ood)
 
 
 def _check_consistent(classes: Sequence[str], model: ModelSpec, pre: Preprocessing) -> None:

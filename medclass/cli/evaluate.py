@@ -43,6 +43,8 @@ def evaluate_command(
     leak = m["leak_check"]
     style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")
     console.print(f"[{style}]{leak['statement']}[/]")
+    if (m.get("shift") or {}).get("large"):
+        console.print(f"[bold red]{m['shift']['warning']}[/]")
     console.print(metrics_table(m, f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"))
     for warning in (m.get("external") or {}).get("warnings", []):
         console.print(f"[bold red]Dataset shift: {warning}[/]")
@@ -55,6 +57,23 @@ def evaluate_command(
         console.print(f"[bold]{name}:[/] {path}")
 
 
+def ood_fit_command(
+    run: Annotated[Path, typer.Argument(help="Finished run folder (best.safetensors and split.csv).")],
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
+) -> None:
+    """Add out-of-distribution statistics to a run trained before they existed (training and validation images)."""
+    from ..training.finalize import add_ood
+
+    with friendly_errors():
+        ood = add_ood(run, num_workers=num_workers)
+    if ood is None:
+        console.print("[yellow]Too few readable training/validation images: no OOD statistics stored.[/]")
+    else:
+        console.print(f"OOD statistics stored in {run}: fitted on {ood.n_train} training images, threshold "
+                      f"{ood.threshold:.4g} ({100 * ood.quantile:.0f}th percentile of {ood.n_val} validation images).")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `evaluate`."""
+    """Add `evaluate` and `ood-fit`."""
     app.command("evaluate")(evaluate_command)
+    app.command("ood-fit")(ood_fit_command)

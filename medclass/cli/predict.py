@@ -44,6 +44,7 @@ def predict_command(
             text = df.to_json(orient="records", indent=2) if out.suffix.lower() == ".json" else df.to_csv(index=False)
             atomic_write_text(out, text)
         _print_summary(df, out)
+        _print_ood(df, predictor.ood is not None)
 
 
 def _print_summary(df, out: Path | None) -> None:
@@ -63,6 +64,20 @@ def _print_summary(df, out: Path | None) -> None:
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items()) or "none"
     console.print(f"[bold]{len(df) - len(failed)} predicted[/] ({summary}); [bold]{len(failed)} unreadable[/]"
                   + (f"; written to {out}" if out else ""))
+
+
+def _print_ood(df, has_stats: bool) -> None:
+    """The out-of-distribution warning line (files whose features look unlike the training images)."""
+    if not has_stats:
+        console.print("[dim]This checkpoint has no OOD statistics (trained before they existed): inputs unlike the "
+                      "training data are not flagged.[/]")
+        return
+    flagged = df.loc[df["ood"].fillna(False).astype(bool)]
+    if len(flagged):
+        names = ", ".join(escape(Path(p).name) for p in flagged["path"].head(_SHOW))
+        more = f" and {len(flagged) - _SHOW} more" if len(flagged) > _SHOW else ""
+        console.print(f"[bold yellow]Warning: {len(flagged)} image(s) look unlike the training data "
+                      f"(out-of-distribution; their predictions are unreliable): {names}{more}[/]")
 
 
 def register(app: typer.Typer) -> None:

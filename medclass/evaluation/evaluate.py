@@ -56,6 +56,7 @@ from ._examples import Example, load_views, per_image_loss, pick_cells, pick_gal
 from ._external import external_section, subgroups_section
 from ._leakcheck import check_held_out
 from ._model_card import model_card_markdown
+from ._shift import shift_and_ood
 from .report import write_report
 from .result import EvaluationResult
 
@@ -344,11 +345,14 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=_fingerprint_cache(r.run_dir))
 
     ds = ImageDataset(evaluated, classes=classes, transform=inference_transform(pre), window=pre.window)
-    pred = predict_dataset(r.model, ds, batch_size=batch_size, num_workers=num_workers, temperature=temperature, tta=tta)
+    pred = predict_dataset(r.model, ds, batch_size=batch_size, num_workers=num_workers, temperature=temperature, tta=tta,
+                           features=True)
     if not len(pred.labels):
         raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
     loss = per_image_loss(pred.probs, pred.labels)
     df = _prediction_frame(pred, evaluated, classes, threshold, loss)
+    ood, shift, df["ood_score"] = shift_and_ood(r.model, r.meta, r.checkpoint, r.run_dir, evaluated, pred, data is not None,
+                                                batch_size=batch_size, num_workers=num_workers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)  # NaN metrics are reported as null
         computed = _metrics(pred, classes, threshold, n_boot)
@@ -383,7 +387,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
                      "best_epoch": r.meta.epoch, "max_epochs": r.config.train.epochs,
                      "early_stopping": r.config.train.early_stopping, "monitor": r.config.train.monitor},
         "filters": {**_filters(r.config.data, data, data_settings), "metadata": metadata},
-        "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method, **extra,
+        "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method, "ood": ood, "shift": shift, **extra,
     }
     ev = EvalDir(Path(out)) if out is not None else _default_out(r, data, split)
     out_dir = ev.path

@@ -1,7 +1,8 @@
 """One self-contained ``report.html`` of an evaluation: inline CSS, every figure embedded as a base64 PNG.
 
 Sections (each an element with an ``id``): ``summary``, ``leak-check``, ``data``, ``metrics``,
-``confusion-matrix``, ``curves`` (ROC and PR with the operating point), ``calibration``,
+``shift`` (dataset shift and out-of-distribution images), ``confusion-matrix``, ``curves`` (ROC and PR
+with the operating point), ``calibration``,
 ``training`` (loss and accuracy/AUC curves), ``baseline``, ``gallery``, ``top-losses``, ``cam``,
 ``patients``, ``external-validation`` (external data), ``subgroups`` (``--subgroups``), ``model-card`` and
 ``disclaimer``. Figures are drawn by :mod:`.plots` from the computed results.
@@ -24,6 +25,7 @@ from ..utils import atomic_write_text, epoch_number
 from ._examples import Example
 from ..metrics.html import Raw, esc, fmt, img, page, section, table
 from ._report_external import card_html, external_html, shift_box, subgroups_html
+from ._shift import shift_html
 from .result import EvaluationResult
 
 METRIC_LABELS = {
@@ -255,6 +257,7 @@ def _section_list(result: EvaluationResult, figs: dict[str, bytes]) -> list[tupl
         ("leak-check", "Leak check: is the evaluated data held out?", lambda: _leak(m)),
         ("data", "Evaluated data", lambda: _data(m)),
         ("metrics", "Metrics", lambda: _metrics(m)),
+        ("shift", "Dataset shift and out-of-distribution images", lambda: shift_html(m)),
         ("confusion-matrix", "Confusion matrix", lambda: _figures(figs, ["confusion_matrix"])),
         ("curves", "ROC and precision-recall curves", lambda: _figures(figs, ["roc", "pr"], "The circle marks the operating point at the stored threshold.")),
         ("calibration", "Calibration", lambda: _figures(figs, ["calibration"], f"Brier {fmt(m['metrics']['brier'])}, ECE {fmt(m['metrics']['ece'])}.")),

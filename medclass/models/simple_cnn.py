@@ -3,7 +3,7 @@
 Five blocks of ``conv3x3 -> BN -> ReLU [-> conv3x3 -> BN -> ReLU] -> maxpool`` (channels
 32-64-128-128-256), global pooling (so any input of at least 32 px works), dropout, a dense hidden
 layer and the output layer. It exposes the part of timm's model interface that medclass uses
-(``num_features``, ``forward_features``, ``forward_head``, ``get_classifier``,
+(``num_features``, ``forward_features``, ``forward_head``, ``get_classifier``, ``feature_info``,
 ``reset_classifier``, ``pretrained_cfg``), so the registry, the freeze schedule, the weight loader
 and Grad-CAM treat it like any timm model.
 
@@ -62,6 +62,9 @@ class SimpleCNN(nn.Module):
             blocks.append(nn.Sequential(*layers, nn.MaxPool2d(2)))
             cin = cout
         self.features = nn.Sequential(*blocks)
+        # timm's feature_info: the output of every block (read by the out-of-distribution statistics)
+        self.feature_info = [{"num_chs": c, "reduction": 2 ** (i + 1), "module": f"features.{i}"}
+                             for i, c in enumerate(channels)]
         self.hidden = hidden
         self.drop_rate = drop_rate
         self.global_pool = SelectAdaptivePool2d(pool_type=global_pool, flatten=True)

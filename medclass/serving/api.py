@@ -56,6 +56,10 @@ class PredictionBody(BaseModel):
     classes: list[str]
     model: str
     cam: str | None = Field(default=None, description="Grad-CAM overlay as a base64 PNG (only with cam=true).")
+    ood: bool | None = Field(default=None, description="True: the image looks unlike the training data (out-of-distribution); "
+                             "null when the checkpoint has no OOD statistics.")
+    ood_score: float | None = Field(default=None, description="Squared Mahalanobis distance of the image's features to the "
+                                    "training data (flagged above the threshold set on validation).")
     disclaimer: str
 
 
@@ -85,7 +89,7 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
     """
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, onnx=onnx)
     max_bytes = int(max_upload_mb * 2**20)
-    batcher = MicroBatcher(predictor.probabilities, max_batch=max_batch)
+    batcher = MicroBatcher(predictor.probabilities_with_ood, max_batch=max_batch)
     card = model_card(predictor.meta)
 
     @asynccontextmanager
@@ -127,12 +131,13 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
         image = decode_upload(data, file.filename, file.content_type, window=predictor.window, frame=frame,
                               max_pixels=max_pixels, size_hint=predictor.transform.image_size)
         overlay = None
+        scored = batcher.submit(predictor.preprocess([image])[0])
+        probs, ood_score = scored[:-1], float(scored[-1])
         if cam:
             overlay_rgb, probs = predictor.explain(image)
             overlay = _png_base64(overlay_rgb)
-        else:
-            probs = batcher.submit(predictor.preprocess([image])[0])
-        return {"probabilities": dict(zip(predictor.classes, map(float, probs))),
+        return {"ood": predictor.is_ood(ood_score), "ood_score": None if np.isnan(ood_score) else ood_score,
+                "probabilities": dict(zip(predictor.classes, map(float, probs))),
                 "decision": predictor.decide(probs[None])[0],
                 "threshold": predictor.threshold if predictor.binary else None,
                 "classes": predictor.classes, "model": predictor.meta.model.name, "cam": overlay,

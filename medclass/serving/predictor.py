@@ -6,6 +6,12 @@ convention (float in [0, 1]; ``uint8`` / ``uint16`` are scaled automatically, an
 does not fit raises a ``ValueError`` naming what the checkpoint expects). Inference is
 thread-safe (one lock around the model), so one predictor can serve concurrent requests.
 
+Out-of-distribution inputs: when the checkpoint carries OOD statistics (``meta.ood``, fitted at the
+end of training), :meth:`Predictor.predict_with_ood` and :meth:`Predictor.predict_files` give each
+image an ``ood_score`` (squared Mahalanobis distance of its feature statistics to the nearest
+training class mean, :func:`medclass.inference.forward_with_features`) and ``ood`` (score above the threshold set on validation). The features come
+from the PyTorch model, also when the backend is ONNX (the exported file holds the logits only).
+
 Example:
     >>> p = Predictor.from_checkpoint("workspace/default/resnet18/best.safetensors")  # doctest: +SKIP
     >>> p.predict(["person1_virus_6.jpeg"])  # doctest: +SKIP
@@ -23,12 +29,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..artifacts import CheckpointMeta, load_checkpoint
+from ..artifacts import CheckpointMeta, load_checkpoint, load_ood
 from ..config import DataConfig
 from ..data.io import read_image
 from ..data.transforms import inference_transform
 from ..errors import ImageReadError
-from ..inference import to_probs
+from ..inference import forward_with_features, to_probs
+from ..metrics.ood import MahalanobisOOD
 from ..utils import torch_device
 from ._backends import OnnxBackend, TorchBackend
 from ._inputs import collect_files, image_batch, to_unit_image
@@ -38,11 +45,14 @@ class Predictor:
     """A checkpoint ready for inference (PyTorch or ONNX Runtime forward pass).
 
     Attributes: ``meta`` (the checkpoint's :class:`~medclass.artifacts.CheckpointMeta`), ``classes``, ``threshold``, ``temperature``,
-    ``model`` (the PyTorch model, also used for Grad-CAM), ``backend`` (``'torch'`` or ``'onnx'``).
+    ``model`` (the PyTorch model, also used for Grad-CAM), ``backend`` (``'torch'`` or ``'onnx'``), ``ood``
+    (the out-of-distribution statistics, None for a checkpoint without them).
     """
 
-    def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str = "cpu", onnx: str | Path | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str = "cpu", onnx: str | Path | None = None,
+                 ood: MahalanobisOOD | None = None) -> None:
         self.meta = meta
+        self.ood = ood
         self.classes: list[str] = list(meta.classes)
         self.threshold = meta.threshold
         self.temperature = meta.temperature
@@ -64,7 +74,7 @@ class Predictor:
         """
         device = str(torch_device(device))  # a clear error for 'banana' or a GPU this machine lacks
         model, meta = load_checkpoint(path, device=device)
-        return cls(model, meta, device=device, onnx=onnx)
+        return cls(model, meta, device=device, onnx=onnx, ood=load_ood(path))
 
     @property
     def backend(self) -> str:
@@ -99,6 +109,20 @@ class Predictor:
         with self._lock:
             logits = self._forward(batch)
         return to_probs(torch.from_numpy(np.asarray(logits)), self.temperature).numpy()
+
+    def probabilities_with_ood(self, batch: np.ndarray) -> np.ndarray:
+        """Model input batch -> ``(n, n_classes + 1)``: the probabilities, then the OOD score (NaN without statistics).
+
+        With the PyTorch backend one forward pass gives both; with ONNX the features take a PyTorch pass.
+        """
+        if self.ood is None:
+            return np.column_stack([self.probabilities(batch), np.full(len(batch), np.nan)])
+        with self._lock, torch.inference_mode():
+            logits, _, features = forward_with_features(self.model, torch.from_numpy(np.asarray(batch)).to(self.device))
+            if self.backend != "torch":
+                logits = torch.from_numpy(np.asarray(self._forward(batch)))
+        probs = to_probs(logits.float().cpu(), self.temperature).numpy()
+        return np.column_stack([probs, self.ood.scores(features.float().cpu().numpy())])
 
     def decide(self, probs: np.ndarray) -> list[str]:
         """Class names: ``classes[1]`` when ``p >= threshold`` (binary), else the argmax.
@@ -139,12 +163,46 @@ class Predictor:
         """
         return self.decide(self.predict_proba(images_or_paths, batch_size))
 
+    def predict_with_ood(self, images_or_paths: Any, batch_size: int = 32) -> pd.DataFrame:
+        """Like :meth:`predict`, with the out-of-distribution flag: columns ``predicted, prob_<class>..., ood_score, ood``.
+
+        ``ood`` is True where the image looks unlike the training data, and missing (``<NA>``) when the
+        checkpoint has no OOD statistics.
+
+        >>> p.predict_with_ood(["IM-0001-0001.jpeg", "head_ct/000.png"])[["predicted", "ood"]]  # doctest: +SKIP
+        """
+        items = image_batch(images_or_paths)
+        out = [np.zeros((0, len(self.classes) + 1), np.float32)]
+        for start in range(0, len(items), batch_size):
+            images = [self.load(x, f"image {start + i}") for i, x in enumerate(items[start:start + batch_size])]
+            out.append(self.probabilities_with_ood(self.preprocess(images)))
+        scored = np.concatenate(out)
+        df = pd.DataFrame({"predicted": self.decide(scored[:, :-1]) if len(scored) else []})
+        for k, name in enumerate(self.classes):
+            df[f"prob_{name}"] = scored[:, k]
+        df["ood_score"], df["ood"] = scored[:, -1], self.ood_flags(scored[:, -1])
+        return df
+
+    def is_ood(self, score: float) -> bool | None:
+        """One image's flag: its OOD score above the threshold; None without statistics (or a NaN score)."""
+        return None if self.ood is None or np.isnan(score) else bool(score > self.ood.threshold)
+
+    def ood_flags(self, scores: np.ndarray) -> pd.Series:
+        """``scores`` above the OOD threshold (nullable booleans: ``<NA>`` for NaN scores or without statistics)."""
+        scores = np.asarray(scores, np.float64)
+        flags = pd.Series(pd.array([pd.NA] * len(scores), dtype="boolean"))
+        if self.ood is not None:
+            known = ~np.isnan(scores)
+            flags[known] = scores[known] > self.ood.threshold
+        return flags
+
     def predict_files(self, paths: str | Path | Iterable[str | Path], batch_size: int = 32, progress: bool = True,
                       manifest: DataConfig | None = None) -> pd.DataFrame:
         """Predict every image under ``paths`` (files, folders, CSV/TSV manifests, DICOM) in batches.
 
         Returns one row per image or DICOM frame with the columns ``path, frame, patient,
-        prob_<class>... , predicted, threshold, error`` and, for a manifest, its metadata columns
+        prob_<class>... , predicted, threshold, ood_score, ood, error`` (``ood``: see
+        :meth:`predict_with_ood`) and, for a manifest, its metadata columns
         (``manifest`` = the data settings a CSV is read with: image root, columns, ``where``, ``label_map``). An unreadable file gets a row with the
         reason in ``error`` (and empty probabilities); the run goes on.
 
@@ -160,7 +218,7 @@ class Predictor:
         rule = effective_patient_rule(self.meta.run_config.data)
         files, problems = collect_files(paths, rule, manifest)
         records = files.to_dict("records")
-        probs = np.full((len(records), len(self.classes)), np.nan, np.float32)
+        probs = np.full((len(records), len(self.classes) + 1), np.nan, np.float64)  # + the OOD score
         errors = [""] * len(records)
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("predicting", total=len(records))
@@ -175,13 +233,14 @@ class Predictor:
                     except ImageReadError as e:
                         errors[i] = e.reason
                 if ok:
-                    probs[ok] = self.probabilities(self.preprocess(images))
+                    probs[ok] = self.probabilities_with_ood(self.preprocess(images))
                 bar.advance(task, len(rows))
         return self._table(records + problems, probs, errors + [p["reason"] for p in problems])
 
-    def _table(self, records: list[dict], probs: np.ndarray, errors: list[str]) -> pd.DataFrame:
-        unread = np.full((len(records) - len(probs), len(self.classes)), np.nan, np.float32)  # files never listed
-        probs = np.concatenate([probs, unread])
+    def _table(self, records: list[dict], scored: np.ndarray, errors: list[str]) -> pd.DataFrame:
+        unread = np.full((len(records) - len(scored), len(self.classes) + 1), np.nan)  # files never listed
+        scored = np.concatenate([scored, unread])
+        probs = scored[:, :-1]
         df = pd.DataFrame({"path": [r["path"] for r in records], "frame": [int(r["frame"]) for r in records],
                            "patient": [r.get("patient", "") for r in records]})
         for k, name in enumerate(self.classes):
@@ -192,6 +251,7 @@ class Predictor:
             predicted[valid] = self.decide(probs[valid])
         df["predicted"] = predicted
         df["threshold"] = self.threshold if self.binary else np.nan
+        df["ood_score"], df["ood"] = scored[:, -1], self.ood_flags(scored[:, -1])
         df["error"] = errors
         for column in dict.fromkeys(k for r in records for k in r if k not in ("path", "frame", "patient", "reason")):
             df[column] = [r.get(column, "") for r in records]  # a manifest's metadata (sex, age, view...)

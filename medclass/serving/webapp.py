@@ -59,8 +59,8 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
             raise gr.Error(e.message) from None
         overlay, probs = predictor.explain(image)
         decision = predictor.decide(probs[None])[0]
-        return (_display(_to_uint8(image)), dict(zip(predictor.classes, map(float, probs))),
-                _decision_text(predictor, probs, decision), _display(overlay))
+        text = ood_warning(predictor, image) + _decision_text(predictor, probs, decision)
+        return (_display(_to_uint8(image)), dict(zip(predictor.classes, map(float, probs))), text, _display(overlay))
 
     with gr.Blocks(title=f"medclass: {', '.join(predictor.classes)}", analytics_enabled=False) as demo:
         gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**")
@@ -101,6 +101,15 @@ def _read_uploaded(path: str, uploaded: set[str]) -> bytes:
         raise UploadError(403, "The uploaded file is no longer available; upload the image again.") from None
     with os.fdopen(fd, "rb") as file:
         return file.read()
+
+
+def ood_warning(predictor: Predictor, image: np.ndarray) -> str:
+    """The warning shown before the decision when the image is out-of-distribution ('' otherwise)."""
+    score = predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1]
+    if not predictor.is_ood(score):
+        return ""
+    return (f"WARNING: out-of-distribution (score {score:.4g} > {predictor.ood.threshold:.4g}): this image looks unlike "
+            "the training images; do not trust the prediction. ")
 
 
 def _decision_text(predictor: Predictor, probs: np.ndarray, decision: str) -> str:

@@ -1,24 +1,32 @@
 """After training: choose the decision threshold (and optional temperature) on validation only.
 
-Both are stored in ``best.safetensors``; every later prediction uses them. Test data is never
-touched here.
+Both are stored in ``best.safetensors``; every later prediction uses them. So are the
+out-of-distribution statistics (:mod:`medclass.metrics.ood`): class means and a shrunk covariance of
+the stage statistics (:func:`medclass.inference.forward_with_features`) of (at most :data:`OOD_MAX_TRAIN`) training images, and a flagging
+threshold at the 95th percentile of the validation images' scores. Test data is never touched here.
 """
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Subset
 
 from ..artifacts import RunDir, load_checkpoint, save_checkpoint
 from ..config import RunConfig
+from ..data.table import DataTable
 from ..inference import predict_dataset, to_probs
 from ..metrics.calibration import fit_temperature
+from ..metrics.ood import MahalanobisOOD, fit_mahalanobis
 from ..metrics.threshold import choose_threshold
 from ..utils import write_json
 from .datamodule import SplitDataModule
 
 log = logging.getLogger(__name__)
+
+OOD_MAX_TRAIN = 2000  # training images (a seeded random subset) the OOD statistics are fitted on
 
 
 def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
@@ -28,7 +36,7 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
         return {}
     model, meta = load_checkpoint(run.best)
     pred = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
-                           num_workers=cfg.train.num_workers)
+                           num_workers=cfg.train.num_workers, features=True)
     temperature = 1.0
     if cfg.eval.temperature_scaling and len(pred.labels):
         logits = pred.logits[:, 0] if pred.logits.shape[1] == 1 else pred.logits
@@ -42,8 +50,48 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
                     val_sensitivity=float(choice.sensitivity), val_specificity=float(choice.specificity))
     else:
         meta = meta.with_decision(meta.threshold, meta.threshold_rule, temperature)
-    save_checkpoint(run.best, model, meta)
+    ood = _fit_ood(model, dm, cfg, pred.stage_features, cfg.train.num_workers)
+    if ood is not None:
+        info.update(ood_threshold=ood.threshold, ood_quantile=ood.quantile, ood_n_train=ood.n_train)
+    save_checkpoint(run.best, model, meta, ood=ood)
     write_json(run.threshold, info)
     log.info("decision threshold chosen on validation only: %s", info)
     return info
 
+
+
+def add_ood(run: str | Path, num_workers: int = 0) -> MahalanobisOOD | None:
+    """Fit OOD statistics for a finished run trained before they existed and store them in its ``best.safetensors``.
+
+    Uses the run's own ``split.csv`` (training and validation rows) exactly as :func:`finalize_run` would.
+
+    >>> add_ood("workspace/default/resnet18").threshold  # doctest: +SKIP
+    311.2
+    """
+    folder = RunDir(run)
+    model, meta = load_checkpoint(folder.best_checkpoint())
+    cfg = meta.run_config
+    dm = SplitDataModule(DataTable.from_csv(folder.split, list(meta.classes)), cfg, list(meta.preprocessing.mean),
+                         list(meta.preprocessing.std))
+    val = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
+                          num_workers=num_workers, features=True)
+    ood = _fit_ood(model, dm, cfg, val.stage_features, num_workers)
+    if ood is not None:
+        save_checkpoint(folder.best_checkpoint(), model, meta, ood=ood)
+    return ood
+
+
+def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_features: np.ndarray | None,
+             num_workers: int) -> MahalanobisOOD | None:
+    """OOD statistics on the training images' features, threshold on validation (None when either is too small)."""
+    train = dm.dataset("train", train=False)
+    rows = np.random.default_rng(cfg.train.seed).permutation(len(train))[:OOD_MAX_TRAIN]
+    fit = predict_dataset(model, Subset(train, sorted(rows.tolist())), batch_size=cfg.train.batch_size,
+                          num_workers=num_workers, features=True)
+    if val_features is None or len(val_features) < 1 or len(fit.labels) < 2:
+        log.warning("too few readable training/validation images to fit out-of-distribution statistics")
+        return None
+    ood = fit_mahalanobis(fit.stage_features, fit.labels, val_features)
+    log.info("out-of-distribution statistics fitted on %d training images; threshold %.4g (%.0f%% of validation)",
+             ood.n_train, ood.threshold, 100 * ood.quantile)
+    return ood
