@@ -131,10 +131,13 @@ class DataTable:
         atomic_write_text(Path(path), self.frame.to_csv(index=False))
 
     @classmethod
-    def from_csv(cls, path: str | Path, classes: list[str], task: str = "single_label") -> "DataTable":
-        """Read a table written by :meth:`to_csv` back (e.g. a run's ``split.csv``)."""
+    def from_csv(cls, path: str | Path, classes: list[str]) -> "DataTable":
+        """Read a table written by :meth:`to_csv` back (e.g. a run's ``split.csv``).
+
+        It is multi-label when it holds a ``label_<class>`` column for every class."""
         df = pd.read_csv(path, dtype={"path": str, "label": str, "patient": str, "split": str}, keep_default_na=False)
+        task = "multi_label" if all(f"label_{c}" in df.columns for c in classes) else "single_label"
         if task == "multi_label":  # blank finding cells are masked labels (NaN), not text
             for c in classes:
-                df[f"label_{c}"] = pd.to_numeric(df[f"label_{c}"], errors="coerce") if f"label_{c}" in df else np.nan
+                df[f"label_{c}"] = pd.to_numeric(df[f"label_{c}"], errors="coerce")
         return cls(df, list(classes), source="csv", root=str(path), task=task)
