@@ -118,3 +118,169 @@ def test_split_keeps_patients_and_spreads_findings(ml_csv):
     for split in ("train", "val", "test"):
         in_split = (out.frame["split"] == split).to_numpy()
         assert (y[in_split] == 1).sum(axis=0).min() >= 1, f"a finding has no positive image in {split}"
+
+
+# -- metrics and the mask ------------------------------------------------------------------------
+def _random_multilabel(seed: int = 0, n: int = 60, k: int = 3, masked: float = 0.2):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, k)) < 0.4).astype(float)
+    p = np.clip(0.35 * y + rng.random((n, k)) * 0.65, 0, 1)
+    y[rng.random((n, k)) < masked] = np.nan
+    return y, p
+
+
+def test_per_finding_metrics_match_sklearn():
+    from sklearn.metrics import average_precision_score, recall_score, roc_auc_score
+
+    from medclass.metrics.multilabel import macro_auc, micro_auc, per_finding_metrics
+
+    y, p = _random_multilabel()
+    thresholds = [0.4, 0.5, 0.6]
+    rows = per_finding_metrics(y, p, list(FINDINGS), thresholds, n_boot=0)
+    for k, row in enumerate(rows):
+        keep = ~np.isnan(y[:, k])
+        yk, pk = y[keep, k].astype(int), p[keep, k]
+        assert row["n"] == keep.sum() and row["masked"] == (~keep).sum() and row["positives"] == yk.sum()
+        assert row["roc_auc"] == pytest.approx(roc_auc_score(yk, pk))
+        assert row["pr_auc"] == pytest.approx(average_precision_score(yk, pk))
+        decided = (pk >= thresholds[k]).astype(int)
+        assert row["sensitivity"] == pytest.approx(recall_score(yk, decided))
+        assert row["specificity"] == pytest.approx(recall_score(1 - yk, 1 - decided))
+    aucs = [roc_auc_score(y[~np.isnan(y[:, k]), k], p[~np.isnan(y[:, k]), k]) for k in range(3)]
+    assert macro_auc(y, p) == pytest.approx(np.mean(aucs))
+    keep = ~np.isnan(y)
+    assert micro_auc(y, p) == pytest.approx(roc_auc_score(y[keep], p[keep]))
+
+
+def test_per_finding_cis_resample_patients():
+    from medclass.metrics.multilabel import per_finding_metrics
+
+    y, p = _random_multilabel(1)
+    groups = [f"p{i // 3}" for i in range(len(y))]
+    row = per_finding_metrics(y, p, list(FINDINGS), [0.5] * 3, groups, n_boot=200)[0]
+    assert row["roc_auc_low"] <= row["roc_auc"] <= row["roc_auc_high"]
+
+
+def test_masked_labels_leave_loss_and_metrics_untouched():
+    import torch
+
+    from medclass.config import RunConfig
+    from medclass.metrics.multilabel import finding_aucs, label_accuracy, per_finding_metrics
+    from medclass.models import create_model
+    from medclass.training.module import ClassifierModule
+
+    y, p = _random_multilabel(2)
+    masked = np.isnan(y)
+    other_p = p.copy()
+    other_p[masked] = 1 - other_p[masked]  # change the probabilities at masked positions only
+    assert np.allclose(finding_aucs(y, p), finding_aucs(y, other_p))
+    assert label_accuracy(y, p) == label_accuracy(y, other_p)
+    assert per_finding_metrics(y, p, list(FINDINGS), [0.5] * 3, n_boot=0) == \
+        per_finding_metrics(y, other_p, list(FINDINGS), [0.5] * 3, n_boot=0)
+
+    module = ClassifierModule(create_model("simple_cnn", 3, in_chans=1, multi_label=True), list(FINDINGS), RunConfig(),
+                              class_weights=torch.tensor([1.0, 2.0, 0.5]), multi_label=True)
+    logits = torch.randn(len(y), 3)
+    other_logits = logits.clone()
+    other_logits[torch.from_numpy(masked)] += 5.0  # change the logits at masked positions only
+    target = torch.from_numpy(y).float()
+    base = module.per_sample_loss(logits, target)
+    assert torch.allclose(base, module.per_sample_loss(other_logits, target))
+    # and the masked positions are not read as 0 or 1
+    as_zero = module.per_sample_loss(logits, torch.nan_to_num(target, nan=0.0))
+    assert not torch.allclose(base, as_zero)
+    # an unmasked change does change the loss (the test can fail)
+    other_logits[~torch.from_numpy(masked)] += 1.0
+    assert not torch.allclose(base, module.per_sample_loss(other_logits, target))
+
+
+def test_balanced_positive_weights():
+    from medclass.training.runner import class_weight_vector
+
+    y = np.array([[1, 0], [0, 0], [0, np.nan], [1, 1]], dtype=float)
+    np.testing.assert_allclose(class_weight_vector("balanced", y, 2).numpy(), [1.0, 2.0])
+
+
+def test_checkpoint_meta_task_and_thresholds():
+    from medclass.artifacts.meta import CheckpointMeta, build_meta
+    from medclass.errors import CheckpointError
+
+    meta = build_meta(classes=list(FINDINGS), model_name="simple_cnn", in_chans=1, image_size=32, mean=[0.5],
+                      std=[0.25], task="multi_label").with_decision(0.5, "youden", 1.0, [0.2, 0.4, 0.6])
+    again = CheckpointMeta.from_dict(meta.to_dict())
+    assert again.multi_label and again.finding_thresholds == (0.2, 0.4, 0.6) and again.model.num_outputs == 3
+    old = {k: v for k, v in meta.to_dict().items() if k not in ("task", "thresholds")}
+    old["model"] = {**old["model"], "num_outputs": 3}
+    assert CheckpointMeta.from_dict(old).task == "single_label"  # files without a task are single-label
+    with pytest.raises(CheckpointError, match="thresholds"):
+        CheckpointMeta.from_dict({**meta.to_dict(), "thresholds": [0.5]})
+
+
+# -- end to end: train, evaluate, predict through every serving path -------------------------------
+@pytest.fixture(scope="module")
+def ml_run(ml_csv, tmp_path_factory):
+    from medclass.config import RunConfig, apply_overrides
+    from medclass.training.runner import train
+
+    workspace = tmp_path_factory.mktemp("ws")
+    cfg = apply_overrides(RunConfig(), [
+        f"data.path={ml_csv}", "data.patient_column=patient", "data.labels_from=finding_labels",
+        "data.near_duplicates=false", "model.name=simple_cnn", "model.in_chans=1", "model.image_size=32",
+        "train.epochs=1", "train.batch_size=8", "train.num_workers=0", "train.class_weights=balanced",
+        f"workspace={workspace}", "experiment=ml"])
+    return train(cfg, progress=False)
+
+
+def test_train_writes_macro_auc_and_per_finding_thresholds(ml_run):
+    from medclass.artifacts import read_meta
+
+    assert {"val_auc", "train_auc"} <= set(ml_run.metrics.columns)
+    assert "val_auc" in ml_run.baseline
+    meta = read_meta(ml_run.best_checkpoint)
+    assert meta.multi_label and meta.classes == FINDINGS and len(meta.thresholds) == 3
+    assert meta.run_config.data.uncertain == "ignore"
+
+
+def test_evaluate_reports_every_finding(ml_run):
+    from medclass.evaluation.evaluate import evaluate
+
+    res = evaluate(ml_run.run_dir, n_boot=20, num_workers=0, cam_samples=1)
+    rows = res.metrics["findings"]["per_finding"]
+    assert [r["finding"] for r in rows] == list(FINDINGS)
+    assert all("roc_auc_low" in r for r in rows if r["positives"] and r["positives"] < r["n"])
+    assert res.metrics["leak_check"]["clean"] is True
+    html = res.files["report"].read_text()
+    for sid in ("findings", "curves", "cooccurrence", "most-wrong"):
+        assert f'id="{sid}"' in html
+    df = res.predictions
+    assert {f"prob_{f}" for f in FINDINGS} <= set(df.columns) and {f"pred_{f}" for f in FINDINGS} <= set(df.columns)
+
+
+def test_checkpoint_predicts_through_every_serving_path(ml_run, ml_csv, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from medclass.serving.api import create_api
+    from medclass.serving.export import export_model
+    from medclass.serving.predictor import Predictor
+
+    images = sorted((ml_csv.parent / "images").glob("*.png"))[:4]
+    predictor = Predictor.from_checkpoint(ml_run.best_checkpoint)
+    probs = predictor.predict_proba([str(p) for p in images])
+    assert probs.shape == (4, 3) and not np.allclose(probs.sum(axis=1), 1.0)  # independent sigmoids
+    thresholds = np.array(predictor.meta.finding_thresholds)
+    expected = ["|".join(f for f, on in zip(FINDINGS, row >= thresholds) if on) or "none" for row in probs]
+    assert predictor.predict([str(p) for p in images]) == expected
+    table = predictor.predict_files([str(p) for p in images], progress=False)
+    assert table[[f"pred_{f}" for f in FINDINGS]].to_numpy().astype(bool).tolist() == (probs >= thresholds).tolist()
+    overlay, _ = predictor.explain(str(images[0]), target_class=2)  # Grad-CAM of one finding
+    assert overlay.ndim == 3
+
+    with TestClient(create_api(ml_run.best_checkpoint)) as client:
+        answer = client.post("/predict", files={"file": (images[0].name, images[0].read_bytes(), "image/png")}).json()
+    assert answer["probabilities"] == pytest.approx(dict(zip(FINDINGS, probs[0].tolist())), abs=1e-5)
+    assert answer["findings"] == dict(zip(FINDINGS, (probs[0] >= thresholds).tolist()))
+    assert answer["decision"] == expected[0]
+
+    onnx = export_model(ml_run.best_checkpoint, "onnx", tmp_path / "ml.onnx")
+    via_onnx = Predictor.from_checkpoint(ml_run.best_checkpoint, onnx=onnx)
+    np.testing.assert_allclose(via_onnx.predict_proba([str(p) for p in images]), probs, atol=1e-5)

@@ -74,6 +74,9 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
 
 
 def _decision_text(predictor: Predictor, probs: np.ndarray, decision: str) -> str:
+    if predictor.multi_label:
+        return "; ".join(f"{c}: {'present' if p >= t else 'absent'} (P = {p:.3f}, threshold {t:.3f})"
+                         for c, p, t in zip(predictor.classes, probs, predictor.meta.finding_thresholds))
     if predictor.binary:
         positive = predictor.classes[1]
         return f"{decision} (P({positive}) = {probs[1]:.3f}, threshold {predictor.threshold:.3f})"
