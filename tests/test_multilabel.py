@@ -120,6 +120,19 @@ def test_split_keeps_patients_and_spreads_findings(ml_csv):
         assert (y[in_split] == 1).sum(axis=0).min() >= 1, f"a finding has no positive image in {split}"
 
 
+def test_data_check_counts_findings_per_split_and_warns_on_rare_ones(ml_csv, tmp_path):
+    from medclass.data.check import check_data
+
+    cfg = DataConfig(path=str(ml_csv), patient_column="patient", labels_from="finding_labels")
+    report = check_data(cfg, near_duplicates=False, workers=1)
+    rows = pd.DataFrame(report["counts"]["findings"])
+    assert set(rows["finding"]) == set(FINDINGS) and set(rows["split"]) == {"train", "val", "test"}
+    table = load_source(cfg)
+    assert rows["positive_images"].sum() == (table.targets == 1).sum()  # every positive is counted once
+    rare = [w for w in report["warnings"] if w["kind"] == "finding_too_rare"]
+    assert {w["details"][0]["finding"] for w in rare} == set(FINDINGS)  # 24 patients: too few positives in val/test
+
+
 # -- metrics and the mask ------------------------------------------------------------------------
 def _random_multilabel(seed: int = 0, n: int = 60, k: int = 3, masked: float = 0.2):
     rng = np.random.default_rng(seed)
