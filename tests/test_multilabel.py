@@ -263,7 +263,7 @@ def test_evaluate_reports_every_finding(ml_run):
     assert all("roc_auc_low" in r for r in rows if r["positives"] and r["positives"] < r["n"])
     assert res.metrics["leak_check"]["clean"] is True
     html = res.files["report"].read_text()
-    for sid in ("findings", "curves", "cooccurrence", "most-wrong"):
+    for sid in ("findings", "patients", "curves", "cooccurrence", "most-wrong"):
         assert f'id="{sid}"' in html
     df = res.predictions
     assert {f"prob_{f}" for f in FINDINGS} <= set(df.columns) and {f"pred_{f}" for f in FINDINGS} <= set(df.columns)
@@ -297,3 +297,14 @@ def test_checkpoint_predicts_through_every_serving_path(ml_run, ml_csv, tmp_path
     onnx = export_model(ml_run.best_checkpoint, "onnx", tmp_path / "ml.onnx")
     via_onnx = Predictor.from_checkpoint(ml_run.best_checkpoint, onnx=onnx)
     np.testing.assert_allclose(via_onnx.predict_proba([str(p) for p in images]), probs, atol=1e-5)
+
+
+def test_patient_aggregation_of_findings():
+    from medclass.metrics.multilabel import aggregate_findings
+
+    y = np.array([[0, np.nan, 1], [1, np.nan, 0], [0, 0, np.nan]])
+    p = np.array([[0.1, 0.5, 0.9], [0.7, 0.2, 0.3], [0.4, 0.6, 0.2]])
+    ids, y_pat, p_pat = aggregate_findings(y, p, ["a", "a", "b"])
+    assert ids.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(y_pat, [[1, np.nan, 1], [0, 0, np.nan]])
+    np.testing.assert_allclose(p_pat, [[0.7, 0.5, 0.9], [0.4, 0.6, 0.2]])

@@ -28,8 +28,8 @@ from ..metrics.bootstrap import bootstrap_ci
 from ..metrics.curves import score_curves
 from ..metrics.html import esc, fmt, img, page, section, table
 from ..metrics.metrics import UndefinedMetricWarning
-from ..metrics.multilabel import (FINDING_METRICS, cooccurrence, finding_errors, macro_auc, micro_auc,
-                                  per_finding_metrics)
+from ..metrics.multilabel import (FINDING_METRICS, aggregate_findings, cooccurrence, finding_errors, macro_auc,
+                                  micro_auc, per_finding_metrics)
 from ..utils import atomic_write_text, write_json
 from ._examples import load_views
 from .result import EvaluationResult
@@ -77,6 +77,11 @@ def findings_metrics(pred: Predictions, meta: CheckpointMeta, n_boot: int, seed:
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         rows = per_finding_metrics(y, p, findings, meta.finding_thresholds, groups, n_boot=n_boot, seed=seed)
         summary = {"macro_auc": macro_auc(y, p), "micro_auc": micro_auc(y, p)}
+        ids, y_pat, p_pat = aggregate_findings(y, p, groups)  # one row per patient: resampling rows = patients
+        patients = {"n_patients": int(len(ids)), "rule": "positive if any image is; probability = max over the images",
+                    "macro_auc": macro_auc(y_pat, p_pat),
+                    "per_finding": per_finding_metrics(y_pat, p_pat, findings, meta.finding_thresholds, None,
+                                                       n_boot=n_boot, seed=seed)}
         ci = {}
         if n_boot > 0:
             for name, fn in (("macro_auc", macro_auc), ("micro_auc", micro_auc)):
@@ -89,7 +94,7 @@ def findings_metrics(pred: Predictions, meta: CheckpointMeta, n_boot: int, seed:
             one = score_curves(y[known, k].astype(np.int64), np.stack([1 - pk, pk], axis=1), ["not " + f, f])
             for key in curves:
                 curves[key].update(one[key])
-    return {"per_finding": rows, "summary": summary, "ci": ci, "curves": curves,
+    return {"per_finding": rows, "summary": summary, "ci": ci, "curves": curves, "patients": patients,
             "cooccurrence": cooccurrence(y).tolist(),
             "ci_method": (f"95% percentile bootstrap, {n_boot} replicates resampling patients" if n_boot > 0 else None)}
 
@@ -135,8 +140,11 @@ def _report(m: dict, wrong: dict[str, list[plots.GridItem]]) -> str:
     def ci_text(row: dict, name: str) -> str:
         return f"{fmt(row.get(name + '_low'))}–{fmt(row.get(name + '_high'))}" if name + "_low" in row else "–"
 
-    rows = [[r["finding"], r["threshold"], r["n"], r["positives"], r["masked"]]
-            + [v for name in FINDING_METRICS for v in (r[name], ci_text(r, name))] for r in f["per_finding"]]
+    def finding_rows(per: list[dict]) -> list[list]:
+        return [[r["finding"], r["threshold"], r["n"], r["positives"], r["masked"]]
+                + [v for name in FINDING_METRICS for v in (r[name], ci_text(r, name))] for r in per]
+
+    pat = f["patients"]
     figs = {"roc": plots.roc_figure(f["curves"]["roc"], title="ROC curve per finding"),
             "cooccurrence": plots.cooccurrence_figure(f["cooccurrence"], m["classes"], "Co-occurrence of findings (evaluated labels)")}
     pngs = {k: plots.figure_png(v) for k, v in figs.items()}
@@ -145,8 +153,10 @@ def _report(m: dict, wrong: dict[str, list[plots.GridItem]]) -> str:
     sections = [
         ("summary", "Summary", summary),
         ("leak-check", "Leak check: is the evaluated data held out?", _leak(m)),
-        ("findings", "Per finding", table(cols, rows) + f"<p class=\"muted\">{esc(f['ci_method'] or 'no CIs (n_boot=0)')}; "
-         "masked = labels left out (uncertain or missing).</p>"),
+        ("findings", "Per finding", table(cols, finding_rows(f["per_finding"])) + f"<p class=\"muted\">"
+         f"{esc(f['ci_method'] or 'no CIs (n_boot=0)')}; masked = labels left out (uncertain or missing).</p>"),
+        ("patients", "Per patient", f"<p>{pat['n_patients']} patients; {esc(pat['rule'])}; macro AUC "
+         f"{fmt(pat['macro_auc'])}.</p>" + table(cols, finding_rows(pat["per_finding"]))),
         ("curves", "ROC curves per finding", img(pngs["roc"], "ROC curves")),
         ("cooccurrence", "Co-occurrence of findings", img(pngs["cooccurrence"], "co-occurrence")),
         ("most-wrong", "Most wrong images per finding", f"<p class=\"muted\">{esc(m['cam_note'])}</p>" + wrong_html),

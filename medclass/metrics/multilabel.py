@@ -122,6 +122,25 @@ def per_finding_metrics(y: np.ndarray, p: np.ndarray, findings: Sequence[str], t
     return rows
 
 
+def aggregate_findings(y: np.ndarray, p: np.ndarray, groups: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per patient: ``(ids, labels, probabilities)``; a finding is positive when any image is positive, negative
+    when an image is negative and none positive, masked otherwise; its probability is the maximum over the images.
+
+    >>> ids, y_pat, p_pat = aggregate_findings(np.array([[1, np.nan], [0, np.nan]]), np.array([[.2, .3], [.6, .1]]), ["a", "a"])
+    >>> ids.tolist(), y_pat.tolist(), p_pat.tolist()
+    (['a'], [[1.0, nan]], [[0.6, 0.3]])
+    """
+    y, p = check_multilabel(y, p)
+    ids, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    y_pat = np.full((len(ids), y.shape[1]), np.nan)
+    p_pat = np.zeros((len(ids), y.shape[1]))
+    np.maximum.at(p_pat, codes, p)
+    for value in (0.0, 1.0):  # negatives first, then positives win
+        rows, cols = np.nonzero(y == value)
+        y_pat[codes[rows], cols] = value
+    return ids, y_pat, p_pat
+
+
 def cooccurrence(y: np.ndarray) -> np.ndarray:
     """``(K, K)`` counts of images positive for both findings (diagonal: positives of each); masked = not positive."""
     pos = (np.nan_to_num(np.asarray(y, dtype=np.float64), nan=0.0) == 1.0).astype(np.int64)
