@@ -287,6 +287,11 @@ def test_checkpoint_predicts_through_every_serving_path(ml_run, ml_csv, tmp_path
     assert table[[f"pred_{f}" for f in FINDINGS]].to_numpy().astype(bool).tolist() == (probs >= thresholds).tolist()
     overlay, _ = predictor.explain(str(images[0]), target_class=2)  # Grad-CAM of one finding
     assert overlay.ndim == 3
+    from medclass.evaluation.explain_images import explain_images
+
+    row = explain_images(ml_run.best_checkpoint, [str(images[0])], tmp_path / "cams", target_class="Nodule", device="cpu")[0]
+    assert row["explained_class"] == "Nodule" and row["predicted"] == expected[0]
+    assert row["probability"] == pytest.approx(probs[0, 2], abs=1e-5)
 
     with TestClient(create_api(ml_run.best_checkpoint)) as client:
         answer = client.post("/predict", files={"file": (images[0].name, images[0].read_bytes(), "image/png")}).json()
