@@ -313,3 +313,51 @@ def test_patient_aggregation_of_findings():
     assert ids.tolist() == ["a", "b"]
     np.testing.assert_array_equal(y_pat, [[1, np.nan, 1], [0, 0, np.nan]])
     np.testing.assert_allclose(p_pat, [[0.7, 0.5, 0.9], [0.4, 0.6, 0.2]])
+
+
+# -- the recipes on the real data (reduced) --------------------------------------------------------
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SMALL = ["train.num_workers=0", "train.seed=0", "model.name=simple_cnn", "model.image_size=48", "train.epochs=2",
+         "data.near_duplicates=false"]
+
+
+def _recipe(rel: str, shared_data: Path, tmp_path: Path, overrides: list[str]):
+    from medclass.config import apply_overrides, load_config
+
+    cfg = load_config(EXAMPLES / rel)
+    data_path = cfg.data.path.replace("../shared/data", str(shared_data), 1)
+    return apply_overrides(cfg, [f"data.path={data_path}", f"workspace={tmp_path / 'ws'}", *SMALL, *overrides])
+
+
+@pytest.mark.slow
+def test_recipe8_nih_findings(shared_data, tmp_path):
+    # Reductions: about 20 images per stratification key, 48 px, simple_cnn, 2 epochs (recipe: 1000 images,
+    # resnet18 at 128 px, 10 epochs). Checks that every NIH finding is read and scored, not that it is learnt.
+    from medclass.evaluation.evaluate import evaluate
+    from medclass.training import train
+
+    result = train(_recipe("8_nih_multilabel/config.yaml", shared_data, tmp_path, ["data.limit_per_class=20"]),
+                   progress=False)
+    res = evaluate(result.run_dir, n_boot=50, num_workers=0, cam_samples=0)
+    assert len(res.metrics["findings"]["per_finding"]) == 14
+    assert np.isfinite(res.metrics["findings"]["summary"]["macro_auc"])
+
+
+@pytest.mark.slow
+def test_recipe9_fundus_flags(shared_data, tmp_path):
+    import importlib.util
+
+    from medclass.evaluation.evaluate import evaluate
+    from medclass.training import train
+
+    spec = importlib.util.spec_from_file_location("make_manifest", EXAMPLES / "9_fundus_multilabel" / "make_manifest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    manifest = module.main(shared_data / "fundus_odir", tmp_path / "eyes.csv")
+    result = train(_recipe("9_fundus_multilabel/config.yaml", shared_data, tmp_path, [
+        f"data.path={manifest}", f"data.image_root={shared_data / 'fundus_odir' / 'images'}", "data.limit_per_class=15"]),
+        progress=False)
+    res = evaluate(result.run_dir, n_boot=50, num_workers=0, cam_samples=0)
+    assert [r["finding"] for r in res.metrics["findings"]["per_finding"]] == list("NDGCAHMO")
+    split = pd.read_csv(result.run_dir / "split.csv")
+    assert (split.groupby("patient")["split"].nunique() == 1).all()  # both eyes of a patient on one side

@@ -17,10 +17,11 @@ OUT = Path("workspace/recipes/fundus_eyes_multilabel.csv")
 FLAGS = list("NDGCAHMO")  # normal, diabetes, glaucoma, cataract, AMD, hypertension, myopia, other
 
 
-def main() -> Path:
-    patients = pd.read_csv(ODIR / "full_df.csv").drop_duplicates("ID")  # the table repeats some patients
+def main(odir: Path = ODIR, out: Path = OUT) -> Path:
+    """Write the manifest ``out`` from the ODIR folder ``odir``; return its path."""
+    patients = pd.read_csv(odir / "full_df.csv").drop_duplicates("ID")  # the table repeats some patients
     files: dict[str, str] = {}  # "<ID>_<eye>" -> image file
-    for f in sorted((ODIR / "images").glob("*.jpg")):
+    for f in sorted((odir / "images").glob("*.jpg")):
         files.setdefault("_".join(f.name.split("_")[:2]), f.name)  # 176 eyes are stored twice: keep one
     eyes = [pd.DataFrame({"path": (patients["ID"].astype(str) + f"_{eye}").map(files), "ID": patients["ID"],
                           "eye": eye, "age": patients["Patient Age"], "sex": patients["Patient Sex"],
@@ -28,10 +29,10 @@ def main() -> Path:
                           **{flag: patients[flag] for flag in FLAGS}})
             for eye in ("left", "right")]
     manifest = pd.concat(eyes).dropna(subset=["path"])  # eyes without an image file are left out
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    manifest.to_csv(OUT, index=False)
-    print(f"{OUT}: {len(manifest)} eyes of {manifest['ID'].nunique()} patients")
-    return OUT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(out, index=False)
+    print(f"{out}: {len(manifest)} eyes of {manifest['ID'].nunique()} patients")
+    return out
 
 
 if __name__ == "__main__":
