@@ -299,6 +299,11 @@ def test_checkpoint_predicts_through_every_serving_path(ml_run, ml_csv, tmp_path
     assert answer["findings"] == dict(zip(FINDINGS, (probs[0] >= thresholds).tolist()))
     assert answer["decision"] == expected[0]
 
+    from medclass.serving.webapp import _decision_text  # the web app's answer lists every finding
+
+    text = _decision_text(predictor, probs[0], expected[0])
+    assert all(f"{f}: {'present' if on else 'absent'}" in text for f, on in zip(FINDINGS, probs[0] >= thresholds))
+
     onnx = export_model(ml_run.best_checkpoint, "onnx", tmp_path / "ml.onnx")
     via_onnx = Predictor.from_checkpoint(ml_run.best_checkpoint, onnx=onnx)
     np.testing.assert_allclose(via_onnx.predict_proba([str(p) for p in images]), probs, atol=1e-5)

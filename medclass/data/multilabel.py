@@ -173,7 +173,7 @@ def positive_counts(frame: pd.DataFrame, findings: Sequence[str], groups: pd.Ser
     """Positive images and positive patients per split and finding (for the data check)."""
     matrix = label_matrix(frame, findings)
     rows = []
-    for split in sorted(set(frame["split"])):
+    for split in sorted(set(frame["split"]), key=("train", "val", "test", "").index):
         mask = (frame["split"] == split).to_numpy()
         for k, f in enumerate(findings):
             pos = mask & (matrix[:, k] == 1.0)
