@@ -76,7 +76,7 @@ class DataConfig:
     near_duplicates: bool = True  # also look for near-duplicates by perceptual hash
     quality_filter: bool = True  # drop blank, near-constant, tiny or unreadable images (each is reported)
     window: Window = ""  # DICOM window ('' = the file's VOI window, else min-max)
-    limit_per_class: NonNegInt = 0  # use at most this many images per class (0 = all); for quick runs
+    limit_per_class: NonNegInt = 0  # use at most this many images per class (multi-label: per rarest positive finding, or none) (0 = all); for quick runs
     cache: str = ""  # folder for a memory-mapped uint8 cache of resized images ('' = no cache)
 
 

@@ -265,6 +265,9 @@ def test_evaluate_reports_every_finding(ml_run):
     html = res.files["report"].read_text()
     for sid in ("findings", "patients", "curves", "cooccurrence", "most-wrong"):
         assert f'id="{sid}"' in html
+    from medclass.cli.evaluate import findings_table
+
+    assert findings_table(res.metrics, "t").row_count == len(FINDINGS)
     df = res.predictions
     assert {f"prob_{f}" for f in FINDINGS} <= set(df.columns) and {f"pred_{f}" for f in FINDINGS} <= set(df.columns)
 

@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.table import Table
 
-from ._common import DataFlags, console, data_options, friendly_errors, metrics_table
+from ._common import DataFlags, _num, console, data_options, friendly_errors, metrics_table
 
 
 @data_options
@@ -38,9 +39,24 @@ def evaluate_command(
     leak = m["leak_check"]
     style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")
     console.print(f"[{style}]{leak['statement']}[/]")
-    console.print(metrics_table(m, f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"))
+    title = f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"
+    console.print(findings_table(m, title) if m.get("task") == "multi_label" else metrics_table(m, title))
     for name, path in result.files.items():
         console.print(f"[bold]{name}:[/] {path}")
+
+
+def findings_table(m: dict, title: str) -> Table:
+    """A multi-label evaluation: one row per finding (AUC with its CI, sensitivity, specificity), then macro/micro AUC."""
+    f = m["findings"]
+    table = Table(title=title, caption=f"macro AUC {_num(f['summary']['macro_auc'])}, micro AUC "
+                                       f"{_num(f['summary']['micro_auc'])}; patients resampled for the CIs")
+    for column in ("finding", "positives / n", "AUC", "95% CI", "sensitivity", "specificity", "threshold"):
+        table.add_column(column, justify="left" if column == "finding" else "right")
+    for r in f["per_finding"]:
+        ci = f"{_num(r.get('roc_auc_low'))} – {_num(r.get('roc_auc_high'))}" if "roc_auc_low" in r else ""
+        table.add_row(r["finding"], f"{r['positives']} / {r['n']}", _num(r["roc_auc"]), ci, _num(r["sensitivity"]),
+                      _num(r["specificity"]), _num(r["threshold"]))
+    return table
 
 
 def register(app: typer.Typer) -> None:
