@@ -23,6 +23,8 @@ Precision = Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf1
                     "32", "16", "bf16", "64"]  # the last four: Lightning's short names
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 CamMethod = Literal["gradcam", "gradcam++", "eigencam"]
+Task = Literal["auto", "single_label", "multi_label"]  # auto: multi_label when data.labels_from/label_columns is set or an .npz has (n, K>1) labels
+Uncertain = Literal["ignore", "ones", "zeros"]  # multi-label: uncertain (-1) and blank labels masked out, or read as 1 / 0
 
 
 def choices(alias: Any) -> tuple:

@@ -20,7 +20,7 @@ import yaml
 from annotated_types import Ge, Gt, Interval
 
 from .choices import (Accelerator, Augment, AugmentOn, CamMethod, DuplicatePolicy, InChans, Monitor, Optimizer, Pool,  # noqa: F401
-                      Precision, Sampler, Scheduler, Source, choices)
+                      Precision, Sampler, Scheduler, Source, Task, Uncertain, choices)
 from ._config_check import check_config, coerce_section, commented_yaml, load_yaml_mapping
 from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_mapping, parse_switch, parse_threshold_rule,
                        parse_window)
@@ -60,6 +60,12 @@ class DataConfig:
     preset: str = ""  # rules of a published data set ('' = none; kermany_chest_xray: patient ids and sub-labels from its file names)
     patient_regex: str = ""  # rule for the patient id from the file name: '' (the preset's, else none), 'none', 'chest_xray' or a regex with one group
     label_from_name: str = ""  # derive the label from the file name with a relabelling of data.preset, e.g. 'chest_xray_3class'
+    task: Task = "auto"  # single_label (one class per image) | multi_label (findings 0/1 each) | auto (multi_label when labels_from or label_columns is set, or an .npz holds (n, K>1) labels)
+    labels_from: str = ""  # csv, multi-label: column with a separated list of findings per image, e.g. finding_labels
+    label_sep: str = "|"  # csv, multi-label: separator of the findings in data.labels_from
+    no_finding: str = "No Finding"  # csv, multi-label: the value of data.labels_from meaning every finding is 0
+    label_columns: list[str] = field(default_factory=list)  # csv, multi-label: one column per finding holding 1 / 0 / -1 (uncertain) / blank (missing)
+    uncertain: Uncertain = "ignore"  # multi-label: uncertain (-1) and blank labels: ignore (masked out of loss and metrics) | ones | zeros
     classes: list[str] = field(default_factory=list)  # keep only these classes, in this order ('' = all, sorted)
     label_map: dict[str, str] = field(default_factory=dict)  # rename, merge or drop labels: {covid: pneumonia, unknown: drop} or "covid=pneumonia,unknown=drop"
     where: str = ""  # keep only rows matching this pandas query on the table's columns, e.g. "view in ['PA', 'AP'] and age >= 18"
@@ -70,7 +76,7 @@ class DataConfig:
     near_duplicates: bool = True  # also look for near-duplicates by perceptual hash
     quality_filter: bool = True  # drop blank, near-constant, tiny or unreadable images (each is reported)
     window: Window = ""  # DICOM window ('' = the file's VOI window, else min-max)
-    limit_per_class: NonNegInt = 0  # use at most this many images per class (0 = all); for quick runs
+    limit_per_class: NonNegInt = 0  # use at most this many images per class (multi-label: per rarest positive finding, or none) (0 = all); for quick runs
     cache: str = ""  # folder for a memory-mapped uint8 cache of resized images ('' = no cache)
 
 

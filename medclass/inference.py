@@ -34,8 +34,8 @@ class Predictions:
     """Outputs of a model over a dataset, row-aligned (unreadable samples are left out and listed)."""
 
     logits: np.ndarray  # (n, num_outputs) raw model outputs
-    probs: np.ndarray  # (n, n_classes) probabilities (binary: [1 - p, p])
-    labels: np.ndarray  # (n,) class indices (-1 when unknown)
+    probs: np.ndarray  # (n, n_classes) probabilities (binary: [1 - p, p]; multi-label: one sigmoid per finding)
+    labels: np.ndarray  # (n,) class indices (-1 when unknown); multi-label: (n, K) 1 / 0 / NaN (masked)
     paths: list[str] = field(default_factory=list)
     patients: list[str] = field(default_factory=list)
     indices: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # row index in the dataset's table
@@ -44,9 +44,12 @@ class Predictions:
     stage_features: np.ndarray | None = None  # (n, d') stage statistics when asked for (features=True)
 
 
-def to_probs(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Probabilities ``(n, n_classes)``: sigmoid of one logit (as ``[1-p, p]``) or softmax, after temperature."""
+def to_probs(logits: torch.Tensor, temperature: float = 1.0, multi_label: bool = False) -> torch.Tensor:
+    """Probabilities ``(n, n_classes)``: sigmoid of one logit (as ``[1-p, p]``) or softmax, after temperature;
+    multi-label: the sigmoid of every logit (one independent probability per finding)."""
     logits = logits.float() / temperature
+    if multi_label:
+        return torch.sigmoid(logits)
     if logits.ndim == 2 and logits.shape[1] == 1:
         p = torch.sigmoid(logits[:, 0])
         return torch.stack([1 - p, p], dim=1)
@@ -113,10 +116,11 @@ def _forward(model: torch.nn.Module, x: torch.Tensor, features: bool) -> tuple[t
 def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 32, num_workers: int = 0,
                     temperature: float = 1.0, tta: bool = False, device: str | torch.device | None = None,
                     collate_fn=None, stall_timeout: float = TrainConfig.stall_timeout,
-                    features: bool = False) -> Predictions:
+                    features: bool = False, multi_label: bool | None = None) -> Predictions:
     """Run ``model`` in eval mode over ``dataset`` (dict samples) and collect logits and probabilities.
 
-    ``tta=True`` averages the logits (and features) of the image and its horizontal flip.
+    ``tta=True`` averages the logits (and features) of the image and its horizontal flip. ``multi_label``
+    (default: the dataset's own ``multi_label``) gives one sigmoid per output.
     ``features=True`` also collects the penultimate features (:func:`forward_with_features`). Batches whose samples
     were all unreadable are skipped; their paths are listed in ``Predictions.skipped``. With workers,
     a batch that takes longer than ``stall_timeout`` seconds (0 = no limit) stops with a DatasetError.
@@ -153,6 +157,7 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
         n_out = 0
         return Predictions(np.zeros((0, n_out)), np.zeros((0, 0)), np.zeros(0, dtype=np.int64), skipped=skipped)
     lg = torch.cat(logits)
-    return Predictions(lg.numpy(), to_probs(lg, temperature).numpy(), torch.cat(labels).numpy(), paths, patients,
-                       torch.cat(indices).numpy(), skipped, torch.cat(feats).numpy() if features else None,
+    multi_label = getattr(dataset, "multi_label", False) if multi_label is None else multi_label
+    return Predictions(lg.numpy(), to_probs(lg, temperature, multi_label).numpy(), torch.cat(labels).numpy(), paths,
+                       patients, torch.cat(indices).numpy(), skipped, torch.cat(feats).numpy() if features else None,
                        torch.cat(stages).numpy() if features else None)

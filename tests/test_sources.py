@@ -185,8 +185,9 @@ def test_npz_source(tmp_path):
     assert df["label"].tolist() == [["normal", "sick"][i] for i in expected]
     assert from_npz(tmp_path / "m.npz").classes == ["0", "1"]
     make_npz(tmp_path / "multi.npz", labels_shape=(3,))
-    with pytest.raises(DatasetError, match="only single-label"):
-        from_npz(tmp_path / "multi.npz")
+    assert from_npz(tmp_path / "multi.npz").multi_label  # ChestMNIST-style (n, K) labels: multi-label (issue 14)
+    with pytest.raises(DatasetError, match="single-label data"):
+        from_npz(tmp_path / "multi.npz", task="single_label")
     np.savez(tmp_path / "odd.npz", x=np.zeros(3))
     with pytest.raises(DatasetError, match="expected MedMNIST keys"):
         from_npz(tmp_path / "odd.npz")

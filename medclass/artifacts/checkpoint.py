@@ -98,7 +98,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     m = meta.model
     try:
         model = create_model(m.name, num_classes=len(meta.classes), in_chans=m.in_chans, pretrained=False,
-                             dropout=m.dropout, pool=m.pool)
+                             dropout=m.dropout, pool=m.pool, multi_label=meta.multi_label)
     except ConfigError as e:
         raise CheckpointError(f"{path} is not a valid medclass checkpoint: its model cannot be built ({e})") from None
     state = {k: v for k, v in load_file(str(path), device="cpu").items() if not k.startswith(OOD_PREFIX)}

@@ -29,7 +29,9 @@ from ..errors import CheckpointError, ConfigError
 
 FORMAT = "medclass-checkpoint/1"
 KNOWN_FORMATS = (FORMAT,)  # every format version this code reads; add the old one when the layout changes
-EXPORTED_KEYS = ("format", "classes", "model", "preprocessing", "threshold", "threshold_rule", "temperature", "versions")
+EXPORTED_KEYS = ("format", "classes", "model", "preprocessing", "threshold", "threshold_rule", "temperature", "versions",
+                 "task", "thresholds")
+TASKS = ("single_label", "multi_label")  # data.task once resolved (medclass.data.multilabel.resolve_task)
 
 
 class _Invalid(Exception):
@@ -148,7 +150,9 @@ class CheckpointMeta:
     """Everything a checkpoint says about its model besides the tensors (docs/architecture.md).
 
     ``threshold`` decides ``classes[1]`` for two classes (``p >= threshold``); more classes use the
-    argmax. ``temperature`` divides the logits before the sigmoid/softmax. ``config`` is the run's
+    argmax. ``task="multi_label"``: ``classes`` are findings, one sigmoid logit each, and finding
+    ``k`` is present when ``p_k >= thresholds[k]`` (chosen per finding on validation; files
+    without ``task`` are single-label). ``temperature`` divides the logits before the sigmoid/softmax. ``config`` is the run's
     ``RunConfig.to_dict()`` (:attr:`run_config` parses it), ``metrics`` the epoch's validation metrics.
     """
 
@@ -163,12 +167,24 @@ class CheckpointMeta:
     versions: Mapping[str, str] = field(default_factory=dict)
     intended_use: str = ""  # shown by the model card ('' = the generic research-use text)
     format: str = FORMAT
+    task: str = "single_label"  # single_label | multi_label
+    thresholds: tuple[float, ...] = ()  # multi-label: one decision threshold per finding (() = threshold for all)
     ood: OODSpec | None = None  # out-of-distribution statistics (None: the file has none)
 
     @property
     def binary(self) -> bool:
         """Two classes: one logit, decision at :attr:`threshold`."""
-        return len(self.classes) == 2
+        return len(self.classes) == 2 and not self.multi_label
+
+    @property
+    def multi_label(self) -> bool:
+        """Several findings per image: one sigmoid per class, each with its own threshold."""
+        return self.task == "multi_label"
+
+    @property
+    def finding_thresholds(self) -> tuple[float, ...]:
+        """Multi-label: the decision threshold of every finding, in ``classes`` order."""
+        return self.thresholds or (self.threshold,) * len(self.classes)
 
     @property
     def epoch(self) -> int | None:
@@ -184,10 +200,11 @@ class CheckpointMeta:
         except ConfigError as e:
             raise CheckpointError(f"The run config stored in this checkpoint no longer loads: {e}") from None
 
-    def with_decision(self, threshold: float, threshold_rule: str, temperature: float) -> "CheckpointMeta":
-        """A copy with the decision threshold and temperature chosen after training."""
+    def with_decision(self, threshold: float, threshold_rule: str, temperature: float,
+                      thresholds: Sequence[float] = ()) -> "CheckpointMeta":
+        """A copy with the decision threshold(s) (``thresholds``: one per finding) and temperature chosen after training."""
         return dataclasses.replace(self, threshold=float(threshold), threshold_rule=threshold_rule,
-                                   temperature=float(temperature))
+                                   temperature=float(temperature), thresholds=tuple(float(t) for t in thresholds))
 
     def with_ood(self, ood: OODSpec | None) -> "CheckpointMeta":
         """A copy describing these out-of-distribution statistics (None: none)."""
@@ -207,6 +224,8 @@ class CheckpointMeta:
             out["intended_use"] = self.intended_use
         if self.ood is not None:
             out["ood"] = dataclasses.asdict(self.ood)
+        if self.multi_label:  # single-label files keep the version-1 layout exactly
+            out.update(task=self.task, thresholds=list(self.finding_thresholds))
         return out
 
     def exported(self) -> dict[str, Any]:
@@ -237,7 +256,16 @@ class CheckpointMeta:
                 or len(set(classes)) != len(classes):
             raise _Invalid(f"classes must be a list of at least 2 distinct names, got {classes!r}")
         model, pre = ModelSpec.from_dict(_section(d, "model")), Preprocessing.from_dict(_section(d, "preprocessing"))
-        _check_consistent(classes, model, pre)
+        task = _text(d, "task", "", "single_label")
+        if task not in TASKS:
+            raise _Invalid(f"task must be one of {TASKS}, got {task!r}")
+        _check_consistent(classes, model, pre, task == "multi_label")
+        thresholds = d.get("thresholds", [])
+        if not isinstance(thresholds, list) or (thresholds and len(thresholds) != len(classes)):
+            raise _Invalid(f"thresholds must be a list of {len(classes)} numbers (one per finding), got {thresholds!r}")
+        thresholds = tuple(_number({"thresholds": t}, "thresholds", "") for t in thresholds)
+        if any(not 0.0 <= t <= 1.0 for t in thresholds):
+            raise _Invalid(f"thresholds must lie in [0, 1], got {list(thresholds)}")
         threshold, temperature = _number(d, "threshold", "", 0.5), _number(d, "temperature", "", 1.0)
         if not 0.0 <= threshold <= 1.0 or temperature <= 0:
             raise _Invalid(f"threshold must lie in [0, 1] and temperature be > 0, got {threshold} and {temperature}")
@@ -245,15 +273,17 @@ class CheckpointMeta:
         ood = OODSpec.from_dict(_section(d, "ood")) if d.get("ood") is not None else None
         return cls(tuple(classes), model, pre, threshold, _text(d, "threshold_rule", "", "fixed"), temperature,
                    _section(d, "config", required=False), _section(d, "metrics", required=False),
-                   {str(k): str(v) for k, v in versions.items()}, _text(d, "intended_use", "", ""), fmt, ood)
+                   {str(k): str(v) for k, v in versions.items()}, _text(d, "intended_use", "", ""), fmt, task, thresholds,
+                   ood)
 
 
-def _check_consistent(classes: Sequence[str], model: ModelSpec, pre: Preprocessing) -> None:
+def _check_consistent(classes: Sequence[str], model: ModelSpec, pre: Preprocessing, multi_label: bool) -> None:
     from ..models import num_outputs
 
-    if model.num_outputs != num_outputs(len(classes)):
-        raise _Invalid(f"model.num_outputs {model.num_outputs} does not fit {len(classes)} classes "
-                       f"(expected {num_outputs(len(classes))})")
+    expected = num_outputs(len(classes), multi_label)
+    if model.num_outputs != expected:
+        raise _Invalid(f"model.num_outputs {model.num_outputs} does not fit {len(classes)} "
+                       f"{'findings' if multi_label else 'classes'} (expected {expected})")
     if model.in_chans != pre.in_chans:
         raise _Invalid(f"model.in_chans {model.in_chans} differs from preprocessing.in_chans {pre.in_chans}")
 
@@ -261,7 +291,8 @@ def _check_consistent(classes: Sequence[str], model: ModelSpec, pre: Preprocessi
 def build_meta(*, classes: Sequence[str], model_name: str, in_chans: int, image_size: int, mean: Sequence[float],
                std: Sequence[float], window: str = "", dropout: float = 0.0, pool: str = "avg",
                threshold: float = 0.5, threshold_rule: str = "fixed", temperature: float = 1.0,
-               config: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None) -> CheckpointMeta:
+               config: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
+               task: str = "single_label") -> CheckpointMeta:
     """Metadata of a model being trained now (library versions of this process).
 
     >>> build_meta(classes=["a", "b"], model_name="simple_cnn", in_chans=1, image_size=64,
@@ -272,10 +303,10 @@ def build_meta(*, classes: Sequence[str], model_name: str, in_chans: int, image_
 
     return CheckpointMeta(
         classes=tuple(classes),
-        model=ModelSpec(model_name, num_outputs(len(classes)), in_chans, float(dropout), pool),
+        model=ModelSpec(model_name, num_outputs(len(classes), task == "multi_label"), in_chans, float(dropout), pool),
         preprocessing=Preprocessing(image_size, in_chans, tuple(map(float, mean)), tuple(map(float, std)), (0.0, 1.0), window),
         threshold=float(threshold), threshold_rule=threshold_rule, temperature=float(temperature),
-        config=dict(config or {}), metrics=dict(metrics or {}), versions=library_versions(),
+        config=dict(config or {}), metrics=dict(metrics or {}), versions=library_versions(), task=task,
     )
 
 

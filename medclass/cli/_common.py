@@ -142,6 +142,12 @@ class DataFlags:
     patient_column: str | None = None
     patient_regex: str | None = None
     label_map: str | None = None
+    labels_from: str | None = None
+    label_sep: str | None = None
+    no_finding: str | None = None
+    label_columns: str | None = None
+    uncertain: str | None = None
+    task: str | None = None
     where: tuple[str, ...] = ()
 
     def values(self) -> dict[str, Any]:
@@ -175,6 +181,22 @@ _DATA_OPTIONS: dict[str, Any] = {
         rich_help_panel=_DATA_PANEL)],
     "label_map": Annotated[Optional[str], typer.Option(
         help="Rename, merge or drop labels: covid=pneumonia,other_pneumonia=pneumonia,unknown=drop.",
+        rich_help_panel=_DATA_PANEL)],
+    "labels_from": Annotated[Optional[str], typer.Option(
+        help="Multi-label: CSV column listing each image's findings, e.g. finding_labels (see --label-sep, --no-finding).",
+        rich_help_panel=_DATA_PANEL)],
+    "label_sep": Annotated[Optional[str], typer.Option(
+        help="Multi-label: separator of the findings in --labels-from (default: |).", rich_help_panel=_DATA_PANEL)],
+    "no_finding": Annotated[Optional[str], typer.Option(
+        help="Multi-label: the --labels-from value meaning no finding at all (default: 'No Finding').",
+        rich_help_panel=_DATA_PANEL)],
+    "label_columns": Annotated[Optional[str], typer.Option(
+        help="Multi-label: one CSV column per finding holding 1/0/-1/blank, e.g. Atelectasis,Cardiomegaly.",
+        rich_help_panel=_DATA_PANEL)],
+    "uncertain": Annotated[Optional[str], typer.Option(
+        help="Multi-label: uncertain (-1) and blank labels: ignore (masked out) | ones | zeros.", rich_help_panel=_DATA_PANEL)],
+    "task": Annotated[Optional[str], typer.Option(
+        help="auto | single_label | multi_label (auto: multi_label when --labels-from or --label-columns is given).",
         rich_help_panel=_DATA_PANEL)],
     "where": Annotated[Optional[list[str]], typer.Option(
         help="Keep rows matching a pandas query on the CSV's columns, e.g. \"view in ['PA', 'AP']\" or \"age >= 18\" "

@@ -16,6 +16,8 @@ _SHOW = 10  # groups / files listed per table (the JSON report has them all)
 
 def _counts_table(report: dict[str, Any]) -> Table:
     counts = report["counts"]
+    if "findings" in counts:
+        return _findings_table(counts["findings"])
     classes = report["source"]["classes"]
     table = Table(title="Images (patients) per split and class")
     table.add_column("split")
@@ -25,6 +27,20 @@ def _counts_table(report: dict[str, Any]) -> Table:
         patients = counts["patients"].get(split, {})
         cells = [f"{per_class.get(c, 0)} ({patients.get(c, 0)})" for c in classes]
         table.add_row(split, *cells)
+    return table
+
+
+def _findings_table(rows: list[dict]) -> Table:
+    """Multi-label: positive images (patients) per finding and split, masked labels in brackets."""
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    table = Table(title="Positive images (patients) per finding and split [masked labels]")
+    table.add_column("finding")
+    for s in splits:
+        table.add_column(s or "unsplit", justify="right")
+    for finding in dict.fromkeys(r["finding"] for r in rows):
+        cells = {r["split"]: f"{r['positive_images']} ({r['positive_patients']})"
+                 + (f" [{r['masked_images']}]" if r["masked_images"] else "") for r in rows if r["finding"] == finding}
+        table.add_row(escape(finding), *(cells.get(s, "0 (0)") for s in splits))
     return table
 
 

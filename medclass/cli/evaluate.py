@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.table import Table
 
-from ._common import DataFlags, console, data_options, friendly_errors, metrics_table
+from ._common import DataFlags, _num, console, data_options, friendly_errors, metrics_table
 
 
 @data_options
@@ -45,7 +46,8 @@ def evaluate_command(
     console.print(f"[{style}]{leak['statement']}[/]")
     if (m.get("shift") or {}).get("large"):
         console.print(f"[bold red]{m['shift']['warning']}[/]")
-    console.print(metrics_table(m, f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"))
+    title = f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"
+    console.print(findings_table(m, title) if m.get("task") == "multi_label" else metrics_table(m, title))
     for warning in (m.get("external") or {}).get("warnings", []):
         console.print(f"[bold red]Dataset shift: {warning}[/]")
     if (m.get("external") or {}).get("internal_missing"):
@@ -71,6 +73,20 @@ def ood_fit_command(
     else:
         console.print(f"OOD statistics stored in {run}: fitted on {ood.n_train} training images, threshold "
                       f"{ood.threshold:.4g} ({100 * ood.quantile:.0f}th percentile of {ood.n_val} validation images).")
+
+
+def findings_table(m: dict, title: str) -> Table:
+    """A multi-label evaluation: one row per finding (AUC with its CI, sensitivity, specificity), then macro/micro AUC."""
+    f = m["findings"]
+    table = Table(title=title, caption=f"macro AUC {_num(f['summary']['macro_auc'])}, micro AUC "
+                                       f"{_num(f['summary']['micro_auc'])}; patients resampled for the CIs")
+    for column in ("finding", "positives / n", "AUC", "95% CI", "sensitivity", "specificity", "threshold"):
+        table.add_column(column, justify="left" if column == "finding" else "right")
+    for r in f["per_finding"]:
+        ci = f"{_num(r.get('roc_auc_low'))} – {_num(r.get('roc_auc_high'))}" if "roc_auc_low" in r else ""
+        table.add_row(r["finding"], f"{r['positives']} / {r['n']}", _num(r["roc_auc"]), ci, _num(r["sensitivity"]),
+                      _num(r["specificity"]), _num(r["threshold"]))
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,8 @@ Each :class:`DataWarning` names what it found (classes, patient ids, values) and
 
 * ``split_too_small`` — a class that a patient split with the configured fractions leaves with
   fewer than :data:`MIN_EVAL_IMAGES` validation or test images (the counts per split are given);
+* ``finding_too_rare`` — multi-label: a finding with fewer than :data:`MIN_POSITIVE_PATIENTS`
+  positive patients in validation or test after the split (positives per split are given);
 * ``conflicting_labels`` — patients whose images carry different labels (by id);
 * ``imbalance`` — the largest class is more than :data:`IMBALANCE_RATIO` times the smallest;
 * ``acquisition`` — metadata values that look like another acquisition (a lateral view among
@@ -25,9 +27,11 @@ import pandas as pd
 
 from ..config import DataConfig
 from .audit import LeakReport
+from .multilabel import positive_counts
 from .splits import patient_groups, split_patients
 from .table import DataTable
 
+MIN_POSITIVE_PATIENTS = 5  # multi-label: fewer positive validation/test patients of a finding than this
 MIN_EVAL_IMAGES = 10  # fewer validation/test images of a class than this gives unusable estimates
 IMBALANCE_RATIO = 5.0  # largest / smallest class count above which a warning suggests weighting
 MINORITY_SHARE = 0.1  # a metadata value or colour mode held by fewer rows than this share is 'other'
@@ -72,6 +76,24 @@ def split_warnings(table: DataTable, cfg: DataConfig, seed: int = 42) -> list[Da
                 f"test {cfg.test_fraction:g} gives it {shown}; metrics on so few are unreliable. Merge or drop the "
                 "class (--label-map), collect more images, or use cross-validation (train --folds 5).",
                 [{"class": str(label), **per_split, "patients": groups}]))
+    return out
+
+
+def finding_warnings(table: DataTable, cfg: DataConfig, seed: int = 42) -> list[DataWarning]:
+    """Multi-label: findings that the split leaves with too few positive patients in validation or test."""
+    split = table if (table.frame["split"] != "").all() else split_patients(table, cfg.val_fraction, cfg.test_fraction, seed)
+    counts = positive_counts(split.frame, split.classes, patient_groups(split.frame))
+    out = []
+    for finding, rows in counts.groupby("finding", sort=False):
+        patients = dict(zip(rows["split"], rows["positive_patients"]))
+        if min(patients.get("val", 0), patients.get("test", 0)) < MIN_POSITIVE_PATIENTS:
+            shown = ", ".join(f"{patients.get(s, 0)} {s}" for s in ("train", "val", "test"))
+            out.append(DataWarning(
+                "finding_too_rare",
+                f"finding {finding!r} has positive patients {shown} after a patient split with val "
+                f"{cfg.val_fraction:g} / test {cfg.test_fraction:g}; its AUC and threshold rest on too few patients. "
+                "Collect more positives, drop the finding (data.classes), or give validation/test a larger share.",
+                [{"finding": str(finding), **{s: int(patients.get(s, 0)) for s in ("train", "val", "test")}}]))
     return out
 
 
@@ -152,5 +174,7 @@ def data_warnings(table: DataTable, fp: pd.DataFrame | None, audit: LeakReport, 
     """All warnings of the data check, in the order of the module docstring."""
     if len(table.classes) < 2:
         return []  # a one-class source (unlabelled DICOM) is not training data; train refuses it
+    if table.multi_label:  # findings combine freely within a patient; pos_weight handles their imbalance
+        return [*finding_warnings(table, cfg, seed), *acquisition(table, fp), *duplicate_patients(audit)]
     return [*split_warnings(table, cfg, seed), *label_conflicts(table), *imbalance(table), *acquisition(table, fp),
             *duplicate_patients(audit)]

@@ -35,9 +35,19 @@ def _nested(series: pd.Series) -> dict[str, dict[str, int]]:
     return out
 
 
-def _counts(table: DataTable) -> dict[str, Any]:
+def _counts(table: DataTable, cfg: DataConfig) -> dict[str, Any]:
     df = table.frame
     named = df[df["patient"] != ""]
+    if table.multi_label:  # positives per finding (and masked labels) in each split, after the patient split
+        from .multilabel import positive_counts
+        from .splits import patient_groups, split_patients
+
+        split = table if (df["split"] != "").all() else split_patients(table, cfg.val_fraction, cfg.test_fraction)
+        per = positive_counts(split.frame, table.classes, patient_groups(split.frame))
+        return {"findings": per.to_dict(orient="records"), "images": int(len(df)),
+                "patients_total": int(named["patient"].nunique()),
+                "images_without_patient": int((df["patient"] == "").sum()),
+                "uncertain_labels": cfg.uncertain}
     return {
         "images": _nested(df.groupby(["split", "label"]).size()),
         "patients": _nested(named.groupby(["split", "label"])["patient"].nunique()),
@@ -102,8 +112,8 @@ def check_data(
     unreadable = fp[fp["error"] != ""]
     report = {
         "source": {"path": cfg.path, "type": table.source, "root": table.root, "images": len(table),
-                   "classes": list(table.classes)},
-        "counts": _counts(table),
+                   "classes": list(table.classes), "task": table.task},
+        "counts": _counts(table, cfg),
         "sizes": _sizes(fp),
         "audit": audit.to_dict(),
         "quality": quality.to_dict(orient="records"),

@@ -94,7 +94,8 @@ class ImageDataset(Dataset):
         self.classes = list(classes if classes is not None else table.classes)
         index = {c: i for i, c in enumerate(self.classes)}
         frame = table.frame
-        unknown = sorted(set(frame["label"]) - set(index))
+        self.multi_label = table.multi_label  # then "label" is a float (K,) tensor of 1 / 0 / NaN (masked)
+        unknown = [] if self.multi_label else sorted(set(frame["label"]) - set(index))
         if unknown:
             raise DatasetError(f"Labels {unknown[:5]} of {table.root or 'the table'} are not among the classes "
                                f"{self.classes}; pass the table's full class list.")
@@ -103,7 +104,7 @@ class ImageDataset(Dataset):
         self._paths = frame["path"].to_numpy(dtype=str)
         self._patients = frame["patient"].to_numpy(dtype=str)
         self._frames = frame["frame"].to_numpy(dtype=np.int64)
-        self._labels = frame["label"].map(index).to_numpy(dtype=np.int64)
+        self._labels = (table.targets if self.multi_label else frame["label"].map(index).to_numpy(dtype=np.int64))
         self.transform, self.window, self.seed, self.reader = transform, window, int(seed), reader
         self.cache = cache
         if cache is not None:
@@ -116,7 +117,7 @@ class ImageDataset(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        """Class index of every row (int64), e.g. for sample weights."""
+        """Class index of every row (int64), e.g. for sample weights; multi-label: the (n, K) float matrix."""
         return self._labels.copy()
 
     def load(self, index: int) -> np.ndarray:
@@ -143,7 +144,8 @@ class ImageDataset(Dataset):
                 x = self.transform(image)
         else:
             x = self.transform(image)
-        return {"image": x, "label": int(self._labels[index]), "path": path,
+        label = torch.from_numpy(self._labels[index].copy()) if self.multi_label else int(self._labels[index])
+        return {"image": x, "label": label, "path": path,
                 "patient": str(self._patients[index]), "index": index}
 
     def _skip(self, path: str, reason: str) -> None:

@@ -100,6 +100,8 @@ def filter_rows(table: DataTable, expr: str, aliases: Mapping[str, str] | None =
         raise DatasetError(f"data.where {expr!r} keeps none of the {len(table)} rows of {table.root}.")
     log.info("data.where %r keeps %d of %d rows", expr, int(keep.sum()), len(table))
     df = table.frame[keep].copy()
+    if table.multi_label:  # findings stay, even one without positives left (it is reported, not dropped)
+        return table.with_frame(df)
     classes = [c for c in table.classes if c in set(df["label"])]
     return DataTable(df, classes, list(table.skipped), table.source, table.root)
 
@@ -118,6 +120,9 @@ def map_labels(table: DataTable, mapping: Mapping[str, str]) -> DataTable:
     """Rename, merge (several old -> one new) or drop (``-> drop``) labels; unknown old labels are refused."""
     if not mapping:
         return table
+    if table.multi_label:
+        raise DatasetError(f"data.label_map {dict(mapping)} renames single labels; {table.root} is multi-label: choose "
+                           "findings with data.classes, or --label-columns for the ones to keep.")
     df = table.frame.copy()
     df["label"] = map_label_values(df["label"], mapping, table.root)
     dropped = df["label"] == DROP

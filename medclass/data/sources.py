@@ -37,6 +37,7 @@ from ._scan import (SPLIT_ALIASES, file_kind, file_rows, is_hidden, read_manifes
                     walk_files)
 from .io import SUPPORTED_EXTENSIONS
 from .filters import filter_rows, map_labels
+from .multilabel import MULTI, FindingSpec, apply_uncertain, keep_findings, label_matrix, resolve_task, stratify_keys, with_findings
 from .patients import patient_rule
 from .presets import effective_patient_rule, get_preset, relabel_for
 from .splits import patient_groups
@@ -100,7 +101,8 @@ def from_folders(root: str | Path, patient_regex: str = "none",
 def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str = "label",
              patient_column: str = "", image_root: str | Path = "", path_template: str = "{}",
              class_names: Sequence[str] = (), split_column: str = "auto",
-             patient_regex: str = "none") -> DataTable:
+             patient_regex: str = "none", findings: FindingSpec | None = None,
+             uncertain: str = "ignore") -> DataTable:
     """Rows from a CSV manifest (header names are stripped of spaces, every cell read as text).
 
     * ``path_template`` turns the path column into a file name relative to ``image_root`` (default:
@@ -110,6 +112,10 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
       names are kept as they are (``class_names`` then fixes the class order).
     * ``split_column='auto'`` uses a column named ``split`` when there is one; '' ignores it.
     * Patient: ``patient_column`` if given, else the file-name rule ``patient_regex``.
+
+    * Multi-label (``findings`` given, :mod:`~medclass.data.multilabel`): the findings come from a
+      separated list column or one 1/0/-1/blank column each; ``label_column`` is not read, and
+      uncertain/blank entries follow ``uncertain`` (ignore = masked, ones, zeros).
 
     Missing files and missing labels (empty, ``NaN``, ``NA``, ``N/A``, ``#N/A``, ``null``: see
     ``MISSING_LABELS``) are skipped with a reason; a missing column raises
@@ -126,9 +132,12 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     df = read_manifest(csv_path)
     df = df.apply(lambda col: col.str.strip())
     split_column = ("split" if "split" in df.columns else "") if split_column == "auto" else split_column
-    used = {"path_column": path_column, "label_column": label_column,
+    used = {"path_column": path_column, "label_column": "" if findings else label_column,
             "patient_column": patient_column, "split_column": split_column}
-    if (path_column, label_column) == ("path", "label") and len(df.columns) == 2 and \
+    if findings:
+        used.update({("labels_from" if findings.labels_from else f"label_columns[{i}]"): c
+                     for i, c in enumerate(findings.source_columns())})
+    elif (path_column, label_column) == ("path", "label") and len(df.columns) == 2 and \
             not {"path", "label"} & set(df.columns):
         # A two-column manifest such as head_ct's `id, hemorrhage`: first column = image, second = label.
         path_column, label_column = df.columns[0], df.columns[1]
@@ -148,10 +157,15 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     patient_of = patient_rule(patient_regex)
     locate = _Locator(root, path_template)
     extras = [c for c in df.columns if c not in used.values() and c not in REQUIRED_COLUMNS]
-    rows = []
+    names = findings.findings(df) if findings else []
+    rows, values = [], []
     for line, rec in enumerate(df.to_dict("records"), start=2):
         where = f"{csv_path}:{line}"
-        if rec[label_column].casefold() in MISSING_LABELS:
+        row_values = findings.values(rec, names) if findings else None
+        if findings and row_values is None:
+            skip(skipped, where, f"no findings in {findings.source_columns()[:3]}")
+            continue
+        if not findings and rec[label_column].casefold() in MISSING_LABELS:
             skip(skipped, where, f"missing label {rec[label_column]!r} in column {label_column!r}")
             continue
         path, reason = locate(rec[path_column])
@@ -164,22 +178,31 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
             continue
         split = _split_value(rec[split_column], where) if split_column else ""
         extra = {c: rec[c] for c in extras}
-        for row in file_rows(path, kind, rec[label_column], split, patient_of, skipped):
+        for row in file_rows(path, kind, "" if findings else rec[label_column], split, patient_of, skipped):
             if patient_column:
                 row["patient"] = rec[patient_column]
             rows.append({**row, **extra})
+            values.append(row_values)
     if not rows:
         raise DatasetError(f"No usable rows in {csv_path} (images looked up in {root})." + _skipped_summary(skipped))
     frame = pd.DataFrame(rows)
+    if findings:
+        if len(names) < 2:
+            raise DatasetError(f"{csv_path}: multi-label data needs at least 2 findings, found {names}; for one finding "
+                               "use a single-label column (data.label_column).")
+        matrix = apply_uncertain(np.array(values, dtype=np.float32), uncertain)
+        return DataTable(with_findings(frame, names, matrix), names, skipped, "csv", str(csv_path), MULTI)
     frame["label"], classes = _name_labels(frame["label"], class_names, str(csv_path))
     return DataTable(frame, classes, skipped, "csv", str(csv_path))
 
 
-def from_npz(path: str | Path, class_names: Sequence[str] = ()) -> DataTable:
+def from_npz(path: str | Path, class_names: Sequence[str] = (), task: str = "auto") -> DataTable:
     """One row per image of a MedMNIST ``.npz``; ``split`` from the array names, ``frame`` = global index.
 
-    Labels of shape ``(n,)`` or ``(n, 1)``; multi-label arrays ``(n, k>1)`` are refused, and so are
-    object (pickled) arrays, which are never loaded. Images without a label (NaN) are skipped.
+    Labels of shape ``(n,)`` or ``(n, 1)`` are single-label; ``(n, K>1)`` 0/1 arrays (ChestMNIST)
+    are multi-label with ``class_names`` as the K finding names (default ``finding_0..K-1``).
+    ``task='single_label'`` refuses multi-label arrays. Object (pickled) arrays are refused and never
+    loaded. Images without a label (NaN) are skipped.
 
     >>> from_npz("pneumoniamnist.npz", class_names=["normal", "pneumonia"]).counts()
     """
@@ -194,24 +217,36 @@ def from_npz(path: str | Path, class_names: Sequence[str] = ()) -> DataTable:
             raise DatasetError(f"{path} has {part.images_key} but no {part.labels_key}; every image array needs its labels.") from None
         if labels.ndim == 2 and labels.shape[1] == 1:
             labels = labels[:, 0]
-        if labels.ndim != 1:
+        if labels.ndim != 1 and (labels.ndim != 2 or task == "single_label"):
             raise DatasetError(
-                f"{path}: {part.labels_key} has shape {labels.shape}; only single-label data (n,) or (n, 1) is "
-                "supported (multi-label MedMNIST sets such as ChestMNIST are not)."
+                f"{path}: {part.labels_key} has shape {labels.shape}; expected (n,) or (n, 1) single-label data, or "
+                "(n, K) 0/1 findings with data.task=auto or multi_label."
             )
         if len(labels) != part.length:
             raise DatasetError(f"{path}: {part.labels_key} has {len(labels)} labels for {part.length} images in {part.images_key}.")
-        part_rows = pd.DataFrame({"path": os.path.abspath(path),
-                                  "label": pd.Series([str(v) for v in labels.tolist()], dtype=str),
-                                  "split": part.split, "frame": np.arange(part.start, part.start + part.length)})
-        missing = part_rows["label"].str.casefold().isin(MISSING_LABELS).to_numpy()
-        for frame_index, label in zip(part_rows["frame"][missing], part_rows["label"][missing]):
-            skip(skipped, f"{path} (frame {frame_index})", f"missing label {label!r} in {part.labels_key}")
-        rows.append(part_rows[~missing])
+        part_rows = pd.DataFrame({"path": os.path.abspath(path), "split": part.split,
+                                  "frame": np.arange(part.start, part.start + part.length)})
+        if labels.ndim == 2:
+            part_rows = pd.concat([part_rows, pd.DataFrame(labels.astype(np.float32)).add_prefix("#")], axis=1)
+        else:
+            part_rows["label"] = pd.Series([str(v) for v in labels.tolist()], dtype=str)
+            missing = part_rows["label"].str.casefold().isin(MISSING_LABELS).to_numpy()
+            for frame_index, label in zip(part_rows["frame"][missing], part_rows["label"][missing]):
+                skip(skipped, f"{path} (frame {frame_index})", f"missing label {label!r} in {part.labels_key}")
+            part_rows = part_rows[~missing]
+        rows.append(part_rows)
     frame = pd.concat(rows, ignore_index=True)
     if frame.empty:
         raise DatasetError(f"{path}: no image has a label (the image arrays are empty, or every label is NaN)."
                            + _skipped_summary(skipped))
+    finding_cols = [c for c in frame.columns if c.startswith("#")]
+    if finding_cols:
+        names = [str(c) for c in class_names] or [f"finding_{i}" for i in range(len(finding_cols))]
+        if len(names) != len(finding_cols):
+            raise DatasetError(f"{path}: {len(finding_cols)} findings per image but {len(names)} data.class_names; give "
+                               "one name per label column.")
+        matrix = frame[finding_cols].to_numpy(dtype=np.float32)
+        return DataTable(with_findings(frame.drop(columns=finding_cols), names, matrix), names, [], "npz", str(path), MULTI)
     frame["label"], classes = _name_labels(frame["label"], class_names, str(path))
     return DataTable(frame, classes, skipped, "npz", str(path))
 
@@ -316,6 +351,9 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
     preset, relabel, rule = get_preset(cfg.preset), relabel_for(cfg), effective_patient_rule(cfg)
     patient_rule(rule)  # fails early on a bad regex
     kind = detect_source(cfg.path) if source == "auto" else source
+    task = resolve_task(cfg)
+    if task == MULTI and kind not in ("csv", "npz"):
+        raise DatasetError(f"Multi-label data comes from a CSV manifest or a MedMNIST .npz; {cfg.path} is a {kind} source.")
     if kind == "folders":
         table = from_folders(cfg.path, rule, preset.sublabel if preset else None)
     elif kind == "csv":
@@ -326,16 +364,20 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
                 raise DatasetError(f"{csv_path} holds {len(found)} CSV manifests {[f.name for f in found]}; point "
                                    "data.path at one of them.")
             csv_path = found[0]
+        findings = FindingSpec.from_config(cfg) if task == MULTI else None
         table = from_csv(csv_path, cfg.path_column, cfg.label_column, cfg.patient_column, cfg.image_root,
-                         cfg.path_template, cfg.class_names, patient_regex=rule)
+                         cfg.path_template, cfg.class_names, patient_regex=rule, findings=findings,
+                         uncertain=cfg.uncertain)
     elif kind == "npz":
-        table = from_npz(cfg.path, cfg.class_names)
+        table = from_npz(cfg.path, cfg.class_names, cfg.task)
     else:
         table = from_dicom(cfg.path, rule)
     if relabel is not None:
         table = relabel(table)
     aliases = {cfg.label_column: "label", cfg.patient_column: "patient", cfg.path_column: "path"} if kind == "csv" else {}
     table = map_labels(filter_rows(table, cfg.where, aliases), cfg.label_map)
+    if table.multi_label and task != MULTI and cfg.task == "single_label":
+        raise DatasetError(f"{cfg.path} holds several findings per image but data.task=single_label.")
     if cfg.classes:
         table = keep_classes(table, cfg.classes)
     if not cfg.keep_source_split:
@@ -347,7 +389,12 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
 
 
 def keep_classes(table: DataTable, classes: Sequence[str]) -> DataTable:
-    """Only the rows of ``classes``, which become the class order; unknown names raise with a hint."""
+    """Only the rows of ``classes``, which become the class order; unknown names raise with a hint.
+
+    Multi-label: every row stays, with only these findings (in this order)."""
+    if table.multi_label:
+        return DataTable(keep_findings(table.frame, table.classes, classes), list(classes), list(table.skipped),
+                         table.source, table.root, MULTI)
     unknown = [c for c in classes if c not in table.classes]
     if unknown:
         raise DatasetError(
@@ -364,13 +411,14 @@ def limit_per_class(table: DataTable, limit: int, seed: int = 0) -> DataTable:
     """At most ``limit`` rows per class, taken as whole patients in a seeded order (never part of a patient).
 
     Rows without a patient count as their own patient. The same seed gives the same subset.
+    Multi-label: at most ``limit`` rows per stratification key (a row's rarest positive finding, or none).
     """
     df = table.frame
     groups = patient_groups(df).to_numpy()
-    labels = df["label"].to_numpy()
+    labels = stratify_keys(label_matrix(df, table.classes), table.classes) if table.multi_label else df["label"].to_numpy()
     rng = np.random.default_rng(seed)
     keep = np.zeros(len(df), dtype=bool)
-    for cls in table.classes:
+    for cls in sorted(set(labels)) if table.multi_label else table.classes:
         in_class = labels == cls
         names, sizes = np.unique(groups[in_class], return_counts=True)
         chosen, total = [], 0
@@ -379,7 +427,7 @@ def limit_per_class(table: DataTable, limit: int, seed: int = 0) -> DataTable:
                 chosen.append(names[i])
                 total += sizes[i]
         keep |= in_class & np.isin(groups, chosen)
-    return DataTable(df[keep].copy(), list(table.classes), list(table.skipped), table.source, table.root)
+    return table.with_frame(df[keep])
 
 
 class _Locator:

@@ -3,6 +3,9 @@
 Every image of a patient lands in the same split (or fold); rows with an empty ``patient`` are
 their own group (one per image). A patient's class, used for stratification, is its most common
 label (ties go to the first class in ``table.classes``). The same seed gives the same split.
+Multi-label tables are stratified over all findings together by a grouped approximation of
+iterative stratification: each image's key is its rarest positive finding (or none), each patient's
+class its most common key (:func:`~medclass.data.multilabel.stratify_keys`).
 
 Example:
     >>> table = split_patients(table, val_fraction=0.15, test_fraction=0.15, seed=42)
@@ -19,6 +22,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import DatasetError
+from .multilabel import NO_FINDING, label_matrix, stratify_keys
 from .table import DataTable
 
 log = logging.getLogger(__name__)
@@ -42,13 +46,32 @@ def _group_classes(groups: pd.Series, labels: pd.Series, classes: list[str]) -> 
     return pd.Series(counts.idxmax(axis=1).map(lambda i: classes[i]), index=counts.index)
 
 
-def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, where: str) -> dict[str, str]:
-    """Seeded per-class allocation of groups to splits; ``fractions`` omit the remainder split 'train'."""
+def stratify_labels(table: DataTable, frame: pd.DataFrame | None = None) -> tuple[pd.Series, list[str]]:
+    """The label each row is stratified by, and their order: the class, or a multi-label row's key."""
+    frame = table.frame if frame is None else frame
+    if not table.multi_label:
+        return frame["label"], list(table.classes)
+    keys = stratify_keys(label_matrix(frame, table.classes), table.classes)
+    return pd.Series(keys, index=frame.index), [*table.classes, NO_FINDING]
+
+
+def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, where: str,
+              pool_rare: bool = False) -> dict[str, str]:
+    """Seeded per-class allocation of groups to splits; ``fractions`` omit the remainder split 'train'.
+
+    ``pool_rare`` (multi-label keys): keys with too few groups are allocated together as one stratum,
+    and a stratum still too small goes to train, instead of raising."""
     rng = np.random.default_rng(seed)
     needed = 1 + sum(f > 0 for f in fractions.values())
+    if pool_rare:
+        sizes = group_class.value_counts()
+        group_class = group_class.where(~group_class.isin(sizes.index[sizes < needed]), "#rare")
     assignment: dict[str, str] = {}
     for cls in sorted(group_class.unique()):
         members = sorted(group_class.index[group_class == cls])
+        if pool_rare and len(members) < needed:
+            assignment.update({g: "train" for g in members})
+            continue
         if len(members) < needed:
             wanted = ", ".join(["train", *(s for s, f in fractions.items() if f > 0)])
             raise DatasetError(
@@ -101,8 +124,9 @@ def split_patients(
         if "val" in set(df["split"]) or val_fraction == 0 or "train" not in set(df["split"]):
             return table.with_frame(df)
         train = (df["split"] == "train").to_numpy()
-        group_class = _group_classes(groups[train], df["label"][train], table.classes)
-        assignment = _allocate(group_class, {"val": val_fraction}, seed, "the train split")
+        labels, order = stratify_labels(table, df)
+        group_class = _group_classes(groups[train], labels[train], order)
+        assignment = _allocate(group_class, {"val": val_fraction}, seed, "the train split", table.multi_label)
         df.loc[train, "split"] = groups[train].map(assignment).to_numpy()
     else:
         known = df.loc[~empty].assign(group=groups[~empty].to_numpy())
@@ -111,9 +135,10 @@ def split_patients(
         df.loc[follow, "split"] = groups[follow].map(inherited).to_numpy()
         free = empty & ~follow
         if free.any():
-            group_class = _group_classes(groups[free], df["label"][free], table.classes)
+            labels, order = stratify_labels(table, df)
+            group_class = _group_classes(groups[free], labels[free], order)
             fractions = {"test": test_fraction, "val": val_fraction}
-            assignment = _allocate(group_class, fractions, seed, "the unsplit rows")
+            assignment = _allocate(group_class, fractions, seed, "the unsplit rows", table.multi_label)
             df.loc[free, "split"] = groups[free].map(assignment).to_numpy()
     out = table.with_frame(df)
     log.info("Patient-grouped split (seed %d):\n%s", seed, split_summary(out).to_string())
@@ -147,7 +172,8 @@ def assign_folds(table: DataTable, k: int = 5, seed: int = 42) -> DataTable:
     df = table.frame.copy()
     pool = (df["split"] != "test").to_numpy()
     groups = patient_groups(df)[pool]
-    group_class = _group_classes(groups, df["label"][pool], table.classes)
+    labels, order = stratify_labels(table, df)
+    group_class = _group_classes(groups, labels[pool], order)
     per_class = group_class.value_counts()
     if (per_class < k).any():
         few = {c: int(n) for c, n in per_class[per_class < k].items()}
@@ -158,7 +184,7 @@ def assign_folds(table: DataTable, k: int = 5, seed: int = 42) -> DataTable:
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = np.full(len(df), -1, dtype=int)
     pool_index = np.flatnonzero(pool)
-    y = df["label"][pool].to_numpy()
+    y = labels[pool].to_numpy()
     for fold, (_, held) in enumerate(splitter.split(np.zeros(len(y)), y, groups.to_numpy())):
         folds[pool_index[held]] = fold
     df["fold"] = folds

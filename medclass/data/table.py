@@ -12,6 +12,10 @@ split     str    'train' | 'val' | 'test' | '' (not assigned yet)
 frame     int    frame of a multi-frame DICOM or index in a .npz array; -1 otherwise
 ========  =====  ==============================================================
 
+A multi-label table (``task="multi_label"``, :mod:`~medclass.data.multilabel`) has ``classes`` =
+the findings, one float column ``label_<finding>`` each (1, 0 or NaN = masked) and a readable
+``label`` (the positive findings joined by ``|``); :attr:`DataTable.targets` is then ``(n, K)``.
+
 Any extra column (``sublabel``, ``fold``, ``sha256``...) is kept. ``classes`` fixes the order of
 class indices; it is stable (sorted names unless the user gives an order). ``skipped`` lists every
 file that was left out, each as ``{"path": ..., "reason": ...}``: nothing is dropped silently.
@@ -40,6 +44,7 @@ class DataTable:
     skipped: list[dict] = field(default_factory=list)
     source: str = ""  # folders | csv | npz | dicom
     root: str = ""  # what the user pointed at
+    task: str = "single_label"  # single_label | multi_label
 
     def __post_init__(self) -> None:
         df = self.frame
@@ -54,7 +59,11 @@ class DataTable:
         df["patient"] = df["patient"].fillna("").astype(str)
         df["split"] = df["split"].fillna("").astype(str)
         df["frame"] = df["frame"].fillna(-1).astype(int)
-        unknown = sorted(set(df["label"]) - set(self.classes))
+        if self.multi_label:
+            from .multilabel import label_matrix
+
+            label_matrix(df, self.classes)  # raises when a finding's column is missing
+        unknown = [] if self.multi_label else sorted(set(df["label"]) - set(self.classes))
         if unknown:
             raise DatasetError(
                 f"Labels {unknown[:5]} in {self.root or 'the table'} are not among the classes {self.classes}; "
@@ -69,8 +78,24 @@ class DataTable:
         return len(self.frame)
 
     @property
+    def multi_label(self) -> bool:
+        """Several findings per image (``task == "multi_label"``)."""
+        return self.task == "multi_label"
+
+    @property
+    def targets(self) -> np.ndarray:
+        """What the model learns: class indices ``(n,)`` int64, or the multi-label ``(n, K)`` float32 matrix (NaN = masked)."""
+        if self.multi_label:
+            from .multilabel import label_matrix
+
+            return label_matrix(self.frame, self.classes)
+        return self.labels
+
+    @property
     def labels(self) -> np.ndarray:
-        """Class indices (int64) of every row, in ``classes`` order."""
+        """Class indices (int64) of every row, in ``classes`` order (single-label tables)."""
+        if self.multi_label:
+            raise DatasetError("A multi-label table has no class index per row; use table.targets (the (n, K) matrix).")
         index = {c: i for i, c in enumerate(self.classes)}
         return self.frame["label"].map(index).to_numpy(dtype=np.int64)
 
@@ -80,11 +105,11 @@ class DataTable:
             mask = self.frame["split"] == mask_or_split
         else:
             mask = np.asarray(mask_or_split, dtype=bool)
-        return DataTable(self.frame[mask].copy(), list(self.classes), list(self.skipped), self.source, self.root)
+        return DataTable(self.frame[mask].copy(), list(self.classes), list(self.skipped), self.source, self.root, self.task)
 
     def with_frame(self, frame: pd.DataFrame) -> "DataTable":
         """A table with the same classes/skips/source over another DataFrame."""
-        return DataTable(frame.copy(), list(self.classes), list(self.skipped), self.source, self.root)
+        return DataTable(frame.copy(), list(self.classes), list(self.skipped), self.source, self.root, self.task)
 
     def metadata_columns(self) -> list[str]:
         """The extra columns (a manifest's sex, age, view, site...; ``sublabel``), in table order.
@@ -92,7 +117,8 @@ class DataTable:
         >>> DataTable(pd.DataFrame({"path": ["a.png"], "label": ["x"], "age": ["41"]}), ["x"]).metadata_columns()
         ['age']
         """
-        return [c for c in self.frame.columns if c not in REQUIRED_COLUMNS and c not in INTERNAL_COLUMNS]
+        own = {f"label_{c}" for c in self.classes} if self.multi_label else set()
+        return [c for c in self.frame.columns if c not in REQUIRED_COLUMNS and c not in INTERNAL_COLUMNS and c not in own]
 
     def counts(self) -> pd.DataFrame:
         """Images per split and class (a small DataFrame for reports)."""
@@ -106,6 +132,12 @@ class DataTable:
 
     @classmethod
     def from_csv(cls, path: str | Path, classes: list[str]) -> "DataTable":
-        """Read a table written by :meth:`to_csv` back (e.g. a run's ``split.csv``)."""
+        """Read a table written by :meth:`to_csv` back (e.g. a run's ``split.csv``).
+
+        It is multi-label when it holds a ``label_<class>`` column for every class."""
         df = pd.read_csv(path, dtype={"path": str, "label": str, "patient": str, "split": str}, keep_default_na=False)
-        return cls(df, list(classes), source="csv", root=str(path))
+        task = "multi_label" if all(f"label_{c}" in df.columns for c in classes) else "single_label"
+        if task == "multi_label":  # blank finding cells are masked labels (NaN), not text
+            for c in classes:
+                df[f"label_{c}"] = pd.to_numeric(df[f"label_{c}"], errors="coerce")
+        return cls(df, list(classes), source="csv", root=str(path), task=task)

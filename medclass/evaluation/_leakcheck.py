@@ -29,6 +29,11 @@ def _patients(frame: pd.DataFrame) -> int:
     return int(frame.loc[frame["patient"] != "", "patient"].nunique())
 
 
+def _of_class(df: pd.DataFrame, cls: str, multi_label: bool) -> pd.Series:
+    """Rows of a class; multi-label: the rows positive for that finding."""
+    return df[f"label_{cls}"] == 1 if multi_label else df["label"] == cls
+
+
 def data_summary(table: DataTable, fp: pd.DataFrame, report: LeakReport, skipped: list[dict]) -> dict:
     """Counts per class, patients, image sizes, skipped files and the leak audit within the evaluated data."""
     df = table.frame
@@ -42,8 +47,8 @@ def data_summary(table: DataTable, fp: pd.DataFrame, report: LeakReport, skipped
         "n_images": int(len(df)),
         "n_patients": _patients(df),
         "images_without_patient": int((df["patient"] == "").sum()),
-        "per_class": {c: int((df["label"] == c).sum()) for c in table.classes},
-        "patients_per_class": {c: _patients(df[df["label"] == c]) for c in table.classes},
+        "per_class": {c: int(_of_class(df, c, table.multi_label).sum()) for c in table.classes},
+        "patients_per_class": {c: _patients(df[_of_class(df, c, table.multi_label)]) for c in table.classes},
         "image_sizes_min_median_max": sizes,
         "unreadable": [{"path": p, "reason": r} for p, r in zip(fp.loc[~ok, "path"], fp.loc[~ok, "error"])],
         "skipped_by_source": list(skipped),
@@ -99,7 +104,7 @@ def check_held_out(evaluated: DataTable, reference: DataTable | None, *, ref_nam
     ev_frame = evaluated.frame.copy()
     ev_frame["split"] = EVALUATED
     combined = DataTable(pd.concat([ref_frame, ev_frame], ignore_index=True),
-                         list(evaluated.classes), source=evaluated.source, root=evaluated.root)
+                         list(evaluated.classes), source=evaluated.source, root=evaluated.root, task=evaluated.task)
     role = np.array(["reference"] * len(ref_frame) + ["evaluated"] * len(ev_frame))
     fp = fingerprint(combined, workers=workers, cache_dir=cache_dir, window=window)
     eval_fp = fp.iloc[len(ref_frame):].reset_index(drop=True)

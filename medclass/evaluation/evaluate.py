@@ -107,8 +107,12 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
         dcfg = RunConfig.from_dict({"data": base}).data
     table = load_source(dcfg)
     classes = list(r.meta.classes)
+    if table.multi_label != r.meta.multi_label or (table.multi_label and table.classes != classes):
+        raise DatasetError(f"{dcfg.path} is read as {table.task} data with classes {table.classes}, but the checkpoint "
+                           f"{r.checkpoint} is {r.meta.task} with {classes}; read it with the same findings "
+                           "(data.labels_from / data.label_columns / data.classes).")
     counts = table.frame["label"].value_counts()
-    unknown = sorted(set(counts.index) - set(classes))
+    unknown = [] if table.multi_label else sorted(set(counts.index) - set(classes))
     if unknown:
         listed = ", ".join(f"{u!r} ({counts[u]} image(s))" for u in unknown)
         example = ",".join(f"{u}={classes[min(i, len(classes) - 1)]}" for i, u in enumerate(unknown[:2]))
@@ -123,7 +127,7 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
         if split not in present:
             raise DatasetError(f"{dcfg.path} has splits {present} but no {split!r} rows; pass --split with one of them.")
         table = table.subset(split)
-    return DataTable(table.frame, classes, table.skipped, table.source, table.root)
+    return DataTable(table.frame, classes, table.skipped, table.source, table.root, table.task)
 
 
 def _tables(r: _Run, data: str | Path | DataConfig | None, split: str,
@@ -344,6 +348,10 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.window,
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=_fingerprint_cache(r.run_dir))
 
+    if r.meta.multi_label:
+        return _evaluate_findings(r, evaluated, leak, summary, data, split, out, data_settings, n_boot=n_boot,
+                                  cam_samples=cam_samples, tta=tta, batch_size=batch_size, num_workers=num_workers,
+                                  report=report, start=start)
     ds = ImageDataset(evaluated, classes=classes, transform=inference_transform(pre), window=pre.window)
     pred = predict_dataset(r.model, ds, batch_size=batch_size, num_workers=num_workers, temperature=temperature, tta=tta,
                            features=True)
@@ -409,6 +417,30 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     log.info("evaluation of %s on %d images written to %s (%.1f s)", r.checkpoint, len(df), out_dir,
              time.perf_counter() - start)
     return result
+
+
+def _evaluate_findings(r: _Run, evaluated: DataTable, leak: dict, summary: dict, data, split: str, out,
+                       data_settings: Mapping[str, Any] | None, **kw: Any) -> EvaluationResult:
+    """A multi-label checkpoint: the entries every evaluation shares, then :mod:`._multilabel`."""
+    from ._multilabel import FindingsRun, evaluate_findings
+
+    baseline, history, chosen = _run_files(r.run_dir)
+    base = {"checkpoint": str(r.checkpoint), "run": str(r.run_dir) if r.run_dir else None,
+            "model": dataclasses.asdict(r.meta.model), "classes": list(r.meta.classes),
+            "preprocessing": r.meta.preprocessing.to_dict(), "threshold_rule": r.meta.threshold_rule,
+            "threshold_on_validation": chosen, "tta": bool(kw["tta"]),
+            "data": {"source": "run split" if data is None else "external",
+                     "path": str(data) if data is not None else str(r.run_dir.split), "split": split, **summary},
+            "leak_check": leak, "contaminated": leak.get("clean") is False, "baseline": baseline,
+            "checkpoint_metrics": dict(r.meta.metrics),
+            "training": {"history": history.to_dict(orient="list") if history is not None else None,
+                         "best_epoch": r.meta.epoch, "max_epochs": r.config.train.epochs,
+                         "monitor": r.config.train.monitor},
+            "filters": {**_filters(r.config.data, data, data_settings), "metadata": evaluated.metadata_columns()},
+            "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method}
+    ev = EvalDir(Path(out)) if out is not None else _default_out(r, data, split)
+    run = FindingsRun(r.model, r.meta, str(r.checkpoint), r.config.eval.cam_method, r.config.model.target_layer)
+    return evaluate_findings(run, evaluated, ev, base=base, **kw)
 
 
 __all__ = ["EvaluationResult", "evaluate"]

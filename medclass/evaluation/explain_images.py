@@ -41,7 +41,8 @@ def explain_images(checkpoint: str | Path, paths: Sequence[str | Path], out: str
         paths: image, DICOM or npz files.
         out: folder for the overlay PNGs (created).
         method: ``gradcam``, ``gradcam++`` or ``eigencam`` (default: the run's ``eval.cam_method``).
-        target_class: class name to explain (default: each image's predicted class).
+        target_class: class name to explain (default: each image's predicted class; multi-label: a finding,
+            default the most probable one; its Grad-CAM target is that finding's logit).
         layer: dotted target layer name (default: the run's ``model.target_layer`` or found automatically).
         device: ``cuda``/``cpu`` (default: CUDA when available).
 
@@ -71,12 +72,15 @@ def explain_images(checkpoint: str | Path, paths: Sequence[str | Path], out: str
             log.warning("Cannot explain %s: %s", e.path, e.reason)
             results.append({"path": str(path), "error": e.reason})
             continue
-        predicted = classes.index(predictor.decide(probs[None])[0])
+        decision = predictor.decide(probs[None])[0]
+        # multi-label: the decision lists the present findings; the CAM explains one finding (default the most probable)
+        predicted = int(probs.argmax()) if predictor.multi_label else classes.index(decision)
+        explained = target if target is not None else predicted
         file = _free_name(out, Path(path).stem, method.replace("+", "p"), used)
         Image.fromarray(overlay).save(file)
-        results.append({"path": str(path), "predicted": classes[predicted], "probability": float(probs[predicted]),
+        results.append({"path": str(path), "predicted": decision, "probability": float(probs[explained]),
                         "probs": {c: float(p) for c, p in zip(classes, probs)},
-                        "explained_class": classes[target if target is not None else predicted], "overlay": str(file)})
+                        "explained_class": classes[explained], "overlay": str(file)})
     return results
 
 

@@ -17,7 +17,7 @@ from ..data.audit import apply_leak_policy, audit_leaks
 from ..data.prepare import align_fingerprints, clean_data
 from ..data.splits import assign_folds, fold_tables, patient_groups
 from ..data.table import DataTable
-from ..errors import LeakError
+from ..errors import ConfigError, LeakError
 from ..utils import write_json
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ def prepare_folds(dcfg: DataConfig, k: int, seed: int = 42, out_dir: str | Path 
         [40, 40, 40, 40, 40]
     """
     table, fp, quality, audit = clean_data(dcfg, seed, cache_dir)
+    if table.multi_label:
+        raise ConfigError(f"Cross-validation of multi-label data ({dcfg.path}: {len(table.classes)} findings) is not "
+                          "supported yet (its out-of-fold metrics are single-label); train one patient split instead.")
     folds = assign_folds(table, k=k, seed=seed)
     quality["skipped"] = list(folds.skipped)
     if out_dir is not None:

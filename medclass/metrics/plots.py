@@ -74,6 +74,30 @@ def confusion_matrix_figure(cm: Sequence[Sequence[float]], classes: Sequence[str
     return fig
 
 
+def cooccurrence_figure(counts: Sequence[Sequence[float]], findings: Sequence[str],
+                        title: str = "Co-occurrence of findings") -> Figure:
+    """Images positive for both findings (diagonal: positives of each finding), from a ``(K, K)`` count matrix.
+
+    >>> cooccurrence_figure([[5, 2], [2, 4]], ["a", "b"]).axes[0].get_title()
+    'Co-occurrence of findings'
+    """
+    C = np.asarray(counts, dtype=float)
+    k = len(findings)
+    side = max(3.5, 1.0 + 0.55 * k)
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.add_subplot()
+    im = ax.imshow(C, cmap="Purples")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="images")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{int(C[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if C[i, j] > 0.6 * max(C.max(), 1) else "black")
+    ax.set_xticks(range(k), findings, rotation=45, ha="right")
+    ax.set_yticks(range(k), findings)
+    ax.set_title(title)
+    return fig
+
+
 def _curve_figure(curves: Mapping[str, Mapping], points: Sequence[Mapping], x: str, y: str,
                   xlabel: str, ylabel: str, title: str, score: str, chance: Mapping[str, float] | None) -> Figure:
     fig = Figure(figsize=(5.2, 4.6))
@@ -248,5 +272,5 @@ def image_grid_figure(items: Sequence[GridItem], ncols: int = 6, title: str = ""
     return fig
 
 
-__all__ = ["GridItem", "confusion_matrix_figure", "figure_png", "image_grid_figure", "pr_figure",
+__all__ = ["GridItem", "confusion_matrix_figure", "cooccurrence_figure", "figure_png", "image_grid_figure", "pr_figure",
            "reliability_figure", "roc_figure", "training_curves_figure"]

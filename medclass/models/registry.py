@@ -122,20 +122,20 @@ def model_info(name: str) -> ModelInfo:
     return _lookup(name)[1]
 
 
-def num_outputs(num_classes: int) -> int:
-    """Logits for ``num_classes`` classes: 1 for a binary task, ``num_classes`` otherwise.
+def num_outputs(num_classes: int, multi_label: bool = False) -> int:
+    """Logits for ``num_classes`` classes: 1 for a binary task, ``num_classes`` otherwise (one per finding when multi-label).
 
-    >>> num_outputs(2), num_outputs(3)
-    (1, 3)
+    >>> num_outputs(2), num_outputs(3), num_outputs(2, multi_label=True)
+    (1, 3, 2)
     """
     if num_classes < 2:
         raise ConfigError(f"A classifier needs at least 2 classes, got num_classes={num_classes}.")
-    return 1 if num_classes == 2 else num_classes
+    return num_classes if multi_label or num_classes > 2 else 1
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: bool = False,
-                 weights: str | Path = "", dropout: float = 0.0, pool: str = "avg") -> nn.Module:
-    """Build a registered model with ``num_outputs(num_classes)`` logits.
+                 weights: str | Path = "", dropout: float = 0.0, pool: str = "avg", multi_label: bool = False) -> nn.Module:
+    """Build a registered model with ``num_outputs(num_classes, multi_label)`` logits.
 
     Args:
         name: a registered name (see :func:`list_models`).
@@ -147,6 +147,7 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: boo
             (:func:`medclass.models.load_local_weights`); excludes ``pretrained``.
         dropout: dropout rate before the classifier.
         pool: global pooling, ``avg`` | ``max`` | ``avgmax``.
+        multi_label: one logit per finding (sigmoid each), also for two findings.
 
     The model carries ``model.medclass_name`` (the registry name) for checkpoints.
 
@@ -163,7 +164,7 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: boo
                           "choose one (set model.pretrained=false to start from the weights file).")
     if pretrained and not info.has_pretrained:
         raise ConfigError(f"Model {name!r} has no pretrained weights; set model.pretrained=false or pass --weights PATH.")
-    n_out = num_outputs(num_classes)
+    n_out = num_outputs(num_classes, multi_label)
     local = packaged_weights(info.local_weights) if pretrained and info.local_weights else None
     if local is not None:
         log.info("%s: pretrained weights from the installed package file %s", name, local)

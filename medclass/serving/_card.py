@@ -50,8 +50,10 @@ def model_card(meta: CheckpointMeta, evaluation: dict[str, Any] | None = None,
         "threshold": meta.threshold if meta.binary else None,
         "threshold_rule": meta.threshold_rule,
         "temperature": meta.temperature,
-        "decision_rule": (f"{classes[1]} when P({classes[1]}) >= threshold, else {classes[0]}" if meta.binary
-                          else "the class with the highest probability"),
+        "decision_rule": _decision_rule(meta),
+        "task": meta.task,
+        "thresholds": dict(zip(classes, meta.finding_thresholds)) if meta.multi_label else None,
+        "uncertain_labels": data.uncertain if meta.multi_label else None,
         "metrics": dict(meta.metrics),
         "intended_use": meta.intended_use or (
             f"Research and teaching demonstrations of image classification into {', '.join(classes)}."),
@@ -164,3 +166,13 @@ def card_markdown(card: dict[str, Any]) -> str:
     if rows:
         lines += ["", "| metric | value [95% CI] |", "|---|---|", *(f"| {n} | {v} |" for n, v in rows)]
     return "\n".join(lines)
+
+
+def _decision_rule(meta: CheckpointMeta) -> str:
+    """The decision rule in words: binary threshold, argmax, or one threshold per finding."""
+    classes = meta.classes
+    if meta.multi_label:
+        return "each finding independently: present when its probability >= its own threshold (chosen on validation)"
+    if meta.binary:
+        return f"{classes[1]} when P({classes[1]}) >= threshold, else {classes[0]}"
+    return "the class with the highest probability"

@@ -53,6 +53,8 @@ class PredictionBody(BaseModel):
     probabilities: dict[str, float] = Field(description="Probability of each class (after temperature scaling).")
     decision: str = Field(description="Predicted class: the positive class when its probability >= threshold (binary), else the argmax.")
     threshold: float | None = Field(description="Decision threshold on the positive class (binary models; null otherwise).")
+    findings: dict[str, bool] | None = Field(default=None, description="Multi-label models: whether each finding is present (p >= its threshold); null otherwise.")
+    thresholds: dict[str, float] | None = Field(default=None, description="Multi-label models: the decision threshold of each finding, chosen on validation.")
     classes: list[str]
     model: str
     cam: str | None = Field(default=None, description="Grad-CAM overlay as a base64 PNG (only with cam=true).")
@@ -140,10 +142,20 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
                 "probabilities": dict(zip(predictor.classes, map(float, probs))),
                 "decision": predictor.decide(probs[None])[0],
                 "threshold": predictor.threshold if predictor.binary else None,
+                **_findings(predictor, probs),
                 "classes": predictor.classes, "model": predictor.meta.model.name, "cam": overlay,
                 "disclaimer": card["disclaimer"]}
 
     return app
+
+
+def _findings(predictor: Predictor, probs: np.ndarray) -> dict[str, Any]:
+    """Multi-label answers: each finding's decision and threshold (nothing for other models)."""
+    if not predictor.multi_label:
+        return {}
+    present = predictor.present(probs[None])[0]
+    return {"findings": {c: bool(on) for c, on in zip(predictor.classes, present)},
+            "thresholds": dict(zip(predictor.classes, predictor.meta.finding_thresholds))}
 
 
 def _png_base64(rgb: np.ndarray) -> str:

@@ -47,6 +47,10 @@ class Predictor:
     Attributes: ``meta`` (the checkpoint's :class:`~medclass.artifacts.CheckpointMeta`), ``classes``, ``threshold``, ``temperature``,
     ``model`` (the PyTorch model, also used for Grad-CAM), ``backend`` (``'torch'`` or ``'onnx'``), ``ood``
     (the out-of-distribution statistics, None for a checkpoint without them).
+
+    A multi-label checkpoint (``meta.multi_label``) gives one independent probability per finding;
+    finding ``k`` is present when ``p_k >= meta.finding_thresholds[k]`` (:meth:`present`) and the
+    decision is the present findings joined by ``|`` (``none`` when there is none).
     """
 
     def __init__(self, model: torch.nn.Module, meta: CheckpointMeta, device: str = "cpu", onnx: str | Path | None = None,
@@ -84,7 +88,16 @@ class Predictor:
     @property
     def binary(self) -> bool:
         """True for a two-class checkpoint (one logit, decision at :attr:`threshold`)."""
-        return len(self.classes) == 2
+        return self.meta.binary
+
+    @property
+    def multi_label(self) -> bool:
+        """True for a multi-label checkpoint (one sigmoid and one threshold per finding)."""
+        return self.meta.multi_label
+
+    def present(self, probs: np.ndarray) -> np.ndarray:
+        """Multi-label: ``(n, K)`` booleans, finding ``k`` present when ``p_k >= its threshold``."""
+        return np.asarray(probs) >= np.asarray(self.meta.finding_thresholds)
 
     # -- single steps -----------------------------------------------------------------------------
     def load(self, item: Any, where: str = "image") -> np.ndarray:
@@ -108,7 +121,7 @@ class Predictor:
         """Model input batch -> probabilities ``(n, n_classes)`` (temperature applied); thread-safe."""
         with self._lock:
             logits = self._forward(batch)
-        return to_probs(torch.from_numpy(np.asarray(logits)), self.temperature).numpy()
+        return to_probs(torch.from_numpy(np.asarray(logits)), self.temperature, self.multi_label).numpy()
 
     def probabilities_with_ood(self, batch: np.ndarray) -> np.ndarray:
         """Model input batch -> ``(n, n_classes + 1)``: the probabilities, then the OOD score (NaN without statistics).
@@ -125,12 +138,15 @@ class Predictor:
         return np.column_stack([probs, self.ood.scores(features.float().cpu().numpy())])
 
     def decide(self, probs: np.ndarray) -> list[str]:
-        """Class names: ``classes[1]`` when ``p >= threshold`` (binary), else the argmax.
+        """Class names: ``classes[1]`` when ``p >= threshold`` (binary), else the argmax; multi-label: the
+        present findings joined by ``|`` (``none`` when there is none).
 
         >>> p.decide(np.array([[0.7, 0.3], [0.2, 0.8]]))  # threshold 0.4  # doctest: +SKIP
         ['NORMAL', 'PNEUMONIA']
         """
         probs = np.asarray(probs)
+        if self.multi_label:
+            return ["|".join(c for c, on in zip(self.classes, row) if on) or "none" for row in self.present(probs)]
         if self.binary:
             index = (probs[:, 1] >= self.threshold).astype(int)
         else:
@@ -250,6 +266,9 @@ class Predictor:
         if valid.any():
             predicted[valid] = self.decide(probs[valid])
         df["predicted"] = predicted
+        if self.multi_label:  # one decision per finding (blank for unreadable files)
+            for k, name in enumerate(self.classes):
+                df[f"pred_{name}"] = np.where(valid, probs[:, k] >= self.meta.finding_thresholds[k], np.nan)
         df["threshold"] = self.threshold if self.binary else np.nan
         df["ood_score"], df["ood"] = scored[:, -1], self.ood_flags(scored[:, -1])
         df["error"] = errors
@@ -262,7 +281,7 @@ class Predictor:
                 target_layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Grad-CAM overlay of one image: ``(overlay uint8 HxWx3 at the image's own size, probabilities)``.
 
-        ``target_class`` defaults to the decided class; ``method`` to the checkpoint's
+        ``target_class`` defaults to the decided class (multi-label: a finding index, default the most probable finding); ``method`` to the checkpoint's
         ``eval.cam_method`` (gradcam); ``target_layer`` to the checkpoint's ``model.target_layer``
         or the layer found automatically. Runs the PyTorch model even when the backend is ONNX.
 
@@ -278,8 +297,10 @@ class Predictor:
         with self._lock:
             with torch.no_grad():
                 logits = self.model(x).float().cpu()
-            probs = to_probs(logits, self.temperature).numpy()
-            if target_class is None:
+            probs = to_probs(logits, self.temperature, self.multi_label).numpy()
+            if target_class is None and self.multi_label:
+                target_class = int(probs[0].argmax())
+            elif target_class is None:
                 target_class = self.classes.index(self.decide(probs)[0])
             cam = compute_cam(self.model, x, target_class=target_class, method=method, target_layer=target_layer)
         return overlay_cam(unit, cam[0]), probs[0]  # the square map is stretched back like the input was

@@ -113,6 +113,9 @@ def ood_warning(predictor: Predictor, image: np.ndarray) -> str:
 
 
 def _decision_text(predictor: Predictor, probs: np.ndarray, decision: str) -> str:
+    if predictor.multi_label:
+        return "; ".join(f"{c}: {'present' if p >= t else 'absent'} (P = {p:.3f}, threshold {t:.3f})"
+                         for c, p, t in zip(predictor.classes, probs, predictor.meta.finding_thresholds))
     if predictor.binary:
         positive = predictor.classes[1]
         return f"{decision} (P({positive}) = {probs[1]:.3f}, threshold {predictor.threshold:.3f})"

@@ -22,6 +22,16 @@ from ..data.transforms import build_transform
 from .accel import DeviceFeed
 
 
+def train_strata(table: DataTable) -> np.ndarray:
+    """Class index of every row; multi-label: the index of the row's rarest positive finding (K = none)."""
+    if not table.multi_label:
+        return table.labels
+    from ..data.splits import stratify_labels
+
+    keys, order = stratify_labels(table)
+    return keys.map({k: i for i, k in enumerate(order)}).to_numpy(dtype=np.int64)
+
+
 class SplitDataModule(pl.LightningDataModule):
     """Train/val loaders for one run; ``cache`` is an optional memory-mapped image cache per split."""
 
@@ -61,14 +71,14 @@ class SplitDataModule(pl.LightningDataModule):
         return self.feed.after_transfer(batch, training)
 
     def sample_weights(self, labels: np.ndarray) -> np.ndarray:
-        """Inverse class frequency per sample, for the weighted sampler."""
-        counts = np.bincount(labels, minlength=len(self.table.classes)).astype(float)
+        """Inverse class frequency per sample, for the weighted sampler (multi-label: of each row's rarest finding)."""
+        counts = np.bincount(labels, minlength=len(self.table.classes) + 1).astype(float)
         return 1.0 / np.maximum(counts[labels], 1.0)
 
     def train_dataloader(self) -> DataLoader:  # noqa: D102
         ds = self.dataset("train", train=True)
         t = self.cfg.train
-        weights = self.sample_weights(self.table.subset("train").labels) if t.sampler == "weighted" else None
+        weights = self.sample_weights(train_strata(self.table.subset("train"))) if t.sampler == "weighted" else None
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         sampler = EpochSampler(len(ds), seed=t.seed, shuffle=True, weights=weights, num_replicas=world, rank=rank)
         sampler.set_epoch(self._next_epoch())

@@ -37,6 +37,8 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
     model, meta = load_checkpoint(run.best)
     pred = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
                            num_workers=cfg.train.num_workers, features=True)
+    if meta.multi_label:  # no OOD statistics for multi-label models yet (their class-conditional means need one class)
+        return _finalize_findings(run, model, meta, pred, cfg)
     temperature = 1.0
     if cfg.eval.temperature_scaling and len(pred.labels):
         logits = pred.logits[:, 0] if pred.logits.shape[1] == 1 else pred.logits
@@ -95,3 +97,32 @@ def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_fe
     log.info("out-of-distribution statistics fitted on %d training images; threshold %.4g (%.0f%% of validation)",
              ood.n_train, ood.threshold, 100 * ood.quantile)
     return ood
+
+
+def _finalize_findings(run: RunDir, model: torch.nn.Module, meta, pred, cfg: RunConfig) -> dict:
+    """Multi-label: one threshold per finding by ``cfg.eval.threshold`` on its unmasked validation labels.
+
+    A finding without both classes in validation keeps 0.5 (and says so). No temperature is fitted
+    (``eval.temperature_scaling`` is single-label only)."""
+    if cfg.eval.temperature_scaling:
+        log.warning("eval.temperature_scaling is not applied to a multi-label model (one sigmoid per finding)")
+    y, p = pred.labels, pred.probs
+    thresholds, per = [], {}
+    for k, finding in enumerate(meta.classes):
+        known = ~np.isnan(y[:, k]) if len(y) else np.zeros(0, dtype=bool)
+        yk = y[known, k].astype(np.int64)
+        if len(np.unique(yk)) < 2:
+            thresholds.append(0.5)
+            per[finding] = {"threshold": 0.5, "note": "one class only in validation: 0.5 kept"}
+            continue
+        choice = choose_threshold(yk, p[known, k], cfg.eval.threshold)
+        thresholds.append(float(choice.threshold))
+        per[finding] = {"threshold": float(choice.threshold), "val_sensitivity": float(choice.sensitivity),
+                        "val_specificity": float(choice.specificity), "n_val": int(known.sum())}
+    meta = meta.with_decision(0.5, cfg.eval.threshold, 1.0, thresholds)
+    save_checkpoint(run.best, model, meta)
+    info = {"temperature": 1.0, "n_val_images": int(len(y)), "rule": cfg.eval.threshold, "thresholds": per}
+    write_json(run.threshold, info)
+    log.info("per-finding decision thresholds chosen on validation only: %s",
+             {f: round(v["threshold"], 3) for f, v in per.items()})
+    return info

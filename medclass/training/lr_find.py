@@ -84,9 +84,9 @@ def find_lr(cfg: RunConfig, min_lr: float = 1e-6, max_lr: float = 1.0, num_steps
     m = search_cfg.model
     mean, std = model_info(m.name).mean_std(m.in_chans)
     model = create_model(m.name, num_classes=len(table.classes), in_chans=m.in_chans, pretrained=m.pretrained,
-                         weights=m.weights, dropout=m.dropout, pool=m.pool)
-    weights = class_weight_vector(cfg.train.class_weights, table.subset("train").labels, len(table.classes))
-    module = ClassifierModule(model, table.classes, search_cfg, class_weights=weights)
+                         weights=m.weights, dropout=m.dropout, pool=m.pool, multi_label=table.multi_label)
+    weights = class_weight_vector(cfg.train.class_weights, table.subset("train").targets, len(table.classes))
+    module = ClassifierModule(model, table.classes, search_cfg, class_weights=weights, multi_label=table.multi_label)
     dm = SplitDataModule(table, search_cfg, mean, std, caches=build_caches(table, search_cfg))
     lrs, losses, suggestion = _range_test(module, dm, search_cfg, min_lr, max_lr, num_steps)
     return _write_results(LRFindResult(lrs, losses, suggestion, out / "lr_find.png"))

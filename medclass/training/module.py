@@ -25,6 +25,7 @@ from ..config import Monitor, Optimizer, RunConfig, Scheduler, choices
 from ..data.dataset import sample_seed
 from ..errors import CheckpointError, check_choice
 from ..metrics.metrics import accuracy, best_mode, predict_labels, roc_auc
+from ..metrics.multilabel import multilabel_summary
 from ..inference import to_probs
 from ..models import set_backbone_trainable, split_parameters
 
@@ -38,12 +39,14 @@ class ClassifierModule(pl.LightningModule):
     """Wraps a registry model for training with the settings of a :class:`RunConfig`."""
 
     def __init__(self, model: torch.nn.Module, classes: list[str], cfg: RunConfig,
-                 class_weights: torch.Tensor | None = None) -> None:
+                 class_weights: torch.Tensor | None = None, multi_label: bool = False) -> None:
+        """``multi_label``: ``classes`` are findings, one logit each; ``class_weights`` are then BCE positive weights."""
         super().__init__()
         self.model = model
         self.classes = list(classes)
         self.cfg = cfg
-        self.binary = len(classes) == 2
+        self.multi_label = multi_label
+        self.binary = len(classes) == 2 and not multi_label
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(len(classes)))
         check_choice("train.optimizer", cfg.train.optimizer, OPTIMIZERS)
         check_choice("train.scheduler", cfg.train.scheduler, SCHEDULERS)
@@ -62,7 +65,12 @@ class ClassifierModule(pl.LightningModule):
         return self.per_sample_loss(logits, y).mean()
 
     def per_sample_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Class-weighted loss of every sample, ``w[y] * loss``, shape ``(batch,)``."""
+        """Class-weighted loss of every sample, ``w[y] * loss``, shape ``(batch,)``.
+
+        Multi-label: ``y`` is ``(batch, K)`` of 1 / 0 / NaN; the loss of a sample is the mean BCE
+        (positive weights ``class_weights``) over its unmasked findings: NaN entries take no part."""
+        if self.multi_label:
+            return self._multilabel_loss(logits, y)
         w = self.class_weights[y]
         if self.binary:
             target = y.float()
@@ -72,6 +80,16 @@ class ClassifierModule(pl.LightningModule):
         else:
             per = F.cross_entropy(logits.float(), y, reduction="none", label_smoothing=self.cfg.train.label_smoothing)
         return per * w
+
+    def _multilabel_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        known = ~torch.isnan(y)
+        target = torch.where(known, y, torch.zeros_like(y)).float()
+        if self.cfg.train.label_smoothing:
+            target = target * (1 - self.cfg.train.label_smoothing) + 0.5 * self.cfg.train.label_smoothing
+        per = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=self.class_weights.float(),
+                                                 reduction="none")
+        per = torch.where(known, per, torch.zeros_like(per))
+        return per.sum(dim=1) / known.sum(dim=1).clamp_min(1)
 
     def _step(self, batch: dict | None, stage: str) -> torch.Tensor | None:
         if batch is None:  # every sample of the batch was unreadable (reported by the dataset)
@@ -85,7 +103,8 @@ class ClassifierModule(pl.LightningModule):
         index = batch.get("index")
         index = torch.as_tensor(index) if index is not None else torch.full((len(per),), -1)
         # kept on the device until the epoch ends: a .cpu() here would wait for the GPU at every step
-        self._outputs[stage].append((per.detach().float(), to_probs(logits.detach()).float(), batch["label"], index))
+        probs = to_probs(logits.detach(), multi_label=self.multi_label).float()
+        self._outputs[stage].append((per.detach().float(), probs, batch["label"], index))
         return per.mean()
 
     def training_step(self, batch: dict | None, batch_idx: int) -> torch.Tensor | None:  # noqa: D102
@@ -131,7 +150,8 @@ class ClassifierModule(pl.LightningModule):
         whole split (not a mean of per-shard AUCs), and validation images that the distributed
         sampler repeated to even out the shards are counted once (by dataset index).
         """
-        rows = _output_matrix(self._outputs[stage], len(self.classes))
+        n_label = len(self.classes) if self.multi_label else 1
+        rows = _output_matrix(self._outputs[stage], n_label + len(self.classes))
         world = self._trainer.world_size if self._trainer is not None else 1
         if world > 1:
             rows = self._gather_rows(rows)
@@ -140,7 +160,13 @@ class ClassifierModule(pl.LightningModule):
         if not len(rows):
             return {}
         loss = float(rows[:, 1].mean())
-        return summary_metrics(rows[:, 2].long().numpy(), rows[:, 3:].numpy(), loss, stage)
+        return self.summarize(rows[:, 2:2 + n_label].numpy(), rows[:, 2 + n_label:].numpy(), loss, stage)
+
+    def summarize(self, y: np.ndarray, probs: np.ndarray, loss: float, stage: str) -> dict[str, float]:
+        """``{stage}_loss/acc/auc`` of labels ``y`` and probabilities; multi-label: label accuracy and macro AUC."""
+        if self.multi_label:
+            return multilabel_summary(y.reshape(len(y), -1), probs, loss, stage)
+        return summary_metrics(y.reshape(-1).astype(np.int64), probs, loss, stage)
 
     def _gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Rows of every rank (all ranks must call this), padded to the longest for ``all_gather``."""
@@ -236,12 +262,14 @@ def summary_metrics(y, probs, loss: float, stage: str) -> dict[str, float]:
     return {f"{stage}_loss": float(loss), f"{stage}_acc": float(accuracy(y, predict_labels(probs))), f"{stage}_auc": float(auc)}
 
 
-def _output_matrix(outputs: list, n_prob: int) -> torch.Tensor:
-    """The collected ``(loss, probs, label, index)`` batches as one float64 matrix ``[index, loss, label, probs...]``."""
+def _output_matrix(outputs: list, n_values: int) -> torch.Tensor:
+    """The collected ``(loss, probs, label, index)`` batches as one float64 matrix ``[index, loss, label(s), probs...]``
+    (``n_values`` label and probability columns; a multi-label row has K labels)."""
     if not outputs:
-        return torch.zeros((0, 3 + n_prob), dtype=torch.float64)
+        return torch.zeros((0, 2 + n_values), dtype=torch.float64)
     loss, probs, labels, index = (torch.cat([o[i].cpu() for o in outputs]) for i in range(4))
-    return torch.cat([index[:, None].double(), loss[:, None].double(), labels[:, None].double(), probs.double()], dim=1)
+    labels = labels.reshape(len(labels), -1)
+    return torch.cat([index[:, None].double(), loss[:, None].double(), labels.double(), probs.double()], dim=1)
 
 
 def _unique_by_index(rows: torch.Tensor) -> torch.Tensor:

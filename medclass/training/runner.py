@@ -41,7 +41,7 @@ from ._noise import filter_third_party_noise
 from .accel import prepare_model, resolve_augment_on
 from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
 from .datamodule import SplitDataModule
-from .module import ClassifierModule, summary_metrics
+from .module import ClassifierModule
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +68,22 @@ def resolve_experiment(cfg: RunConfig) -> RunConfig:
 
 
 def class_weight_vector(spec: str, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
-    """Loss weights per class: 'none', 'balanced' (n / (k * count)) or comma-separated numbers."""
+    """Loss weights per class: 'none', 'balanced' (n / (k * count)) or comma-separated numbers.
+
+    Multi-label ``labels`` ``(n, K)``: BCE positive weights per finding; 'balanced' = negatives / positives
+    of each finding among its unmasked labels."""
     values = parse_class_weights(spec)
     if values is None:
         return None
+    if values == "balanced" and labels.ndim == 2:
+        pos, neg = np.nansum(labels == 1, axis=0), np.nansum(labels == 0, axis=0)
+        return torch.tensor(neg / np.maximum(pos, 1.0), dtype=torch.float32)
     if values == "balanced":
         counts = np.bincount(labels, minlength=n_classes).astype(float)
         return torch.tensor(len(labels) / (n_classes * np.maximum(counts, 1.0)), dtype=torch.float32)
     if len(values) != n_classes:
-        raise ConfigError(f"train.class_weights gives {len(values)} weights for {n_classes} classes.")
+        raise ConfigError(f"train.class_weights gives {len(values)} weights for {n_classes} "
+                          f"{'findings' if labels.ndim == 2 else 'classes'}; give one per {'finding' if labels.ndim == 2 else 'class'}.")
     return torch.tensor(values, dtype=torch.float32)
 
 
@@ -215,15 +222,16 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
     info = model_info(m.name)
     mean, std = info.mean_std(m.in_chans)
     model = create_model(m.name, num_classes=len(table.classes), in_chans=m.in_chans, pretrained=m.pretrained,
-                         weights=m.weights, dropout=m.dropout, pool=m.pool)
+                         weights=m.weights, dropout=m.dropout, pool=m.pool, multi_label=table.multi_label)
     prepare_model(model, cfg.train)  # channels-last and torch.compile when configured
-    train_labels = table.subset("train").labels
+    train_labels = table.subset("train").targets
     weights = class_weight_vector(cfg.train.class_weights, train_labels, len(table.classes))
-    module = ClassifierModule(model, table.classes, cfg, class_weights=weights)
+    module = ClassifierModule(model, table.classes, cfg, class_weights=weights, multi_label=table.multi_label)
     dm = SplitDataModule(table, cfg, mean, std, caches=build_caches(table, cfg))
 
     meta = build_meta(classes=table.classes, model_name=m.name, in_chans=m.in_chans, image_size=m.image_size,
-                      mean=mean, std=std, window=cfg.data.window, dropout=m.dropout, pool=m.pool, config=cfg.to_dict())
+                      mean=mean, std=std, window=cfg.data.window, dropout=m.dropout, pool=m.pool, config=cfg.to_dict(),
+                      task=table.task)
 
     if cfg.train.baseline and not run.baseline.exists():
         baseline = baseline_metrics(module, dm)
@@ -273,7 +281,7 @@ def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
                            num_workers=dm.cfg.train.num_workers, stall_timeout=dm.cfg.train.stall_timeout)
     with torch.no_grad():
         loss = float(module.loss(torch.from_numpy(pred.logits), torch.from_numpy(pred.labels)))
-    return {**summary_metrics(pred.labels, pred.probs, loss, "val"), "n_images": int(len(pred.labels))}
+    return {**module.summarize(pred.labels, pred.probs, loss, "val"), "n_images": int(len(pred.labels))}
 
 
 def build_caches(table: DataTable, cfg: RunConfig) -> dict:

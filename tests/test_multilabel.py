@@ -1,0 +1,371 @@
+"""Multi-label classification (issue 14): data forms, the uncertain policy, splits, metrics, training and serving."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from medclass.config import DataConfig
+from medclass.data.multilabel import apply_uncertain, resolve_task
+from medclass.data.sources import from_npz, load_source
+from medclass.data.splits import patient_groups, split_patients
+from medclass.errors import DatasetError
+
+FINDINGS = ("Effusion", "Mass", "Nodule")
+
+
+def write_multilabel_csv(root: Path, n_patients: int = 24, per_patient: int = 2, size: int = 32, seed: int = 0) -> Path:
+    """Images whose findings are learnable: Effusion = bright top half, Mass = bright disk, Nodule = bright corner.
+
+    Writes labels.csv with both forms: ``finding_labels`` (pipe list) and one 1/0 column per finding
+    (with a few -1 and blanks in 'Nodule')."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    rows = []
+    for p in range(n_patients):
+        for j in range(per_patient):
+            y = rng.random(3) < [0.4, 0.35, 0.3]
+            img = rng.normal(0.25, 0.05, (size, size))
+            if y[0]:
+                img[: size // 2] += 0.4
+            if y[1]:
+                img += 0.5 * (((yy - size // 2) ** 2 + (xx - size // 2) ** 2) < 30)
+            if y[2]:
+                img[-8:, -8:] += 0.6
+            name = f"images/p{p:03d}_{j}.png"
+            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / name)
+            listed = "|".join(f for f, v in zip(FINDINGS, y) if v) or "No Finding"
+            cols = {f: str(int(v)) for f, v in zip(FINDINGS, y)}
+            rows.append({"path": name, "patient": f"p{p:03d}", "finding_labels": listed, **cols})
+    df = pd.DataFrame(rows)
+    df.loc[1, "Nodule"], df.loc[3, "Nodule"] = "-1", ""
+    df.to_csv(root / "labels.csv", index=False)
+    return root / "labels.csv"
+
+
+@pytest.fixture(scope="module")
+def ml_csv(tmp_path_factory) -> Path:
+    return write_multilabel_csv(tmp_path_factory.mktemp("ml"))
+
+
+def test_task_rule():
+    assert resolve_task(DataConfig()) == "single_label"
+    assert resolve_task(DataConfig(labels_from="finding_labels")) == "multi_label"
+    assert resolve_task(DataConfig(label_columns=["a", "b"])) == "multi_label"
+    with pytest.raises(DatasetError, match="labels_from"):
+        resolve_task(DataConfig(task="multi_label"))
+
+
+def test_pipe_list_form(ml_csv):
+    table = load_source(DataConfig(path=str(ml_csv), patient_column="patient", labels_from="finding_labels"))
+    assert table.multi_label and table.classes == list(FINDINGS)
+    df = pd.read_csv(ml_csv, keep_default_na=False)
+    expected = np.array([[f in s.split("|") for f in FINDINGS] for s in df["finding_labels"]], dtype=np.float32)
+    np.testing.assert_array_equal(table.targets, expected)
+    assert table.frame.loc[df["finding_labels"] == "No Finding", "label"].eq("none").all()
+    with pytest.raises(DatasetError, match="single labels"):
+        load_source(DataConfig(path=str(ml_csv), labels_from="finding_labels", label_map={"Mass": "x"}))
+
+
+@pytest.mark.parametrize("policy, expected", [("ignore", np.nan), ("ones", 1.0), ("zeros", 0.0)])
+def test_column_form_and_uncertain_policy(ml_csv, policy, expected):
+    table = load_source(DataConfig(path=str(ml_csv), patient_column="patient", label_columns=list(FINDINGS),
+                                   uncertain=policy))
+    y = table.targets
+    assert y.shape == (48, 3)
+    for row in (1, 3):  # -1 (uncertain) and blank (missing)
+        assert (np.isnan(y[row, 2]) if np.isnan(expected) else y[row, 2] == expected)
+    assert not np.isnan(np.delete(y, [1, 3], axis=0)).any()
+
+
+def test_column_form_refuses_bad_cells(tmp_path, ml_csv):
+    df = pd.read_csv(ml_csv, dtype=str, keep_default_na=False)
+    df.loc[0, "Mass"] = "maybe"
+    df.to_csv(tmp_path / "bad.csv", index=False)
+    (tmp_path / "images").symlink_to(ml_csv.parent / "images")
+    with pytest.raises(DatasetError, match="'Mass' holds 'maybe'"):
+        load_source(DataConfig(path=str(tmp_path / "bad.csv"), label_columns=list(FINDINGS)))
+
+
+def test_uncertain_policy_values():
+    m = np.array([[1.0, -1.0, 0.0, np.nan]])
+    assert np.isnan(apply_uncertain(m, "ignore")[0, [1, 3]]).all()
+    assert apply_uncertain(m, "zeros").tolist() == [[1.0, 0.0, 0.0, 0.0]]
+
+
+def test_npz_multilabel(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {f"{s}_images": rng.integers(0, 255, (n, 28, 28), dtype=np.uint8) for s, n in (("train", 6), ("val", 2), ("test", 2))}
+    arrays.update({f"{s}_labels": rng.integers(0, 2, (n, 14)) for s, n in (("train", 6), ("val", 2), ("test", 2))})
+    np.savez(tmp_path / "chestmnist.npz", **arrays)
+    table = from_npz(tmp_path / "chestmnist.npz")
+    assert table.multi_label and len(table.classes) == 14
+    np.testing.assert_array_equal(table.targets[:6], arrays["train_labels"])
+    with pytest.raises(DatasetError, match=r"\(n, K\)"):
+        from_npz(tmp_path / "chestmnist.npz", task="single_label")
+
+
+def test_split_keeps_patients_and_spreads_findings(ml_csv):
+    table = load_source(DataConfig(path=str(ml_csv), patient_column="patient", labels_from="finding_labels"))
+    out = split_patients(table, 0.25, 0.25, seed=3)
+    assert out.multi_label
+    assert (out.frame.groupby(patient_groups(out.frame).to_numpy())["split"].nunique() == 1).all()
+    y = out.targets
+    for split in ("train", "val", "test"):
+        in_split = (out.frame["split"] == split).to_numpy()
+        assert (y[in_split] == 1).sum(axis=0).min() >= 1, f"a finding has no positive image in {split}"
+
+
+def test_data_check_counts_findings_per_split_and_warns_on_rare_ones(ml_csv, tmp_path):
+    from medclass.data.check import check_data
+
+    cfg = DataConfig(path=str(ml_csv), patient_column="patient", labels_from="finding_labels")
+    report = check_data(cfg, near_duplicates=False, workers=1)
+    rows = pd.DataFrame(report["counts"]["findings"])
+    assert set(rows["finding"]) == set(FINDINGS) and set(rows["split"]) == {"train", "val", "test"}
+    table = load_source(cfg)
+    assert rows["positive_images"].sum() == (table.targets == 1).sum()  # every positive is counted once
+    rare = [w for w in report["warnings"] if w["kind"] == "finding_too_rare"]
+    assert {w["details"][0]["finding"] for w in rare} == set(FINDINGS)  # 24 patients: too few positives in val/test
+
+
+# -- metrics and the mask ------------------------------------------------------------------------
+def _random_multilabel(seed: int = 0, n: int = 60, k: int = 3, masked: float = 0.2):
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, k)) < 0.4).astype(float)
+    p = np.clip(0.35 * y + rng.random((n, k)) * 0.65, 0, 1)
+    y[rng.random((n, k)) < masked] = np.nan
+    return y, p
+
+
+def test_per_finding_metrics_match_sklearn():
+    from sklearn.metrics import average_precision_score, recall_score, roc_auc_score
+
+    from medclass.metrics.multilabel import macro_auc, micro_auc, per_finding_metrics
+
+    y, p = _random_multilabel()
+    thresholds = [0.4, 0.5, 0.6]
+    rows = per_finding_metrics(y, p, list(FINDINGS), thresholds, n_boot=0)
+    for k, row in enumerate(rows):
+        keep = ~np.isnan(y[:, k])
+        yk, pk = y[keep, k].astype(int), p[keep, k]
+        assert row["n"] == keep.sum() and row["masked"] == (~keep).sum() and row["positives"] == yk.sum()
+        assert row["roc_auc"] == pytest.approx(roc_auc_score(yk, pk))
+        assert row["pr_auc"] == pytest.approx(average_precision_score(yk, pk))
+        decided = (pk >= thresholds[k]).astype(int)
+        assert row["sensitivity"] == pytest.approx(recall_score(yk, decided))
+        assert row["specificity"] == pytest.approx(recall_score(1 - yk, 1 - decided))
+    aucs = [roc_auc_score(y[~np.isnan(y[:, k]), k], p[~np.isnan(y[:, k]), k]) for k in range(3)]
+    assert macro_auc(y, p) == pytest.approx(np.mean(aucs))
+    keep = ~np.isnan(y)
+    assert micro_auc(y, p) == pytest.approx(roc_auc_score(y[keep], p[keep]))
+
+
+def test_per_finding_cis_resample_patients():
+    from medclass.metrics.multilabel import per_finding_metrics
+
+    y, p = _random_multilabel(1)
+    groups = [f"p{i // 3}" for i in range(len(y))]
+    row = per_finding_metrics(y, p, list(FINDINGS), [0.5] * 3, groups, n_boot=200)[0]
+    assert row["roc_auc_low"] <= row["roc_auc"] <= row["roc_auc_high"]
+
+
+def test_masked_labels_leave_loss_and_metrics_untouched():
+    import torch
+
+    from medclass.config import RunConfig
+    from medclass.metrics.multilabel import finding_aucs, label_accuracy, per_finding_metrics
+    from medclass.models import create_model
+    from medclass.training.module import ClassifierModule
+
+    y, p = _random_multilabel(2)
+    masked = np.isnan(y)
+    other_p = p.copy()
+    other_p[masked] = 1 - other_p[masked]  # change the probabilities at masked positions only
+    assert np.allclose(finding_aucs(y, p), finding_aucs(y, other_p))
+    assert label_accuracy(y, p) == label_accuracy(y, other_p)
+    assert per_finding_metrics(y, p, list(FINDINGS), [0.5] * 3, n_boot=0) == \
+        per_finding_metrics(y, other_p, list(FINDINGS), [0.5] * 3, n_boot=0)
+
+    module = ClassifierModule(create_model("simple_cnn", 3, in_chans=1, multi_label=True), list(FINDINGS), RunConfig(),
+                              class_weights=torch.tensor([1.0, 2.0, 0.5]), multi_label=True)
+    logits = torch.randn(len(y), 3)
+    other_logits = logits.clone()
+    other_logits[torch.from_numpy(masked)] += 5.0  # change the logits at masked positions only
+    target = torch.from_numpy(y).float()
+    base = module.per_sample_loss(logits, target)
+    assert torch.allclose(base, module.per_sample_loss(other_logits, target))
+    # and the masked positions are not read as 0 or 1
+    as_zero = module.per_sample_loss(logits, torch.nan_to_num(target, nan=0.0))
+    assert not torch.allclose(base, as_zero)
+    # an unmasked change does change the loss (the test can fail)
+    other_logits[~torch.from_numpy(masked)] += 1.0
+    assert not torch.allclose(base, module.per_sample_loss(other_logits, target))
+
+
+def test_balanced_positive_weights():
+    from medclass.training.runner import class_weight_vector
+
+    y = np.array([[1, 0], [0, 0], [0, np.nan], [1, 1]], dtype=float)
+    np.testing.assert_allclose(class_weight_vector("balanced", y, 2).numpy(), [1.0, 2.0])
+
+
+def test_checkpoint_meta_task_and_thresholds():
+    from medclass.artifacts.meta import CheckpointMeta, build_meta
+    from medclass.errors import CheckpointError
+
+    meta = build_meta(classes=list(FINDINGS), model_name="simple_cnn", in_chans=1, image_size=32, mean=[0.5],
+                      std=[0.25], task="multi_label").with_decision(0.5, "youden", 1.0, [0.2, 0.4, 0.6])
+    again = CheckpointMeta.from_dict(meta.to_dict())
+    assert again.multi_label and again.finding_thresholds == (0.2, 0.4, 0.6) and again.model.num_outputs == 3
+    old = {k: v for k, v in meta.to_dict().items() if k not in ("task", "thresholds")}
+    old["model"] = {**old["model"], "num_outputs": 3}
+    assert CheckpointMeta.from_dict(old).task == "single_label"  # files without a task are single-label
+    with pytest.raises(CheckpointError, match="thresholds"):
+        CheckpointMeta.from_dict({**meta.to_dict(), "thresholds": [0.5]})
+
+
+# -- end to end: train, evaluate, predict through every serving path -------------------------------
+@pytest.fixture(scope="module")
+def ml_run(ml_csv, tmp_path_factory):
+    from medclass.config import RunConfig, apply_overrides
+    from medclass.training.runner import train
+
+    workspace = tmp_path_factory.mktemp("ws")
+    cfg = apply_overrides(RunConfig(), [
+        f"data.path={ml_csv}", "data.patient_column=patient", "data.labels_from=finding_labels",
+        "data.near_duplicates=false", "model.name=simple_cnn", "model.in_chans=1", "model.image_size=32",
+        "train.epochs=1", "train.batch_size=8", "train.num_workers=0", "train.class_weights=balanced",
+        f"workspace={workspace}", "experiment=ml"])
+    return train(cfg, progress=False)
+
+
+def test_train_writes_macro_auc_and_per_finding_thresholds(ml_run):
+    from medclass.artifacts import read_meta
+
+    assert {"val_auc", "train_auc"} <= set(ml_run.metrics.columns)
+    assert "val_auc" in ml_run.baseline
+    meta = read_meta(ml_run.best_checkpoint)
+    assert meta.multi_label and meta.classes == FINDINGS and len(meta.thresholds) == 3
+    assert meta.run_config.data.uncertain == "ignore"
+
+
+def test_evaluate_reports_every_finding(ml_run):
+    from medclass.evaluation.evaluate import evaluate
+
+    res = evaluate(ml_run.run_dir, n_boot=20, num_workers=0, cam_samples=1)
+    rows = res.metrics["findings"]["per_finding"]
+    assert [r["finding"] for r in rows] == list(FINDINGS)
+    assert all("roc_auc_low" in r for r in rows if r["positives"] and r["positives"] < r["n"])
+    assert res.metrics["leak_check"]["clean"] is True
+    html = res.files["report"].read_text()
+    for sid in ("findings", "patients", "curves", "cooccurrence", "most-wrong"):
+        assert f'id="{sid}"' in html
+    from medclass.cli.evaluate import findings_table
+
+    assert findings_table(res.metrics, "t").row_count == len(FINDINGS)
+    df = res.predictions
+    assert {f"prob_{f}" for f in FINDINGS} <= set(df.columns) and {f"pred_{f}" for f in FINDINGS} <= set(df.columns)
+
+
+def test_checkpoint_predicts_through_every_serving_path(ml_run, ml_csv, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from medclass.serving.api import create_api
+    from medclass.serving.export import export_model
+    from medclass.serving.predictor import Predictor
+
+    images = sorted((ml_csv.parent / "images").glob("*.png"))[:4]
+    predictor = Predictor.from_checkpoint(ml_run.best_checkpoint)
+    probs = predictor.predict_proba([str(p) for p in images])
+    assert probs.shape == (4, 3) and not np.allclose(probs.sum(axis=1), 1.0)  # independent sigmoids
+    thresholds = np.array(predictor.meta.finding_thresholds)
+    expected = ["|".join(f for f, on in zip(FINDINGS, row >= thresholds) if on) or "none" for row in probs]
+    assert predictor.predict([str(p) for p in images]) == expected
+    table = predictor.predict_files([str(p) for p in images], progress=False)
+    assert table[[f"pred_{f}" for f in FINDINGS]].to_numpy().astype(bool).tolist() == (probs >= thresholds).tolist()
+    overlay, _ = predictor.explain(str(images[0]), target_class=2)  # Grad-CAM of one finding
+    assert overlay.ndim == 3
+    from medclass.evaluation.explain_images import explain_images
+
+    row = explain_images(ml_run.best_checkpoint, [str(images[0])], tmp_path / "cams", target_class="Nodule", device="cpu")[0]
+    assert row["explained_class"] == "Nodule" and row["predicted"] == expected[0]
+    assert row["probability"] == pytest.approx(probs[0, 2], abs=1e-5)
+
+    with TestClient(create_api(ml_run.best_checkpoint)) as client:
+        answer = client.post("/predict", files={"file": (images[0].name, images[0].read_bytes(), "image/png")}).json()
+    assert answer["probabilities"] == pytest.approx(dict(zip(FINDINGS, probs[0].tolist())), abs=1e-5)
+    assert answer["findings"] == dict(zip(FINDINGS, (probs[0] >= thresholds).tolist()))
+    assert answer["decision"] == expected[0]
+
+    from medclass.serving.webapp import _decision_text  # the web app's answer lists every finding
+
+    text = _decision_text(predictor, probs[0], expected[0])
+    assert all(f"{f}: {'present' if on else 'absent'}" in text for f, on in zip(FINDINGS, probs[0] >= thresholds))
+
+    onnx = export_model(ml_run.best_checkpoint, "onnx", tmp_path / "ml.onnx")
+    via_onnx = Predictor.from_checkpoint(ml_run.best_checkpoint, onnx=onnx)
+    np.testing.assert_allclose(via_onnx.predict_proba([str(p) for p in images]), probs, atol=1e-5)
+
+
+def test_patient_aggregation_of_findings():
+    from medclass.metrics.multilabel import aggregate_findings
+
+    y = np.array([[0, np.nan, 1], [1, np.nan, 0], [0, 0, np.nan]])
+    p = np.array([[0.1, 0.5, 0.9], [0.7, 0.2, 0.3], [0.4, 0.6, 0.2]])
+    ids, y_pat, p_pat = aggregate_findings(y, p, ["a", "a", "b"])
+    assert ids.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(y_pat, [[1, np.nan, 1], [0, 0, np.nan]])
+    np.testing.assert_allclose(p_pat, [[0.7, 0.5, 0.9], [0.4, 0.6, 0.2]])
+
+
+# -- the recipes on the real data (reduced) --------------------------------------------------------
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SMALL = ["train.num_workers=0", "train.seed=0", "model.name=simple_cnn", "model.image_size=48", "train.epochs=2",
+         "data.near_duplicates=false"]
+
+
+def _recipe(rel: str, shared_data: Path, tmp_path: Path, overrides: list[str]):
+    from medclass.config import apply_overrides, load_config
+
+    cfg = load_config(EXAMPLES / rel)
+    data_path = cfg.data.path.replace("../shared/data", str(shared_data), 1)
+    return apply_overrides(cfg, [f"data.path={data_path}", f"workspace={tmp_path / 'ws'}", *SMALL, *overrides])
+
+
+@pytest.mark.slow
+def test_recipe8_nih_findings(shared_data, tmp_path):
+    # Reductions: about 20 images per stratification key, 48 px, simple_cnn, 2 epochs (recipe: 1000 images,
+    # resnet18 at 128 px, 10 epochs). Checks that every NIH finding is read and scored, not that it is learnt.
+    from medclass.evaluation.evaluate import evaluate
+    from medclass.training import train
+
+    result = train(_recipe("8_nih_multilabel/config.yaml", shared_data, tmp_path, ["data.limit_per_class=20"]),
+                   progress=False)
+    res = evaluate(result.run_dir, n_boot=50, num_workers=0, cam_samples=0)
+    assert len(res.metrics["findings"]["per_finding"]) == 14
+    assert np.isfinite(res.metrics["findings"]["summary"]["macro_auc"])
+
+
+@pytest.mark.slow
+def test_recipe9_fundus_flags(shared_data, tmp_path):
+    import importlib.util
+
+    from medclass.evaluation.evaluate import evaluate
+    from medclass.training import train
+
+    spec = importlib.util.spec_from_file_location("make_manifest", EXAMPLES / "9_fundus_multilabel" / "make_manifest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    manifest = module.main(shared_data / "fundus_odir", tmp_path / "eyes.csv")
+    result = train(_recipe("9_fundus_multilabel/config.yaml", shared_data, tmp_path, [
+        f"data.path={manifest}", f"data.image_root={shared_data / 'fundus_odir' / 'images'}", "data.limit_per_class=15"]),
+        progress=False)
+    res = evaluate(result.run_dir, n_boot=50, num_workers=0, cam_samples=0)
+    assert [r["finding"] for r in res.metrics["findings"]["per_finding"]] == list("NDGCAHMO")
+    split = pd.read_csv(result.run_dir / "split.csv")
+    assert (split.groupby("patient")["split"].nunique() == 1).all()  # both eyes of a patient on one side
