@@ -5,6 +5,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medclass.config import DEFAULT_DATA, DataConfig
@@ -77,9 +78,18 @@ def test_an_existing_path_wins_over_a_name(tmp_path: Path, monkeypatch: pytest.M
     assert resolve_named(DataConfig(path="kermany_cxr")).path == "kermany_cxr"
 
 
-def test_multi_label_sets_are_refused_before_downloading(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("MEDCLASS_DATA_DIR", str(tmp_path))
-    with pytest.raises(DatasetError, match="multi-label"):
-        load_source(DataConfig(path="chestmnist_64"))
-    assert not any(tmp_path.iterdir())
-    assert DATASETS["chestmnist_64"].multi_label
+def test_multi_label_sets_are_read_as_multi_label_with_their_finding_names(monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path: Path) -> None:
+    """ChestMNIST's (n, 14) labels: a multi-label table whose findings are the catalog's names (was refused)."""
+    from medclass.data import download
+
+    rng = np.random.default_rng(0)
+    arrays = {f"{s}_{k}": (rng.integers(0, 256, (6, 28, 28), dtype=np.uint8) if k == "images"
+                           else rng.integers(0, 2, (6, 14), dtype=np.uint8))
+              for s in ("train", "val", "test") for k in ("images", "labels")}
+    np.savez(tmp_path / "chestmnist_64.npz", **arrays)
+    monkeypatch.setattr(download, "fetch", lambda ds, progress=True: tmp_path / "chestmnist_64.npz")
+    table = load_source(DataConfig(path="chestmnist_64"))
+    assert DATASETS["chestmnist_64"].multi_label and table.multi_label
+    assert table.classes == list(DATASETS["chestmnist_64"].class_names) and len(table.classes) == 14
+    assert table.targets.shape == (18, 14)

@@ -27,7 +27,7 @@ class MedMNISTSet:
     licence: str
     classes: tuple[str, ...]  # class names in label order (0, 1, ...)
     md5: tuple[str, str, str, str]  # MD5 of the 28, 64, 128 and 224 px files
-    multi_label: bool = False  # labels are (n, k) 0/1 findings; medclass trains single-label data only
+    multi_label: bool = False  # labels are (n, k) 0/1 findings (read as multi-label data)
 
 
 _ORGANS = ("bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right", "liver", "lung-left",

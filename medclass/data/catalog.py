@@ -50,7 +50,7 @@ class NamedDataset:
     citation: str
     archive: str = ""  # '' | 'zip' | 'tar': unpacked once into the cache beside the download
     class_names: tuple[str, ...] = ()  # names of numeric labels (MedMNIST), in label order
-    multi_label: bool = False  # refused before downloading: medclass trains single-label data only
+    multi_label: bool = False  # labels are (n, K) 0/1 findings: read as multi-label data (class_names = the findings)
     note: str = ""  # anything a user must know (e.g. a missing checksum)
     preset: str = ""  # the data preset its files need (data.presets), applied when data.preset is ''
 
@@ -95,7 +95,7 @@ def _medmnist_sets() -> list[NamedDataset]:
                 known_hash=f"md5:{md5}", file=_medmnist.file_name(s.flag, size), images=s.images,
                 size=f"{size} px x {s.channels} ch, {pixels / 1e6:,.0f} MB of pixels", licence=s.licence,
                 citation=_medmnist.CITATION, class_names=s.classes, multi_label=s.multi_label,
-                note="multi-label: listed for completeness, not trainable with medclass" if s.multi_label else "",
+                note=f"multi-label: {len(s.classes)} findings per image (read as multi-label data)" if s.multi_label else "",
             ))
     return out
 
@@ -127,9 +127,6 @@ def dataset_path(name: str, progress: bool = True) -> Path:
     ds = get_dataset(name)
     if ds.embedded:
         return sample_path()
-    if ds.multi_label:
-        raise DatasetError(f"{name} is multi-label ({len(ds.class_names)} findings per image); medclass trains "
-                           "single-label data only, so it is not downloaded.")
     from .download import fetch
 
     return fetch(ds, progress=progress)
