@@ -16,14 +16,14 @@ from ._common import console, friendly_errors
 def datasets_table(found: list[NamedDataset]) -> Table:
     """A rich table of ``found``: name, images, size, licence, checksum and whether it is here already."""
     table = Table(title=f"Data sets by name ({len(found)}): use --data NAME")
-    for column in ("name", "images", "size", "licence", "checksum", "where"):
+    for column in ("name", "images", "size", "licence", "checksum", "task", "where"):
         table.add_column(column, justify="right" if column == "images" else "left", no_wrap=column == "name")
     for d in found:
         where = "in the package" if d.embedded else "cached" if (cache_dir() / d.name / d.file).is_file() \
             else "downloaded on first use"
         checksum = "- (shipped)" if d.embedded else d.known_hash.split(":")[0].upper() if d.known_hash else "none published"
-        table.add_row(d.name, f"{d.images:,}", d.size, d.licence,
-                      "multi-label: not trainable" if d.multi_label else checksum, where)
+        table.add_row(d.name, f"{d.images:,}", d.size, d.licence, checksum,
+                      f"multi-label ({len(d.class_names)})" if d.multi_label else "single-label", where)
     return table
 
 
