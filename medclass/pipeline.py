@@ -9,7 +9,7 @@ Example:
     >>> from medclass.pipeline import quickstart
     >>> out = quickstart(epochs=2, image_size=64)   # doctest: +SKIP
     >>> out["report"]                                # doctest: +SKIP
-    PosixPath('workspace/quickstart/resnet18-64px/evaluation/report.html')
+    PosixPath('workspace/quickstart/chest_xray_sample-resnet18-64px/report.html')
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import logging
 from pathlib import Path
 
 from .artifacts import RunDir
-from .config import DEFAULT_DATA, RunConfig, apply_overrides
+from .config import DEFAULT_DATA, RunConfig, apply_overrides, load_config
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,29 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     from .training import train
 
     cfg = apply_overrides(RunConfig(), [
-        f"data.path={data}", "data.preset=kermany_chest_xray", f"workspace={workspace}", "project=quickstart", f"experiment={model}-{image_size}px",
+        f"data.path={data}", "data.preset=kermany_chest_xray", f"workspace={workspace}", "project=quickstart",
+        f"experiment={_data_name(data)}-{model}-{image_size}px",
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
         f"train.epochs={epochs}", "train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc",
         *(overrides or []),
     ]).validate()
     run = RunDir(cfg.run_dir())
+    if run.is_resumable:  # continue an interrupted (or finished) quickstart only if it is the same job
+        stored = load_config(run.config).to_dict()
+        changed = sorted(f"{section}.{key}" for section, fields in cfg.to_dict().items() if isinstance(fields, dict)
+                         for key, value in fields.items() if stored.get(section, {}).get(key) != value)
+        if changed:
+            raise ConfigError(f"{run.path} holds a quickstart run with other settings ({', '.join(changed[:5])}); "
+                              "remove that folder, or name another experiment with --set experiment=NAME.")
     check = check_data(cfg.data, out=run.data_check, cache_dir=Path(workspace) / ".cache")
     result = train(resume=run.path, progress=progress) if run.is_resumable else train(cfg, progress=progress)
     evaluation = evaluate(result.run_dir, split="test")
     return {"data_check": run.data_check / REPORT_FILE, "run_dir": result.run_dir, "baseline": result.baseline,
             "evaluation": evaluation, "report": evaluation.files.get("report"), "check": check,
             "wall_time_s": result.wall_time_s}
+
+
+def _data_name(data: str) -> str:
+    """A short name of the data for the experiment folder: a data-set name, else the folder or file stem."""
+    return Path(data).stem or "data"
+
