@@ -24,11 +24,13 @@ def test_quickstart_without_data_runs_on_the_embedded_sample(tmp_path: Path) -> 
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["path"] == "chest_xray_sample"
     assert (run / "report.html").is_file() and (run / "metrics.json").is_file()
     assert "data check: 80 images" in out.output and "roc_auc" in out.output
+    args = ["quickstart", "--workspace", str(tmp_path), "--model", "simple_cnn", "--image-size", "32", "--epochs", "1",
+            "--set", "train.num_workers=0", "--set", "data.near_duplicates=false"]
+    # the same command again continues the same (finished) run: its stored config round-trips unchanged
+    same = CliRunner().invoke(app, [*args, "--set", "data.limit_per_class=40"])
+    assert same.exit_code == 0 and "roc_auc" in same.output, same.output
     # the same folder with other settings is refused, not silently resumed (it evaluated the old model before)
-    again = CliRunner().invoke(app, [
-        "quickstart", "--workspace", str(tmp_path), "--model", "simple_cnn", "--image-size", "32", "--epochs", "1",
-        "--set", "data.limit_per_class=30", "--set", "train.num_workers=0", "--set", "data.near_duplicates=false",
-    ])
+    again = CliRunner().invoke(app, [*args, "--set", "data.limit_per_class=30"])
     assert again.exit_code == 2 and "other settings (data.limit_per_class)" in again.output, again.output
 
 
