@@ -72,6 +72,7 @@ class DataConfig:
     val_fraction: UnitFraction = 0.15  # share of patients for validation (used when the source has no split)
     test_fraction: UnitFraction = 0.15  # share of patients for the test set (used when the source has no split)
     keep_source_split: bool = True  # keep train/val/test folders or a split column when the source has them
+    split_seed: Annotated[int, Interval(ge=-1, lt=2**32)] = -1  # seed of the patient split and data.limit_per_class (-1 = train.seed); fix it to compare training seeds on one split
     duplicates: DuplicatePolicy = "drop"  # leak audit policy for images shared across splits (merge: link them into one patient before splitting)
     near_duplicates: bool = True  # also look for near-duplicates by perceptual hash
     quality_filter: bool = True  # drop blank, near-constant, tiny or unreadable images (each is reported)
@@ -119,6 +120,7 @@ class TrainConfig:
     channels_last: Switch = "auto"  # channels-last memory format of model and batches: auto (on a GPU) | true | false
     compile: bool = False  # torch.compile the model (slower first steps; measure with bench/bench_gpu.py before relying on it)
     label_smoothing: UnitFraction = 0.0  # cross-entropy label smoothing
+    ema: UnitFraction = 0.0  # exponential moving average of the weights, decay per step (e.g. 0.99; 0 = off): validated, saved and evaluated instead of the raw weights
     precision: Precision = "auto"  # Lightning precision (auto: bf16/16-mixed on GPU, 32 on CPU)
     accumulate: PosInt = 1  # gradient accumulation steps
     devices: Devices = "auto"  # Lightning devices
@@ -163,6 +165,15 @@ class RunConfig:
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         """Build from a nested dict; unknown keys and values of the wrong type raise :class:`ConfigError`."""
         return coerce_section(cls, d or {}, "")
+
+    @property
+    def split_seed(self) -> int:
+        """The seed of the patient split: ``data.split_seed``, or ``train.seed`` when that is -1.
+
+        >>> RunConfig().split_seed
+        42
+        """
+        return self.train.seed if self.data.split_seed < 0 else self.data.split_seed
 
     def run_dir(self) -> Path:
         """``workspace/<project>/<experiment>``."""

@@ -99,6 +99,16 @@ def test_score_metrics_match_sklearn(case: str) -> None:
     assert M.brier_score(y, p) == pytest.approx(skm.brier_score_loss(y, P if k > 2 else P[:, 1], labels=list(range(k))), abs=TOL)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if M.as_prob_matrix(CASES[c][1]).shape[1] == 2])
+@pytest.mark.parametrize("spec", [0.0, 0.5, 0.9, 0.95, 1.0])
+def test_sensitivity_at_specificity_matches_roc_curve(case: str, spec: float) -> None:
+    """The best sensitivity with specificity >= spec, read off scikit-learn's full ROC curve."""
+    y, p = CASES[case]
+    fpr, tpr, _ = skm.roc_curve(y, M.as_prob_matrix(p)[:, 1], drop_intermediate=False)
+    expected = tpr[fpr <= 1 - spec + 1e-12].max()
+    assert M.sensitivity_at_specificity(y, p, spec) == pytest.approx(expected, abs=TOL)
+
+
 def _ece_by_hand(y: np.ndarray, P: np.ndarray, n_bins: int) -> float:
     conf, hit = (P[:, 1], y == 1) if P.shape[1] == 2 else (P.max(1), P.argmax(1) == y)
     total = 0.0

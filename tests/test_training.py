@@ -107,6 +107,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data: Path, tmp_pat
     _assert_same_run(straight.run_dir, resumed)
 
 
+def test_resume_with_ema_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
+    """train.ema: killed mid-epoch, resumed: both weight sets come back from the training state (same run as unbroken)."""
+    over = {**DEFAULTS, "train.ema": "0.8", "train.num_workers": "0"}
+    straight = train(tiny_config(tiny_data, tmp_path / "a", **over), progress=False)
+    resumed = _interrupted_run(tiny_config(tiny_data, tmp_path / "b", **over), ["batch:1:1"], tmp_path)
+    _assert_same_run(straight.run_dir, resumed)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("settings, points", [
     (DEFAULTS, ["validation:1", "checkpoint:1", "epoch_start:2", "export:2", "sigint:2:1", "fit_end"]),
@@ -332,3 +340,19 @@ def test_early_stopping_is_announced(tmp_path):
     result = train(cfg, progress=False)  # lr 1e-12 (0 is refused): the weights do not move, val_loss never improves after epoch 1
     assert len(result.metrics) == 2
     assert result.early_stop == "val_loss did not improve for 1 epochs: stopped after epoch 2 of 4"
+
+
+def test_ema_exports_the_averaged_weights_that_were_validated(tiny_data: Path, tmp_path: Path) -> None:
+    """train.ema: the exported best/last files hold Lightning's averaged weights (those it validated), not the raw ones."""
+    cfg = tiny_config(tiny_data, tmp_path, **{"train.epochs": "2", "train.ema": "0.9", "train.monitor": "val_auc"})
+    run = train(cfg, progress=False).run_dir
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    averaged = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    raw = {k.removeprefix("model."): v for k, v in state["current_model_state"].items() if k.startswith("model.")}
+    last = load_file(run / "last.safetensors")
+    assert last.keys() == averaged.keys()
+    for key, value in last.items():
+        torch.testing.assert_close(value, averaged[key], rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(raw[k], averaged[k]) for k in last if raw[k].is_floating_point())
+    model, meta = load_checkpoint(run / "best.safetensors")
+    assert meta.run_config.train.ema == 0.9 and model(torch.zeros(1, 1, 32, 32)).shape == (1, 1)

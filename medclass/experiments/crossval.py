@@ -149,7 +149,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     if previous is None:  # a resumed run keeps the files that describe its folds
         save_config(cfg, cv.config)
         write_json(cv.state, {"k": folds})
-    table, fp = prepare_folds(cfg.data, folds, seed=cfg.train.seed, out_dir=out_dir if previous is None else None,
+    table, fp = prepare_folds(cfg.data, folds, seed=cfg.split_seed, out_dir=out_dir if previous is None else None,
                               cache_dir=Path(cfg.workspace) / ".cache")
     if previous is not None and not previous.equals(_fold_key(io.StringIO(table.frame.to_csv(index=False)))):
         raise ConfigError(f"Cannot resume {out_dir}: the data in {cfg.data.path} no longer gives the folds of the "

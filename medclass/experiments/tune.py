@@ -239,7 +239,7 @@ def tune(cfg: RunConfig, n_trials: int, study_name: str = "", storage: str | Pat
         table = None
         if not any(key.startswith("data.") for key in space):  # one split for every trial
             out_dir.mkdir(parents=True, exist_ok=True)
-            table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=out_dir, cache_dir=Path(cfg.workspace) / ".cache")
+            table = prepare_data(cfg.data, seed=cfg.split_seed, out_dir=out_dir, cache_dir=Path(cfg.workspace) / ".cache")
         log.info("study %s: %d finished trial(s), running %d more (storage %s)", study_name, finished, remaining, url)
         study.optimize(_objective(cfg, space, study_name, table, progress), n_trials=remaining, timeout=timeout,
                        catch=(RuntimeError,), gc_after_trial=True)

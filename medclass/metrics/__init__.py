@@ -18,7 +18,7 @@ from .metrics import (
     UndefinedMetricWarning, accuracy, as_prob_matrix, balanced_accuracy, best_mode, brier_score, calibration_bins,
     check_inputs, classification_report_dict, compute_metrics, confusion_matrix, expected_calibration_error,
     f1_score, metric_names, npv, per_class_accuracy, ppv, pr_auc, precision, predict_labels, recall, roc_auc,
-    scalar_metric, sensitivity, specificity,
+    scalar_metric, sensitivity, sensitivity_at_specificity, specificity,
 )
 from .patients import aggregate_by_patient, natural_key, patient_errors
 from .stats import delong_test, describe_difference, paired_bootstrap_auc
@@ -32,5 +32,5 @@ __all__ = [
     "expected_calibration_error", "f1_score", "fit_temperature", "metric_names", "natural_key", "npv",
     "paired_bootstrap_auc", "parse_rule", "patient_errors", "per_class_accuracy", "percentile_interval", "ppv",
     "pr_auc", "precision", "predict_labels", "recall", "reliability_curve", "resample_weights", "roc_auc",
-    "scalar_metric", "sensitivity", "specificity", "temperature_nll",
+    "scalar_metric", "sensitivity", "sensitivity_at_specificity", "specificity", "temperature_nll",
 ]

@@ -34,6 +34,7 @@ from ._metric_inputs import (ArrayLike, Metric, UndefinedMetricWarning, _nanavg,
                              _warn_nan, _weights, as_labels, as_prob_matrix, check_inputs)
 
 ECE_BINS = 10  # default number of equal-width bins of the ECE and the reliability curve
+SCREENING_SPECIFICITY = 0.90  # specificity floor of the reported ``sensitivity_at_spec90`` (a screening operating point)
 
 
 def predict_labels(probs: ArrayLike, threshold: float = 0.5) -> np.ndarray:
@@ -225,6 +226,43 @@ def _ap_ovr(pos: np.ndarray, score: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.divide((Pw * prec).sum(1), total, out=np.full(len(W), np.nan), where=total > 0)
 
 
+def _sens_at_spec(pos: np.ndarray, score: np.ndarray, W: np.ndarray, min_specificity: float) -> np.ndarray:
+    """Highest true-positive rate over thresholds whose false-positive rate is <= 1 - ``min_specificity``."""
+    Pw, Nw = _tied_sums(pos, score, W, descending=True)
+    npos, nneg = Pw.sum(1, keepdims=True), Nw.sum(1, keepdims=True)
+    ok = (npos[:, 0] > 0) & (nneg[:, 0] > 0)
+    tpr = np.divide(np.cumsum(Pw, 1), npos, out=np.zeros_like(Pw), where=npos > 0)
+    fpr = np.divide(np.cumsum(Nw, 1), nneg, out=np.ones_like(Nw), where=nneg > 0)
+    best = np.where(fpr <= 1.0 - min_specificity + 1e-12, tpr, 0.0).max(1, initial=0.0)
+    return np.where(ok, best, np.nan)
+
+
+def sensitivity_at_specificity(y_true: ArrayLike, probs: ArrayLike, min_specificity: float = SCREENING_SPECIFICITY,
+                               sample_weight: ArrayLike | None = None) -> Metric:
+    """Binary: the best sensitivity any threshold reaches while specificity stays >= ``min_specificity``.
+
+    The ROC curve read at a fixed specificity (threshold-free, like the AUC): what a screening
+    tool that may flag at most 10 % of healthy images finds. NaN (with a warning) without positives
+    or negatives. Equals ``max(tpr[fpr <= 1 - s])`` of ``sklearn.metrics.roc_curve``.
+
+    >>> sensitivity_at_specificity([0, 0, 0, 1, 1], [0.1, 0.2, 0.7, 0.6, 0.9], min_specificity=0.6)
+    1.0
+    >>> sensitivity_at_specificity([0, 0, 0, 1, 1], [0.1, 0.2, 0.7, 0.6, 0.9], min_specificity=0.9)
+    0.5
+    """
+    y, P = check_inputs(y_true, probs)
+    if P.shape[1] != 2:
+        raise ValueError(f"sensitivity_at_specificity is a binary metric; probs has {P.shape[1]} classes.")
+    if not 0.0 <= min_specificity <= 1.0:
+        raise ValueError(f"min_specificity must lie in [0, 1]; got {min_specificity}.")
+    W, scalar = _weights(sample_weight, len(y))
+    values = _sens_at_spec(y == 1, P[:, 1], W, float(min_specificity))
+    if np.isnan(values).any():
+        warnings.warn("sensitivity at specificity is undefined without positive and negative images; returning NaN.",
+                      UndefinedMetricWarning, stacklevel=2)
+    return _out(values, scalar)
+
+
 def _score_metric(core: Callable, name: str, y_true, probs, average, sample_weight) -> Metric:
     y, P = check_inputs(y_true, probs)
     W, scalar = _weights(sample_weight, len(y))
@@ -344,7 +382,8 @@ _COMMON = {
     "ece": _scored(expected_calibration_error),
 }
 _BINARY = {"sensitivity": _decided(sensitivity), "specificity": _decided(specificity), "ppv": _decided(ppv),
-           "npv": _decided(npv), "f1": _decided(f1_score)}
+           "npv": _decided(npv), "f1": _decided(f1_score),
+           "sensitivity_at_spec90": lambda y, P, d, w: sensitivity_at_specificity(y, P, SCREENING_SPECIFICITY, w)}
 
 
 def metric_names(n_classes: int) -> list[str]:

@@ -1,4 +1,4 @@
-"""Callbacks of the training loop: the per-epoch ``metrics.csv``, best/last exports and the resume state.
+"""Callbacks of the training loop: the per-epoch ``metrics.csv``, best/last exports, the resume state, EMA weights.
 
 All three run after the LightningModule's own ``on_train_epoch_end`` (they subclass Lightning's
 ``Checkpoint``, which Lightning calls last), so they see the epoch's validation metrics and the
@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint
+from pytorch_lightning.callbacks import Checkpoint, EMAWeightAveraging
 
 from ..artifacts import CheckpointMeta, RunDir, save_checkpoint
 from ..errors import CheckpointError
@@ -59,19 +59,37 @@ class MetricsCSV(Checkpoint):
         atomic_write_text(self.path, frame[CSV_COLUMNS].to_csv(index=False))
 
 
+class EMAWeights(EMAWeightAveraging):
+    """Lightning's EMA callback (torch's ``AveragedModel``, parameters and BatchNorm buffers, updated every step).
+
+    Lightning validates the averaged weights and keeps both sets in the resume state; this subclass
+    only hands the averaged network to :class:`ExportCheckpoints`, so the exported ``best`` and
+    ``last`` files hold the weights that were validated.
+    """
+
+    def __init__(self, decay: float) -> None:
+        super().__init__(decay=decay, use_buffers=True)
+
+    def exported(self, module: pl.LightningModule) -> torch.nn.Module:
+        """The network to export: the averaged copy once training has begun, else the module's own."""
+        average = getattr(self, "_average_model", None)
+        return average.module.model if average is not None else module.model
+
+
 class ExportCheckpoints(Checkpoint):
     """Writes ``last.safetensors`` every epoch and ``best.safetensors`` when the monitored metric improves.
 
     ``meta`` is the checkpoint metadata (classes, preprocessing, config...); each save adds the
     epoch's metrics. The best score is saved in the Lightning checkpoint, so a resumed run compares
-    with the right one.
+    with the right one. ``ema`` (when the run averages its weights) supplies the network to save.
     """
 
-    def __init__(self, run: RunDir, monitor: str, meta: CheckpointMeta) -> None:
+    def __init__(self, run: RunDir, monitor: str, meta: CheckpointMeta, ema: EMAWeights | None = None) -> None:
         self.run = run
         self.monitor = monitor
         self.mode = best_mode(monitor)
         self.meta = meta
+        self.ema = ema
         self.best: float | None = None
         self.best_epoch: int = -1
 
@@ -92,9 +110,10 @@ class ExportCheckpoints(Checkpoint):
         if not trainer.is_global_zero:
             return
         meta = self.meta.with_metrics(metrics)
-        save_checkpoint(self.run.last, module.model, meta)
+        network = self.ema.exported(module) if self.ema is not None else module.model
+        save_checkpoint(self.run.last, network, meta)
         if improved:
-            save_checkpoint(self.run.best, module.model, meta)
+            save_checkpoint(self.run.best, network, meta)
             log.info("epoch %d: %s=%.4f, new best written", epoch_number(trainer.current_epoch), self.monitor, value)
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102

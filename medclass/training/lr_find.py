@@ -79,7 +79,7 @@ def find_lr(cfg: RunConfig, min_lr: float = 1e-6, max_lr: float = 1.0, num_steps
                                              / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     search_cfg = _search_config(cfg, out, num_steps)
-    table = prepare_data(search_cfg.data, seed=cfg.train.seed, out_dir=out, cache_dir=Path(cfg.workspace) / ".cache")
+    table = prepare_data(search_cfg.data, seed=cfg.split_seed, out_dir=out, cache_dir=Path(cfg.workspace) / ".cache")
     pl.seed_everything(cfg.train.seed, workers=False, verbose=False)
     m = search_cfg.model
     mean, std = model_info(m.name).mean_std(m.in_chans)

@@ -39,7 +39,7 @@ from ..models import create_model, model_info
 from ..utils import epoch_number, peak_rss_mb, write_json
 from ._noise import filter_third_party_noise
 from .accel import prepare_model, resolve_augment_on
-from .callbacks import ExportCheckpoints, MetricsCSV, ResumeState
+from .callbacks import EMAWeights, ExportCheckpoints, MetricsCSV, ResumeState
 from .datamodule import SplitDataModule
 from .module import ClassifierModule
 
@@ -159,7 +159,7 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
             log.info("resuming %s", run.path)
             table = prepared
         elif table is None:  # a new run, or one stopped while its data were prepared (the seed gives the same split)
-            table = prepare_data(cfg.data, seed=cfg.train.seed, out_dir=run.path, cache_dir=Path(cfg.workspace) / ".cache")
+            table = prepare_data(cfg.data, seed=cfg.split_seed, out_dir=run.path, cache_dir=Path(cfg.workspace) / ".cache")
         else:
             table.to_csv(run.split)
         run.write_classes(table.classes)
@@ -239,8 +239,9 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
         log.info("baseline (untrained model) on validation: %s", _fmt(baseline))
     baseline = run.read_json(run.baseline) or {}
 
-    export = ExportCheckpoints(run, cfg.train.monitor, meta)
-    callbacks = [*(extra_callbacks or []), MetricsCSV(run.history), export, ResumeState(run)]
+    ema = EMAWeights(cfg.train.ema) if cfg.train.ema > 0 else None
+    export = ExportCheckpoints(run, cfg.train.monitor, meta, ema)
+    callbacks = [*(extra_callbacks or []), *([ema] if ema else []), MetricsCSV(run.history), export, ResumeState(run)]
     if cfg.train.early_stopping > 0:
         from pytorch_lightning.callbacks import EarlyStopping
 
