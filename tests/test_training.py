@@ -356,3 +356,14 @@ def test_ema_exports_the_averaged_weights_that_were_validated(tiny_data: Path, t
     assert any(not torch.equal(raw[k], averaged[k]) for k in last if raw[k].is_floating_point())
     model, meta = load_checkpoint(run / "best.safetensors")
     assert meta.run_config.train.ema == 0.9 and model(torch.zeros(1, 1, 32, 32)).shape == (1, 1)
+
+
+def test_progress_bar_counts_epochs_from_one() -> None:
+    """Lightning's bar said "Epoch 0/2" for the first of 3 epochs; ours says "Epoch 1/3" like metrics and reports."""
+    from types import SimpleNamespace
+
+    from medclass.training.callbacks import EpochBar
+
+    bar = EpochBar()
+    bar._trainer = SimpleNamespace(max_epochs=3)
+    assert [bar._get_train_description(e).strip() for e in (0, 2)] == ["Epoch 1/3", "Epoch 3/3"]

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Checkpoint, EMAWeightAveraging
+from pytorch_lightning.callbacks import Checkpoint, EMAWeightAveraging, RichProgressBar
 
 from ..artifacts import CheckpointMeta, RunDir, save_checkpoint
 from ..errors import CheckpointError
@@ -57,6 +57,19 @@ class MetricsCSV(Checkpoint):
         old = old[old["epoch"] < epoch] if len(old) else old
         frame = pd.concat([old, pd.DataFrame([row])], ignore_index=True) if len(old) else pd.DataFrame([row])
         atomic_write_text(self.path, frame[CSV_COLUMNS].to_csv(index=False))
+
+
+class EpochBar(RichProgressBar):
+    """Lightning's rich progress bar, counting epochs from 1 as metrics files, reports and the CLI do ("Epoch 1/3").
+
+    Lightning's own bar prints the 0-based index over the last index ("Epoch 0/2"); only its
+    description is changed here (``_get_train_description`` of the pinned Lightning version).
+    """
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        total = self.trainer.max_epochs
+        text = f"Epoch {epoch_number(current_epoch)}" + (f"/{total}" if total is not None and total > 0 else "")
+        return f"{text:{len(self.validation_description)}}"
 
 
 class EMAWeights(EMAWeightAveraging):

@@ -39,7 +39,7 @@ from ..models import create_model, model_info
 from ..utils import epoch_number, peak_rss_mb, write_json
 from ._noise import filter_third_party_noise
 from .accel import prepare_model, resolve_augment_on
-from .callbacks import EMAWeights, ExportCheckpoints, MetricsCSV, ResumeState
+from .callbacks import EMAWeights, EpochBar, ExportCheckpoints, MetricsCSV, ResumeState
 from .datamodule import SplitDataModule
 from .module import ClassifierModule
 
@@ -100,9 +100,7 @@ def make_trainer(cfg: RunConfig, callbacks: list, progress: bool = True) -> pl.T
     filter_third_party_noise()
     t = cfg.train
     if progress:
-        from pytorch_lightning.callbacks import RichProgressBar
-
-        callbacks = [*callbacks, RichProgressBar(leave=True)]
+        callbacks = [*callbacks, EpochBar(leave=True)]
     return pl.Trainer(
         max_epochs=t.epochs,
         accelerator=t.accelerator,
