@@ -227,3 +227,18 @@ def test_multilabel_folds_keep_patients_together_and_spread_findings():
     assert assign_folds(table, k=3, seed=1).frame["fold"].tolist() == assign_folds(table, k=3, seed=1).frame["fold"].tolist()
     with pytest.raises(DatasetError, match="at least 5 patients"):
         assign_folds(make_findings_table(n_patients=4), k=5)
+
+
+def test_rare_finding_warning_names_only_findings_with_few_positive_val_or_test_patients():
+    from medclass.config import DataConfig
+    from medclass.data.advice import MIN_POSITIVE_PATIENTS, finding_warnings
+    from medclass.data.multilabel import positive_counts
+
+    table = make_findings_table()
+    warned = {w.details[0]["finding"]: w.details[0] for w in finding_warnings(table, DataConfig(), seed=42)}
+    counts = positive_counts(split_patients(table, seed=42).frame, FINDINGS, patient_groups(table.frame))
+    held = counts[counts["split"].isin(["val", "test"])].groupby("finding")["positive_patients"].min()
+    assert set(warned) == set(held.index[held < MIN_POSITIVE_PATIENTS])  # the rare ones, and only those
+    assert {"a", "b"}.isdisjoint(warned) and "f" in warned
+    assert all(warned[f]["val"] == held_val for f, held_val in
+               counts[counts["split"] == "val"].set_index("finding")["positive_patients"].items() if f in warned)
