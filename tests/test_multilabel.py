@@ -369,3 +369,43 @@ def test_recipe9_fundus_flags(shared_data, tmp_path):
     assert [r["finding"] for r in res.metrics["findings"]["per_finding"]] == list("NDGCAHMO")
     split = pd.read_csv(result.run_dir / "split.csv")
     assert (split.groupby("patient")["split"].nunique() == 1).all()  # both eyes of a patient on one side
+
+
+def test_multilabel_cross_validation_reports_macro_auc_per_fold(ml_csv, tmp_path):
+    """Two folds of the tiny multi-label CSV, one short epoch each: folds stratified over the findings, macro AUC per fold."""
+    import json
+
+    from medclass.config import RunConfig, apply_overrides
+    from medclass.experiments.crossval import cross_validate
+    from medclass.metrics.multilabel import finding_aucs, macro_auc
+
+    cfg = apply_overrides(RunConfig(), [
+        f"data.path={ml_csv}", "data.patient_column=patient", "data.labels_from=finding_labels",
+        "data.near_duplicates=false", "model.name=simple_cnn", "model.in_chans=1", "model.image_size=32",
+        "train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=8", "train.num_workers=0",
+        "train.baseline=false", f"workspace={tmp_path}", "project=ml", "experiment=cv"])
+    cv = cross_validate(cfg, folds=2, progress=False, n_boot=50)
+    folds = pd.read_csv(cv.out_dir / "folds.csv")
+    assert (folds.groupby("patient")["fold"].nunique() == 1).all() and set(folds["fold"]) == {0, 1}
+    oof = cv.oof
+    assert len(oof) == len(folds) and oof["path"].is_unique  # every image predicted once, out of fold
+    columns = [f"label_{f}" for f in FINDINGS], [f"prob_{f}" for f in FINDINGS]
+    for k in range(2):
+        rows = oof[oof["fold"] == k]
+        assert (rows[columns[0]] == 1).sum().min() >= 1  # every finding has positives in every fold
+        assert cv.folds.loc[k, "macro_auc"] == pytest.approx(macro_auc(rows[columns[0]].to_numpy(float),
+                                                                        rows[columns[1]].to_numpy(float)))
+    summary = json.loads((cv.out_dir / "cv_summary.json").read_text())
+    assert summary["task"] == "multi_label"
+    assert summary["mean"]["macro_auc"] == pytest.approx(cv.folds["macro_auc"].mean())
+    assert summary["sd"]["macro_auc"] == pytest.approx(cv.folds["macro_auc"].std(ddof=1))
+    y, p = oof[columns[0]].to_numpy(float), oof[columns[1]].to_numpy(float)
+    assert summary["pooled"]["macro_auc"]["value"] == pytest.approx(macro_auc(y, p))
+    assert summary["pooled"]["macro_auc"]["low"] <= summary["pooled"]["macro_auc"]["high"]
+    assert list(summary["pooled_findings_auc"].values()) == pytest.approx(finding_aucs(y, p).tolist())
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(cv.summary_table())
+    text = console.export_text()
+    assert "macro_auc" in text and "mean ± sd" in text and "pooled (95% CI)" in text and "per finding" in text

@@ -1,4 +1,5 @@
-"""File scanning shared by the data sources: which files are images, and the rows one file gives.
+"""File scanning shared by the data sources: which files are images, the rows one file gives, and how
+labels are read (missing-label spellings, class order, numeric labels named).
 
 Nothing here decodes pixels: image files are recognised by extension, DICOM files by extension or
 the ``DICM`` magic (files without an extension), and a DICOM header is read only to expand frames
@@ -7,7 +8,7 @@ and find the PatientID.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,8 @@ SPLIT_ALIASES = {
     "test": "test", "testing": "test",
 }
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini", "__macosx"}
+# label cells that mean "no label" (compared case-insensitively): pandas/numpy NaN, R's NA, Excel's #N/A, SQL NULL
+MISSING_LABELS = frozenset({"", "nan", "-nan", "na", "n/a", "#n/a", "<na>", "null"})
 
 
 def read_manifest(csv_path: Path) -> pd.DataFrame:
@@ -117,3 +120,36 @@ def file_rows(path: Path, kind: str, label: str, split: str, patient_of: Callabl
     n = header["n_frames"]
     frames = range(n) if n > 1 else [-1]
     return [{**base, "patient": patient, "frame": f} for f in frames]
+
+
+def name_labels(labels: pd.Series, class_names: Sequence[str], where: str) -> tuple[pd.Series, list[str]]:
+    """Map numeric labels to ``class_names``; return the labels and the class order."""
+    class_names = [str(c) for c in class_names]
+    if not class_names:
+        return labels, sorted_labels(labels)
+    values = set(labels)
+    if values <= set(class_names):
+        return labels, class_names
+    numbers = pd.to_numeric(labels, errors="coerce")
+    if numbers.notna().all() and (numbers == numbers.round()).all() and numbers.between(0, len(class_names) - 1).all():
+        return numbers.astype(int).map(dict(enumerate(class_names))), class_names
+    raise DatasetError(
+        f"Labels in {where} ({sorted(values)[:6]}) match neither the class_names {class_names} nor the indices "
+        f"0..{len(class_names) - 1}; give one name per label index in data.class_names."
+    )
+
+
+def sorted_labels(labels: pd.Series) -> list[str]:
+    """Unique labels sorted; numerically when they are all integers ('2' before '10')."""
+    values = sorted(set(labels))
+    if all(v.lstrip("-").isdigit() for v in values):
+        return sorted(values, key=int)
+    return values
+
+
+def skipped_summary(skipped: list[dict], n: int = 3) -> str:
+    if not skipped:
+        return ""
+    shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:n])
+    more = f" (and {len(skipped) - n} more)" if len(skipped) > n else ""
+    return f" Skipped {len(skipped)} file(s): {shown}{more}."

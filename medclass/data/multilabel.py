@@ -148,10 +148,14 @@ def label_matrix(frame: pd.DataFrame, findings: Sequence[str]) -> np.ndarray:
 
 
 def stratify_keys(matrix: np.ndarray, findings: Sequence[str]) -> np.ndarray:
-    """One key per row for grouped stratification: its rarest positive finding, else :data:`NO_FINDING`.
+    """One key per row: its rarest positive finding, else :data:`NO_FINDING`.
 
-    A grouped approximation of iterative stratification (Sechidis et al. 2011): rare findings are
-    spread over the splits first, frequent ones follow through co-occurrence.
+    The class of a multi-label row where one class per row is needed: the weighted sampler
+    (``train.sampler=weighted``) and ``data.limit_per_class``. The splits do not use it: they stratify over all
+    findings together (:mod:`~medclass.data.splits`).
+
+    >>> stratify_keys(np.array([[1.0, 1.0], [1.0, 0.0], [0.0, np.nan]]), ["a", "b"]).tolist()
+    ['b', 'a', 'none']
     """
     positives = np.nan_to_num(matrix, nan=0.0) == 1.0
     freq = positives.sum(axis=0).astype(float)

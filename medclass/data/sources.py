@@ -6,7 +6,7 @@ Layouts:
   (``valid``/``validation`` read as ``val``). Files are found by extension, never decoded, and
   class folders are searched recursively. DICOM files are rows too (one per frame).
 * **csv** — one row per image: a path (or id) column, a label column, optional patient and
-  ``split`` columns; other columns are kept.
+  ``split`` columns; other columns are kept (:func:`from_csv`, in :mod:`medclass.data._csv`).
 * **npz** — MedMNIST arrays; ``frame`` is the global image index (train, then val, then test).
 * **dicom** — an unlabelled tree of DICOM files: label ``'unlabelled'`` (the only class), one
   row per frame, patient = PatientID. For labelled DICOM use class folders (``folders``).
@@ -33,21 +33,20 @@ from ..config import DataConfig, Source, choices
 from ..errors import DatasetError, check_choice, did_you_mean
 from . import _npz
 from .catalog import resolve_named
-from ._scan import (SPLIT_ALIASES, file_kind, file_rows, is_hidden, read_manifest, skip, unsupported_reason,
-                    walk_files)
+from ._csv import from_csv
+from ._scan import (MISSING_LABELS, SPLIT_ALIASES, file_kind, file_rows, is_hidden, name_labels, skip, skipped_summary,
+                    sorted_labels, walk_files)
 from .io import SUPPORTED_EXTENSIONS
 from .filters import filter_rows, map_labels
-from .multilabel import MULTI, FindingSpec, apply_uncertain, keep_findings, label_matrix, resolve_task, stratify_keys, with_findings
+from .multilabel import MULTI, FindingSpec, keep_findings, label_matrix, resolve_task, stratify_keys, with_findings
 from .patients import patient_rule
 from .presets import effective_patient_rule, get_preset, relabel_for
 from .splits import patient_groups
-from .table import REQUIRED_COLUMNS, DataTable
+from .table import DataTable
 
 log = logging.getLogger(__name__)
 
 SOURCES = choices(Source)
-# label cells that mean "no label" (compared case-insensitively): pandas/numpy NaN, R's NA, Excel's #N/A, SQL NULL
-MISSING_LABELS = frozenset({"", "nan", "-nan", "na", "n/a", "#n/a", "<na>", "null"})
 UNLABELLED = "unlabelled"
 
 
@@ -89,111 +88,13 @@ def from_folders(root: str | Path, patient_regex: str = "none",
     if not rows:
         raise DatasetError(
             f"No images found under {root}; expected ROOT/<class>/<image> or ROOT/train/<class>/<image> "
-            f"with extensions {', '.join(SUPPORTED_EXTENSIONS)}." + _skipped_summary(skipped)
+            f"with extensions {', '.join(SUPPORTED_EXTENSIONS)}." + skipped_summary(skipped)
         )
     frame = pd.DataFrame(rows)
     sublabels = frame["path"].map(lambda p: sublabel(os.path.basename(p))) if sublabel else None
     if sublabels is not None and (sublabels != "").any():
         frame["sublabel"] = sublabels
-    return DataTable(frame, _sorted_labels(frame["label"]), skipped, "folders", str(root))
-
-
-def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str = "label",
-             patient_column: str = "", image_root: str | Path = "", path_template: str = "{}",
-             class_names: Sequence[str] = (), split_column: str = "auto",
-             patient_regex: str = "none", findings: FindingSpec | None = None,
-             uncertain: str = "ignore") -> DataTable:
-    """Rows from a CSV manifest (header names are stripped of spaces, every cell read as text).
-
-    * ``path_template`` turns the path column into a file name relative to ``image_root`` (default:
-      the CSV's folder), e.g. ``'{:03d}.png'``. With the default ``'{}'`` a value without an image
-      extension is looked up as ``<value>.<ext>`` among the files under ``image_root``.
-    * Numeric labels ``0..k-1`` become ``class_names[i]`` when ``class_names`` are given; label
-      names are kept as they are (``class_names`` then fixes the class order).
-    * ``split_column='auto'`` uses a column named ``split`` when there is one; '' ignores it.
-    * Patient: ``patient_column`` if given, else the file-name rule ``patient_regex``.
-
-    * Multi-label (``findings`` given, :mod:`~medclass.data.multilabel`): the findings come from a
-      separated list column or one 1/0/-1/blank column each; ``label_column`` is not read, and
-      uncertain/blank entries follow ``uncertain`` (ignore = masked, ones, zeros).
-
-    Missing files and missing labels (empty, ``NaN``, ``NA``, ``N/A``, ``#N/A``, ``null``: see
-    ``MISSING_LABELS``) are skipped with a reason; a missing column raises
-    :class:`DatasetError` listing the columns that exist.
-
-    >>> table = from_csv("../shared/data/head_ct/labels.csv", "id", "hemorrhage",
-    ...                  class_names=["normal", "hemorrhage"])
-    >>> table.frame["label"].value_counts().to_dict()
-    {'hemorrhage': 100, 'normal': 100}
-    """
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"CSV manifest {csv_path} does not exist.")
-    df = read_manifest(csv_path)
-    df = df.apply(lambda col: col.str.strip())
-    split_column = ("split" if "split" in df.columns else "") if split_column == "auto" else split_column
-    used = {"path_column": path_column, "label_column": "" if findings else label_column,
-            "patient_column": patient_column, "split_column": split_column}
-    if findings:
-        used.update({("labels_from" if findings.labels_from else f"label_columns[{i}]"): c
-                     for i, c in enumerate(findings.source_columns())})
-    elif (path_column, label_column) == ("path", "label") and len(df.columns) == 2 and \
-            not {"path", "label"} & set(df.columns):
-        # A two-column manifest such as head_ct's `id, hemorrhage`: first column = image, second = label.
-        path_column, label_column = df.columns[0], df.columns[1]
-        used.update(path_column=path_column, label_column=label_column)
-        log.info("%s: two columns without 'path'/'label'; using %r as the image and %r as the label "
-                 "(set data.path_column / data.label_column to choose)", csv_path, path_column, label_column)
-    for option, column in used.items():
-        if column and column not in df.columns:
-            raise DatasetError(
-                f"{csv_path} has no column {column!r} (data.{option}); its columns are {list(df.columns)}."
-                + did_you_mean(column, df.columns)
-            )
-    root = Path(image_root) if str(image_root) else csv_path.parent
-    if not root.is_dir():
-        raise FileNotFoundError(f"Image folder {root} (data.image_root) for {csv_path} does not exist.")
-    skipped: list[dict] = []
-    patient_of = patient_rule(patient_regex)
-    locate = _Locator(root, path_template)
-    extras = [c for c in df.columns if c not in used.values() and c not in REQUIRED_COLUMNS]
-    names = findings.findings(df) if findings else []
-    rows, values = [], []
-    for line, rec in enumerate(df.to_dict("records"), start=2):
-        where = f"{csv_path}:{line}"
-        row_values = findings.values(rec, names) if findings else None
-        if findings and row_values is None:
-            skip(skipped, where, f"no findings in {findings.source_columns()[:3]}")
-            continue
-        if not findings and rec[label_column].casefold() in MISSING_LABELS:
-            skip(skipped, where, f"missing label {rec[label_column]!r} in column {label_column!r}")
-            continue
-        path, reason = locate(rec[path_column])
-        if path is None:
-            skip(skipped, where, reason)
-            continue
-        kind = file_kind(path)
-        if not kind:
-            skip(skipped, where, unsupported_reason(path))
-            continue
-        split = _split_value(rec[split_column], where) if split_column else ""
-        extra = {c: rec[c] for c in extras}
-        for row in file_rows(path, kind, "" if findings else rec[label_column], split, patient_of, skipped):
-            if patient_column:
-                row["patient"] = rec[patient_column]
-            rows.append({**row, **extra})
-            values.append(row_values)
-    if not rows:
-        raise DatasetError(f"No usable rows in {csv_path} (images looked up in {root})." + _skipped_summary(skipped))
-    frame = pd.DataFrame(rows)
-    if findings:
-        if len(names) < 2:
-            raise DatasetError(f"{csv_path}: multi-label data needs at least 2 findings, found {names}; for one finding "
-                               "use a single-label column (data.label_column).")
-        matrix = apply_uncertain(np.array(values, dtype=np.float32), uncertain)
-        return DataTable(with_findings(frame, names, matrix), names, skipped, "csv", str(csv_path), MULTI)
-    frame["label"], classes = _name_labels(frame["label"], class_names, str(csv_path))
-    return DataTable(frame, classes, skipped, "csv", str(csv_path))
+    return DataTable(frame, sorted_labels(frame["label"]), skipped, "folders", str(root))
 
 
 def from_npz(path: str | Path, class_names: Sequence[str] = (), task: str = "auto") -> DataTable:
@@ -238,7 +139,7 @@ def from_npz(path: str | Path, class_names: Sequence[str] = (), task: str = "aut
     frame = pd.concat(rows, ignore_index=True)
     if frame.empty:
         raise DatasetError(f"{path}: no image has a label (the image arrays are empty, or every label is NaN)."
-                           + _skipped_summary(skipped))
+                           + skipped_summary(skipped))
     finding_cols = [c for c in frame.columns if c.startswith("#")]
     if finding_cols:
         names = [str(c) for c in class_names] or [f"finding_{i}" for i in range(len(finding_cols))]
@@ -247,7 +148,7 @@ def from_npz(path: str | Path, class_names: Sequence[str] = (), task: str = "aut
                                "one name per label column.")
         matrix = frame[finding_cols].to_numpy(dtype=np.float32)
         return DataTable(with_findings(frame.drop(columns=finding_cols), names, matrix), names, [], "npz", str(path), MULTI)
-    frame["label"], classes = _name_labels(frame["label"], class_names, str(path))
+    frame["label"], classes = name_labels(frame["label"], class_names, str(path))
     return DataTable(frame, classes, skipped, "npz", str(path))
 
 
@@ -274,7 +175,7 @@ def from_dicom(root: str | Path, patient_regex: str = "none") -> DataTable:
             continue
         rows += file_rows(path, kind, UNLABELLED, "", patient_of, skipped)
     if not rows:
-        raise DatasetError(f"No readable DICOM files found in {root}." + _skipped_summary(skipped))
+        raise DatasetError(f"No readable DICOM files found in {root}." + skipped_summary(skipped))
     return DataTable(pd.DataFrame(rows), [UNLABELLED], skipped, "dicom", str(root))
 
 
@@ -430,88 +331,6 @@ def limit_per_class(table: DataTable, limit: int, seed: int = 0) -> DataTable:
     return table.with_frame(df[keep])
 
 
-class _Locator:
-    """CSV path value -> an existing file under ``root`` (or None and the reason)."""
-
-    def __init__(self, root: Path, template: str) -> None:
-        self.root, self.template = root, template
-        self._by_stem: dict[str, list[Path]] | None = None
-
-    def __call__(self, value: str) -> tuple[Path | None, str]:
-        if not value:
-            return None, "empty path"
-        try:
-            name = _format(self.template, value)
-        except (ValueError, IndexError, KeyError) as e:
-            return None, f"path template {self.template!r} cannot format {value!r} ({e}); set data.path_template"
-        path = self.root / name
-        if path.is_file():
-            return path, ""
-        if self.template == "{}" and Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
-            matches = self._stems().get(os.path.normpath(name), [])
-            if len(matches) == 1:
-                return matches[0], ""
-            if len(matches) > 1:
-                return None, f"{name!r} matches several files {[m.name for m in matches]}; set data.path_template"
-        return None, f"file not found: {path}"
-
-    def _stems(self) -> dict[str, list[Path]]:
-        """Image files under root keyed by their relative path without extension (built once)."""
-        if self._by_stem is None:
-            self._by_stem = {}
-            for path, _ in walk_files(self.root, []):
-                rel = os.path.normpath(os.path.splitext(os.path.relpath(path, self.root))[0])
-                self._by_stem.setdefault(rel, []).append(path)
-        return self._by_stem
-
-
-def _format(template: str, value: str) -> str:
-    """``template.format(value)``, retrying with the value as int then float for numeric specs."""
-    try:
-        return template.format(value)
-    except ValueError:
-        for convert in (int, float):
-            try:
-                return template.format(convert(value))
-            except ValueError:
-                continue
-        raise
-
-
-def _name_labels(labels: pd.Series, class_names: Sequence[str], where: str) -> tuple[pd.Series, list[str]]:
-    """Map numeric labels to ``class_names``; return the labels and the class order."""
-    class_names = [str(c) for c in class_names]
-    if not class_names:
-        return labels, _sorted_labels(labels)
-    values = set(labels)
-    if values <= set(class_names):
-        return labels, class_names
-    numbers = pd.to_numeric(labels, errors="coerce")
-    if numbers.notna().all() and (numbers == numbers.round()).all() and numbers.between(0, len(class_names) - 1).all():
-        return numbers.astype(int).map(dict(enumerate(class_names))), class_names
-    raise DatasetError(
-        f"Labels in {where} ({sorted(values)[:6]}) match neither the class_names {class_names} nor the indices "
-        f"0..{len(class_names) - 1}; give one name per label index in data.class_names."
-    )
-
-
-def _sorted_labels(labels: pd.Series) -> list[str]:
-    """Unique labels sorted; numerically when they are all integers ('2' before '10')."""
-    values = sorted(set(labels))
-    if all(v.lstrip("-").isdigit() for v in values):
-        return sorted(values, key=int)
-    return values
-
-
-def _split_value(value: str, where: str) -> str:
-    if not value:
-        return ""
-    split = SPLIT_ALIASES.get(value.lower())
-    if split is None:
-        raise DatasetError(f"{where}: unknown split {value!r}; expected train, val (valid, validation), test or empty.")
-    return split
-
-
 def _existing_dir(root: str | Path) -> Path:
     root = Path(root)
     if not root.exists():
@@ -536,11 +355,3 @@ def _skip_loose_files(folder: Path, skipped: list[dict], reason: str) -> None:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.is_file():
             skip(skipped, entry.path, "hidden or system file" if is_hidden(entry.name) else reason)
-
-
-def _skipped_summary(skipped: list[dict], n: int = 3) -> str:
-    if not skipped:
-        return ""
-    shown = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:n])
-    more = f" (and {len(skipped) - n} more)" if len(skipped) > n else ""
-    return f" Skipped {len(skipped)} file(s): {shown}{more}."

@@ -2,7 +2,9 @@
 
 The steps follow :func:`medclass.data.prepare.prepare_data` (quality filter, duplicates linked into
 one patient before assignment, audit after), with k patient-grouped stratified folds in place of
-the train/val/test split. Rows that the source marks ``test`` stay out of every fold (``fold = -1``).
+the train/val/test split (multi-label: stratified over all findings together, see
+:func:`~medclass.data.splits.assign_folds`). Rows that the source marks ``test`` stay out of every
+fold (``fold = -1``).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ..data.audit import apply_leak_policy, audit_leaks
 from ..data.prepare import align_fingerprints, clean_data
 from ..data.splits import assign_folds, fold_tables, patient_groups
 from ..data.table import DataTable
-from ..errors import ConfigError, LeakError
+from ..errors import LeakError
 from ..utils import write_json
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,6 @@ def prepare_folds(dcfg: DataConfig, k: int, seed: int = 42, out_dir: str | Path 
         [40, 40, 40, 40, 40]
     """
     table, fp, quality, audit = clean_data(dcfg, seed, cache_dir)
-    if table.multi_label:
-        raise ConfigError(f"Cross-validation of multi-label data ({dcfg.path}: {len(table.classes)} findings) is not "
-                          "supported yet (its out-of-fold metrics are single-label); train one patient split instead.")
     folds = assign_folds(table, k=k, seed=seed)
     quality["skipped"] = list(folds.skipped)
     if out_dir is not None:

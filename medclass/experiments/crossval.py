@@ -10,6 +10,11 @@ and ``folds.csv`` (the fold of every image).
 Each fold's validation images also chose its best epoch and threshold, so cross-validated figures
 are slightly optimistic; a held-out test set gives the unbiased estimate.
 
+Multi-label data: the folds are stratified over all findings together (iterative stratification of
+the patients, :func:`~medclass.data.splits.assign_folds`); each fold reports its macro and micro AUC
+(:mod:`medclass.metrics.multilabel`, masked labels left out), the summary their mean and sd, and
+the pooled out-of-fold macro / micro AUC with patient-bootstrap CIs plus the pooled AUC of every finding.
+
 Example:
     >>> cfg = apply_overrides(RunConfig(), ["data.path=../shared/data/head_ct", "model.name=simple_cnn"])
     >>> cv = cross_validate(cfg, folds=5)          # doctest: +SKIP
@@ -32,10 +37,12 @@ from rich.table import Table
 
 from ..artifacts import CVDir, RunDir, read_meta
 from ..config import RunConfig, load_config, save_config
+from ..data.multilabel import finding_column
 from ..data.splits import patient_groups
 from ..errors import ConfigError
 from ..metrics.bootstrap import bootstrap_ci
 from ..metrics.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
+from ..metrics.multilabel import finding_aucs, macro_auc, micro_auc
 from ..utils import atomic_write_text, epoch_number, write_json
 from ._cvdata import fold_table, prepare_folds
 
@@ -45,6 +52,12 @@ log = logging.getLogger(__name__)
 _DECISION_METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accuracy, "sensitivity": sensitivity,
                      "specificity": specificity}
 FOLD_METRICS = ("roc_auc", *_DECISION_METRICS)
+FINDINGS_FOLD_METRICS = ("macro_auc", "micro_auc")  # multi-label: per fold, from the fold's evaluation
+
+
+def fold_metric_names(multi_label: bool) -> tuple[str, ...]:
+    """The per-fold metrics of a cross-validation: single-label or multi-label."""
+    return FINDINGS_FOLD_METRICS if multi_label else FOLD_METRICS
 
 
 @dataclass
@@ -59,13 +72,14 @@ class CVResult:
 
     def summary_table(self) -> Table:
         """Per-fold metrics, mean +- sd and the pooled out-of-fold values with 95% CIs, as a rich table."""
-        names = [m for m in FOLD_METRICS if m in self.summary["pooled"]]
+        names = [m for m in (*FOLD_METRICS, *FINDINGS_FOLD_METRICS) if m in self.summary["pooled"]]
         t = Table(title=f"{self.summary['k']}-fold cross-validation by patient ({self.summary['n_images']} images)")
         for col in ("fold", "images", "patients", "best epoch", "threshold", *names):
             t.add_column(col, justify="right")
+        per_finding = self.summary["task"] == "multi_label"  # each finding has its own threshold
         for _, row in self.folds.iterrows():
             t.add_row(str(row["fold"]), str(row["images"]), str(row["patients"]), str(epoch_number(row["best_epoch"])),
-                      _fmt(row["threshold"]), *(_fmt(row[m]) for m in names))
+                      "per finding" if per_finding else _fmt(row["threshold"]), *(_fmt(row[m]) for m in names))
         t.add_row("mean ± sd", "", "", "", "", *(f"{_fmt(self.summary['mean'][m])} ± {_fmt(self.summary['sd'][m])}"
                                                  for m in names), style="bold")
         pooled = self.summary["pooled"]
@@ -105,6 +119,27 @@ def pooled_metrics(oof: pd.DataFrame, classes: list[str], n_boot: int = 1000, se
     return out
 
 
+def pooled_findings_metrics(oof: pd.DataFrame, findings: list[str], n_boot: int = 1000,
+                            seed: int = 0) -> tuple[dict, dict[str, float]]:
+    """Multi-label: macro and micro AUC over all out-of-fold predictions with 95% CIs resampling patients,
+    and the pooled AUC of every finding (masked labels, blank in ``label_<finding>``, left out).
+
+    >>> pooled, per_finding = pooled_findings_metrics(oof, ["Effusion", "Mass"])  # doctest: +SKIP
+    >>> pooled["macro_auc"]                                                          # doctest: +SKIP
+    {'value': 0.71, 'low': 0.66, 'high': 0.76}
+    """
+    y = oof[[finding_column(f) for f in findings]].to_numpy(float)
+    p = oof[[f"prob_{f}" for f in findings]].to_numpy(float)
+    groups = patient_groups(oof).to_numpy()
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        for name, fn in (("macro_auc", macro_auc), ("micro_auc", micro_auc)):
+            ci = bootstrap_ci(fn, y, p, groups=groups, n_boot=n_boot, seed=seed)
+            out[name] = {"value": ci.point, "low": ci.low, "high": ci.high}
+    return out, {f: float(a) for f, a in zip(findings, finding_aucs(y, p))}
+
+
 def _fold_summary(folds: pd.DataFrame, names: list[str]) -> tuple[dict, dict]:
     values = folds[names].astype(float)
     return values.mean().to_dict(), values.std(ddof=1).to_dict()
@@ -117,7 +152,8 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     Args:
         cfg: the run settings; ``cfg.experiment`` names the CV folder and the fold runs
             (``<experiment>-fold<i>``); empty = model name and time.
-        folds: number of folds (k >= 2; each class needs at least k patients).
+        folds: number of folds (k >= 2; each class needs at least k patients; multi-label: the data
+            needs k patients, and the folds are stratified over all findings).
         progress: progress bars while training.
         n_boot: bootstrap replicates (over patients) for the pooled CIs.
         resume: continue an interrupted cross-validation in the same folder: finished folds are
@@ -129,7 +165,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     Raises:
         ConfigError: the folder already holds a cross-validation (and ``resume`` is false), or, when
             resuming, the data no longer gives the same folds.
-        DatasetError: too few patients per class for ``folds``.
+        DatasetError: too few patients (per class) for ``folds``.
         LeakError: a fold's training and validation share a patient or an image.
 
     Example:
@@ -165,11 +201,16 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     fold_frame = pd.DataFrame(rows)
     oof = pd.concat(oof_parts, ignore_index=True)
     oof.insert(0, "fold", oof.pop("fold"))
-    names = [n for n in FOLD_METRICS if fold_frame[n].notna().any()]
+    names = [n for n in fold_metric_names(table.multi_label) if fold_frame[n].notna().any()]
     mean, sd = _fold_summary(fold_frame, names)
-    summary = {"k": folds, "seed": cfg.train.seed, "experiment": cfg.experiment, "classes": table.classes,
-               "n_images": int(len(oof)), "n_patients": int(patient_groups(oof).nunique()), "mean": mean, "sd": sd,
-               "pooled": pooled_metrics(oof, table.classes, n_boot=n_boot, seed=cfg.train.seed),
+    extra: dict = {}
+    if table.multi_label:
+        pooled, extra["pooled_findings_auc"] = pooled_findings_metrics(oof, table.classes, n_boot, cfg.train.seed)
+    else:
+        pooled = pooled_metrics(oof, table.classes, n_boot=n_boot, seed=cfg.train.seed)
+    summary = {"k": folds, "seed": cfg.train.seed, "experiment": cfg.experiment, "task": table.task,
+               "classes": table.classes, "n_images": int(len(oof)), "n_patients": int(patient_groups(oof).nunique()),
+               "mean": mean, "sd": sd, "pooled": pooled, **extra,
                "pooled_ci_method": f"95% percentile bootstrap over patients, {n_boot} replicates",
                "patient_disjoint": True, "fold_audits": audits, "folds": rows,
                "note": "Each fold's validation images also chose its best epoch and threshold: slightly optimistic."}
@@ -238,9 +279,12 @@ def _run_fold(cfg: RunConfig, k: int, folds: int, ftable, progress: bool,
         best_epoch = result.best_epoch
     ev = evaluate(run_dir, split="val", n_boot=0, cam_samples=0, report=False,
                   batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers)
-    m = ev.metrics["metrics"]
+    if ftable.multi_label:  # each finding has its own threshold (in the fold's checkpoint)
+        m, threshold = ev.metrics["findings"]["summary"], np.nan
+    else:
+        m, threshold = ev.metrics["metrics"], ev.metrics["threshold"]
     val = ftable.subset("val")
     row = {"fold": k, "run_dir": str(run_dir), "images": len(val),
-           "patients": int(patient_groups(val.frame).nunique()), "best_epoch": best_epoch,
-           "threshold": ev.metrics["threshold"], **{name: m.get(name, np.nan) for name in FOLD_METRICS}}
+           "patients": int(patient_groups(val.frame).nunique()), "best_epoch": best_epoch, "threshold": threshold,
+           **{name: m.get(name, np.nan) for name in fold_metric_names(ftable.multi_label)}}
     return row, ev.predictions.assign(fold=k), run_dir

@@ -26,10 +26,11 @@ def train_strata(table: DataTable) -> np.ndarray:
     """Class index of every row; multi-label: the index of the row's rarest positive finding (K = none)."""
     if not table.multi_label:
         return table.labels
-    from ..data.splits import stratify_labels
+    from ..data.multilabel import NO_FINDING, label_matrix, stratify_keys
 
-    keys, order = stratify_labels(table)
-    return keys.map({k: i for i, k in enumerate(order)}).to_numpy(dtype=np.int64)
+    keys = stratify_keys(label_matrix(table.frame, table.classes), table.classes)
+    index = {k: i for i, k in enumerate([*table.classes, NO_FINDING])}
+    return np.array([index[k] for k in keys], dtype=np.int64)
 
 
 class SplitDataModule(pl.LightningDataModule):
