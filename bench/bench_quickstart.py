@@ -44,6 +44,16 @@ SPLIT_SEED = 42  # every variant and seed trains on the same patient split
 
 # name: (what it changes, quickstart arguments). "base" is the quickstart default before this ablation.
 BASE = ["--model", "resnet18", "--image-size", "64", "--epochs", "3"]
+
+
+def _with(args: list[str], flag: str, value: str) -> list[str]:
+    """``args`` with the value after ``flag`` replaced."""
+    i = args.index(flag) + 1
+    return [*args[:i], value, *args[i + 1:]]
+
+
+LITE0 = ["--model", "efficientnet_lite0", "--image-size", "96", "--epochs", "3", "--set", "model.pretrained=true",
+         "--set", "data.cache=CACHE"]
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "base": ("resnet18 from scratch, 64 px, 3 epochs, plateau LR, 2 workers decoding JPEGs", BASE),
     "cache": ("+ uint8 memory-mapped cache (decode once)", [*BASE, "--set", "data.cache=CACHE"]),
@@ -61,12 +71,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                             "--set", "data.cache=CACHE"]),
     "cnn_64": ("simple_cnn 64 px + cache, 3 epochs", ["--model", "simple_cnn", "--image-size", "64", "--epochs", "3",
                                                       "--set", "data.cache=CACHE"]),
-    "lite0_96": ("ImageNet-pretrained EfficientNet-Lite0 (installed package), 96 px + cache",
-                 ["--model", "efficientnet_lite0", "--image-size", "96", "--epochs", "3",
-                  "--set", "model.pretrained=true", "--set", "data.cache=CACHE"]),
-    "lite0_128": ("ImageNet-pretrained EfficientNet-Lite0, 128 px + cache",
-                  ["--model", "efficientnet_lite0", "--image-size", "128", "--epochs", "3",
-                   "--set", "model.pretrained=true", "--set", "data.cache=CACHE"]),
+    "lite0_96": ("ImageNet-pretrained EfficientNet-Lite0 (installed package), 96 px + cache", LITE0),
+    "lite0_128": ("ImageNet-pretrained EfficientNet-Lite0, 128 px + cache", _with(LITE0, "--image-size", "128")),
+    "lite0_96_oc": ("lite0_96 + one-cycle LR", [*LITE0, "--set", "train.scheduler=onecycle"]),
+    "lite0_96_ema": ("lite0_96 + EMA of the weights (decay 0.99)", [*LITE0, "--set", "train.ema=0.99"]),
+    "lite0_96_5ep": ("lite0_96, 5 epochs", _with(LITE0, "--epochs", "5")),
 }
 
 
@@ -86,6 +95,7 @@ def run_variant(name: str, seed: int, data: str, out: Path, extra: list[str]) ->
     if proc.returncode != 0:
         raise RuntimeError(f"{name} seed {seed} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     run = ws / "quickstart" / f"{name}-s{seed}"
+    tta = _tta_scores(run)
     m = json.loads((run / "metrics.json").read_text())
     hist = pd.read_csv(run / "metrics.csv")
     keep = out / "runs" / f"{name}-s{seed}"
@@ -101,7 +111,23 @@ def run_variant(name: str, seed: int, data: str, out: Path, extra: list[str]) ->
             "test_auc": round(met["roc_auc"], 4), "test_auc_lo": round(ci["roc_auc"]["low"], 4),
             "test_auc_hi": round(ci["roc_auc"]["high"], 4), "test_sens_at_spec90": round(met["sensitivity_at_spec90"], 4),
             "test_sensitivity": round(met["sensitivity"], 4), "test_specificity": round(met["specificity"], 4),
-            "n_test": met["n"], "peak_rss_mb": float(hist["peak_rss_mb"].max()), "command": " ".join(cmd[1:])}
+            **tta, "n_test": met["n"], "peak_rss_mb": float(hist["peak_rss_mb"].max()), "command": " ".join(cmd[1:])}
+
+
+def _tta_scores(run: Path) -> dict:
+    """Validation and test AUC with and without flip TTA (``medclass evaluate --tta``), without retraining.
+
+    TTA would be chosen on the validation pair; the test pair is reported beside it."""
+    medclass = str(Path(sys.executable).parent / "medclass")
+    out: dict = {}
+    for split, tta in (("val", False), ("val", True), ("test", True)):
+        folder = run / f"eval_{split}_{'tta' if tta else 'plain'}"
+        subprocess.run([medclass, "--quiet", "evaluate", str(run), "--split", split, "--tta" if tta else "--no-tta",
+                        "--out", str(folder), "--n-boot", "200"], check=True, capture_output=True)
+        m = json.loads((folder / "metrics.json").read_text())["metrics"]
+        key = f"{split}_{'tta' if tta else 'plain'}"
+        out[f"{key}_auc"], out[f"{key}_sens90"] = round(m["roc_auc"], 4), round(m["sensitivity_at_spec90"], 4)
+    return out
 
 
 def summarise(rows: pd.DataFrame) -> str:
@@ -151,12 +177,8 @@ def main() -> None:
                 if (name, seed) in done:
                     continue
                 row = run_variant(name, seed, a.data, a.out, extra)
-                new = not table.exists()
-                with table.open("a", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(row))
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
+                earlier = pd.read_csv(table) if table.exists() else pd.DataFrame()
+                pd.concat([earlier, pd.DataFrame([row])], ignore_index=True).to_csv(table, index=False)
                 print(f"{name} seed {seed}: wall {row['wall_s']} s, val AUC {row['val_auc']}, test AUC {row['test_auc']} "
                       f"[{row['test_auc_lo']}-{row['test_auc_hi']}], sens@spec90 {row['test_sens_at_spec90']}", flush=True)
     rows = pd.read_csv(table)

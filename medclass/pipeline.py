@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import RunDir
@@ -23,9 +24,27 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model: str = "resnet18",
-               image_size: int = 64, epochs: int = 3, in_chans: int = 1, overrides: list[str] | None = None,
-               progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class Recipe:
+    """The main job's settings: the one place the quickstart defaults live (the CLI reads them from here).
+
+    Chosen by the ablation in ``bench/bench_quickstart.py`` on validation AUC (see
+    ``bench/README_quickstart.md``); ``settings`` are ``section.field=value`` overrides of :class:`RunConfig`.
+    """
+
+    model: str = "resnet18"
+    image_size: int = 64
+    epochs: int = 3
+    in_chans: int = 1
+    settings: tuple[str, ...] = ("train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc")
+
+
+QUICKSTART = Recipe()
+
+
+def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model: str = QUICKSTART.model,
+               image_size: int = QUICKSTART.image_size, epochs: int = QUICKSTART.epochs,
+               in_chans: int = QUICKSTART.in_chans, overrides: list[str] | None = None, progress: bool = True) -> dict:
     """Check ``data``, train ``model`` on a leak-free patient split, evaluate on the held-out test split.
 
     Returns the paths of what was written (data check, run folder, metrics, report) and the
@@ -41,8 +60,7 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
         f"data.path={data}", "data.preset=kermany_chest_xray", f"workspace={workspace}", "project=quickstart",
         f"experiment={_data_name(data)}-{model}-{image_size}px",
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
-        f"train.epochs={epochs}", "train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc",
-        *(overrides or []),
+        f"train.epochs={epochs}", *QUICKSTART.settings, *(overrides or []),
     ]).validate()
     run = RunDir(cfg.run_dir())
     if run.is_resumable:  # continue an interrupted (or finished) quickstart only if it is the same job

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ..pipeline import QUICKSTART
 from ._common import DataFlags, console, data_options, friendly_errors, metrics_table, show_progress
 
 if TYPE_CHECKING:
@@ -118,9 +119,9 @@ def config_command(
 def quickstart_command(
     data: Annotated[str, typer.Option(help="A path or a data set name from `medclass datasets` "
                                             "(default: the chest X-ray sample shipped with medclass).")] = "",
-    model: Annotated[str, typer.Option(help="Registered model name.")] = "resnet18",
-    image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = 64,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
+    model: Annotated[str, typer.Option(help="Registered model name.")] = QUICKSTART.model,
+    image_size: Annotated[int, typer.Option(help="Square input size in pixels.")] = QUICKSTART.image_size,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = QUICKSTART.epochs,
     workspace: Annotated[str, typer.Option(help="Workspace root.")] = "workspace",
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value.")] = None,
 ) -> None:
