@@ -77,24 +77,40 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lite0_96_ema": ("lite0_96 + EMA of the weights (decay 0.99)", [*LITE0, "--set", "train.ema=0.99"]),
     "lite0_96_5ep": ("lite0_96, 5 epochs", _with(LITE0, "--epochs", "5")),
 }
+# progressive resizing: quickstart runs in turn, each starting from the weights of the one before (model.weights=),
+# same split; the cost is the sum (each stage also repeats the data check and evaluation: an upper bound)
+STAGED: dict[str, tuple[str, list[list[str]]]] = {
+    "lite0_prog": ("progressive: lite0 64 px 2 epochs, then 96 px 1 epoch from its weights",
+                   [_with(_with(LITE0, "--image-size", "64"), "--epochs", "2"), _with(LITE0, "--epochs", "1")]),
+    "lite0_prog128": ("progressive: lite0 96 px 2 epochs, then 128 px 1 epoch from its weights",
+                      [_with(LITE0, "--epochs", "2"), _with(_with(LITE0, "--image-size", "128"), "--epochs", "1")]),
+}
 
 
 def run_variant(name: str, seed: int, data: str, out: Path, extra: list[str]) -> dict:
-    """Run one quickstart variant in a fresh workspace; return its row (the workspace is removed after)."""
-    what, args = VARIANTS[name]
+    """Run one quickstart variant (each of its stages) in a fresh workspace; return its row (the workspace is removed)."""
+    what, stages = STAGED[name] if name in STAGED else (VARIANTS[name][0], [VARIANTS[name][1]])
     ws = out / "ws" / f"{name}-s{seed}"
     shutil.rmtree(ws, ignore_errors=True)
-    args = [a.replace("CACHE", str(ws / "cache")) for a in args]
-    cmd = [str(Path(sys.executable).parent / "medclass"), "--quiet", "quickstart", "--data", data, "--workspace", str(ws),
-           *args, "--set", f"train.seed={seed}", "--set", f"data.split_seed={SPLIT_SEED}",
-           "--set", f"experiment={name}-s{seed}", *extra]
-    start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # the run and its data workers
-    if proc.returncode != 0:
-        raise RuntimeError(f"{name} seed {seed} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    run = ws / "quickstart" / f"{name}-s{seed}"
+    wall = cpu = 0.0
+    previous: Path | None = None
+    for i, args in enumerate(stages):
+        experiment = f"{name}-s{seed}" + (f"-stage{i + 1}" if len(stages) > 1 else "")
+        args = [a.replace("CACHE", str(ws / "cache")) for a in args]
+        if previous is not None:  # start from the previous stage's weights instead of ImageNet's
+            args = [*args, "--set", "model.pretrained=false", "--set", f"model.weights={previous / 'best.safetensors'}"]
+        cmd = [str(Path(sys.executable).parent / "medclass"), "--quiet", "quickstart", "--data", data,
+               "--workspace", str(ws), *args, "--set", f"train.seed={seed}", "--set", f"data.split_seed={SPLIT_SEED}",
+               "--set", f"experiment={experiment}", *extra]
+        start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall += time.perf_counter() - start
+        cpu += (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)  # the run and its data workers
+        if proc.returncode != 0:
+            raise RuntimeError(f"{experiment} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        previous = ws / "quickstart" / experiment
+    run = previous
     tta = _tta_scores(run)
     m = json.loads((run / "metrics.json").read_text())
     hist = pd.read_csv(run / "metrics.csv")
@@ -162,6 +178,8 @@ def main() -> None:
     if a.list:
         for name, (what, args) in VARIANTS.items():
             print(f"{name:12s} {what}\n{'':12s} {' '.join(args)}")
+        for name, (what, stages) in STAGED.items():
+            print(f"{name:12s} {what}\n" + "".join(f"{'':12s} stage {i + 1}: {' '.join(a)}\n" for i, a in enumerate(stages)))
         return
     a.out.mkdir(parents=True, exist_ok=True)
     table = a.out / "runs.csv"
@@ -171,8 +189,8 @@ def main() -> None:
         if table.exists():
             done = {(r["variant"], int(r["seed"])) for r in csv.DictReader(table.open())}
         for name in a.variants.split(","):
-            if name not in VARIANTS:
-                sys.exit(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)} (--list)")
+            if name not in VARIANTS and name not in STAGED:
+                sys.exit(f"unknown variant {name!r}; choose from {', '.join([*VARIANTS, *STAGED])} (--list)")
             for seed in (int(s) for s in a.seeds.split(",")):
                 if (name, seed) in done:
                     continue
