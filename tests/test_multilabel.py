@@ -67,8 +67,9 @@ def test_pipe_list_form(ml_csv):
     expected = np.array([[f in s.split("|") for f in FINDINGS] for s in df["finding_labels"]], dtype=np.float32)
     np.testing.assert_array_equal(table.targets, expected)
     assert table.frame.loc[df["finding_labels"] == "No Finding", "label"].eq("none").all()
-    with pytest.raises(DatasetError, match="single labels"):
-        load_source(DataConfig(path=str(ml_csv), labels_from="finding_labels", label_map={"Mass": "x"}))
+    renamed = load_source(DataConfig(path=str(ml_csv), labels_from="finding_labels", label_map={"Mass": "x"}))
+    assert renamed.classes == ["Effusion", "x", "Nodule"]  # label_map renames findings (tests/test_filters.py)
+    np.testing.assert_array_equal(renamed.targets, expected)
 
 
 @pytest.mark.parametrize("policy, expected", [("ignore", np.nan), ("ones", 1.0), ("zeros", 0.0)])
