@@ -13,38 +13,7 @@ from medclass.data.multilabel import apply_uncertain, resolve_task
 from medclass.data.sources import from_npz, load_source
 from medclass.data.splits import patient_groups, split_patients
 from medclass.errors import DatasetError
-
-FINDINGS = ("Effusion", "Mass", "Nodule")
-
-
-def write_multilabel_csv(root: Path, n_patients: int = 24, per_patient: int = 2, size: int = 32, seed: int = 0) -> Path:
-    """Images whose findings are learnable: Effusion = bright top half, Mass = bright disk, Nodule = bright corner.
-
-    Writes labels.csv with both forms: ``finding_labels`` (pipe list) and one 1/0 column per finding
-    (with a few -1 and blanks in 'Nodule')."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:size, :size]
-    rows = []
-    for p in range(n_patients):
-        for j in range(per_patient):
-            y = rng.random(3) < [0.4, 0.35, 0.3]
-            img = rng.normal(0.25, 0.05, (size, size))
-            if y[0]:
-                img[: size // 2] += 0.4
-            if y[1]:
-                img += 0.5 * (((yy - size // 2) ** 2 + (xx - size // 2) ** 2) < 30)
-            if y[2]:
-                img[-8:, -8:] += 0.6
-            name = f"images/p{p:03d}_{j}.png"
-            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / name)
-            listed = "|".join(f for f, v in zip(FINDINGS, y) if v) or "No Finding"
-            cols = {f: str(int(v)) for f, v in zip(FINDINGS, y)}
-            rows.append({"path": name, "patient": f"p{p:03d}", "finding_labels": listed, **cols})
-    df = pd.DataFrame(rows)
-    df.loc[1, "Nodule"], df.loc[3, "Nodule"] = "-1", ""
-    df.to_csv(root / "labels.csv", index=False)
-    return root / "labels.csv"
+from _helpers import FINDINGS, multilabel_config, write_multilabel_csv
 
 
 @pytest.fixture(scope="module")
@@ -233,16 +202,9 @@ def test_checkpoint_meta_task_and_thresholds():
 # -- end to end: train, evaluate, predict through every serving path -------------------------------
 @pytest.fixture(scope="module")
 def ml_run(ml_csv, tmp_path_factory):
-    from medclass.config import RunConfig, apply_overrides
     from medclass.training.runner import train
 
-    workspace = tmp_path_factory.mktemp("ws")
-    cfg = apply_overrides(RunConfig(), [
-        f"data.path={ml_csv}", "data.patient_column=patient", "data.labels_from=finding_labels",
-        "data.near_duplicates=false", "model.name=simple_cnn", "model.in_chans=1", "model.image_size=32",
-        "train.epochs=1", "train.batch_size=8", "train.num_workers=0", "train.class_weights=balanced",
-        f"workspace={workspace}", "experiment=ml"])
-    return train(cfg, progress=False)
+    return train(multilabel_config(ml_csv, tmp_path_factory.mktemp("ws"), "ml"), progress=False)
 
 
 def test_train_writes_macro_auc_and_per_finding_thresholds(ml_run):
