@@ -67,7 +67,7 @@ class DataConfig:
     label_columns: list[str] = field(default_factory=list)  # csv, multi-label: one column per finding holding 1 / 0 / -1 (uncertain) / blank (missing)
     uncertain: Uncertain = "ignore"  # multi-label: uncertain (-1) and blank labels: ignore (masked out of loss and metrics) | ones | zeros
     classes: list[str] = field(default_factory=list)  # keep only these classes, in this order ('' = all, sorted)
-    label_map: dict[str, str] = field(default_factory=dict)  # rename, merge or drop labels: {covid: pneumonia, unknown: drop} or "covid=pneumonia,unknown=drop"
+    label_map: dict[str, str] = field(default_factory=dict)  # rename, merge or drop labels: {covid: pneumonia, unknown: drop} or "covid=pneumonia,unknown=drop" (drop removes the label's rows); multi-label: the same for findings, a merged finding is 1 if any source is 1, else masked if any is masked, else 0, and drop removes the finding, not the rows
     where: str = ""  # keep only rows matching this pandas query on the table's columns, e.g. "view in ['PA', 'AP'] and age >= 18"
     val_fraction: UnitFraction = 0.15  # share of patients for validation (used when the source has no split)
     test_fraction: UnitFraction = 0.15  # share of patients for the test set (used when the source has no split)

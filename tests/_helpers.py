@@ -1,6 +1,7 @@
 """Helpers shared by several test modules: a seeded checkpoint with the real X-rays it is calibrated on
 (XRAYS, make_checkpoint), a tiny learnable image folder and its training config (make_images, tiny_config),
-a synthetic run folder (make_fake_run) and the loader of bench/bench_api.py (load_bench_api)."""
+a tiny learnable multi-label CSV and its config (write_multilabel_csv, multilabel_config), a synthetic run
+folder (make_fake_run) and the loader of bench/bench_api.py (load_bench_api)."""
 from __future__ import annotations
 
 import importlib.util
@@ -72,6 +73,48 @@ def tiny_config(data: Path, workspace: Path, experiment: str = "tiny", **overrid
     }
     items.update(overrides)
     return apply_overrides(RunConfig(), [f"{k}={v}" for k, v in items.items()])
+
+
+FINDINGS = ("Effusion", "Mass", "Nodule")
+
+
+def write_multilabel_csv(root: Path, n_patients: int = 24, per_patient: int = 2, size: int = 32, seed: int = 0) -> Path:
+    """Images whose findings are learnable: Effusion = bright top half, Mass = bright disk, Nodule = bright corner.
+
+    Writes labels.csv with both forms: ``finding_labels`` (pipe list) and one 1/0 column per finding
+    (with a few -1 and blanks in 'Nodule')."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    rows = []
+    for p in range(n_patients):
+        for j in range(per_patient):
+            y = rng.random(3) < [0.4, 0.35, 0.3]
+            img = rng.normal(0.25, 0.05, (size, size))
+            if y[0]:
+                img[: size // 2] += 0.4
+            if y[1]:
+                img += 0.5 * (((yy - size // 2) ** 2 + (xx - size // 2) ** 2) < 30)
+            if y[2]:
+                img[-8:, -8:] += 0.6
+            name = f"images/p{p:03d}_{j}.png"
+            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / name)
+            listed = "|".join(f for f, v in zip(FINDINGS, y) if v) or "No Finding"
+            cols = {f: str(int(v)) for f, v in zip(FINDINGS, y)}
+            rows.append({"path": name, "patient": f"p{p:03d}", "finding_labels": listed, **cols})
+    df = pd.DataFrame(rows)
+    df.loc[1, "Nodule"], df.loc[3, "Nodule"] = "-1", ""
+    df.to_csv(root / "labels.csv", index=False)
+    return root / "labels.csv"
+
+
+def multilabel_config(csv: Path, workspace: Path, experiment: str, *overrides: str) -> RunConfig:
+    """A 1-epoch simple_cnn multi-label run at 32 px on ``csv`` (its pipe-list column), one worker."""
+    return apply_overrides(RunConfig(), [
+        f"data.path={csv}", "data.patient_column=patient", "data.labels_from=finding_labels",
+        "data.near_duplicates=false", "model.name=simple_cnn", "model.in_chans=1", "model.image_size=32",
+        "train.epochs=1", "train.batch_size=8", "train.num_workers=0", "train.class_weights=balanced",
+        f"workspace={workspace}", f"experiment={experiment}", *overrides])
 
 
 def make_fake_run(workspace: Path, project: str, experiment: str, *, model: str = "simple_cnn", epochs: int = 3,

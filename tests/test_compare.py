@@ -162,3 +162,84 @@ def test_compare_two_real_short_runs(tmp_path: Path, shared_data: Path) -> None:
     assert 0.0 <= pair["auc_a"] <= 1.0 and pair["difference"] == pytest.approx(pair["auc_a"] - pair["auc_b"])
     assert comparison.sentences and "DeLong" in comparison.sentences[0]
     assert (tmp_path / "cmp_out" / "comparison.csv").is_file() and (tmp_path / "cmp_out" / "comparison.html").is_file()
+
+
+# -- multi-label runs -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ml_runs(tmp_path_factory) -> tuple[Path, list[Path]]:
+    """Two tiny multi-label runs on one patient split (other training seeds), each evaluated on its test images."""
+    from medclass.evaluation.evaluate import evaluate
+    from medclass.training import train
+    from _helpers import multilabel_config, write_multilabel_csv
+
+    root = tmp_path_factory.mktemp("mlcmp")
+    csv = write_multilabel_csv(root / "data")
+    runs = []
+    for name, seed in (("ml_a", 0), ("ml_b", 1)):
+        cfg = multilabel_config(csv, root / "ws", name, "project=p", "data.split_seed=0", f"train.seed={seed}",
+                                "train.baseline=false")
+        run = train(cfg, progress=False).run_dir
+        evaluate(run, n_boot=50, cam_samples=0, report=False, num_workers=0)
+        runs.append(run)
+    return root / "ws", runs
+
+
+def test_compare_two_multilabel_runs(ml_runs, tmp_path: Path) -> None:
+    import json
+
+    from medclass.metrics.stats import paired_bootstrap_macro_auc
+
+    ws, runs = ml_runs
+    cmp = compare_runs(["p/ml_a", "p/ml_b"], out=tmp_path / "out", workspace=ws, n_boot=200)
+    t = cmp.table.set_index("name")
+    assert t["task"].tolist() == ["multi_label", "multi_label"]
+    for name, run in zip(("ml_a", "ml_b"), runs):
+        findings = json.loads((run / "metrics.json").read_text())["findings"]
+        assert t.loc[name, "test_macro_auc"] == pytest.approx(findings["summary"]["macro_auc"])
+        assert t.loc[name, "test_micro_auc"] == pytest.approx(findings["summary"]["micro_auc"])
+        assert t.loc[name, "test_macro_auc_low"] == pytest.approx(findings["ci"]["macro_auc"]["low"])
+    assert len(cmp.pairs) == 1 and not cmp.notes
+    pair = cmp.pairs.iloc[0]
+    test_rows = (pd.read_csv(runs[0] / "split.csv")["split"] == "test").sum()
+    assert (pair["metric"], pair["n_images"]) == ("macro_auc", test_rows)
+    assert pair["auc_a"] == pytest.approx(t.loc["ml_a", "test_macro_auc"])
+    assert pair["difference"] == pytest.approx(t.loc["ml_a", "test_macro_auc"] - t.loc["ml_b", "test_macro_auc"])
+    # the same test from the two predictions.csv directly (masked labels blank there)
+    pa, pb = (pd.read_csv(r / "predictions.csv").sort_values("path") for r in runs)
+    findings = [c[len("label_"):] for c in pa.columns if c.startswith("label_")]
+    direct = paired_bootstrap_macro_auc(pa[[f"label_{f}" for f in findings]].to_numpy(float),
+                                        pa[[f"prob_{f}" for f in findings]].to_numpy(float),
+                                        pb[[f"prob_{f}" for f in findings]].to_numpy(float),
+                                        groups=pa["patient"].to_numpy(str), n_boot=200)
+    assert (pair["bootstrap_ci_low"], pair["bootstrap_ci_high"]) == pytest.approx((direct["ci_low"], direct["ci_high"]))
+    assert cmp.sentences == [pair["sentence"]] and cmp.sentences[0].startswith("macro AUC of ml_a")
+    page = html.unescape((tmp_path / "out" / "comparison.html").read_text())
+    assert cmp.sentences[0] in page and "multi_label" in page
+    from rich.console import Console
+
+    console = Console(record=True, width=250)
+    console.print(cmp.rich_table())
+    text = console.export_text()
+    assert "test macro AUC (95% CI)" in text and "multi_label" in text
+
+
+def test_compare_multilabel_with_single_label_run_says_why_there_is_no_test(ml_runs, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medclass.cli import _register_all, app
+
+    ws, _ = ml_runs
+    y, good, _ = _scores(5)
+    make_fake_run(ws, "p", "single", probs=good, labels=y, metrics_json={"metrics": {"roc_auc": 0.9}})
+    cmp = compare_runs(["p/ml_a", "p/single"], out=tmp_path / "mixed", workspace=ws, n_boot=50)
+    assert cmp.table["task"].tolist() == ["multi_label", "single_label"]
+    assert cmp.table.set_index("name").loc["single", "test_roc_auc"] == pytest.approx(0.9)
+    assert len(cmp.pairs) == 0 and cmp.sentences == []
+    assert len(cmp.notes) == 1 and "No paired test of ml_a (multi_label) vs single (single_label)" in cmp.notes[0]
+    assert cmp.notes[0] in html.unescape((tmp_path / "mixed" / "comparison.html").read_text())
+    _register_all()
+    result = CliRunner().invoke(app, ["compare", "p/ml_a", "p/single", "--workspace", str(ws), "--n-boot", "50",
+                                      "--out", str(tmp_path / "cli")], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "answer different questions" in out and "not evaluated on the same images" not in out

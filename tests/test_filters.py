@@ -93,3 +93,85 @@ def test_training_data_with_one_class_is_refused(manifest):
 
     with pytest.raises(DatasetError, match="one class only"):
         clean_data(_cfg(manifest, where="finding == 'normal'"))
+
+
+# -- data.label_map on multi-label data: findings are renamed, merged or dropped, rows stay --------------
+FINDING_ROWS = [  # Mass, Nodule, Hernia: 1 / 0 / -1 (uncertain) / '' (missing)
+    ("1", "", "0"), ("0", "", "1"), ("0", "0", "0"), ("", "1", "0"), ("-1", "0", "0"), ("0", "-1", "1"),
+    ("", "", "0"), ("0", "0", "1"),
+]
+
+
+@pytest.fixture
+def findings_manifest(tmp_path):
+    """A column-form multi-label CSV whose rows cover every merge case (positive, masked, negative)."""
+    (tmp_path / "images").mkdir()
+    rows = []
+    for i, (mass, nodule, hernia) in enumerate(FINDING_ROWS):
+        Image.fromarray(np.full((8, 8), 30 * i, np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        rows.append({"path": f"images/{i}.png", "patient": f"p{i}", "Mass": mass, "Nodule": nodule, "Hernia": hernia})
+    pd.DataFrame(rows).to_csv(tmp_path / "labels.csv", index=False)
+    return tmp_path / "labels.csv"
+
+
+def _findings_cfg(csv, **kw) -> DataConfig:
+    return DataConfig(path=str(csv), patient_column="patient", label_columns=["Mass", "Nodule", "Hernia"], **kw)
+
+
+def test_label_map_renames_findings(findings_manifest):
+    plain = load_source(_findings_cfg(findings_manifest))
+    renamed = load_source(_findings_cfg(findings_manifest, label_map={"Mass": "lesion"}))
+    assert renamed.multi_label and renamed.classes == ["lesion", "Nodule", "Hernia"]
+    np.testing.assert_array_equal(renamed.targets, plain.targets)  # NaN (masked) cells stay masked
+    assert "label_Mass" not in renamed.frame and renamed.frame["label"][0] == "lesion"
+
+
+@pytest.mark.parametrize("uncertain, expected", [
+    # Mass|Nodule merged per row of FINDING_ROWS: 1 if any is 1, else masked if any is masked, else 0
+    ("ignore", [1, np.nan, 0, 1, np.nan, np.nan, np.nan, 0]),
+    ("zeros", [1, 0, 0, 1, 0, 0, 0, 0]),  # uncertain and missing read as 0 first: nothing left masked
+    ("ones", [1, 1, 0, 1, 1, 1, 1, 0]),
+])
+def test_label_map_merges_findings_with_masked_values(findings_manifest, uncertain, expected):
+    table = load_source(_findings_cfg(findings_manifest, uncertain=uncertain,
+                                      label_map={"Mass": "lesion", "Nodule": "lesion"}))
+    assert table.classes == ["lesion", "Hernia"] and len(table) == len(FINDING_ROWS)
+    np.testing.assert_array_equal(table.targets[:, 0], np.array(expected, dtype=np.float32))
+    np.testing.assert_array_equal(table.targets[:, 1], load_source(_findings_cfg(findings_manifest, uncertain=uncertain))
+                                  .targets[:, 2])  # the finding left alone is untouched
+    hernia = [h == "1" for _, _, h in FINDING_ROWS]
+    assert table.frame["label"].tolist() == ["|".join(n for n, on in (("lesion", v == 1), ("Hernia", h)) if on) or "none"
+                                             for v, h in zip(expected, hernia)]
+
+
+def test_label_map_merges_into_a_kept_finding(findings_manifest):
+    table = load_source(_findings_cfg(findings_manifest, label_map={"Hernia": "Mass"}))  # Hernia folded into Mass
+    assert table.classes == ["Mass", "Nodule"]
+    np.testing.assert_array_equal(table.targets[:, 0], np.array([1, 1, 0, np.nan, np.nan, 1, np.nan, 1], np.float32))
+
+
+def test_label_map_drops_a_finding_not_the_rows(findings_manifest):
+    table = load_source(_findings_cfg(findings_manifest, label_map={"Hernia": "drop"}))
+    assert table.classes == ["Mass", "Nodule"] and len(table) == len(FINDING_ROWS)
+    assert "label_Hernia" not in table.frame.columns
+    assert table.frame["label"][1] == "none"  # its only positive finding was dropped; the image stays
+    with pytest.raises(DatasetError, match="drops every finding"):
+        load_source(_findings_cfg(findings_manifest, label_map={"Mass": "drop", "Nodule": "drop", "Hernia": "drop"}))
+
+
+def test_label_map_refuses_an_unknown_finding_by_name(findings_manifest):
+    with pytest.raises(DatasetError, match=r"names \['Nodlue'\], which are not findings.*Did you mean 'Nodule'"):
+        load_source(_findings_cfg(findings_manifest, label_map={"Nodlue": "lesion"}))
+
+
+def test_label_map_on_findings_is_recorded_and_counted_by_the_data_check(findings_manifest):
+    from medclass.data.check import check_data
+
+    cfg = apply_overrides(RunConfig(), [f"data.path={findings_manifest}", "data.patient_column=patient",
+                                        "data.label_columns=Mass,Nodule,Hernia", "data.label_map=Mass=lesion,Nodule=lesion"])
+    assert cfg.data.label_map == {"Mass": "lesion", "Nodule": "lesion"}
+    report = check_data(cfg.data, near_duplicates=False, workers=1)
+    assert report["filters"]["label_map"] == {"Mass": "lesion", "Nodule": "lesion"}
+    counts = pd.DataFrame(report["counts"]["findings"])
+    assert set(counts["finding"]) == {"lesion", "Hernia"}
+    assert counts.loc[counts["finding"] == "lesion", "positive_images"].sum() == 2

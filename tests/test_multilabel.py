@@ -13,38 +13,7 @@ from medclass.data.multilabel import apply_uncertain, resolve_task
 from medclass.data.sources import from_npz, load_source
 from medclass.data.splits import patient_groups, split_patients
 from medclass.errors import DatasetError
-
-FINDINGS = ("Effusion", "Mass", "Nodule")
-
-
-def write_multilabel_csv(root: Path, n_patients: int = 24, per_patient: int = 2, size: int = 32, seed: int = 0) -> Path:
-    """Images whose findings are learnable: Effusion = bright top half, Mass = bright disk, Nodule = bright corner.
-
-    Writes labels.csv with both forms: ``finding_labels`` (pipe list) and one 1/0 column per finding
-    (with a few -1 and blanks in 'Nodule')."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:size, :size]
-    rows = []
-    for p in range(n_patients):
-        for j in range(per_patient):
-            y = rng.random(3) < [0.4, 0.35, 0.3]
-            img = rng.normal(0.25, 0.05, (size, size))
-            if y[0]:
-                img[: size // 2] += 0.4
-            if y[1]:
-                img += 0.5 * (((yy - size // 2) ** 2 + (xx - size // 2) ** 2) < 30)
-            if y[2]:
-                img[-8:, -8:] += 0.6
-            name = f"images/p{p:03d}_{j}.png"
-            Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / name)
-            listed = "|".join(f for f, v in zip(FINDINGS, y) if v) or "No Finding"
-            cols = {f: str(int(v)) for f, v in zip(FINDINGS, y)}
-            rows.append({"path": name, "patient": f"p{p:03d}", "finding_labels": listed, **cols})
-    df = pd.DataFrame(rows)
-    df.loc[1, "Nodule"], df.loc[3, "Nodule"] = "-1", ""
-    df.to_csv(root / "labels.csv", index=False)
-    return root / "labels.csv"
+from _helpers import FINDINGS, multilabel_config, write_multilabel_csv
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +36,9 @@ def test_pipe_list_form(ml_csv):
     expected = np.array([[f in s.split("|") for f in FINDINGS] for s in df["finding_labels"]], dtype=np.float32)
     np.testing.assert_array_equal(table.targets, expected)
     assert table.frame.loc[df["finding_labels"] == "No Finding", "label"].eq("none").all()
-    with pytest.raises(DatasetError, match="single labels"):
-        load_source(DataConfig(path=str(ml_csv), labels_from="finding_labels", label_map={"Mass": "x"}))
+    renamed = load_source(DataConfig(path=str(ml_csv), labels_from="finding_labels", label_map={"Mass": "x"}))
+    assert renamed.classes == ["Effusion", "x", "Nodule"]  # label_map renames findings (tests/test_filters.py)
+    np.testing.assert_array_equal(renamed.targets, expected)
 
 
 @pytest.mark.parametrize("policy, expected", [("ignore", np.nan), ("ones", 1.0), ("zeros", 0.0)])
@@ -232,16 +202,9 @@ def test_checkpoint_meta_task_and_thresholds():
 # -- end to end: train, evaluate, predict through every serving path -------------------------------
 @pytest.fixture(scope="module")
 def ml_run(ml_csv, tmp_path_factory):
-    from medclass.config import RunConfig, apply_overrides
     from medclass.training.runner import train
 
-    workspace = tmp_path_factory.mktemp("ws")
-    cfg = apply_overrides(RunConfig(), [
-        f"data.path={ml_csv}", "data.patient_column=patient", "data.labels_from=finding_labels",
-        "data.near_duplicates=false", "model.name=simple_cnn", "model.in_chans=1", "model.image_size=32",
-        "train.epochs=1", "train.batch_size=8", "train.num_workers=0", "train.class_weights=balanced",
-        f"workspace={workspace}", "experiment=ml"])
-    return train(cfg, progress=False)
+    return train(multilabel_config(ml_csv, tmp_path_factory.mktemp("ws"), "ml"), progress=False)
 
 
 def test_train_writes_macro_auc_and_per_finding_thresholds(ml_run):
@@ -310,6 +273,134 @@ def test_checkpoint_predicts_through_every_serving_path(ml_run, ml_csv, tmp_path
     onnx = export_model(ml_run.best_checkpoint, "onnx", tmp_path / "ml.onnx")
     via_onnx = Predictor.from_checkpoint(ml_run.best_checkpoint, onnx=onnx)
     np.testing.assert_allclose(via_onnx.predict_proba([str(p) for p in images]), probs, atol=1e-5)
+
+
+# -- out-of-distribution flag: one Gaussian over the training images, in every serving path ----------
+def _own_and_far_off(ml_run, split: str = "test") -> tuple[list[str], dict[str, np.ndarray]]:
+    """The run's own ``split`` images, and far-off arrays of the same shape: inverted, uniform noise, constant."""
+    from medclass.data.io import read_image
+
+    rows = pd.read_csv(ml_run.run_dir / "split.csv", keep_default_na=False)
+    paths = rows.loc[rows["split"] == split, "path"].tolist()
+    images = np.stack([read_image(p) for p in paths])
+    rng = np.random.default_rng(1)
+    return paths, {"inverted": 1.0 - images, "noise": rng.random(images.shape).astype(np.float32),
+                   "constant": np.full(images.shape, 0.9, np.float32)}
+
+
+def test_multilabel_run_has_one_gaussian_ood_that_flags_far_off_images(ml_run):
+    import json
+
+    from medclass.artifacts import load_ood, read_meta
+    from medclass.serving.predictor import Predictor
+
+    ood = load_ood(ml_run.best_checkpoint)
+    assert ood is not None and ood.means.shape[0] == 1 and np.isfinite(ood.threshold)  # one mean: findings overlap
+    assert read_meta(ml_run.best_checkpoint).ood.n_train == ood.n_train == (pd.read_csv(ml_run.run_dir / "split.csv")
+                                                                            ["split"] == "train").sum()
+    info = json.loads((ml_run.run_dir / "threshold.json").read_text())
+    assert info["ood_threshold"] == pytest.approx(ood.threshold) and set(info["thresholds"]) == set(FINDINGS)
+    predictor = Predictor.from_checkpoint(ml_run.best_checkpoint)
+    val_paths, _ = _own_and_far_off(ml_run, "val")
+    val = predictor.predict_with_ood(val_paths)  # the threshold is the 95th percentile of the validation scores
+    assert ood.threshold == pytest.approx(np.quantile(val["ood_score"], 0.95), rel=1e-3)
+    own_paths, far = _own_and_far_off(ml_run)
+    own_rate = predictor.predict_with_ood(own_paths)["ood"].astype(bool).mean()
+    for kind, images in far.items():
+        rate = predictor.predict_with_ood(images)["ood"].astype(bool).mean()
+        assert rate >= 0.9 and rate > own_rate, f"{kind}: {rate:.2f} flagged vs {own_rate:.2f} of the own test images"
+
+
+def test_every_serving_path_flags_ood_for_a_multilabel_checkpoint(ml_run, tmp_path):
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from medclass.cli import _register_all, app
+    from medclass.serving.api import create_api
+    from medclass.serving.predictor import Predictor
+    from medclass.serving.webapp import _decision_text, ood_warning
+
+    predictor = Predictor.from_checkpoint(ml_run.best_checkpoint)
+    own_paths, far = _own_and_far_off(ml_run, "val")
+    scores = predictor.predict_with_ood(own_paths)["ood_score"].to_numpy()
+    own = own_paths[int(np.argmin(scores))]  # a validation image below the threshold
+    noise = far["noise"][0]
+    (tmp_path / "odd").mkdir()
+    Image.fromarray((noise[..., 0] * 255).astype(np.uint8)).save(tmp_path / "odd" / "noise.png")
+
+    df = predictor.predict_with_ood([own, str(tmp_path / "odd" / "noise.png")])
+    assert list(df.columns) == ["predicted", *(f"prob_{f}" for f in FINDINGS), "ood_score", "ood"]
+    assert df["ood"].tolist() == [False, True]
+    probs = predictor.predict_proba([own, str(tmp_path / "odd" / "noise.png")])
+    np.testing.assert_allclose(df[[f"prob_{f}" for f in FINDINGS]].to_numpy(), probs, atol=1e-5)  # sigmoids, not softmax
+    assert df["predicted"].tolist() == predictor.predict([own, str(tmp_path / "odd" / "noise.png")])
+
+    with TestClient(create_api(predictor)) as client:
+        answers = [client.post("/predict", files={"file": (Path(p).name, Path(p).read_bytes(), "image/png")}).json()
+                   for p in (own, tmp_path / "odd" / "noise.png")]
+    assert [a["ood"] for a in answers] == [False, True]
+    assert answers[1]["ood_score"] > predictor.ood.threshold > answers[0]["ood_score"]
+    assert answers[1]["probabilities"] == pytest.approx(dict(zip(FINDINGS, probs[1].tolist())), abs=1e-5)
+    assert set(answers[1]["findings"]) == set(FINDINGS)
+
+    from medclass.data.io import read_image
+
+    assert ood_warning(predictor, read_image(own)) == ""  # the web app's text: warning, then every finding
+    text = ood_warning(predictor, noise) + _decision_text(predictor, probs[1], df["predicted"][1])
+    assert text.startswith("WARNING: out-of-distribution") and all(f"{f}: " in text for f in FINDINGS)
+
+    _register_all()
+    result = CliRunner().invoke(app, ["predict", str(ml_run.run_dir), own, str(tmp_path / "odd"),
+                                      "--out", str(tmp_path / "p.csv"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert out.set_index(out["path"].map(lambda p: Path(p).name))["ood"].to_dict() == {Path(own).name: False,
+                                                                                        "noise.png": True}
+    assert "look unlike the training data" in result.output and "noise.png" in " ".join(result.output.split())
+
+
+def test_ood_fit_refits_a_multilabel_run(ml_run, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from medclass.artifacts import load_checkpoint, load_ood, save_checkpoint
+    from medclass.cli import _register_all, app
+
+    run = Path(shutil.copytree(ml_run.run_dir, tmp_path / "run"))
+    fitted = load_ood(run / "best.safetensors")
+    model, meta = load_checkpoint(run / "best.safetensors")  # as a multi-label run trained before OOD statistics
+    save_checkpoint(run / "best.safetensors", model, meta)
+    assert load_ood(run / "best.safetensors") is None
+    _register_all()
+    result = CliRunner().invoke(app, ["ood-fit", str(run)])
+    assert result.exit_code == 0, result.output
+    again = load_ood(run / "best.safetensors")
+    assert again.means.shape[0] == 1 and again.n_train == fitted.n_train
+    assert again.threshold == pytest.approx(fitted.threshold, rel=1e-6)  # the same images, the same fit
+    np.testing.assert_allclose(again.means, fitted.means, rtol=1e-6)
+
+
+def test_evaluation_of_a_multilabel_run_reports_ood_and_shift(ml_run, ml_csv, tmp_path):
+    from medclass.evaluation.evaluate import evaluate
+
+    own = evaluate(ml_run.run_dir, n_boot=0, num_workers=0, cam_samples=0, report=False, out=tmp_path / "own")
+    m = own.metrics
+    assert m["ood"]["available"] and m["ood"]["n_scored"] == m["data"]["n_predicted"] and m["shift"] is None
+    assert np.isfinite(own.predictions["ood_score"]).all()
+    # external data: every image of the source inverted, with its findings, under other patient ids
+    source = pd.read_csv(ml_csv, keep_default_na=False)
+    (tmp_path / "ext" / "images").mkdir(parents=True)
+    for name in source["path"]:
+        Image.fromarray(255 - np.asarray(Image.open(ml_csv.parent / name))).save(tmp_path / "ext" / name)
+    source.assign(patient="x" + source["patient"]).to_csv(tmp_path / "ext" / "labels.csv", index=False)
+    res = evaluate(ml_run.run_dir, data=str(tmp_path / "ext" / "labels.csv"), n_boot=0, num_workers=0, cam_samples=0,
+                   out=tmp_path / "ext-eval")
+    m = res.metrics
+    assert m["ood"]["share_flagged"] >= 0.9 > own.metrics["ood"]["share_flagged"]
+    assert m["shift"] is not None and m["shift"]["large"] and "flagged out-of-distribution" in m["shift"]["warning"]
+    html = res.files["report"].read_text()
+    assert 'id="shift"' in html and "flagged out-of-distribution" in html
 
 
 def test_patient_aggregation_of_findings():

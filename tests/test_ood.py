@@ -78,6 +78,21 @@ def test_mahalanobis_matches_a_direct_computation_and_threshold_is_the_validatio
         fit_mahalanobis(train, labels, val, quantile=1.0)
 
 
+def test_one_group_fit_is_the_distance_to_the_single_mean() -> None:
+    """Multi-label models: labels=None fits one Gaussian (one mean), whatever classes the rows would have."""
+    rng = np.random.default_rng(1)
+    train = rng.normal(size=(80, 6)) * rng.uniform(0.5, 2, 6)
+    train[:40] += 3  # two clusters that one mean must span
+    val, probe = rng.normal(size=(30, 6)), rng.normal(size=(5, 6)) * 4
+    ood = fit_mahalanobis(train, None, val)
+    assert ood.means.shape == (1, 6)
+    np.testing.assert_allclose(ood.means[0], train.mean(0))
+    np.testing.assert_allclose(ood.scores(probe), _direct_scores(probe, train, np.zeros(80)), rtol=1e-8)
+    assert not np.allclose(ood.scores(probe), _direct_scores(probe, train, np.arange(80) < 40))  # not two means
+    with pytest.raises(ValueError, match="labels=None"):
+        fit_mahalanobis(train, np.zeros((80, 3)), val)  # a multi-label matrix is not one class per row
+
+
 @pytest.fixture(scope="module")
 def ood_ckpt(tmp_path_factory) -> tuple[Path, MahalanobisOOD]:
     """A checkpoint with OOD statistics fitted on the features of smooth grey images."""

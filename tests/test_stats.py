@@ -114,3 +114,35 @@ def test_bad_inputs() -> None:
         delong_test([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2])
     with pytest.raises(ValueError, match="only 2 classes"):
         delong_test([0, 2, 1, 1], [0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1])
+
+
+def test_paired_bootstrap_macro_auc_matches_resampled_rows() -> None:
+    """Multi-label: each replicate's difference = macro AUC on the drawn rows (masked labels left out), the same
+    replicates as resample_weights draws; the interval and p-value are computed from them as for one AUC."""
+    from medclass.metrics.bootstrap import resample_weights
+    from medclass.metrics.multilabel import macro_auc
+    from medclass.metrics.stats import paired_bootstrap_macro_auc
+
+    rng = np.random.default_rng(4)
+    n, k = 60, 3
+    y = (rng.random((n, k)) < 0.4).astype(float)
+    good = np.clip(0.5 * y + 0.5 * rng.random((n, k)), 0, 1)
+    weak = np.clip(0.15 * y + 0.85 * rng.random((n, k)), 0, 1)
+    y[rng.random((n, k)) < 0.2] = np.nan
+    y[:, 2] = np.where(np.isnan(y[:, 2]), np.nan, 0.0)  # a finding without positives: left out of every mean
+    groups = np.array([f"p{i // 2}" for i in range(n)])
+    r = paired_bootstrap_macro_auc(y, good, weak, groups=groups, n_boot=150, seed=3)
+    assert (r["auc1"], r["auc2"]) == (macro_auc(y, good), macro_auc(y, weak))
+    direct = []
+    for W in resample_weights(n, groups, 150, seed=3):
+        for w in W.astype(np.int64):
+            rows = np.repeat(np.arange(n), w)
+            direct.append(macro_auc(y[rows], good[rows]) - macro_auc(y[rows], weak[rows]))
+    direct = np.array(direct)
+    assert np.nanpercentile(direct, 2.5) == pytest.approx(r["ci_low"]) and np.nanpercentile(direct, 97.5) == pytest.approx(r["ci_high"])
+    assert r["p_value"] == pytest.approx(min(1.0, 2 * min(np.mean(direct <= 0), np.mean(direct >= 0))))
+    assert r["diff"] > 0 and r["p_value"] < 0.05 and r["method"].endswith("over patients")
+    same = paired_bootstrap_macro_auc(y, good, good, n_boot=50)
+    assert same["diff"] == 0 and same["p_value"] == 1.0
+    with pytest.raises(ValueError, match="at least one finding"):
+        paired_bootstrap_macro_auc(np.zeros((4, 2)), good[:4, :2], weak[:4, :2])

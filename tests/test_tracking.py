@@ -212,3 +212,33 @@ def test_cross_validation_tracks_every_fold_and_the_summary(tmp_path: Path) -> N
     for k in (0, 1):
         fold = by_name[f"cv-fold{k}"]
         assert fold.info.status == "FINISHED" and "val_loss" in fold.data.metrics
+
+
+def test_multilabel_run_logs_its_macro_auc(tmp_path: Path, sqlite_uri: str) -> None:
+    """A tiny multi-label run tracked live (val_auc = the macro AUC over the findings), then evaluated and
+    logged again: the test macro and micro AUC with their CIs, as metrics.json has them."""
+    import json
+
+    from medclass.evaluation.evaluate import evaluate
+    from medclass.experiments.tracking import track_training
+    from _helpers import multilabel_config, write_multilabel_csv
+
+    csv = write_multilabel_csv(tmp_path / "data")
+    cfg = multilabel_config(csv, tmp_path / "ws", "ml", "project=mltrack", "train.baseline=false")
+    uri = sqlite_uri
+    result, run_id = track_training(cfg, uri, progress=False)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    assert run.data.params["data.labels_from"] == "finding_labels"
+    logged = [m.value for m in sorted(client.get_metric_history(run_id, "val_auc"), key=lambda m: m.step)]
+    assert logged == pytest.approx(result.metrics["val_auc"].tolist(), rel=1e-5) and len(logged) == 1
+    assert "test_macro_auc" not in run.data.metrics  # not evaluated yet
+
+    evaluate(result.run_dir, n_boot=50, cam_samples=0, report=False, num_workers=0)
+    findings = json.loads((result.run_dir / "metrics.json").read_text())["findings"]
+    again = client.get_run(log_run_folder(result.run_dir, uri)).data.metrics
+    assert again["test_macro_auc"] == pytest.approx(findings["summary"]["macro_auc"])
+    assert again["test_micro_auc"] == pytest.approx(findings["summary"]["micro_auc"])
+    assert (again["test_macro_auc_ci_low"], again["test_macro_auc_ci_high"]) == pytest.approx(
+        (findings["ci"]["macro_auc"]["low"], findings["ci"]["macro_auc"]["high"]))
+    assert "test_roc_auc" not in again

@@ -180,7 +180,9 @@ _DATA_OPTIONS: dict[str, Any] = {
         help="Patient id from the file name: a regex with one group, e.g. '^(\\d+)_', or 'chest_xray'.",
         rich_help_panel=_DATA_PANEL)],
     "label_map": Annotated[Optional[str], typer.Option(
-        help="Rename, merge or drop labels: covid=pneumonia,other_pneumonia=pneumonia,unknown=drop.",
+        help="Rename, merge or drop labels: covid=pneumonia,other_pneumonia=pneumonia,unknown=drop (multi-label: "
+             "findings; a merged finding is 1 if any source is, else masked if any is; drop removes the finding, "
+             "not the rows).",
         rich_help_panel=_DATA_PANEL)],
     "labels_from": Annotated[Optional[str], typer.Option(
         help="Multi-label: CSV column listing each image's findings, e.g. finding_labels (see --label-sep, --no-finding).",

@@ -28,7 +28,9 @@ def compare_command(
     console.print(cmp.rich_table())
     for sentence in cmp.sentences:
         console.print(f"• {escape(sentence)}")
-    if not cmp.sentences and len(runs) > 1:
+    for note in cmp.notes:
+        console.print(f"[yellow]• {escape(note)}[/]")
+    if not cmp.sentences and not cmp.notes and len(runs) > 1:
         console.print("No paired test: the runs were not evaluated on the same images (see `medclass evaluate`).")
     console.print(f"[bold]comparison:[/] {cmp.files.get('html', cmp.files['csv'])}")
 

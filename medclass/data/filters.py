@@ -8,6 +8,10 @@
 * ``data.label_map`` renames, merges or drops labels: ``{covid: pneumonia, other_pneumonia: pneumonia,
   unknown: drop}``. A label it names that the data does not hold is refused by name; labels it
   does not name stay as they are.
+* On multi-label data it maps *findings* (:func:`map_findings`): a renamed finding keeps its
+  column; several findings merged into one give a finding that is 1 where any of them is 1, else
+  masked (NaN) where any of them is masked, else 0 (:func:`merge_finding_values`); ``finding: drop``
+  removes that finding's column, never the rows.
 
 The filter runs first (on the original labels), then the map.
 
@@ -22,14 +26,16 @@ import logging
 import re
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 
 from ..errors import DatasetError, did_you_mean
+from .multilabel import UNKNOWN, label_matrix, with_findings
 from .table import DataTable
 
 log = logging.getLogger(__name__)
 
-DROP = "drop"  # label_map target that removes the rows of a label
+DROP = "drop"  # label_map target that removes the rows of a label (multi-label: the column of a finding)
 _LIST = re.compile(r"\[([^\[\]]*)\]")
 _BARE = re.compile(r"^[A-Za-z_][\w.\-]*$")
 
@@ -117,12 +123,13 @@ def map_label_values(labels: pd.Series, mapping: Mapping[str, str], where: str) 
 
 
 def map_labels(table: DataTable, mapping: Mapping[str, str]) -> DataTable:
-    """Rename, merge (several old -> one new) or drop (``-> drop``) labels; unknown old labels are refused."""
+    """Rename, merge (several old -> one new) or drop (``-> drop``) labels; unknown old labels are refused.
+
+    Multi-label tables: the same for findings (:func:`map_findings`)."""
     if not mapping:
         return table
     if table.multi_label:
-        raise DatasetError(f"data.label_map {dict(mapping)} renames single labels; {table.root} is multi-label: choose "
-                           "findings with data.classes, or --label-columns for the ones to keep.")
+        return map_findings(table, mapping)
     df = table.frame.copy()
     df["label"] = map_label_values(df["label"], mapping, table.root)
     dropped = df["label"] == DROP
@@ -137,3 +144,52 @@ def map_labels(table: DataTable, mapping: Mapping[str, str]) -> DataTable:
     log.info("data.label_map %s: classes %s -> %s (%d rows dropped)", dict(mapping), table.classes, classes,
              int(dropped.sum()))
     return DataTable(df, classes, list(table.skipped), table.source, table.root)
+
+
+def merge_finding_values(values: np.ndarray) -> np.ndarray:
+    """One finding from the ``(n, m)`` values of the findings merged into it: 1 where any is 1, else NaN
+    (masked) where any is masked (NaN or uncertain -1), else 0.
+
+    >>> merge_finding_values(np.array([[1, np.nan], [0, np.nan], [0, 0], [-1, 1]])).tolist()
+    [1.0, nan, 0.0, 1.0]
+    """
+    values = np.asarray(values, dtype=np.float32)
+    positive = (values == 1.0).any(axis=1)
+    masked = (np.isnan(values) | (values == UNKNOWN)).any(axis=1)
+    return np.where(positive, 1.0, np.where(masked, np.nan, 0.0)).astype(np.float32)
+
+
+def map_findings(table: DataTable, mapping: Mapping[str, str]) -> DataTable:
+    """Multi-label ``data.label_map``: rename, merge (several -> one, :func:`merge_finding_values`) or drop
+    (``-> drop``: the finding's column, not the rows) findings; a name that is not a finding is refused.
+
+    The new findings keep the source's order, each where its first old finding stood.
+
+    >>> t = DataTable(pd.DataFrame({"path": ["a", "b"], "label": ["", ""], "label_Mass": [1.0, 0.0],
+    ...                             "label_Nodule": [0.0, np.nan], "label_Hernia": [1.0, 0.0]}),
+    ...               ["Mass", "Nodule", "Hernia"], task="multi_label")
+    >>> m = map_findings(t, {"Mass": "lesion", "Nodule": "lesion", "Hernia": "drop"})
+    >>> m.classes, m.targets.tolist(), m.frame["label"].tolist()
+    (['lesion'], [[1.0], [nan]], ['lesion', 'none'])
+    """
+    findings = list(table.classes)
+    unknown = [old for old in mapping if old not in findings]
+    if unknown:
+        raise DatasetError(f"data.label_map names {unknown}, which are not findings of {table.root or 'this data'} "
+                           f"(multi-label: label_map renames, merges or drops findings); its findings are "
+                           f"{findings[:20]}." + did_you_mean(unknown[0], findings))
+    new_names: list[str] = []
+    for old in findings:
+        new = mapping.get(old, old)
+        if new != DROP and new not in new_names:
+            new_names.append(new)
+    if not new_names:
+        raise DatasetError(f"data.label_map {dict(mapping)} drops every finding of {table.root}; keep at least one.")
+    matrix = label_matrix(table.frame, findings)
+    sources = {new: [k for k, old in enumerate(findings) if mapping.get(old, old) == new] for new in new_names}
+    merged = np.stack([merge_finding_values(matrix[:, columns]) for columns in sources.values()], axis=1)
+    dropped = [old for old in findings if mapping.get(old) == DROP]
+    log.info("data.label_map %s: findings %s -> %s (dropped: %s; every row kept)", dict(mapping), findings, new_names,
+             dropped or "none")
+    return DataTable(with_findings(table.frame, new_names, merged), new_names, list(table.skipped), table.source,
+                     table.root, table.task)

@@ -1,5 +1,6 @@
 """The evaluation of a multi-label checkpoint: one row per finding, curves per finding, co-occurrence,
-the most wrong images and Grad-CAM per finding (target = that finding's logit).
+the most wrong images and Grad-CAM per finding (target = that finding's logit), and the same
+out-of-distribution share and dataset-shift section as a single-label evaluation (:mod:`._shift`).
 
 Called by :func:`~medclass.evaluation.evaluate.evaluate` once the evaluated rows are chosen and their
 leak check is done; the files are the same (``metrics.json``, ``predictions.csv``, ``report.html``).
@@ -11,12 +12,13 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..artifacts import CheckpointMeta, EvalDir
+from ..artifacts import CheckpointMeta, EvalDir, RunDir
 from ..data.dataset import ImageDataset
 from ..data.splits import patient_groups
 from ..data.table import DataTable
@@ -32,6 +34,7 @@ from ..metrics.multilabel import (FINDING_METRICS, aggregate_findings, cooccurre
                                   micro_auc, per_finding_metrics)
 from ..utils import atomic_write_text, write_json
 from ._examples import load_views
+from ._shift import shift_and_ood, shift_html
 from .result import EvaluationResult
 
 FORMAT = "medclass-evaluation/1"
@@ -47,6 +50,8 @@ class FindingsRun:
     checkpoint: str
     cam_method: str
     target_layer: str
+    run_dir: RunDir | None = None  # the run folder (its split.csv: the training images of the shift section)
+    external: bool = False  # the evaluated data is external (--data): the shift section is measured
 
 
 def _groups(patients: list[str]) -> np.ndarray:
@@ -134,6 +139,8 @@ def _report(m: dict, wrong: dict[str, list[plots.GridItem]]) -> str:
     summary = (f"<p><b>{esc(headline)}</b> on {m['data']['n_predicted']} images, {len(m['classes'])} findings; "
                f"each finding decided at its own threshold chosen on validation ({esc(m['threshold_rule'])}); "
                f"uncertain/missing labels: {esc(m['uncertain'])}.</p>")
+    if (m.get("shift") or {}).get("large"):
+        summary = f'<p class="bad"><b>{esc(m["shift"]["warning"])}</b></p>' + summary
     cols = ["finding", "threshold", "n", "positives", "masked"] + [c for m_ in FINDING_METRICS
                                                                     for c in (m_, f"{m_} 95% CI")]
 
@@ -160,6 +167,7 @@ def _report(m: dict, wrong: dict[str, list[plots.GridItem]]) -> str:
         ("curves", "ROC curves per finding", img(pngs["roc"], "ROC curves")),
         ("cooccurrence", "Co-occurrence of findings", img(pngs["cooccurrence"], "co-occurrence")),
         ("most-wrong", "Most wrong images per finding", f"<p class=\"muted\">{esc(m['cam_note'])}</p>" + wrong_html),
+        ("shift", "Dataset shift and out-of-distribution images", shift_html(m)),
         ("disclaimer", "Not a medical device", f"<p>{esc(DISCLAIMER)} {esc(HELD_OUT[m['leak_check']['clean']])}</p>"),
     ]
     body = "".join(section(sid, title, html) for sid, title, html in sections)
@@ -177,13 +185,17 @@ def evaluate_findings(run: FindingsRun, evaluated: DataTable, ev: EvalDir, *, ba
     meta = run.meta
     ds = ImageDataset(evaluated, classes=list(meta.classes), transform=inference_transform(meta.preprocessing),
                       window=meta.preprocessing.window)
-    pred = predict_dataset(run.model, ds, batch_size=batch_size, num_workers=num_workers, tta=tta, multi_label=True)
+    pred = predict_dataset(run.model, ds, batch_size=batch_size, num_workers=num_workers, tta=tta, multi_label=True,
+                           features=True)
     if not len(pred.labels):
         raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
     df = prediction_frame(pred, evaluated, meta)
+    ood, shift, df["ood_score"] = shift_and_ood(run.model, meta, Path(run.checkpoint), run.run_dir, evaluated, pred,
+                                                run.external, batch_size=batch_size, num_workers=num_workers)
     wrong = _wrong_examples(run, ds, pred, cam_samples > 0)
     metrics = {**base, "format": FORMAT, "task": "multi_label", "thresholds": dict(zip(meta.classes, meta.finding_thresholds)),
                "uncertain": meta.run_config.data.uncertain, "findings": findings_metrics(pred, meta, n_boot),
+               "ood": ood, "shift": shift,
                "cam_note": (f"{run.cam_method} for the finding of each row (target = its logit)" if cam_samples > 0
                             else "no Grad-CAM (cam_samples=0)")}
     metrics["data"] = {**metrics["data"], "n_predicted": int(len(pred.labels)), "unreadable_at_prediction": list(pred.skipped)}

@@ -439,7 +439,8 @@ def _evaluate_findings(r: _Run, evaluated: DataTable, leak: dict, summary: dict,
             "filters": {**_filters(r.config.data, data, data_settings), "metadata": evaluated.metadata_columns()},
             "versions": dict(r.meta.versions), "cam_method": r.config.eval.cam_method}
     ev = EvalDir(Path(out)) if out is not None else _default_out(r, data, split)
-    run = FindingsRun(r.model, r.meta, str(r.checkpoint), r.config.eval.cam_method, r.config.model.target_layer)
+    run = FindingsRun(r.model, r.meta, str(r.checkpoint), r.config.eval.cam_method, r.config.model.target_layer,
+                      r.run_dir, data is not None)
     return evaluate_findings(run, evaluated, ev, base=base, **kw)
 
 

@@ -31,7 +31,7 @@ def _frame_table(frame: pd.DataFrame) -> str:
 
 
 def write_report(out: Path, runs: pd.DataFrame, pairs: pd.DataFrame, sentences: Sequence[str],
-                 histories: dict[str, pd.DataFrame]) -> dict[str, Path]:
+                 histories: dict[str, pd.DataFrame], notes: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``loss.png``, ``accuracy_auc.png``, ``cost.png`` and ``comparison.html`` into ``out``."""
     curves = {name: h.to_dict(orient="list") for name, h in histories.items()}
     figures = {"loss_png": ("loss.png", runs_curves_figure(curves, [("loss", "loss")])),
@@ -42,7 +42,7 @@ def write_report(out: Path, runs: pd.DataFrame, pairs: pd.DataFrame, sentences: 
         pngs[key] = figure_png(fig, dpi=110)
         atomic_write_bytes(out / name, pngs[key])
         files[key] = out / name
-    tested = "".join(f"<li>{esc(s)}</li>" for s in sentences) or f"<li>{NO_PAIRS}</li>"
+    tested = "".join(f"<li>{esc(s)}</li>" for s in (*sentences, *notes)) or f"<li>{NO_PAIRS}</li>"
     pairs = pairs.drop(columns=["sentence", "bootstrap_sentence"], errors="ignore")
     sections = [
         ("runs", "Runs", _frame_table(runs)),

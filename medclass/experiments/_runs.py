@@ -12,12 +12,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ..artifacts import RunDir
+from ..artifacts import RunDir, read_meta
 from ..artifacts.checkpoint import stored_parameters
-from ..errors import did_you_mean
+from ..config import RunConfig
+from ..data.multilabel import MULTI, resolve_task
+from ..errors import CheckpointError, ConfigError, did_you_mean
 from ..metrics.metrics import best_mode
 
 TEST_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity", "balanced_accuracy", "f1")
+TEST_FINDING_METRICS = ("macro_auc", "micro_auc")  # a multi-label evaluation's summary (metrics.json "findings")
 
 
 def resolve_run(run: str | Path, workspace: str | Path = "workspace") -> Path:
@@ -73,15 +76,35 @@ def read_test_metrics(run_dir: Path) -> dict[str, tuple[float, float, float]]:
 
     Reads the point values of its ``metrics`` section and the bootstrap intervals of its ``ci``
     section (``{"roc_auc": {"value", "low", "high", "n_valid"}}``); NaN where there is no interval,
-    and ``{}`` when the run was not evaluated.
+    and ``{}`` when the run was not evaluated. A multi-label evaluation gives :data:`TEST_FINDING_METRICS`
+    (macro and micro AUC of its ``findings`` section).
     """
     path = RunDir(run_dir).evaluation().metrics
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
-    point, cis = data.get("metrics", {}), data.get("ci") or {}
+    if data.get("task") == MULTI:
+        findings = data["findings"]
+        point, cis, names = findings["summary"], findings.get("ci") or {}, TEST_FINDING_METRICS
+    else:
+        point, cis, names = data.get("metrics", {}), data.get("ci") or {}, TEST_METRICS
     return {name: (_number(point[name]), _number(cis.get(name, {}).get("low")), _number(cis.get(name, {}).get("high")))
-            for name in TEST_METRICS if name in point}
+            for name in names if name in point}
+
+
+def run_task(run_dir: Path) -> str:
+    """``single_label`` or ``multi_label``: the checkpoint's task, else (no readable checkpoint) the config's
+    ('' when neither can be read)."""
+    best = RunDir(run_dir).best
+    if best.is_file():
+        try:
+            return read_meta(best).task
+        except CheckpointError:
+            pass  # a bare or foreign file: the config says what the run was set up to learn
+    try:
+        return resolve_task(RunConfig.from_dict(read_config(run_dir)).data)
+    except ConfigError:
+        return ""  # a config this version no longer reads: task unknown
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
@@ -103,6 +126,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     row: dict[str, Any] = {
         "run": str(run_dir),
         "model": cfg.get("model", {}).get("name", ""),
+        "task": run_task(run_dir),
         "params": stored_parameters(RunDir(run_dir).best),
         "image_size": cfg.get("model", {}).get("image_size"),
         "epochs": int(len(history)),

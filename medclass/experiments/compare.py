@@ -4,6 +4,11 @@ Numbers first, plots second: :func:`compare_runs` builds the table and the paire
 folders, then :mod:`._report` draws them and writes ``comparison.csv``, PNGs and a self-contained
 ``comparison.html``.
 
+Multi-label runs compare like the others: their test macro and micro AUC in the table, and a paired
+bootstrap of the macro AUC difference (:func:`paired_findings_test`) for two runs with the same
+findings on the same images. A multi-label run beside a single-label one shares the table (size,
+cost, curves) but no paired test: their AUCs answer different questions, and ``notes`` says so.
+
 Example:
     >>> cmp = compare_runs(["chest/resnet18", "chest/simple_cnn"], out=Path("cmp"))  # doctest: +SKIP
     >>> cmp.table[["model", "params", "train_time_s", "test_roc_auc"]]                # doctest: +SKIP
@@ -25,6 +30,8 @@ from ..data.splits import patient_groups
 from ._report import write_report
 from ._runs import prob_columns, read_history, read_predictions, resolve_run, run_summary
 
+MULTI = "multi_label"
+
 log = logging.getLogger(__name__)
 
 ALPHA = 0.05  # significance level of the paired tests
@@ -40,6 +47,7 @@ class Comparison:
     histories: dict[str, pd.DataFrame]  # metrics.csv per run name
     out_dir: Path
     files: dict[str, Path] = field(default_factory=dict)  # what was written: csv, html, plots
+    notes: list[str] = field(default_factory=list)  # pairs left untested and why (e.g. multi- vs single-label)
 
     def rich_table(self) -> Table:
         """A compact rich table for the terminal (columns with no value in any run are left out)."""
@@ -48,7 +56,9 @@ class Comparison:
         cols = [("name", "run"), ("model", "model"), ("params", "params"), ("image_size", "size"), ("epochs", "epochs"),
                 ("train_time_s", "time s"), ("peak_rss_mb", "RSS MiB"), ("gpu_max_mb", "GPU MiB"),
                 ("best_val", best), ("best_epoch", "epoch"), ("test_roc_auc", "test AUC (95% CI)"),
-                ("test_accuracy", "test acc (95% CI)")]
+                ("test_accuracy", "test acc (95% CI)"), ("test_macro_auc", "test macro AUC (95% CI)")]
+        if (self.table["task"] == MULTI).any():
+            cols.insert(2, ("task", "task"))
         cols = [(k, title) for k, title in cols if k in self.table.columns and self.table[k].notna().any()]
         t = Table(title="Run comparison")
         for _, title in cols:
@@ -124,7 +134,8 @@ def paired_test(name_a: str, name_b: str, a: pd.DataFrame, b: pd.DataFrame, *, n
         if "patient_a" in merged.columns else None  # images without a patient id are their own patient
     delong = delong_test(y, p_a, p_b, alpha=ALPHA)
     boot = paired_bootstrap_auc(y, p_a, p_b, groups=patients, n_boot=n_boot, seed=seed, alpha=ALPHA)
-    row = {"run_a": name_a, "run_b": name_b, "n_images": int(len(y)), "auc_a": delong["auc1"], "auc_b": delong["auc2"],
+    row = {"run_a": name_a, "run_b": name_b, "metric": "roc_auc", "n_images": int(len(y)), "auc_a": delong["auc1"],
+           "auc_b": delong["auc2"],
            "difference": delong["diff"], "delong_ci_low": delong["ci_low"], "delong_ci_high": delong["ci_high"],
            "delong_p": delong["p_value"], "bootstrap_ci_low": boot["ci_low"], "bootstrap_ci_high": boot["ci_high"],
            "bootstrap_p": boot["p_value"], "bootstrap_method": boot["method"],
@@ -132,6 +143,70 @@ def paired_test(name_a: str, name_b: str, a: pd.DataFrame, b: pd.DataFrame, *, n
     row["sentence"] = describe_difference(delong, ALPHA, (name_a, name_b))
     row["bootstrap_sentence"] = describe_difference(boot, ALPHA, (name_a, name_b))
     return row
+
+
+def _findings(predictions: pd.DataFrame) -> list[str]:
+    """The findings of a multi-label ``predictions.csv`` (its ``label_<finding>`` columns beside ``prob_<finding>``)."""
+    return [c[len("prob_"):] for c in prob_columns(predictions) if f"label_{c[len('prob_'):]}" in predictions.columns]
+
+
+def paired_findings_test(name_a: str, name_b: str, a: pd.DataFrame, b: pd.DataFrame, *, n_boot: int = 2000,
+                         seed: int = 0) -> dict | None:
+    """Paired bootstrap (over patients) of the macro AUC difference of two multi-label runs on the same images.
+
+    Returns None when the two ``predictions.csv`` do not hold the same findings, images and labels.
+
+    Example:
+        >>> paired_findings_test("resnet", "cnn", pred_a, pred_b)["bootstrap_p"]  # doctest: +SKIP
+        0.04
+    """
+    from ..metrics.stats import describe_difference, paired_bootstrap_macro_auc
+
+    findings = _findings(a)
+    if not findings or findings != _findings(b):
+        log.info("paired test %s vs %s skipped: different findings (%s and %s)", name_a, name_b, findings, _findings(b))
+        return None
+    merged = _aligned_pair(a, b)
+    if merged is None:
+        log.info("paired test %s vs %s skipped: not tested on the same images", name_a, name_b)
+        return None
+    labels = {side: merged[[f"label_{f}_{side}" for f in findings]].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+              for side in ("a", "b")}
+    if not np.array_equal(labels["a"], labels["b"], equal_nan=True):  # masked (blank) labels must match too
+        log.info("paired test %s vs %s skipped: the findings' labels differ", name_a, name_b)
+        return None
+    p_a, p_b = (merged[[f"prob_{f}_{side}" for f in findings]].to_numpy(float) for side in ("a", "b"))
+    patients = patient_groups(merged.rename(columns={"patient_a": "patient"})).to_numpy() \
+        if "patient_a" in merged.columns else None
+    boot = paired_bootstrap_macro_auc(labels["a"], p_a, p_b, groups=patients, n_boot=n_boot, seed=seed, alpha=ALPHA)
+    nan = float("nan")
+    row = {"run_a": name_a, "run_b": name_b, "metric": "macro_auc", "n_images": int(len(merged)),
+           "auc_a": boot["auc1"], "auc_b": boot["auc2"], "difference": boot["diff"], "delong_ci_low": nan,
+           "delong_ci_high": nan, "delong_p": nan, "bootstrap_ci_low": boot["ci_low"],
+           "bootstrap_ci_high": boot["ci_high"], "bootstrap_p": boot["p_value"], "bootstrap_method": boot["method"],
+           "significant": bool(boot["p_value"] < ALPHA)}
+    row["sentence"] = describe_difference(boot, ALPHA, (name_a, name_b), metric="macro AUC")
+    row["bootstrap_sentence"] = ""  # DeLong has no multi-label form: the bootstrap is the one test
+    return row
+
+
+def _pair(na: str, nb: str, pa: pd.DataFrame | None, pb: pd.DataFrame | None, tasks: dict[str, str],
+          n_boot: int, notes: list[str]) -> dict | None:
+    """The paired test of two runs that fits their task, or None (with a note when the tasks differ)."""
+    if tasks[na] != tasks[nb] and MULTI in (tasks[na], tasks[nb]):
+        notes.append(f"No paired test of {na} ({tasks[na] or 'unknown task'}) vs {nb} ({tasks[nb] or 'unknown task'}): "
+                     "a multi-label run's macro AUC over its findings and a single-label run's AUC answer different "
+                     "questions; compare each with a run of its own task.")
+        return None
+    if pa is None or pb is None:
+        return None
+    if tasks[na] == MULTI:
+        row = paired_findings_test(na, nb, pa, pb, n_boot=n_boot)
+        if row is None:
+            notes.append(f"No paired test of {na} vs {nb}: two multi-label runs are tested on the same findings, "
+                         "images and labels only (see their predictions.csv).")
+        return row
+    return paired_test(na, nb, pa, pb, n_boot=n_boot)
 
 
 def compare_runs(runs: list[str | Path], out: str | Path, workspace: str | Path = "workspace", *,
@@ -164,15 +239,16 @@ def compare_runs(runs: list[str | Path], out: str | Path, workspace: str | Path 
     table.insert(0, "name", names)
     histories = {n: read_history(d) for n, d in zip(names, dirs)}
     predictions = {n: read_predictions(d) for n, d in zip(names, dirs)}
-    rows = []
+    tasks = dict(zip(names, table["task"]))
+    rows, notes = [], []
     for (na, pa), (nb, pb) in itertools.combinations(predictions.items(), 2):
-        if pa is not None and pb is not None and (row := paired_test(na, nb, pa, pb, n_boot=n_boot)) is not None:
+        if (row := _pair(na, nb, pa, pb, tasks, n_boot, notes)) is not None:
             rows.append(row)
     pairs = pd.DataFrame(rows, columns=None if rows else ["run_a", "run_b", "sentence", "bootstrap_sentence"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sentences = [s for r in rows for s in (r["sentence"], r["bootstrap_sentence"])]
-    result = Comparison(table, pairs, sentences, histories, out)
+    sentences = [s for r in rows for s in (r["sentence"], r["bootstrap_sentence"]) if s]
+    result = Comparison(table, pairs, sentences, histories, out, notes=notes)
     from ..utils import atomic_write_text
 
     atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
@@ -181,5 +257,5 @@ def compare_runs(runs: list[str | Path], out: str | Path, workspace: str | Path 
         atomic_write_text(out / "paired_tests.csv", pairs.to_csv(index=False))
         result.files["pairs"] = out / "paired_tests.csv"
     if plots:
-        result.files.update(write_report(out, table, pairs, sentences, histories))
+        result.files.update(write_report(out, table, pairs, sentences, histories, notes))
     return result

@@ -3,6 +3,8 @@
 Lee et al. (2018): class-conditional Gaussians with one shared covariance, fitted on the training
 images' features (medclass uses per-stage channel statistics, see :mod:`medclass.inference`, which
 Lee et al. also found stronger than the last layer alone); an input's score is its squared Mahalanobis distance to the nearest class mean.
+A multi-label model (findings overlap, an image belongs to several or none) gets one Gaussian: all
+training images one group (``labels=None``), its score the distance to that single mean.
 The covariance is estimated with Ledoit-Wolf shrinkage (scikit-learn), which stays invertible when
 there are fewer images than feature dimensions. The flagging threshold is a quantile of the scores
 of the run's *validation* images (default 0.95: about 5% of in-distribution images are flagged by
@@ -30,7 +32,7 @@ DEFAULT_QUANTILE = 0.95  # of the validation scores: the threshold above which a
 class MahalanobisOOD:
     """Fitted feature statistics and the flagging threshold.
 
-    ``means`` ``(k, d)``: one row per class seen in training; ``precision`` ``(d, d)``: the inverse of
+    ``means`` ``(k, d)``: one row per class seen in training (one row when fitted as one group); ``precision`` ``(d, d)``: the inverse of
     the shared (shrunk) covariance; ``threshold``: scores above it are flagged; ``quantile``: the
     validation quantile it was set at; ``n_train`` / ``n_val``: images it was fitted / set on.
     """
@@ -63,9 +65,11 @@ class MahalanobisOOD:
         return self.scores(features) > self.threshold
 
 
-def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray,
+def fit_mahalanobis(features: np.ndarray, labels: np.ndarray | None, val_features: np.ndarray,
                     quantile: float = DEFAULT_QUANTILE) -> MahalanobisOOD:
     """Class means and Ledoit-Wolf shared covariance on ``features``; threshold at ``quantile`` of ``val_features``' scores.
+
+    ``labels``: one class per row, or None for one Gaussian over every row (multi-label models).
 
     Raises:
         ValueError: fewer than 2 training or 1 validation image, or a quantile outside (0, 1).
@@ -73,7 +77,10 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray, val_features: np.n
     from sklearn.covariance import LedoitWolf
 
     x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels)
+    y = np.zeros(len(x), np.int64) if labels is None else np.asarray(labels)
+    if y.shape != (len(x),):
+        raise ValueError(f"labels must hold one class per feature row ({len(x)},), got shape {y.shape}; "
+                         "pass labels=None to fit one Gaussian over every row (multi-label models).")
     if len(x) < 2 or len(val_features) < 1:
         raise ValueError(f"Fitting OOD statistics needs >= 2 training and >= 1 validation images, got "
                          f"{len(x)} and {len(val_features)}.")

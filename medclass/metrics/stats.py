@@ -4,6 +4,8 @@
   fast midrank algorithm of Sun & Xu (2014), O(n log n). Treats images as independent.
 * :func:`paired_bootstrap_auc`: the same question by resampling (patients when ``groups`` are given),
   which respects images that are correlated within a patient.
+* :func:`paired_bootstrap_macro_auc`: the same for two multi-label models' macro AUC over their findings
+  (masked labels left out, as in :mod:`medclass.metrics.multilabel`).
 * :func:`describe_difference`: one sentence for a report.
 
 ``p1``/``p2`` are positive-class probabilities ``(n,)`` (binary probs ``(n, 2)`` are accepted).
@@ -28,6 +30,7 @@ from scipy.stats import norm, rankdata
 
 from .bootstrap import check_alpha, percentile_interval, resample_weights
 from .metrics import ArrayLike, UndefinedMetricWarning, as_labels, as_prob_matrix, roc_auc
+from .multilabel import check_multilabel, macro_auc
 
 
 def _paired_inputs(y_true: ArrayLike, p1: ArrayLike, p2: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -98,16 +101,64 @@ def paired_bootstrap_auc(y_true: ArrayLike, p1: ArrayLike, p2: ArrayLike, groups
             diffs.append(roc_auc(y, scores[0], sample_weight=W) - roc_auc(y, scores[1], sample_weight=W))
     d = np.concatenate(diffs)
     low, high, n_valid = percentile_interval(d, alpha, "AUC difference")
-    ok = d[~np.isnan(d)]
-    p_value = min(1.0, 2 * min(np.mean(ok <= 0), np.mean(ok >= 0))) if len(ok) else float("nan")
     auc1, auc2 = (roc_auc(y, s) for s in scores)
     return {"method": "paired bootstrap" + (" over patients" if groups is not None else " over images"),
             "auc1": auc1, "auc2": auc2, "diff": auc1 - auc2, "ci_low": low, "ci_high": high,
-            "p_value": float(p_value), "n_valid": n_valid, "alpha": alpha}
+            "p_value": _bootstrap_p(d), "n_valid": n_valid, "alpha": alpha}
 
 
-def describe_difference(result: dict, alpha: float = 0.05, names: tuple[str, str] = ("model 1", "model 2")) -> str:
-    """One sentence on a :func:`delong_test` / :func:`paired_bootstrap_auc` result and its significance.
+def _bootstrap_p(d: np.ndarray) -> float:
+    """Two-sided ``min(1, 2 * min(P(d* <= 0), P(d* >= 0)))`` over the defined replicate differences."""
+    ok = d[~np.isnan(d)]
+    return float(min(1.0, 2 * min(np.mean(ok <= 0), np.mean(ok >= 0)))) if len(ok) else float("nan")
+
+
+def paired_bootstrap_macro_auc(y_true: np.ndarray, p1: np.ndarray, p2: np.ndarray, groups: ArrayLike | None = None,
+                               n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+    """Paired bootstrap of ``macro AUC(p1) - macro AUC(p2)`` of two multi-label models on the same images.
+
+    ``y_true`` ``(n, K)`` 1 / 0 / NaN (masked), ``p1``/``p2`` ``(n, K)`` probabilities. Each replicate
+    (patients when ``groups``) scores every finding on its unmasked rows and averages the findings
+    with both classes in it, as :func:`~medclass.metrics.multilabel.macro_auc` does; p-value and CI as
+    :func:`paired_bootstrap_auc`. Returns the same keys (``auc1``/``auc2`` = the two macro AUCs).
+
+    >>> y = np.array([[1, 0], [0, 1], [1, np.nan], [0, 0], [1, 1], [0, 0]])
+    >>> good = np.where(np.isnan(y), 0.5, 0.2 + 0.6 * np.nan_to_num(y))
+    >>> r = paired_bootstrap_macro_auc(y, good, np.full(y.shape, 0.5), n_boot=200)
+    >>> r["auc1"], r["auc2"], r["diff"]
+    (1.0, 0.5, 0.5)
+    """
+    check_alpha(alpha)
+    y, s1 = check_multilabel(y_true, p1)
+    _, s2 = check_multilabel(y, p2)
+    auc1, auc2 = macro_auc(y, s1), macro_auc(y, s2)
+    if np.isnan(auc1):
+        raise ValueError("Comparing macro AUCs needs at least one finding with positive and negative images; none has.")
+    diffs = []
+    with warnings.catch_warnings():  # one-class findings / replicates are NaN, left out of the mean
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)  # the mean of a replicate without any defined finding
+        for W in resample_weights(len(y), groups, n_boot, seed):
+            per = np.full((2, len(W), y.shape[1]), np.nan)
+            for k in range(y.shape[1]):
+                known = ~np.isnan(y[:, k])
+                yk = y[known, k].astype(np.int64)
+                if len(np.unique(yk)) < 2:
+                    continue
+                for m, s in enumerate((s1, s2)):
+                    per[m, :, k] = roc_auc(yk, s[known, k], sample_weight=W[:, known])
+            diffs.append(np.nanmean(per[0], axis=1) - np.nanmean(per[1], axis=1))
+    d = np.concatenate(diffs)
+    low, high, n_valid = percentile_interval(d, alpha, "macro AUC difference")
+    return {"method": "paired bootstrap of the macro AUC" + (" over patients" if groups is not None else " over images"),
+            "auc1": auc1, "auc2": auc2, "diff": auc1 - auc2, "ci_low": low, "ci_high": high, "p_value": _bootstrap_p(d),
+            "n_valid": n_valid, "alpha": alpha}
+
+
+def describe_difference(result: dict, alpha: float = 0.05, names: tuple[str, str] = ("model 1", "model 2"),
+                        metric: str = "AUC") -> str:
+    """One sentence on a :func:`delong_test` / :func:`paired_bootstrap_auc` result and its significance
+    (``metric``: what was compared, e.g. ``"macro AUC"`` for :func:`paired_bootstrap_macro_auc`).
 
     >>> describe_difference({"method": "DeLong", "auc1": 0.91, "auc2": 0.88, "diff": 0.03, "ci_low": -0.01,
     ...                      "ci_high": 0.07, "p_value": 0.14, "alpha": 0.05})
@@ -118,6 +169,6 @@ def describe_difference(result: dict, alpha: float = 0.05, names: tuple[str, str
     p = result["p_value"]
     p_text = "p < 0.001" if p < 0.001 else f"p = {p:.2g}" if p < 0.995 else "p = 1"
     verdict = "statistically significant" if p < alpha else "not statistically significant"
-    return (f"AUC of {names[0]} {result['auc1']:.3f} vs {names[1]} {result['auc2']:.3f}: difference "
+    return (f"{metric} of {names[0]} {result['auc1']:.3f} vs {names[1]} {result['auc2']:.3f}: difference "
             f"{result['diff']:+.3f} ({level}% CI {result['ci_low']:+.3f} to {result['ci_high']:+.3f}), "
             f"{p_text} ({result['method']}); {verdict} at alpha = {alpha:g}.")

@@ -9,7 +9,7 @@ thread-safe (one lock around the model), so one predictor can serve concurrent r
 Out-of-distribution inputs: when the checkpoint carries OOD statistics (``meta.ood``, fitted at the
 end of training), :meth:`Predictor.predict_with_ood` and :meth:`Predictor.predict_files` give each
 image an ``ood_score`` (squared Mahalanobis distance of its feature statistics to the nearest
-training class mean, :func:`medclass.inference.forward_with_features`) and ``ood`` (score above the threshold set on validation). The features come
+training class mean, or to the one training mean of a multi-label model, :func:`medclass.inference.forward_with_features`) and ``ood`` (score above the threshold set on validation). The features come
 from the PyTorch model, also when the backend is ONNX (the exported file holds the logits only).
 
 Example:
@@ -134,7 +134,7 @@ class Predictor:
             logits, _, features = forward_with_features(self.model, torch.from_numpy(np.asarray(batch)).to(self.device))
             if self.backend != "torch":
                 logits = torch.from_numpy(np.asarray(self._forward(batch)))
-        probs = to_probs(logits.float().cpu(), self.temperature).numpy()
+        probs = to_probs(logits.float().cpu(), self.temperature, self.multi_label).numpy()
         return np.column_stack([probs, self.ood.scores(features.float().cpu().numpy())])
 
     def decide(self, probs: np.ndarray) -> list[str]:

@@ -1,7 +1,8 @@
 """After training: choose the decision threshold (and optional temperature) on validation only.
 
 Both are stored in ``best.safetensors``; every later prediction uses them. So are the
-out-of-distribution statistics (:mod:`medclass.metrics.ood`): class means and a shrunk covariance of
+out-of-distribution statistics (:mod:`medclass.metrics.ood`): class means (one mean for a multi-label
+model, whose findings overlap) and a shrunk covariance of
 the stage statistics (:func:`medclass.inference.forward_with_features`) of (at most :data:`OOD_MAX_TRAIN`) training images, and a flagging
 threshold at the 95th percentile of the validation images' scores. Test data is never touched here.
 """
@@ -14,10 +15,10 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from ..artifacts import RunDir, load_checkpoint, save_checkpoint
+from ..artifacts import CheckpointMeta, RunDir, load_checkpoint, save_checkpoint
 from ..config import RunConfig
 from ..data.table import DataTable
-from ..inference import predict_dataset, to_probs
+from ..inference import Predictions, predict_dataset, to_probs
 from ..metrics.calibration import fit_temperature
 from ..metrics.ood import MahalanobisOOD, fit_mahalanobis
 from ..metrics.threshold import choose_threshold
@@ -30,15 +31,29 @@ OOD_MAX_TRAIN = 2000  # training images (a seeded random subset) the OOD statist
 
 
 def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
-    """Fit temperature (if asked) and the threshold rule ``cfg.eval.threshold`` on the validation split."""
+    """Fit temperature (if asked) and the threshold rule ``cfg.eval.threshold`` on the validation split,
+    then the OOD statistics; all are stored in ``best.safetensors`` and summed up in ``threshold.json``.
+
+    A multi-label model gets one threshold per finding (:func:`_decide_findings`) and OOD statistics
+    with one Gaussian (all training images one group: its findings overlap)."""
     if not run.best.is_file():
         log.warning("no best checkpoint in %s: nothing to finalise", run.path)
         return {}
     model, meta = load_checkpoint(run.best)
     pred = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
                            num_workers=cfg.train.num_workers, features=True)
-    if meta.multi_label:  # no OOD statistics for multi-label models yet (their class-conditional means need one class)
-        return _finalize_findings(run, model, meta, pred, cfg)
+    meta, info = _decide_findings(meta, pred, cfg) if meta.multi_label else _decide_classes(meta, pred, cfg)
+    ood = _fit_ood(model, dm, cfg, pred.stage_features, cfg.train.num_workers, one_group=meta.multi_label)
+    if ood is not None:
+        info.update(ood_threshold=ood.threshold, ood_quantile=ood.quantile, ood_n_train=ood.n_train)
+    save_checkpoint(run.best, model, meta, ood=ood)
+    write_json(run.threshold, info)
+    log.info("decision threshold chosen on validation only: %s", info)
+    return info
+
+
+def _decide_classes(meta: CheckpointMeta, pred: Predictions, cfg: RunConfig) -> tuple[CheckpointMeta, dict]:
+    """Single-label: the temperature (when asked) and, for two classes, the threshold by ``cfg.eval.threshold``."""
     temperature = 1.0
     if cfg.eval.temperature_scaling and len(pred.labels):
         logits = pred.logits[:, 0] if pred.logits.shape[1] == 1 else pred.logits
@@ -52,20 +67,14 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
                     val_sensitivity=float(choice.sensitivity), val_specificity=float(choice.specificity))
     else:
         meta = meta.with_decision(meta.threshold, meta.threshold_rule, temperature)
-    ood = _fit_ood(model, dm, cfg, pred.stage_features, cfg.train.num_workers)
-    if ood is not None:
-        info.update(ood_threshold=ood.threshold, ood_quantile=ood.quantile, ood_n_train=ood.n_train)
-    save_checkpoint(run.best, model, meta, ood=ood)
-    write_json(run.threshold, info)
-    log.info("decision threshold chosen on validation only: %s", info)
-    return info
-
+    return meta, info
 
 
 def add_ood(run: str | Path, num_workers: int = 0) -> MahalanobisOOD | None:
     """Fit OOD statistics for a finished run trained before they existed and store them in its ``best.safetensors``.
 
-    Uses the run's own ``split.csv`` (training and validation rows) exactly as :func:`finalize_run` would.
+    Uses the run's own ``split.csv`` (training and validation rows) exactly as :func:`finalize_run` would
+    (multi-label runs too: one Gaussian over all training images).
 
     >>> add_ood("workspace/default/resnet18").threshold  # doctest: +SKIP
     311.2
@@ -77,15 +86,17 @@ def add_ood(run: str | Path, num_workers: int = 0) -> MahalanobisOOD | None:
                          list(meta.preprocessing.std))
     val = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
                           num_workers=num_workers, features=True)
-    ood = _fit_ood(model, dm, cfg, val.stage_features, num_workers)
+    ood = _fit_ood(model, dm, cfg, val.stage_features, num_workers, one_group=meta.multi_label)
     if ood is not None:
         save_checkpoint(folder.best_checkpoint(), model, meta, ood=ood)
     return ood
 
 
 def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_features: np.ndarray | None,
-             num_workers: int) -> MahalanobisOOD | None:
-    """OOD statistics on the training images' features, threshold on validation (None when either is too small)."""
+             num_workers: int, one_group: bool = False) -> MahalanobisOOD | None:
+    """OOD statistics on the training images' features, threshold on validation (None when either is too small).
+
+    ``one_group``: one Gaussian over all training images (multi-label), else one mean per class."""
     train = dm.dataset("train", train=False)
     rows = np.random.default_rng(cfg.train.seed).permutation(len(train))[:OOD_MAX_TRAIN]
     fit = predict_dataset(model, Subset(train, sorted(rows.tolist())), batch_size=cfg.train.batch_size,
@@ -93,13 +104,13 @@ def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_fe
     if val_features is None or len(val_features) < 1 or len(fit.labels) < 2:
         log.warning("too few readable training/validation images to fit out-of-distribution statistics")
         return None
-    ood = fit_mahalanobis(fit.stage_features, fit.labels, val_features)
+    ood = fit_mahalanobis(fit.stage_features, None if one_group else fit.labels, val_features)
     log.info("out-of-distribution statistics fitted on %d training images; threshold %.4g (%.0f%% of validation)",
              ood.n_train, ood.threshold, 100 * ood.quantile)
     return ood
 
 
-def _finalize_findings(run: RunDir, model: torch.nn.Module, meta, pred, cfg: RunConfig) -> dict:
+def _decide_findings(meta: CheckpointMeta, pred: Predictions, cfg: RunConfig) -> tuple[CheckpointMeta, dict]:
     """Multi-label: one threshold per finding by ``cfg.eval.threshold`` on its unmasked validation labels.
 
     A finding without both classes in validation keeps 0.5 (and says so). No temperature is fitted
@@ -119,10 +130,7 @@ def _finalize_findings(run: RunDir, model: torch.nn.Module, meta, pred, cfg: Run
         thresholds.append(float(choice.threshold))
         per[finding] = {"threshold": float(choice.threshold), "val_sensitivity": float(choice.sensitivity),
                         "val_specificity": float(choice.specificity), "n_val": int(known.sum())}
-    meta = meta.with_decision(0.5, cfg.eval.threshold, 1.0, thresholds)
-    save_checkpoint(run.best, model, meta)
-    info = {"temperature": 1.0, "n_val_images": int(len(y)), "rule": cfg.eval.threshold, "thresholds": per}
-    write_json(run.threshold, info)
     log.info("per-finding decision thresholds chosen on validation only: %s",
              {f: round(v["threshold"], 3) for f, v in per.items()})
-    return info
+    info = {"temperature": 1.0, "n_val_images": int(len(y)), "rule": cfg.eval.threshold, "thresholds": per}
+    return meta.with_decision(0.5, cfg.eval.threshold, 1.0, thresholds), info
