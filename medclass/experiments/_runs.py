@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ..artifacts import RunDir, read_meta
 from ..artifacts.checkpoint import stored_parameters
-from ..config import RunConfig
+from ..config import RunConfig, load_config
 from ..data.multilabel import MULTI, resolve_task
 from ..errors import CheckpointError, ConfigError, did_you_mean
 from ..metrics.metrics import best_mode
@@ -46,10 +45,9 @@ def resolve_run(run: str | Path, workspace: str | Path = "workspace") -> Path:
     )
 
 
-def read_config(run_dir: Path) -> dict[str, Any]:
-    """The run's ``config.yaml`` as a nested dict."""
-    with RunDir(run_dir).config.open() as f:
-        return yaml.safe_load(f) or {}
+def read_config(run_dir: Path) -> RunConfig:
+    """The run's ``config.yaml``, checked (:class:`ConfigError` naming the file when it is not a valid config)."""
+    return load_config(RunDir(run_dir).config)
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:
@@ -102,7 +100,7 @@ def run_task(run_dir: Path) -> str:
         except CheckpointError:
             pass  # a bare or foreign file: the config says what the run was set up to learn
     try:
-        return resolve_task(RunConfig.from_dict(read_config(run_dir)).data)
+        return resolve_task(read_config(run_dir).data)
     except ConfigError:
         return ""  # a config this version no longer reads: task unknown
 
@@ -117,7 +115,7 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     history = read_history(run_dir)
-    monitor = cfg.get("train", {}).get("monitor", "val_loss")
+    monitor = cfg.train.monitor
     epoch, value = best_epoch(history, monitor)
 
     def column_max(name: str) -> float:
@@ -125,10 +123,10 @@ def run_summary(run_dir: Path) -> dict[str, Any]:
 
     row: dict[str, Any] = {
         "run": str(run_dir),
-        "model": cfg.get("model", {}).get("name", ""),
+        "model": cfg.model.name,
         "task": run_task(run_dir),
         "params": stored_parameters(RunDir(run_dir).best),
-        "image_size": cfg.get("model", {}).get("image_size"),
+        "image_size": cfg.model.image_size,
         "epochs": int(len(history)),
         "train_time_s": float(history["epoch_time_s"].sum()) if "epoch_time_s" in history.columns else float("nan"),
         "peak_rss_mb": column_max("peak_rss_mb"),

@@ -191,10 +191,10 @@ def log_run_folder(run_dir: str | Path, uri: str | Path, *, experiment_name: str
     client = _client(uri)
     cfg = read_config(run_dir)
     if run_id is None:
-        exp = _experiment_id(client, uri, experiment_name or cfg.get("project", "default"))
-        run_id = client.create_run(exp, run_name=run_name or cfg.get("experiment") or run_dir.name,
+        exp = _experiment_id(client, uri, experiment_name or cfg.project)
+        run_id = client.create_run(exp, run_name=run_name or cfg.experiment or run_dir.name,
                                    tags={"medclass.run_dir": str(run_dir)}).info.run_id
-        _log_params(client, run_id, flatten(cfg))
+        _log_params(client, run_id, flatten(cfg.to_dict()))
     history = read_history(run_dir)
     if metrics:
         _log_metrics(client, run_id, ((col, v, int(e)) for col in history.columns if col != "epoch"
