@@ -36,7 +36,7 @@ def test_quickstart_without_data_runs_on_the_embedded_sample(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_default_recipe_on_the_sample_learns(tmp_path: Path) -> None:
-    """The README's first command, unchanged recipe (resnet18, 64 px, 3 epochs), on the sample: a clear gain."""
+    """The README's first command, unchanged recipe (pretrained EfficientNet-Lite0, 128 px, 3 epochs), on the sample."""
     out = quickstart(workspace=str(tmp_path), progress=False)
     auc = out["evaluation"].metrics["metrics"]["roc_auc"]
     assert out["report"].is_file()
