@@ -121,6 +121,17 @@ def test_checkpoint_round_trip_with_and_without_ood(ood_ckpt, tmp_path) -> None:
     assert Predictor.from_checkpoint(plain).ood is None
 
 
+def test_a_checkpoint_with_ood_statistics_starts_another_run(ood_ckpt) -> None:
+    """model.weights=<run>/best.safetensors (fine-tuning, progressive resizing): the OOD tensors are not weights.
+
+    They were refused as "unexpected medclass_ood.means" before."""
+    path, _ = ood_ckpt
+    source, meta = load_checkpoint(path)
+    target = create_model(meta.model.name, len(meta.classes), in_chans=meta.preprocessing.in_chans, weights=path)
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(target.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
 def test_metadata_describing_missing_ood_tensors_is_refused(ood_ckpt, tmp_path) -> None:
     from safetensors.torch import save_file
 

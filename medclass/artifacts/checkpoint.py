@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 
 from ..errors import CheckpointError, ConfigError
 from ..metrics.ood import MahalanobisOOD
+from ..models.weights import EXTRA_PREFIX
 from ..utils import atomic_write_bytes
 from .meta import CheckpointMeta, OODSpec, build_meta
 from .rundir import RunDir
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import torch
 
 META_KEY = "medclass"
-OOD_PREFIX = "medclass_ood."  # tensors of the out-of-distribution statistics, beside the model's
+OOD_PREFIX = EXTRA_PREFIX + "ood."  # tensors of the out-of-distribution statistics, beside the model's
 # state_dict entries that are statistics, not learned parameters
 _BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 

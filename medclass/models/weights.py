@@ -25,6 +25,7 @@ from ._layouts import detect_layout, efficientnet_pytorch_to_timm
 
 log = logging.getLogger(__name__)
 
+EXTRA_PREFIX = "medclass_"  # tensors medclass stores beside a model's in its checkpoints (OOD statistics): never weights
 _CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 _PREFIXES = ("module.", "model.", "_orig_mod.")
 
@@ -40,9 +41,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Weights file {path} does not exist.")
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors":  # a medclass checkpoint too: its extra tensors are left out
         try:
-            return load_file(str(path), device="cpu")
+            return {k: v for k, v in load_file(str(path), device="cpu").items() if not k.startswith(EXTRA_PREFIX)}
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from None
     try:
