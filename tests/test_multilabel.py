@@ -416,7 +416,7 @@ def test_patient_aggregation_of_findings():
 
 # -- the recipes on the real data (reduced) --------------------------------------------------------
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-SMALL = ["train.num_workers=0", "train.seed=0", "model.name=simple_cnn", "model.image_size=48", "train.epochs=2",
+SMALL = ["train.num_workers=0", "train.seed=0", "model.name=simple_cnn", "model.pretrained=false", "model.image_size=48", "train.epochs=2",
          "data.near_duplicates=false"]
 
 
