@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from medclass.config import DataConfig
+from medclass.data.multilabel import FindingSpec
 from medclass.data.sources import detect_source, from_csv, from_dicom, from_folders, from_npz, load_source
 from medclass.errors import ConfigError, DatasetError
 
@@ -162,6 +163,24 @@ def test_missing_labels_are_skipped_not_classes(tmp_path):
     assert table.classes == ["neg", "pos"] and len(table) == 4
     reasons = [s["reason"] for s in table.skipped]
     assert reasons == [f"missing label {label!r} in column 'label'" for label in missing]
+
+
+def test_an_image_listed_twice_is_kept_once_or_left_out_when_its_labels_conflict(tmp_path):
+    """A manifest that lists the same file twice trained on it twice, or under two labels at once."""
+    for i in range(3):
+        png(tmp_path / f"{i}.png", i)
+    (tmp_path / "m.csv").write_text("path,label\n0.png,neg\n1.png,pos\n0.png,neg\n2.png,neg\n2.png,pos\n1.png,pos\n")
+    table = from_csv(tmp_path / "m.csv")
+    assert table.frame["path"].map(lambda p: p.rsplit("/", 1)[-1]).tolist() == ["0.png", "1.png"]
+    assert table.frame["label"].tolist() == ["neg", "pos"]
+    why = {s["path"].rsplit(":", 1)[-1]: s["reason"] for s in table.skipped}
+    assert why["4"].startswith("repeats line 2") and why["7"].startswith("repeats line 3")
+    assert "listed 2 times with conflicting labels ['neg', 'pos']" in why["5,6"] and "2.png" in why["5,6"]
+    multi = tmp_path / "multi.csv"
+    multi.write_text("path,findings\n0.png,a|b\n0.png,b|a\n1.png,a\n1.png,b\n2.png,b\n")
+    table = from_csv(multi, findings=FindingSpec(labels_from="findings"))
+    assert table.frame["path"].map(lambda p: p.rsplit("/", 1)[-1]).tolist() == ["0.png", "2.png"]
+    assert len(table.skipped) == 2 and "conflicting" in table.skipped[1]["reason"]
 
 
 def make_npz(path, labels_shape=(1,), compressed=False):

@@ -90,7 +90,7 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     locate = _Locator(root, path_template)
     extras = [c for c in df.columns if c not in used.values() and c not in REQUIRED_COLUMNS]
     names = findings.findings(df) if findings else []
-    rows, values = [], []
+    rows, values, lines = [], [], []
     for line, rec in enumerate(df.to_dict("records"), start=2):
         where = f"{csv_path}:{line}"
         row_values = findings.values(rec, names) if findings else None
@@ -115,6 +115,9 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
                 row["patient"] = rec[patient_column]
             rows.append({**row, **extra})
             values.append(row_values)
+            lines.append(line)
+    keep = _single_rows(rows, values, lines, csv_path, skipped)
+    rows, values = [rows[i] for i in keep], [values[i] for i in keep]
     if not rows:
         raise DatasetError(f"No usable rows in {csv_path} (images looked up in {root})." + skipped_summary(skipped))
     frame = pd.DataFrame(rows)
@@ -126,6 +129,35 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
         return DataTable(with_findings(frame, names, matrix), names, skipped, "csv", str(csv_path), MULTI)
     frame["label"], classes = name_labels(frame["label"], class_names, str(csv_path))
     return DataTable(frame, classes, skipped, "csv", str(csv_path))
+
+
+def _single_rows(rows: list[dict], values: list, lines: list[int], csv_path: Path, skipped: list[dict]) -> list[int]:
+    """Indices of the rows to keep when a manifest lists the same image (file and frame) more than once.
+
+    Repeats that agree (same label or findings, same split) are kept once; an image listed with
+    conflicting labels or splits is left out altogether (which one is right cannot be told), each
+    case recorded in ``skipped`` with its CSV lines so the manifest can be fixed.
+    """
+    first: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        first.setdefault((row["path"], row["frame"]), []).append(i)
+    keep: list[int] = []
+    for (path, _), idx in first.items():
+        if len(idx) == 1:
+            keep.append(idx[0])
+            continue
+        where = f"{csv_path}:{','.join(str(lines[i]) for i in idx)}"
+        said = {(rows[i]["label"], rows[i]["split"], None if values[i] is None else tuple(values[i])) for i in idx}
+        if len(said) == 1:
+            keep.append(idx[0])
+            for i in idx[1:]:
+                skip(skipped, f"{csv_path}:{lines[i]}", f"repeats line {lines[idx[0]]} ({path}); kept once")
+        else:
+            labels = sorted({str(rows[i]["label"]) if values[i] is None else str(values[i]) for i in idx})
+            splits = sorted({rows[i]["split"] for i in idx} - {""})
+            skip(skipped, where, f"{path} is listed {len(idx)} times with conflicting labels {labels}"
+                 + (f" or splits {splits}" if len(splits) > 1 else "") + "; left out (fix the manifest to keep it)")
+    return sorted(keep)
 
 
 class _Locator:
