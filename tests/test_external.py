@@ -223,6 +223,26 @@ def test_web_app_shows_the_evaluated_model_card(external):
     assert card.strip() in [text.strip() for text in shown]
 
 
+def test_rest_model_card_holds_the_saved_evaluation(external, tmp_path):
+    """GET /model showed the checkpoint's own card only, without the test evaluation the web app shows."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from medclass.serving.api import create_api
+
+    run, _, _ = external
+    with TestClient(create_api(run / "best.safetensors")) as client:
+        card = client.get("/model").json()
+    saved = __import__("json").loads((run / "metrics.json").read_text())
+    assert card["evaluation"]["held_out"] is True and card["evaluation"]["data"]["split"] == "test"
+    assert card["evaluation"]["results"]["roc_auc"]["value"] == saved["metrics"]["roc_auc"]
+    alone = tmp_path / "copy.safetensors"  # a checkpoint without an evaluation beside it: its own card only
+    shutil.copy2(run / "best.safetensors", alone)
+    with TestClient(create_api(alone)) as client:
+        assert "evaluation" not in client.get("/model").json()
+
+
 def test_cli_external_evaluation_with_subgroups_and_pdf(tmp_path):
     from typer.testing import CliRunner
 

@@ -1,6 +1,8 @@
-"""The model card shown by ``GET /model`` and the web app: built from the checkpoint metadata only."""
+"""The model card shown by ``GET /model`` and the web app: the checkpoint metadata, and the saved evaluation
+(``metrics.json`` beside the checkpoint) when ``medclass evaluate`` wrote one."""
 from __future__ import annotations
 
+import json
 import math
 import dataclasses
 from pathlib import Path, PurePath
@@ -105,6 +107,28 @@ def saved_card(checkpoint: object) -> str | None:
     path = Path(checkpoint)
     card = EvalDir(path if path.is_dir() else path.parent).model_card
     return card.read_text(encoding="utf-8") if card.is_file() else None
+
+
+def saved_evaluation(checkpoint: object) -> dict[str, Any] | None:
+    """The ``metrics.json`` that ``medclass evaluate`` wrote for this checkpoint (beside the file, or in a run
+    folder), for :func:`model_card`'s ``evaluation``; None when there is none, it is of another checkpoint,
+    or it cannot be read (the card then holds the checkpoint's own figures only).
+
+    >>> saved_evaluation(object()) is None
+    True
+    """
+    if not isinstance(checkpoint, (str, PurePath)):
+        return None
+    path = Path(checkpoint)
+    metrics_file = EvalDir(path if path.is_dir() else path.parent).metrics
+    try:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        if not path.is_dir() and PurePath(metrics["checkpoint"]).name != path.name:
+            return None  # an evaluation of another checkpoint in the same folder (it may have been saved relative)
+        evaluation_summary(metrics)  # the fields the card reads are there
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return metrics
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:

@@ -30,7 +30,7 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from ._batcher import MicroBatcher
-from ._card import model_card
+from ._card import model_card, saved_evaluation
 from ._upload import MAX_UPLOAD_MB, UploadError, check_content_type, decode_upload, read_limited
 from .predictor import Predictor
 
@@ -92,7 +92,7 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, onnx=onnx)
     max_bytes = int(max_upload_mb * 2**20)
     batcher = MicroBatcher(predictor.probabilities_with_ood, max_batch=max_batch)
-    card = model_card(predictor.meta)
+    card = model_card(predictor.meta, evaluation=saved_evaluation(checkpoint))  # evaluate's figures when saved
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
