@@ -329,3 +329,16 @@ def test_subgroups_on_the_runs_own_test_split(tmp_path):
     assert "external" not in m
     with pytest.raises(ConfigError, match="no column 'age'.*'site'"):
         evaluate(run, n_boot=0, cam_samples=0, num_workers=0, report=False, subgroups="age:18")
+
+
+def test_model_card_states_the_ood_section_in_words():
+    """model_card.md printed the raw dict of the OOD section."""
+    from medclass.serving._card_markdown import _ood
+
+    text = "\n".join(_ood({"ood": {"available": True, "method": "mahalanobis", "threshold": 41.237, "quantile": 0.99,
+                                   "n_scored": 200, "n_flagged": 3, "share_flagged": 0.015, "median_score": 20.0,
+                                   "flagged": ["a.png"]}}))
+    assert "3 of 200 evaluated images (1.5 %) are flagged" in text and "above 41.2, the 99th percentile" in text
+    assert "{" not in text
+    missing = "\n".join(_ood({"ood": {"available": False, "note": "This checkpoint has no OOD statistics."}}))
+    assert "no OOD statistics" in missing and "{" not in missing

@@ -95,8 +95,15 @@ def _ood(ev: dict[str, Any]) -> list[str]:
         return ["## Out-of-distribution behaviour", "",
                 "Not measured in this evaluation: the model returns a score for any image, including images unlike "
                 "its training data (other body parts, modalities or photographs)."]
-    summary = ood.get("summary") if isinstance(ood, dict) else None
-    return ["## Out-of-distribution behaviour", "", str(summary or ood)]
+    head = ["## Out-of-distribution behaviour", ""]
+    if not ood.get("available"):
+        return [*head, ood.get("note") or "No out-of-distribution scores in this evaluation.",
+                "The model returns a score for any image, including images unlike its training data."]
+    text = (f"{ood['n_flagged']} of {ood['n_scored']} evaluated images ({100 * ood['share_flagged']:.1f} %) are flagged "
+            f"out-of-distribution: their {ood['method']} feature score is above {ood['threshold']:.3g}, the "
+            f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores. `predict`, the web app and "
+            "the REST API flag such inputs (their predictions are unreliable).")
+    return [*head, text]
 
 
 def card_document(card: dict[str, Any]) -> str:
