@@ -4,7 +4,7 @@ A run folder is ``workspace/<project>/<experiment>/`` (docs/architecture.md, "Ru
 that reads or writes one asks :class:`RunDir` for the path (``run.split``, ``run.best``), and for
 its state (:attr:`RunDir.is_finished`, :attr:`RunDir.is_resumable`, :meth:`RunDir.best_checkpoint`)
 instead of guessing it from which files exist. An evaluation writes into an :class:`EvalDir`, a
-cross-validation into a :class:`CVDir`.
+cross-validation into a :class:`CVDir`, a comparison into a :class:`CompareDir`, a study into a :class:`TuneDir`.
 
 Example:
     >>> run = RunDir("workspace/default/resnet18")
@@ -169,3 +169,32 @@ class CVDir:
     def is_cross_validation(self) -> bool:
         """The folder holds a cross-validation (its ``cv_config.yaml``)."""
         return self.config.is_file()
+
+    def summary_files(self) -> list[Path]:
+        """The existing summary files of the cross-validation (what tracking logs)."""
+        return [p for p in (self.config, self.folds, self.summary, self.fold_table, self.oof) if p.is_file()]
+
+
+@dataclass(frozen=True)
+class CompareDir:
+    """The files ``medclass compare`` writes (``compare_runs(..., out)``)."""
+
+    path: Path
+
+    table = _File("comparison.csv", "One row per run: metrics, cost, best validation score.")
+    pairs = _File("paired_tests.csv", "Paired tests of the test AUC between runs.")
+    html = _File("comparison.html", "The comparison page (curves, cost, paired tests).")
+    loss_png = _File("loss.png", "Training and validation loss of every run.")
+    accuracy_auc_png = _File("accuracy_auc.png", "Training and validation accuracy and AUC of every run.")
+    cost_png = _File("cost.png", "Training time and peak memory of every run.")
+
+
+@dataclass(frozen=True)
+class TuneDir:
+    """The files ``medclass tune`` writes for a study (beside one run folder per trial)."""
+
+    path: Path
+
+    trials = _File("trials.csv", "One row per trial: parameters, value, state, duration.")
+    best_config = _File("best_config.yaml", "The RunConfig of the best trial (train it with medclass train).")
+    comparison = _File("comparison", "Folder of the comparison of the best trials (a CompareDir).")

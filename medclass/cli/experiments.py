@@ -83,8 +83,10 @@ def tune_command(
         console.print("[yellow]No complete trial yet.[/]")
         return
     console.print(f"[bold green]best[/] {cfg.train.monitor} = {result.best_value:.4f} with {result.best_params}")
-    console.print(f"[bold]best config:[/] {result.out_dir / 'best_config.yaml'}  (train it: medclass train "
-                  f"{result.out_dir / 'best_config.yaml'})")
+    from ..artifacts import TuneDir
+
+    best = TuneDir(result.out_dir).best_config
+    console.print(f"[bold]best config:[/] {best}  (train it: medclass train {best})")
     if result.comparison is not None:
         console.print(f"[bold]comparison of the best trials:[/] {result.comparison.files.get('html')}")
 

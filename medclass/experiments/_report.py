@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..artifacts import CompareDir
 from ..metrics.html import esc, img, page, section, table
 from ..metrics.plots import bars_figure, figure_png, runs_curves_figure
 from ..utils import atomic_write_bytes, atomic_write_text
@@ -34,14 +35,15 @@ def write_report(out: Path, runs: pd.DataFrame, pairs: pd.DataFrame, sentences: 
                  histories: dict[str, pd.DataFrame], notes: Sequence[str] = ()) -> dict[str, Path]:
     """Write ``loss.png``, ``accuracy_auc.png``, ``cost.png`` and ``comparison.html`` into ``out``."""
     curves = {name: h.to_dict(orient="list") for name, h in histories.items()}
-    figures = {"loss_png": ("loss.png", runs_curves_figure(curves, [("loss", "loss")])),
-               "accuracy_auc_png": ("accuracy_auc.png", runs_curves_figure(curves, [("acc", "accuracy"), ("auc", "AUC")])),
-               "cost_png": ("cost.png", bars_figure(runs["name"].tolist(), _cost_panels(runs)))}
+    folder = CompareDir(out)
+    figures = {"loss_png": runs_curves_figure(curves, [("loss", "loss")]),
+               "accuracy_auc_png": runs_curves_figure(curves, [("acc", "accuracy"), ("auc", "AUC")]),
+               "cost_png": bars_figure(runs["name"].tolist(), _cost_panels(runs))}
     files, pngs = {}, {}
-    for key, (name, fig) in figures.items():
+    for key, fig in figures.items():
         pngs[key] = figure_png(fig, dpi=110)
-        atomic_write_bytes(out / name, pngs[key])
-        files[key] = out / name
+        files[key] = getattr(folder, key)
+        atomic_write_bytes(files[key], pngs[key])
     tested = "".join(f"<li>{esc(s)}</li>" for s in (*sentences, *notes)) or f"<li>{NO_PAIRS}</li>"
     pairs = pairs.drop(columns=["sentence", "bootstrap_sentence"], errors="ignore")
     sections = [
@@ -52,6 +54,6 @@ def write_report(out: Path, runs: pd.DataFrame, pairs: pd.DataFrame, sentences: 
         ("cost", "Cost", img(pngs["cost_png"], "training time and memory")),
     ]
     body = "".join(section(sid, title, html) for sid, title, html in sections)
-    files["html"] = out / "comparison.html"
+    files["html"] = folder.html
     atomic_write_text(files["html"], page("Run comparison", f"{len(runs)} runs", [(s[0], s[1]) for s in sections], body))
     return files

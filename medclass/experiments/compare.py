@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
+from ..artifacts import CompareDir
 from ..data.splits import patient_groups
 from ._report import write_report
 from ._runs import prob_columns, read_history, read_predictions, resolve_run, run_summary
@@ -251,11 +252,12 @@ def compare_runs(runs: list[str | Path], out: str | Path, workspace: str | Path 
     result = Comparison(table, pairs, sentences, histories, out, notes=notes)
     from ..utils import atomic_write_text
 
-    atomic_write_text(out / "comparison.csv", table.to_csv(index=False))
-    result.files["csv"] = out / "comparison.csv"
+    folder = CompareDir(out)
+    atomic_write_text(folder.table, table.to_csv(index=False))
+    result.files["csv"] = folder.table
     if len(pairs):
-        atomic_write_text(out / "paired_tests.csv", pairs.to_csv(index=False))
-        result.files["pairs"] = out / "paired_tests.csv"
+        atomic_write_text(folder.pairs, pairs.to_csv(index=False))
+        result.files["pairs"] = folder.pairs
     if plots:
         result.files.update(write_report(out, table, pairs, sentences, histories, notes))
     return result

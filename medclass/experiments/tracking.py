@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 
-from ..artifacts import RunDir
+from ..artifacts import CVDir, RunDir
 from ._runs import read_config, read_history, read_test_metrics
 
 if TYPE_CHECKING:
@@ -235,9 +235,6 @@ def track_training(cfg: "RunConfig | None", uri: str | Path, **train_kwargs: Any
     return result, run_id
 
 
-CV_ARTIFACTS = ("cv_config.yaml", "folds.csv", "cv_summary.json", "cv_folds.csv", "oof_predictions.csv")
-
-
 def log_cross_validation(cv_dir: str | Path, uri: str | Path, summary: dict, cfg: "RunConfig") -> str:
     """One MLflow run for a whole cross-validation (its folds are runs of their own): config, mean, sd and
     pooled metrics with their CIs, and the summary files of ``cv_dir``. Returns the MLflow run id.
@@ -253,9 +250,8 @@ def log_cross_validation(cv_dir: str | Path, uri: str | Path, summary: dict, cfg
     rows += [(f"cv_pooled_{name}{suffix}", ci[key], 0) for name, ci in summary["pooled"].items()
              for suffix, key in (("", "value"), ("_ci_low", "low"), ("_ci_high", "high"))]
     _log_metrics(client, run_id, rows)
-    for name in CV_ARTIFACTS:
-        if (Path(cv_dir) / name).is_file():
-            client.log_artifact(run_id, str(Path(cv_dir) / name))
+    for path in CVDir(cv_dir).summary_files():
+        client.log_artifact(run_id, str(path))
     client.set_terminated(run_id, "FINISHED")
     log.info("cross-validation %s logged to MLflow %s (run id %s)", cv_dir, uri, run_id)
     return run_id

@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 import pytorch_lightning as pl
 
-from ..artifacts import RunDir
+from ..artifacts import RunDir, TuneDir
 from ..config import RunConfig, save_config
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
@@ -181,7 +181,8 @@ def _finish(study: Any, url: str, out_dir: Path, workspace: str) -> TuneResult:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
-    atomic_write_text(out_dir / "trials.csv", trials.to_csv(index=False))
+    folder = TuneDir(out_dir)
+    atomic_write_text(folder.trials, trials.to_csv(index=False))
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.value is not None and math.isfinite(t.value)]
     if not complete:
@@ -190,12 +191,12 @@ def _finish(study: Any, url: str, out_dir: Path, workspace: str) -> TuneResult:
     best = study.best_trial
     run_dir = Path(best.user_attrs["run_dir"])
     best_cfg = load_config(RunDir(run_dir).config)
-    save_config(dataclasses.replace(best_cfg, experiment=""), out_dir / "best_config.yaml")
+    save_config(dataclasses.replace(best_cfg, experiment=""), folder.best_config)
     ranked = sorted(complete, key=lambda t: t.value, reverse=study.direction.name == "MAXIMIZE")[:COMPARE_BEST]
     runs = [t.user_attrs["run_dir"] for t in ranked if RunDir(t.user_attrs["run_dir"]).is_run]
-    comparison = compare_runs(runs, out_dir / "comparison", workspace=workspace)
+    comparison = compare_runs(runs, folder.comparison, workspace=workspace)
     log.info("best trial %d: %s = %.4f with %s; config in %s", best.number, study.direction.name.lower(),
-             best.value, best.params, out_dir / "best_config.yaml")
+             best.value, best.params, folder.best_config)
     return TuneResult(study.study_name, url, out_dir, trials, dict(best.params), float(best.value), run_dir,
                       best_cfg, comparison)
 
