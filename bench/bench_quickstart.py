@@ -80,6 +80,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lite0_96_5ep": ("lite0_96, 5 epochs", _with(LITE0, "--epochs", "5")),
     "lite0_128_ema": ("lite0_128 + EMA of the weights (decay 0.99)",
                       [*_with(LITE0, "--image-size", "128"), "--set", "train.ema=0.99"]),
+    "lite0_128_4ep": ("lite0_128, 4 epochs", _with(_with(LITE0, "--image-size", "128"), "--epochs", "4")),
+    "lite0_128_4ep_ema": ("lite0_128, 4 epochs + EMA of the weights (decay 0.99)",
+                          [*_with(_with(LITE0, "--image-size", "128"), "--epochs", "4"), "--set", "train.ema=0.99"]),
+    "lite0_128_cos": ("lite0_128 + cosine LR decay over the epochs",
+                      [*_with(LITE0, "--image-size", "128"), "--set", "train.scheduler=cosine"]),
 }
 # progressive resizing: quickstart runs in turn, each starting from the weights of the one before (model.weights=),
 # same split; the cost is the sum (each stage also repeats the data check and evaluation: an upper bound)
