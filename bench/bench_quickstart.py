@@ -44,8 +44,9 @@ SPLIT_SEED = 42  # every variant and seed trains on the same patient split
 
 # name: (what it changes, quickstart arguments). "base" is the quickstart default before this ablation.
 # every setting the quickstart recipe may change is pinned, so the variants mean the same whatever its defaults
-BASE = ["--model", "resnet18", "--image-size", "64", "--epochs", "3", "--set", "model.pretrained=false",
-        "--set", "data.cache=", "--set", "eval.tta=false", "--set", "train.ema=0", "--set", "train.scheduler=plateau"]
+PINNED = ["--set", "model.pretrained=false", "--set", "data.cache=", "--set", "eval.tta=false", "--set", "train.ema=0",
+          "--set", "train.scheduler=plateau", "--set", "train.channels_last=auto", "--set", "train.num_workers=2"]
+BASE = ["--model", "resnet18", "--image-size", "64", "--epochs", "3", *PINNED]
 
 
 def _with(args: list[str], flag: str, value: str) -> list[str]:
@@ -67,11 +68,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "onecycle": ("+ cache + one-cycle LR", [*BASE, "--set", "data.cache=CACHE", "--set", "train.scheduler=onecycle"]),
     "ema": ("+ cache + EMA of the weights (decay 0.99)", [*BASE, "--set", "data.cache=CACHE", "--set", "train.ema=0.99"]),
     "tta": ("+ cache + flip TTA at evaluation", [*BASE, "--set", "data.cache=CACHE", "--set", "eval.tta=true"]),
-    "r18_96": ("resnet18 96 px + cache", ["--model", "resnet18", "--image-size", "96", "--epochs", "3",
+    "r18_96": ("resnet18 96 px + cache", ["--model", "resnet18", "--image-size", "96", "--epochs", "3", *PINNED,
                                           "--set", "data.cache=CACHE"]),
-    "r18_128": ("resnet18 128 px + cache", ["--model", "resnet18", "--image-size", "128", "--epochs", "3",
-                                            "--set", "data.cache=CACHE"]),
-    "cnn_64": ("simple_cnn 64 px + cache, 3 epochs", ["--model", "simple_cnn", "--image-size", "64", "--epochs", "3",
+    "r18_128": ("resnet18 128 px + cache", ["--model", "resnet18", "--image-size", "128", "--epochs", "3", *PINNED,
+                                          "--set", "data.cache=CACHE"]),
+    "cnn_64": ("simple_cnn 64 px + cache, 3 epochs", ["--model", "simple_cnn", "--image-size", "64", "--epochs", "3", *PINNED,
                                                       "--set", "data.cache=CACHE"]),
     "lite0_96": ("ImageNet-pretrained EfficientNet-Lite0 (installed package), 96 px + cache", LITE0),
     "lite0_128": ("ImageNet-pretrained EfficientNet-Lite0, 128 px + cache", _with(LITE0, "--image-size", "128")),
@@ -85,6 +86,18 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                           [*_with(_with(LITE0, "--image-size", "128"), "--epochs", "4"), "--set", "train.ema=0.99"]),
     "lite0_128_cos": ("lite0_128 + cosine LR decay over the epochs",
                       [*_with(LITE0, "--image-size", "128"), "--set", "train.scheduler=cosine"]),
+    "lite0_128_w0": ("lite0_128, no worker processes (augmentation in the training process)",
+                     [*_with(LITE0, "--image-size", "128"), "--set", "train.num_workers=0"]),
+    "lite0_128_dev": ("lite0_128, batched augmentation in the training process (augment_on=device)",
+                      [*_with(LITE0, "--image-size", "128"), "--set", "train.augment_on=device"]),
+    "lite0_128_w0_cl": ("lite0_128, no worker processes + channels_last",
+                        [*_with(LITE0, "--image-size", "128"), "--set", "train.num_workers=0",
+                         "--set", "train.channels_last=true"]),
+    "lite0_128_4ep_w0_cl": ("lite0_128, 4 epochs, no worker processes + channels_last",
+                            [*_with(_with(LITE0, "--image-size", "128"), "--epochs", "4"), "--set", "train.num_workers=0",
+                             "--set", "train.channels_last=true"]),
+    "lite0_128_4ep_cos": ("lite0_128, 4 epochs + cosine LR decay over the epochs",
+                          [*_with(_with(LITE0, "--image-size", "128"), "--epochs", "4"), "--set", "train.scheduler=cosine"]),
 }
 # progressive resizing: quickstart runs in turn, each starting from the weights of the one before (model.weights=),
 # same split; the cost is the sum (each stage also repeats the data check and evaluation: an upper bound)

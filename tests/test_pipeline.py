@@ -8,7 +8,8 @@ import yaml
 from typer.testing import CliRunner
 
 from medclass.cli import _register_all, app
-from medclass.pipeline import quickstart
+from medclass.config import RunConfig, apply_overrides
+from medclass.pipeline import QUICKSTART, quickstart
 
 _register_all()
 
@@ -32,6 +33,17 @@ def test_quickstart_without_data_runs_on_the_embedded_sample(tmp_path: Path) -> 
     # the same folder with other settings is refused, not silently resumed (it evaluated the old model before)
     again = CliRunner().invoke(app, [*args, "--set", "data.limit_per_class=30"])
     assert again.exit_code == 2 and "other settings (data.limit_per_class)" in again.output, again.output
+
+
+def test_recipe_settings_depend_on_the_machine_and_validate(tmp_path: Path) -> None:
+    """On the CPU the recipe trains without worker processes (measured faster, same results); on a GPU the workers
+    feed it; either list is valid config, and a user's --set still wins (it comes after)."""
+    cpu, gpu = QUICKSTART.overrides(on_gpu=False), QUICKSTART.overrides(on_gpu=True)
+    assert "train.num_workers=0" in cpu and set(gpu) < set(cpu)
+    assert not any(s.startswith("train.num_workers") for s in gpu)
+    assert apply_overrides(RunConfig(), cpu).validate().train.num_workers == 0
+    assert apply_overrides(RunConfig(), [*cpu, "train.num_workers=3"]).validate().train.num_workers == 3
+    assert apply_overrides(RunConfig(), gpu).validate().train.num_workers == RunConfig().train.num_workers
 
 
 @pytest.mark.slow
