@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 Source = Literal["auto", "folders", "csv", "npz", "dicom"]
 DuplicatePolicy = Literal["fail", "drop", "merge", "warn"]
+SplitBy = Literal["patient", "image"]  # image: each image without a patient id is its own patient (said in every report)
 Pool = Literal["avg", "max", "avgmax"]
 InChans = Literal[1, 3]
 Optimizer = Literal["adamw", "sgd"]

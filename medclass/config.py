@@ -20,7 +20,7 @@ import yaml
 from annotated_types import Ge, Gt, Interval
 
 from .choices import (Accelerator, Augment, AugmentOn, CamMethod, DuplicatePolicy, InChans, Monitor, Optimizer, Pool,  # noqa: F401
-                      Precision, Sampler, Scheduler, Source, Task, Uncertain, choices)
+                      Precision, Sampler, Scheduler, Source, SplitBy, Task, Uncertain, choices)
 from ._config_check import check_config, coerce_section, commented_yaml, load_yaml_mapping
 from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_mapping, parse_switch, parse_threshold_rule,
                        parse_window)
@@ -71,6 +71,7 @@ class DataConfig:
     where: str = ""  # keep only rows matching this pandas query on the table's columns, e.g. "view in ['PA', 'AP'] and age >= 18"
     val_fraction: UnitFraction = 0.15  # share of patients for validation (used when the source has no split)
     test_fraction: UnitFraction = 0.15  # share of patients for the test set (used when the source has no split)
+    split_by: SplitBy = "patient"  # patient: a patient's images stay on one side; data without any patient id is refused unless its file names follow a known public scheme (`medclass data check` names it) | image: every image without an id is its own patient (right only when each image is a different patient; every report says so)
     keep_source_split: bool = True  # keep train/val/test folders or a split column when the source has them
     split_seed: Annotated[int, Interval(ge=-1, lt=2**32)] = -1  # seed of the patient split and data.limit_per_class (-1 = train.seed); fix it to compare training seeds on one split
     duplicates: DuplicatePolicy = "drop"  # leak audit policy for images shared across splits (merge: link them into one patient before splitting)

@@ -80,6 +80,7 @@ def test_audit_finds_patients_exact_and_near_duplicates():
         "patients_in_several_splits": 1, "exact_groups": 3, "exact_images": 6, "exact_cross_split": 1,
         "exact_cross_patient": 2, "exact_conflicting_labels": 1, "near_groups": 1, "near_cross_split": 1,
         "near_within_split": 0, "near_conflicting_labels": 1, "unhashed": 1,
+        "images_without_patient": 2, "prefix_groups_cross_split": 0, "probable_patient_leaks": 1,
     }
     assert report.has_leaks
     assert "3 group(s) of byte-identical images (6 images): 1 across splits" in report.summary()

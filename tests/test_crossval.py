@@ -100,6 +100,7 @@ def test_cross_validate_head_ct(tmp_path: Path, shared_data: Path) -> None:
 
     cfg = RunConfig(project="hct", experiment="cv", workspace=str(tmp_path / "ws"))
     cfg.data.path, cfg.data.patient_regex, cfg.data.limit_per_class = str(shared_data / "head_ct"), "none", 40
+    cfg.data.split_by = "image"  # head_ct publishes no patient ids
     cfg.model.name, cfg.model.image_size, cfg.model.in_chans = "simple_cnn", 32, 1
     cfg.train.epochs, cfg.train.num_workers, cfg.train.baseline, cfg.train.batch_size = 1, 0, False, 32
     cv = cross_validate(cfg, folds=2, progress=False, n_boot=200)

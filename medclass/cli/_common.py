@@ -141,6 +141,7 @@ class DataFlags:
     label_column: str | None = None
     patient_column: str | None = None
     patient_regex: str | None = None
+    split_by: str | None = None
     label_map: str | None = None
     labels_from: str | None = None
     label_sep: str | None = None
@@ -179,6 +180,10 @@ _DATA_OPTIONS: dict[str, Any] = {
     "patient_regex": Annotated[Optional[str], typer.Option(
         help="Patient id from the file name: a regex with one group, e.g. '^(\\d+)_', or 'chest_xray'.",
         rich_help_panel=_DATA_PANEL)],
+    "split_by": Annotated[Optional[str], typer.Option(
+        help="patient (default): keep each patient's images on one side; data with no patient id is refused unless "
+             "its file names follow a known public scheme. image: each image is its own patient; say so only when "
+             "every image is a different patient (every report then warns).", rich_help_panel=_DATA_PANEL)],
     "label_map": Annotated[Optional[str], typer.Option(
         help="Rename, merge or drop labels: covid=pneumonia,other_pneumonia=pneumonia,unknown=drop (multi-label: "
              "findings; a merged finding is 1 if any source is, else masked if any is; drop removes the finding, "

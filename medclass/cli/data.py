@@ -81,7 +81,8 @@ def print_report(report: dict[str, Any]) -> None:
         console.print("Read with " + escape(", ".join(f"data.{k}={v!r}" for k, v in filters.items())))
     console.print(_counts_table(report))
     c = report["counts"]
-    console.print(f"{c['patients_total']} patients; {c['images_without_patient']} images without a patient id.")
+    console.print(f"{c['patients_total']} patients; {c['images_without_patient']} images without a patient id. "
+                  f"Patient ids from: {escape(report['patients']['how'])}.")
     if sizes.get("readable"):
         w, h = sizes["width"], sizes["height"]
         console.print(f"Sizes: width {w['min']}-{w['max']} (median {w['median']:g}), "

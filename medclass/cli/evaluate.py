@@ -42,7 +42,8 @@ def evaluate_command(
             result.files["report"] = write_report(result, EvalDir(result.out_dir).report, pdf=True)
     m = result.metrics
     leak = m["leak_check"]
-    style = "yellow" if not leak["checked"] else ("green" if leak["clean"] else "bold red")
+    ids_warning = (leak.get("patient_ids") or {}).get("warning")
+    style = "yellow" if not leak["checked"] or (leak["clean"] and ids_warning) else ("green" if leak["clean"] else "bold red")
     console.print(f"[{style}]{leak['statement']}[/]")
     if (m.get("shift") or {}).get("large"):
         console.print(f"[bold red]{m['shift']['warning']}[/]")

@@ -11,7 +11,9 @@ Each :class:`DataWarning` names what it found (classes, patient ids, values) and
 * ``acquisition`` — metadata values that look like another acquisition (a lateral view among
   frontal ones, another modality) or a minority of images in another colour mode;
 * ``duplicate_patients`` — byte-identical or near-duplicate images under two patient ids (training
-  links those ids into one patient, named here).
+  links those ids into one patient, named here);
+* ``no_patient_ids`` — no image (or only some) has a patient id, so a split is by image: the risk,
+  a recognised public naming scheme, columns that look like patient ids and the flags that fix it.
 
 Example:
     >>> [w.kind for w in data_warnings(table, fp, audit, DataConfig())]   # doctest: +SKIP
@@ -28,6 +30,7 @@ import pandas as pd
 from ..config import DataConfig
 from .audit import LeakReport
 from .multilabel import positive_counts
+from .patients import describe_patient_ids
 from .splits import patient_groups, split_patients
 from .table import DataTable
 
@@ -169,12 +172,22 @@ def duplicate_patients(audit: LeakReport) -> list[DataWarning]:
         [list(link) for link in links])]
 
 
+def patient_warnings(table: DataTable, cfg: DataConfig) -> list[DataWarning]:
+    """Images without a patient id: the same words that ``train`` refuses (or warns) with."""
+    info = describe_patient_ids(table, cfg)
+    if not info.warning():
+        return []
+    refused = " `medclass train` refuses to split this data until then." if info.missing and cfg.split_by == "patient" else ""
+    return [DataWarning("no_patient_ids", info.warning() + refused, [info.to_dict()])]
+
+
 def data_warnings(table: DataTable, fp: pd.DataFrame | None, audit: LeakReport, cfg: DataConfig,
                   seed: int = 42) -> list[DataWarning]:
     """All warnings of the data check, in the order of the module docstring."""
     if len(table.classes) < 2:
         return []  # a one-class source (unlabelled DICOM) is not training data; train refuses it
     if table.multi_label:  # findings combine freely within a patient; pos_weight handles their imbalance
-        return [*finding_warnings(table, cfg, seed), *acquisition(table, fp), *duplicate_patients(audit)]
-    return [*split_warnings(table, cfg, seed), *label_conflicts(table), *imbalance(table), *acquisition(table, fp),
+        return [*patient_warnings(table, cfg), *finding_warnings(table, cfg, seed), *acquisition(table, fp),
+                *duplicate_patients(audit)]
+    return [*patient_warnings(table, cfg), *split_warnings(table, cfg, seed), *label_conflicts(table), *imbalance(table), *acquisition(table, fp),
             *duplicate_patients(audit)]

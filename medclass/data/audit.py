@@ -2,7 +2,10 @@
 
 :func:`audit_leaks` finds
 
-1. patients that appear in more than one split;
+1. patients that appear in more than one split; where rows have no patient id, an estimate: groups of
+   file names that differ only in their last number (``IM-0115-0001`` / ``IM-0115-0002``, see
+   :func:`~medclass.data.naming.name_prefixes`) and cross splits are counted as *probable* patient
+   leaks, beside the near-duplicate groups that cross splits (neither is proof; both are reported);
 2. groups of byte-identical images (same ``sha256``): all of them, those that cross splits and
    those filed under different patients;
 3. near-duplicates: images whose perceptual hashes differ in at most ``max_distance`` bits (of the
@@ -41,12 +44,15 @@ from scipy.sparse.csgraph import connected_components
 
 from ..config import DuplicatePolicy, choices
 from ..errors import LeakError, check_choice
+from .naming import name_prefixes
+from .patients import LINKED_PREFIX, known_patient
 from .splits import patient_groups
 from .table import SPLITS, DataTable
 
 log = logging.getLogger(__name__)
 
 POLICIES = choices(DuplicatePolicy)
+PROBABLE_LISTED = 20  # file-name groups listed in the report (all are counted)
 _BLOCK = 512  # rows of the Hamming-distance matrix computed at once (512 x n uint8)
 
 
@@ -60,6 +66,10 @@ class LeakReport:
     exact_groups: list[dict] = field(default_factory=list)  # every byte-identical group (see _describe)
     near_groups: list[dict] = field(default_factory=list)  # near-duplicate groups that are not one exact group
     unhashed: int = 0  # rows without a fingerprint (unreadable), not audited
+    without_patient: int = 0  # rows with a split but no patient id: patient overlap cannot be checked for them
+    prefix_cross_split: int = 0  # among those, file-name prefix groups that cross splits (probable patients)
+    prefix_cross_split_images: int = 0  # images in those groups
+    prefix_examples: list[dict] = field(default_factory=list)  # {"prefix", "splits": {split: images}}, the first few
 
     @property
     def exact_cross_split(self) -> list[dict]:
@@ -91,17 +101,31 @@ class LeakReport:
             "near_within_split": sum(not g["cross_split"] for g in near),
             "near_conflicting_labels": sum(g["conflicting_labels"] for g in near),
             "unhashed": self.unhashed,
+            "images_without_patient": self.without_patient,
+            "prefix_groups_cross_split": self.prefix_cross_split,
+            "probable_patient_leaks": self.prefix_cross_split + len(self.near_cross_split) if self.without_patient else 0,
         }
 
     def to_dict(self) -> dict:
         """JSON-able dict: counts, summary text and every group."""
         return {"counts": self.counts(), "summary": self.summary(), **asdict(self)}
 
+    def _patient_line(self, c: dict[str, int]) -> str:
+        if not self.without_patient:
+            return f"{c['patients_in_several_splits']} patient(s) in more than one split."
+        estimate = (f"estimate: {self.prefix_cross_split} group(s) of file names that differ only in their last number "
+                    f"({self.prefix_cross_split_images} images) and {c['near_cross_split']} near-duplicate group(s) cross "
+                    f"splits: {c['probable_patient_leaks']} probable patient leak(s)")
+        if self.without_patient == self.n_rows:
+            return f"No patient ids: patient overlap between splits cannot be checked; {estimate}."
+        return (f"{c['patients_in_several_splits']} patient(s) in more than one split; {self.without_patient} image(s) "
+                f"without a patient id could not be checked ({estimate}).")
+
     def summary(self) -> str:
         """A few lines for people."""
         c = self.counts()
         lines = [
-            f"{c['patients_in_several_splits']} patient(s) in more than one split.",
+            self._patient_line(c),
             f"{c['exact_groups']} group(s) of byte-identical images ({c['exact_images']} images): "
             f"{c['exact_cross_split']} across splits, {c['exact_cross_patient']} under different patients, "
             f"{c['exact_conflicting_labels']} with conflicting labels.",
@@ -183,6 +207,20 @@ def _aligned(table: DataTable, fingerprints: pd.DataFrame) -> pd.DataFrame:
     return fingerprints.reset_index(drop=True)
 
 
+def _estimate_unnamed(report: LeakReport, unnamed: pd.DataFrame) -> None:
+    """Rows with a split but no patient id: count the file-name prefix groups that cross splits."""
+    report.without_patient = len(unnamed)
+    if unnamed.empty:
+        return
+    prefix = name_prefixes(unnamed["path"], numbered_only=True).to_numpy()
+    per = unnamed.groupby([prefix, unnamed["split"].to_numpy()]).size().unstack(fill_value=0)
+    crossing = per[((per > 0).sum(axis=1) > 1) & (per.index != "")]
+    report.prefix_cross_split = len(crossing)
+    report.prefix_cross_split_images = int(crossing.to_numpy().sum())
+    report.prefix_examples = [{"prefix": str(p), "splits": {s: int(n) for s, n in row.items() if n}}
+                              for p, row in crossing.head(PROBABLE_LISTED).iterrows()]
+
+
 def audit_leaks(
     table: DataTable,
     fingerprints: pd.DataFrame | None = None,
@@ -215,6 +253,7 @@ def audit_leaks(
     per_patient = named.groupby(["patient", "split"]).size().unstack(fill_value=0)
     for patient, row in per_patient[(per_patient > 0).sum(axis=1) > 1].iterrows():
         report.patient_overlap.append({"patient": str(patient), "splits": {s: int(n) for s, n in row.items() if n}})
+    _estimate_unnamed(report, df[~known_patient(df["patient"]) & (df["split"] != "")])
 
     hashed = np.flatnonzero(fp["sha256"].fillna("").to_numpy() != "")
     report.unhashed = len(df) - len(hashed)
@@ -287,7 +326,7 @@ def _merged_patients(table: DataTable, report: LeakReport) -> tuple[pd.Series, l
         members = sorted(str(k) for k in keys[comp])
         real = [m for m in members if not m.startswith("#row")]
         rows = np.flatnonzero(np.isin(node, comp))
-        new_id = real[0] if real else f"dup:{Path(df['path'].iloc[rows[0]]).stem}"
+        new_id = real[0] if real else f"{LINKED_PREFIX}{Path(df['path'].iloc[rows[0]]).stem}"
         patient.iloc[rows] = new_id
         merges.append({"patients": real, "unnamed_rows": len(members) - len(real), "into": new_id, "rows": len(rows)})
         if len(real) > 1:

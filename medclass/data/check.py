@@ -18,6 +18,7 @@ from ..utils import write_json
 from .advice import data_warnings
 from .audit import audit_leaks
 from .fingerprint import fingerprint
+from .patients import describe_patient_ids
 from .quality import QualityThresholds, quality_report
 from .table import DataTable
 
@@ -94,7 +95,8 @@ def check_data(
         progress: show a progress bar while reading images.
 
     Returns:
-        A JSON-able dict with keys ``source, counts, sizes, audit, quality, unreadable, skipped, warnings``
+        A JSON-able dict with keys ``source, counts, patients, sizes, audit, quality, unreadable, skipped, warnings``
+        (``patients``: where the patient ids come from, see :class:`~medclass.data.patients.PatientIds`)
         (``warnings``: :mod:`~medclass.data.advice` findings, e.g. a class too small for the split).
 
     Example:
@@ -114,6 +116,7 @@ def check_data(
         "source": {"path": cfg.path, "type": table.source, "root": table.root, "images": len(table),
                    "classes": list(table.classes), "task": table.task},
         "counts": _counts(table, cfg),
+        "patients": describe_patient_ids(table, cfg).to_dict(),
         "sizes": _sizes(fp),
         "audit": audit.to_dict(),
         "quality": quality.to_dict(orient="records"),

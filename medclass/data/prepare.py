@@ -26,6 +26,7 @@ from ..errors import DatasetError
 from ..utils import write_json
 from .audit import apply_leak_policy, audit_leaks
 from .fingerprint import fingerprint
+from .patients import require_patient_ids
 from .quality import filter_quality, quality_report
 from .sources import load_source
 from .splits import split_patients, split_summary
@@ -57,6 +58,7 @@ def clean_data(dcfg: DataConfig, seed: int = 42, cache_dir: str | Path | None = 
             f"{dcfg.path} gives one class only ({table.classes}, {len(table)} images); a classifier needs at least two. "
             "Check the label column (--label-column), data.where / data.label_map / data.classes, or that the "
             "folder holds one sub-folder per class.")
+    patient_ids = require_patient_ids(table, dcfg)
     fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=dcfg.window)
     errors = fp["error"].fillna("").astype(str)
     if len(table) and (errors != "").all():
@@ -72,7 +74,7 @@ def clean_data(dcfg: DataConfig, seed: int = 42, cache_dir: str | Path | None = 
         table = filter_quality(table, flagged)
         quality["dropped"] = flagged.to_dict(orient="records")
         fp = align_fingerprints(fp, table)
-    audit: dict = {}
+    audit: dict = {"patient_ids": patient_ids.to_dict()}
     if (table.frame["split"] == "").any():
         before = audit_leaks(table, fp, near_duplicates=dcfg.near_duplicates)
         table, merged = apply_leak_policy(table, before, "merge")

@@ -29,10 +29,12 @@ from types import MappingProxyType
 from ..config import DataConfig
 from ..errors import ConfigError, check_choice
 from ._scan import skip
+from .naming import SCHEME_RULES
 from .table import DataTable
 
 CHEST_XRAY_RULE = re.compile(r"^(person\d+(?=_)|(?:NORMAL\d+-)?IM-\d+(?=-))", re.IGNORECASE)
-NAMED_RULES: Mapping[str, re.Pattern[str]] = MappingProxyType({"chest_xray": CHEST_XRAY_RULE})  # data.patient_regex names
+NAMED_RULES: Mapping[str, re.Pattern[str]] = MappingProxyType({  # data.patient_regex names
+    "chest_xray": CHEST_XRAY_RULE, **{name: re.compile(rule, re.IGNORECASE) for name, rule in SCHEME_RULES.items()}})
 _SUBLABEL = re.compile(r"_(bacteria|virus)(?:_|\.|$)", re.IGNORECASE)
 CHEST_XRAY_3CLASSES = ("normal", "bacterial", "viral")  # class order of the 'chest_xray_3class' relabelling
 _SUBLABEL_TO_CLASS = {"bacteria": "bacterial", "virus": "viral"}
@@ -129,8 +131,12 @@ def patient_rule_summary(cfg: DataConfig) -> str:
     if cfg.patient_column:
         return f"column {cfg.patient_column!r}"
     rule = effective_patient_rule(cfg)
+    if rule == "none" and cfg.split_by == "image":
+        return ("none: split by image (data.split_by=image); every image without a DICOM PatientID is its own patient, "
+                "so a patient with several images may be in training and test")
     if rule == "none":
-        return "none (DICOM PatientID where present; every other image is its own patient)"
+        return ("DICOM PatientID, else the file-name rule of a recognised public data set (see `medclass data check`); "
+                "data with neither is refused")
     origin = "" if cfg.patient_regex else f" (preset {cfg.preset})"
     return f"file names, rule {rule!r}{origin}"
 

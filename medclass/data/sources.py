@@ -39,7 +39,7 @@ from ._scan import (MISSING_LABELS, SPLIT_ALIASES, file_kind, file_rows, is_hidd
 from .io import SUPPORTED_EXTENSIONS
 from .filters import filter_rows, map_labels
 from .multilabel import MULTI, FindingSpec, keep_findings, label_matrix, resolve_task, stratify_keys, with_findings
-from .patients import patient_rule
+from .patients import fill_from_scheme, patient_rule
 from .presets import effective_patient_rule, get_preset, relabel_for
 from .splits import patient_groups
 from .table import DataTable
@@ -273,6 +273,7 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         table = from_npz(cfg.path, cfg.class_names, cfg.task)
     else:
         table = from_dicom(cfg.path, rule)
+    table = fill_from_scheme(table, cfg)
     if relabel is not None:
         table = relabel(table)
     aliases = {cfg.label_column: "label", cfg.patient_column: "patient", cfg.path_column: "path"} if kind == "csv" else {}

@@ -16,6 +16,8 @@ import pandas as pd
 
 from ..data.audit import LeakReport, audit_leaks
 from ..data.fingerprint import fingerprint
+from ..data.naming import name_prefixes
+from ..data.patients import known_patient
 from ..data.prepare import align_fingerprints
 from ..data.table import DataTable
 
@@ -91,6 +93,44 @@ def _statement(counts: dict, n_eval: int, p_eval: int, n_ref: int, p_ref: int, r
             f"{n_ref} {ref_names} images by {methods}.")
 
 
+def _probable_patients(evaluated: pd.DataFrame, reference: pd.DataFrame) -> int:
+    """Evaluated images without a patient id whose file name differs from a reference image's only in its last number."""
+    ev = name_prefixes(evaluated.loc[~known_patient(evaluated["patient"]), "path"], numbered_only=True)
+    ref = name_prefixes(reference.loc[~known_patient(reference["patient"]), "path"], numbered_only=True)
+    return int((ev.isin(set(ref[ref != ""])) & (ev != "")).sum())
+
+
+def patient_id_warnings(evaluated: pd.DataFrame, reference: pd.DataFrame | None, near: int, ref_names: str) -> dict:
+    """What the missing patient ids of either side mean for the held-out claim (``leak_check.patient_ids``).
+
+    The run's own rows without ids mean its split was made by image (``data.split_by=image``): a patient
+    with several images may sit on both sides, which no check by patient id can see; file-name prefixes
+    and near-duplicates linking the two sides are counted as probable leaks. Evaluated rows without ids
+    get intervals that treat each image as a patient.
+    """
+    ref_missing = 0 if reference is None else int((~known_patient(reference["patient"])).sum())
+    ev_missing = int((~known_patient(evaluated["patient"])).sum())
+    lines = []
+    probable = _probable_patients(evaluated, reference) if reference is not None and ref_missing else 0
+    if reference is not None and len(reference) and ref_missing == len(reference):
+        lines.append(
+            f"WARNING: the run was split by image: its {ref_names} images have no patient ids, so if a patient has "
+            f"several images the same patient can be in {ref_names} and in the evaluated data, which no check by "
+            f"patient id can see; estimate: {probable} evaluated image(s) share a file-name prefix and {near} are "
+            f"near-duplicates of {ref_names} images (probable patient leaks). Retrain with --patient-column, "
+            "--patient-regex or --preset to rule this out.")
+    elif ref_missing:
+        lines.append(f"{ref_missing} of the {len(reference)} {ref_names} images have no patient id (each its own "
+                     f"patient in the split); estimate: {probable} evaluated image(s) share a file-name prefix with them.")
+    if ev_missing == len(evaluated) and len(evaluated):
+        lines.append("The evaluated images have no patient ids: confidence intervals treat each image as its own "
+                     "patient and are too narrow if patients have several images.")
+    elif ev_missing:
+        lines.append(f"{ev_missing} of the {len(evaluated)} evaluated images have no patient id (each counted as its own patient).")
+    return {"reference_without_id": ref_missing, "evaluated_without_id": ev_missing,
+            "probable_same_patient": probable, "warning": " ".join(lines)}
+
+
 def check_held_out(evaluated: DataTable, reference: DataTable | None, *, ref_names: str = "training or validation",
                    window: str = "", near_duplicates: bool = True, cache_dir: str | Path | None = None,
                    workers: int | None = None) -> tuple[dict, dict]:
@@ -114,8 +154,10 @@ def check_held_out(evaluated: DataTable, reference: DataTable | None, *, ref_nam
     if reference is None:
         statement = ("NOT CHECKED: no training split (split.csv) was found next to the checkpoint, so the evaluated "
                      "images could not be compared with the training data; treat the metrics with care.")
+        ids = patient_id_warnings(ev_frame, None, 0, ref_names)
+        statement = " ".join(filter(None, [statement, ids["warning"]]))
         log.warning(statement)
-        return {"checked": False, "clean": None, "statement": statement}, summary
+        return {"checked": False, "clean": None, "statement": statement, "patient_ids": ids}, summary
 
     report = audit_leaks(combined, fp, near_duplicates=near_duplicates)
     patients = [p for p in report.patient_overlap if EVALUATED in p["splits"] and len(p["splits"]) > 1]
@@ -132,8 +174,11 @@ def check_held_out(evaluated: DataTable, reference: DataTable | None, *, ref_nam
     statement = _statement(counts, len(ev_frame), p_eval, len(ref_frame), p_ref, ref_names, methods)
     if unhashed:
         statement += f" {unhashed} unreadable image(s) could not be compared by content."
+    ids = patient_id_warnings(ev_frame, ref_frame, counts["near_duplicates"], ref_names)
+    if ids["warning"]:
+        statement = f"{statement} {ids['warning']}"
     clean = not any(counts.values())
-    (log.info if clean else log.warning)(statement)
+    (log.info if clean and not ids["warning"] else log.warning)(statement)
     return {
         "checked": True, "clean": clean, "statement": statement, "counts": counts, "methods": methods,
         "evaluated_images": len(ev_frame), "evaluated_patients": p_eval,
@@ -143,4 +188,5 @@ def check_held_out(evaluated: DataTable, reference: DataTable | None, *, ref_nam
         "same_file_hash": exact[:MAX_LISTED],
         "near_duplicates": near[:MAX_LISTED],
         "same_patient": patients[:MAX_LISTED],
+        "patient_ids": ids,
     }, summary

@@ -112,6 +112,9 @@ def _summary(m: dict) -> str:
     if m["contaminated"]:
         head.append('<p class="bad">The evaluated data overlaps the training data: these metrics are contaminated. '
                     'See <a href="#leak-check">the leak check</a>.</p>')
+    ids_warning = (m["leak_check"].get("patient_ids") or {}).get("warning")
+    if ids_warning:
+        head.append(f'<p class="warn">{esc(ids_warning)} See <a href="#leak-check">the leak check</a>.</p>')
     key = [k for k in ("roc_auc", "accuracy", "sensitivity", "specificity") if k in m["metrics"]]
     ci = m.get("ci", {})
     head.append("<p>" + " · ".join(f"<b>{esc(METRIC_LABELS[k])}</b> {fmt(m['metrics'][k])}"
@@ -130,7 +133,8 @@ def _overlap_row(item: str | dict) -> tuple[str, str]:
 
 def _leak(m: dict) -> str:
     lc = m["leak_check"]
-    cls = "warn" if not lc["checked"] else ("ok" if lc["clean"] else "bad")
+    ids_warning = (lc.get("patient_ids") or {}).get("warning")
+    cls = "warn" if not lc["checked"] or (lc["clean"] and ids_warning) else ("ok" if lc["clean"] else "bad")
     body = f'<p class="{cls}">{esc(lc["statement"])}</p>'
     if lc["checked"]:
         body += table(["check", "evaluated images affected"], [(k.replace("_", " "), v) for k, v in lc["counts"].items()])

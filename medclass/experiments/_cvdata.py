@@ -76,7 +76,7 @@ def prepare_folds(dcfg: DataConfig, k: int, seed: int = 42, out_dir: str | Path 
         cv = CVDir(out_dir)
         folds.to_csv(cv.folds)
         write_json(cv.quality, quality)
-        write_json(cv.audit, {"before_folds": audit.get("before_split", {})})
+        write_json(cv.audit, {"patient_ids": audit["patient_ids"], "before_folds": audit.get("before_split", {})})
     counts = folds.frame.assign(group=patient_groups(folds.frame).to_numpy()).groupby("fold").agg(
         images=("path", "size"), patients=("group", "nunique"))
     log.info("%d-fold cross-validation by patient (seed %d):\n%s", k, seed, counts.to_string())

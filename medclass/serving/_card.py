@@ -80,6 +80,7 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
                  "n_images": data["n_predicted"], "n_patients": data.get("n_patients")},
         "results": {k: ci.get(k) or {"value": point[k]} for k in HEADLINE if k in point},
         "held_out": metrics["leak_check"].get("clean"),
+        "patient_ids_warning": (metrics["leak_check"].get("patient_ids") or {}).get("warning", ""),
     }
     external = metrics.get("external")
     if external:

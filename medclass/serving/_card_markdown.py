@@ -56,6 +56,8 @@ def _results(ev: dict[str, Any]) -> list[str]:
     held = {True: "checked held out", False: "OVERLAPS the training data", None: "not checked"}[ev["held_out"]]
     lines = [f"## {kind}", "", f"Evaluated on `{d['path']}` ({d['split']}): {d['n_images']} images, "
              f"{d['n_patients']} patients ({held}). 95% CIs from a bootstrap resampling patients.", ""]
+    if ev.get("patient_ids_warning"):
+        lines += [f"> **Warning: patients.** {ev['patient_ids_warning']}", ""]
     ext = ev.get("external") or {}
     if "comparison" in ext:
         lines += ["| metric | internal test | external | difference |", "|---|---|---|---|"]
