@@ -148,7 +148,7 @@ def test_evaluation_says_the_run_was_split_by_image():
     evaluated = pd.DataFrame({"path": ["t/IM-0001-0002.png", "t/b.png"], "patient": ["", ""]})
     ids = patient_id_warnings(evaluated, reference, near=0, ref_names="training or validation")
     assert ids["reference_without_id"] == 2 and ids["probable_same_patient"] == 1
-    assert ids["warning"].startswith("WARNING: the run was split by image")
+    assert ids["warning"].startswith("The run was split by image")
     assert "confidence intervals treat each image as its own patient" in ids["warning"]
     named = patient_id_warnings(evaluated.assign(patient=["p1", "p2"]), reference.assign(patient=["p1", "p3"]), 0, "x")
     assert named["warning"] == ""
@@ -164,9 +164,9 @@ def test_evaluate_report_and_model_card_say_the_run_was_split_by_image(tmp_path)
     split.assign(patient="").to_csv(run / "split.csv", index=False)  # a run split by image
     result = evaluate(run, n_boot=50, cam_samples=0, num_workers=0, report=True)
     leak = result.metrics["leak_check"]
-    assert leak["patient_ids"]["warning"].startswith("WARNING: the run was split by image")
-    assert "WARNING: the run was split by image" in leak["statement"]
+    assert leak["patient_ids"]["warning"].startswith("The run was split by image")
+    assert "The run was split by image" in leak["statement"]
     card = (result.out_dir / "model_card.md").read_text()
-    assert "**Warning: patients.** WARNING: the run was split by image" in card
+    assert "**Warning: patients.** The run was split by image" in card
     html = (result.out_dir / "report.html").read_text()
-    assert html.count("the run was split by image") >= 2  # the summary box and the leak check
+    assert html.count("The run was split by image") >= 2  # the summary box and the leak check

@@ -114,7 +114,7 @@ def patient_id_warnings(evaluated: pd.DataFrame, reference: pd.DataFrame | None,
     probable = _probable_patients(evaluated, reference) if reference is not None and ref_missing else 0
     if reference is not None and len(reference) and ref_missing == len(reference):
         lines.append(
-            f"WARNING: the run was split by image: its {ref_names} images have no patient ids, so if a patient has "
+            f"The run was split by image: its {ref_names} images have no patient ids, so if a patient has "
             f"several images the same patient can be in {ref_names} and in the evaluated data, which no check by "
             f"patient id can see; estimate: {probable} evaluated image(s) share a file-name prefix and {near} are "
             f"near-duplicates of {ref_names} images (probable patient leaks). Retrain with --patient-column, "
