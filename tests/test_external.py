@@ -220,7 +220,26 @@ def test_web_app_shows_the_evaluated_model_card(external):
     from medclass.serving.webapp import create_webapp
 
     shown = [b.value for b in create_webapp(run / "best.safetensors").blocks.values() if isinstance(b, gr.Markdown)]
-    assert card.strip() in [text.strip() for text in shown]
+    assert card.strip() in [(text or "").strip() for text in shown]
+
+
+def test_served_app_shows_the_saved_evaluation(external):
+    """`medclass serve` (create_app) loaded the checkpoint into a Predictor and passed that on: the page and
+    GET /model showed training-time figures although `evaluate` had saved its card and metrics.json."""
+    from fastapi.testclient import TestClient
+
+    from medclass.serving.webapp import create_app
+
+    run, _, _ = external
+    card = (run / "model_card.md").read_text()
+    held_out = next(line for line in card.splitlines() if line.startswith("Evaluated on"))
+    with TestClient(create_app(run / "best.safetensors")) as client:
+        model = client.get("/model").json()
+        page = client.get("/").text
+    assert model["evaluation"]["held_out"] is True and model["evaluation"]["data"]["n_images"] > 0
+    assert "ci_low" in str(model["evaluation"]["results"]) or "low" in model["evaluation"]["results"]["roc_auc"]
+    assert "ood" in model["evaluation"] and "train_loss_step" not in str(model)
+    assert json.dumps(held_out)[1:-1] in page and "No held-out evaluation" not in page  # the page's card
 
 
 def test_rest_model_card_holds_the_saved_evaluation(external, tmp_path):
