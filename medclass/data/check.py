@@ -112,7 +112,7 @@ def check_data(
     unreadable = fp[fp["error"] != ""]
     report = {
         "source": {"path": cfg.path, "type": table.source, "root": table.root, "images": len(table),
-                   "classes": list(table.classes), "task": table.task},
+                   "classes": list(table.classes), "task": table.task, "positive": table.positive},
         "counts": _counts(table, cfg),
         "sizes": _sizes(fp),
         "audit": audit.to_dict(),

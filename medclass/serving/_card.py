@@ -52,6 +52,7 @@ def model_card(meta: CheckpointMeta, evaluation: dict[str, Any] | None = None,
         },
         "preprocessing": meta.preprocessing.to_dict(),
         "threshold": meta.threshold if meta.binary else None,
+        "positive": classes[1] if meta.binary else None,  # data.positive (--positive), else the second sorted name
         "threshold_rule": meta.threshold_rule,
         "temperature": meta.temperature,
         "decision_rule": _decision_rule(meta),
@@ -93,7 +94,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     if metrics.get("subgroups"):
         sub = metrics["subgroups"]
         out["subgroups"] = {"spec": sub["spec"], "flag_rule": sub["flag_rule"], "groups": [
-            {k: g[k] for k in ("column", "subgroup", "n_images", "n_patients", "flagged")}
+            {k: g[k] for k in ("column", "subgroup", "n_images", "n_patients", "flagged", "patients_per_class",
+                               "not_flaggable") if k in g}  # the last two: evaluations since the per-class rule
             | {"metrics": {n: g["metrics"][n] for n in sub["metrics"]}} for g in sub["groups"]]}
     if metrics.get("ood") is not None:
         out["ood"] = metrics["ood"]
@@ -184,7 +186,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"### Model card: {card['model']['name']}",
         f"**{card['disclaimer']}**",
         "",
-        f"- **Classes:** {', '.join(card['classes'])}",
+        f"- **Classes:** {', '.join(card['classes'])}"
+        + (f"; positive class **{card['positive']}**" if card.get("positive") else ""),
         f"- **Decision:** {card['decision_rule']}"
         + (f" (threshold {card['threshold']:.3g}, rule {card['threshold_rule'] or 'fixed'})" if card["threshold"] is not None else ""),
         f"- **Data:** {card['data']['name'] or 'not recorded'}"
