@@ -206,9 +206,12 @@ def test_browser_ood_banner_holds_back_probabilities_frames_errors_card_and_docs
                                    timeout=60_000)
 
             page.goto(server + "/", wait_until="networkidle")
+            logged = len(server_log.read_text())  # forged paths of other tests are logged by Gradio itself
             _upload_in_page(page, bad)
             page.wait_for_selector("text=not an image", timeout=60_000)
             error_text = page.inner_text("body")
+            page.wait_for_timeout(500)
+            log = server_log.read_text()[logged:]
 
             page.goto(server + "/docs", wait_until="networkidle")
             page.wait_for_selector(".opblock-summary-path", timeout=30_000)
@@ -219,7 +222,7 @@ def test_browser_ood_banner_holds_back_probabilities_frames_errors_card_and_docs
     assert colour not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)") and hidden and order, (colour, hidden, order)
     assert "unreliable: out-of-distribution" in decision and shown_after
     assert "not an image" in error_text and "first bytes" not in error_text
-    assert "Traceback" not in server_log.read_text()
+    assert "Traceback" not in log, log[-4000:]  # a user's bad file is not a server fault
     assert "No held-out evaluation" in card and "train_loss_step" not in card and "epoch_time_s" not in card
     assert "chosen epoch 2" in card  # epochs counted from 1, as `medclass train` prints them
     assert "Use via API" not in footer
