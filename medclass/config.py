@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -67,6 +68,7 @@ class DataConfig:
     label_columns: list[str] = field(default_factory=list)  # csv, multi-label: one column per finding holding 1 / 0 / -1 (uncertain) / blank (missing)
     uncertain: Uncertain = "ignore"  # multi-label: uncertain (-1) and blank labels: ignore (masked out of loss and metrics) | ones | zeros
     classes: list[str] = field(default_factory=list)  # keep only these classes, in this order ('' = all, sorted)
+    positive: str = ""  # two classes: the positive one (P(positive) >= threshold decides it; sensitivity is measured on it) ('' = the second of classes)
     label_map: dict[str, str] = field(default_factory=dict)  # rename, merge or drop labels: {covid: pneumonia, unknown: drop} or "covid=pneumonia,unknown=drop" (drop removes the label's rows); multi-label: the same for findings, a merged finding is 1 if any source is 1, else masked if any is masked, else 0, and drop removes the finding, not the rows
     where: str = ""  # keep only rows matching this pandas query on the table's columns, e.g. "view in ['PA', 'AP'] and age >= 18"
     val_fraction: UnitFraction = 0.15  # share of patients for validation (used when the source has no split)
@@ -87,7 +89,7 @@ class ModelConfig:
     """The architecture and how its weights start."""
 
     name: str = "resnet18"  # a registered model name: see `medclass models`
-    pretrained: bool = False  # ImageNet weights from the timm hub (needs internet)
+    pretrained: bool = False  # ImageNet weights: offline where an installed package ships them (efficientnet_lite0), else downloaded from the timm hub
     weights: str = ""  # local weights file (.safetensors or tensor-only .pth) to start from
     in_chans: InChans = 3  # 1 for grayscale input (pretrained RGB first conv is summed), 3 for RGB
     image_size: PosInt = 224  # square input side in pixels
@@ -241,6 +243,13 @@ def check_devices(accelerator: str, devices: str) -> None:
                           "set train.devices=auto or a number (or train.accelerator=gpu on a GPU machine).")
 
 
+def with_data_settings(cfg: RunConfig, settings: Mapping[str, Any]) -> RunConfig:
+    """A copy of ``cfg`` with these ``data.*`` fields (the data flags of `train`, `quickstart`...), checked like any value."""
+    d = cfg.to_dict()
+    d["data"].update(settings)
+    return RunConfig.from_dict(d)
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Return a copy of ``cfg`` with ``section.field=value`` overrides applied (CLI ``--set``).
 
@@ -291,6 +300,6 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-__all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "apply_overrides", "load_config",
+__all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "apply_overrides", "with_data_settings", "load_config",
            "save_config", "commented_yaml", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
            "parse_devices", "parse_mapping", "load_yaml_mapping", "WINDOW_PRESETS", "DEFAULT_DATA"]

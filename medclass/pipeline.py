@@ -14,11 +14,13 @@ Example:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .artifacts import RunDir
-from .config import DEFAULT_DATA, RunConfig, apply_overrides, load_config
+from .config import DEFAULT_DATA, RunConfig, apply_overrides, load_config, with_data_settings
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -57,28 +59,39 @@ QUICKSTART = Recipe()
 
 def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model: str = QUICKSTART.model,
                image_size: int = QUICKSTART.image_size, epochs: int = QUICKSTART.epochs,
-               in_chans: int = QUICKSTART.in_chans, overrides: list[str] | None = None, progress: bool = True) -> dict:
+               in_chans: int = QUICKSTART.in_chans, overrides: list[str] | None = None, progress: bool = True,
+               data_settings: Mapping[str, Any] | None = None) -> dict:
     """Check ``data``, train ``model`` on a leak-free patient split, evaluate on the held-out test split.
 
     Returns the paths of what was written (data check, run folder, metrics, report) and the
     headline test metrics. The main job is the paediatric chest X-ray recipe: its data is read with
     the ``kermany_chest_xray`` preset (patients from the Kermany file names), the embedded sample and
     the full set alike (one recipe); ``overrides`` may name another (``data.preset=`` for none).
+
+    ``data_settings``: ``data.*`` fields for one's own data, as `train`'s data flags give them (a CSV's
+    columns, ``label_map``, ``where``, ``positive``...); with them the Kermany preset is not applied
+    (its file-name rules are for that data set), and ``overrides`` still come last.
+
+    >>> quickstart("covid/metadata.csv", data_settings={"path_column": "filename", "label_column": "finding",
+    ...            "patient_column": "patient_id", "positive": "covid"})  # doctest: +SKIP
     """
     from .data.check import REPORT_FILE, check_data
     from .evaluation.evaluate import evaluate
     from .training import train
     from .training.accel import on_gpu
 
+    own_data = dict(data_settings or {})
     cfg = apply_overrides(RunConfig(), [
-        f"data.path={data}", "data.preset=kermany_chest_xray", f"workspace={workspace}", "project=quickstart",
+        f"data.path={data}", f"data.preset={'' if own_data else 'kermany_chest_xray'}", f"workspace={workspace}",
+        "project=quickstart",
         f"experiment={_data_name(data)}-{model}-{image_size}px",
         f"model.name={model}", f"model.image_size={image_size}", f"model.in_chans={in_chans}",
         f"train.epochs={epochs}", f"model.pretrained={str(_pretrained(model)).lower()}",
         # a GPU run or not as the training will decide it (train.accelerator may come from the overrides)
         *QUICKSTART.overrides(on_gpu=on_gpu(apply_overrides(RunConfig(), overrides or []).train)),
-        *([f"data.cache={Path(workspace) / '.cache'}"] if QUICKSTART.cache else []), *(overrides or []),
-    ]).validate()
+        *([f"data.cache={Path(workspace) / '.cache'}"] if QUICKSTART.cache else []),
+    ])
+    cfg = apply_overrides(with_data_settings(cfg, own_data), overrides or []).validate()  # the user's --set last
     run = RunDir(cfg.run_dir())
     if run.is_resumable:  # continue an interrupted (or finished) quickstart only if it is the same job
         stored = load_config(run.config).to_dict()

@@ -48,6 +48,48 @@ def make_checkpoint(path: Path, model_name: str = "simple_cnn", classes: tuple[s
     return save_checkpoint(path, model, meta)
 
 
+def add_xray_ood(path: Path) -> Path:
+    """Store out-of-distribution statistics in a :func:`make_checkpoint` file, fitted on the features of
+    every 6th X-ray of the packaged sample (half train, half validation): chest X-rays score low,
+    fundus photographs and head CTs far above the threshold."""
+    import medclass
+    from medclass.artifacts import load_checkpoint
+    from medclass.inference import forward_with_features
+    from medclass.metrics.ood import fit_mahalanobis
+    from medclass.serving.predictor import Predictor
+
+    sample = sorted((Path(medclass.__file__).parent / "sample_data" / "chest_xray").rglob("*.jpeg"))[::6]
+    predictor = Predictor.from_checkpoint(path)
+    with torch.no_grad():
+        x = torch.from_numpy(predictor.preprocess([predictor.load(s) for s in sample]))
+        features = forward_with_features(predictor.model, x)[2].numpy()
+    labels = np.array([s.parent.name == "PNEUMONIA" for s in sample], int)
+    model, meta = load_checkpoint(path)
+    return save_checkpoint(path, model, meta, ood=fit_mahalanobis(features[::2], labels[::2], features[1::2]))
+
+
+def covid_style_csv(folder: Path, per_class: int = 40) -> tuple[Path, list[str]]:
+    """An outside data set's CSV over the packaged sample X-rays, as a COVID collection ships it: columns
+    ``filename, finding, patient_id, view``, findings ``covid`` / ``non_covid`` (sorted, ``non_covid`` would be
+    the positive class), two ``unknown`` rows, two lateral views, and one file listed under two patient ids.
+    Returns the CSV and the data flags that read it (images under ``--image-root``)."""
+    import medclass
+
+    root = Path(medclass.__file__).parent / "sample_data" / "chest_xray"
+    rows = []
+    for label, finding in (("PNEUMONIA", "covid"), ("NORMAL", "non_covid")):
+        for i, path in enumerate(sorted((root / label).glob("*.jpeg"))[:per_class]):
+            rows.append({"filename": f"{label}/{path.name}", "finding": finding, "patient_id": f"{finding}-{i // 2}",
+                         "view": "L" if i in (5, 6) else "PA"})
+    rows[0]["finding"] = rows[1]["finding"] = "unknown"
+    rows.append({**rows[10], "patient_id": "covid-99"})  # the same file under a second patient id
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(folder / "metadata.csv", index=False)
+    return folder / "metadata.csv", ["--image-root", str(root), "--path-column", "filename", "--label-column", "finding",
+                                     "--patient-column", "patient_id", "--label-map", "unknown=drop",
+                                     "--where", "view == 'PA'"]
+
+
 def make_images(root: Path, n_per_class: int = 24, size: int = 40, seed: int = 0) -> Path:
     """Two learnable classes: 'disk' images have a bright blob, 'plain' ones only noise; one patient per 2 images."""
     rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -147,10 +148,24 @@ def test_too_many_pixels_and_decompression_bomb(client, monkeypatch):
 
 
 def test_missing_file_field_and_bad_parameters(client, xray):
-    assert client.post("/predict").status_code == 422
-    assert client.post("/predict", data={"other": "1"}).status_code == 422
+    """The answer names the missing upload field and the bad parameter in plain words; GET is 405, not 404."""
+    for r in (client.post("/predict"), client.post("/predict", data={"other": "1"}),
+              client.post("/predict", files={"image": ("x.png", b"x", "image/png")})):
+        assert r.status_code == 422 and r.json()["detail"].startswith("Missing the upload field 'file'"), r.text
     r = post(client, xray.name, xray.read_bytes(), frame=-5)
-    assert r.status_code == 422
+    assert r.status_code == 422 and "parameter 'frame'" in r.json()["detail"], r.text
+    r = client.get("/predict")
+    assert r.status_code == 405 and r.headers["allow"] == "POST" and "form field 'file'" in r.json()["detail"]
+
+
+def test_errors_are_plain_words_and_docs_work_offline(client):
+    """No `first bytes b'...'` in an answer; /docs loads Swagger UI from this server, not from a CDN."""
+    r = post(client, "x.png", b"hello world, not an image", "image/png")
+    assert "b'" not in r.json()["detail"] and "PNG, JPEG" in r.json()["detail"]
+    page = client.get("/docs")
+    assert page.status_code == 200 and "http" not in "".join(re.findall(r'(?:src|href)="([^"]*)"', page.text))
+    for asset in re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page.text):
+        assert client.get(asset).status_code == 200 and len(client.get(asset).content) > 10_000, asset
 
 
 def test_model_card_health_and_openapi(client):
@@ -158,6 +173,7 @@ def test_model_card_health_and_openapi(client):
     assert card["classes"] == ["NORMAL", "PNEUMONIA"] and card["threshold"] == 0.4
     assert card["medical_device"] is False and "Not a medical device" in card["disclaimer"]
     assert card["metrics"]["test_auc_ci"] == [0.88, 0.94] and card["preprocessing"]["image_size"] == 64
+    assert card["best_epoch"] == 4 and "epoch" not in card["metrics"]  # saved at index 3: `train` says epoch 4
     assert card["data"]["name"] == "chest_xray" and card["data"]["patient_rule"] == "file names, rule 'chest_xray'"
     assert client.get("/health").json() == {"status": "ok", "model": "simple_cnn", "classes": ["NORMAL", "PNEUMONIA"],
                                             "backend": "torch"}

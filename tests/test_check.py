@@ -109,3 +109,23 @@ def test_dicom_folder_lists_unreadable_files(shared_data, request):
     assert result.exit_code == 0, result.output
     for p in problems:  # rich may shorten long names to the terminal width
         assert p["path"].rsplit("/", 1)[-1][:25] in result.output
+
+
+def test_data_check_of_an_outside_csv_names_the_positive_class_and_links_patient_ids(tmp_path):
+    """A COVID-style CSV: sorted names made `non_covid` positive, and one file listed under two patient ids was
+    silently kept once (313 patients became 311 without a word). Now both are said where a person reads them."""
+    from _helpers import covid_style_csv
+
+    csv, flags = covid_style_csv(tmp_path / "covid")
+    out = runner.invoke(app, ["data", "check", str(csv), *flags, "--positive", "covid", "--workers", "1"])
+    text = " ".join(out.output.replace("│", " ").split())  # table cells wrap over lines
+    assert out.exit_code == 0, out.output
+    assert "classes ['non_covid', 'covid']" in text and "Positive class: covid" in text
+    assert "'covid-99' here, 'covid-5' there" in text and "linked into one" in text
+    assert "39 patients" in text  # 20 + 19 after the link and the filters (40 if the ids stayed apart)
+    default = runner.invoke(app, ["data", "check", str(csv), *flags, "--workers", "1"])
+    assert "Positive class: non_covid" in " ".join(default.output.split())  # the default, said out loud
+    typo = runner.invoke(app, ["data", "check", str(csv), *flags, "--positive", "covd"])
+    assert typo.exit_code == 2 and "is not a class" in typo.output and "'covid'" in typo.output
+    three = runner.invoke(app, ["data", "check", str(csv), *flags[:-4], "--positive", "covid"])  # unknown kept: 3 classes
+    assert three.exit_code == 2 and "is for two classes" in " ".join(three.output.split())

@@ -71,3 +71,14 @@ def test_cross_validation_gets_the_mlflow_uri(tmp_path: Path, monkeypatch) -> No
     out = runner.invoke(app, ["train", "--folds", "2", "--mlflow", uri, "--model", "simple_cnn", "--quiet"])
     assert out.exit_code == 2 and "stopped by the test" in out.output
     assert seen == {"folds": 2, "mlflow": uri}
+
+
+def test_help_says_which_pretrained_weights_load_offline_and_names_the_positive_flag() -> None:
+    """`--pretrained` said "needs internet" although the packaged Lite0 weights load offline; `--positive` is listed."""
+    out = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200", "TERM": "dumb"})
+    text = " ".join(out.output.replace("│", " ").split())
+    assert out.exit_code == 0 and "needs internet" not in text
+    assert "offline for models whose weights are installed (efficientnet_lite0" in text
+    assert "--positive" in text and "second of the sorted class names" in text
+    quick = runner.invoke(app, ["quickstart", "--help"], env={"COLUMNS": "200", "TERM": "dumb"})
+    assert all(flag in quick.output for flag in ("--path-column", "--label-map", "--where", "--positive"))

@@ -142,6 +142,26 @@ def test_subgroup_flag_and_unknown_column():
         subgroup_metrics(y, p, y, pd.DataFrame({"site": site}), parse_subgroups("sit"), ["n", "p"], 0.5, n_boot=0)
 
 
+def test_subgroup_with_two_negative_patients_is_not_flagged_and_says_how_many():
+    """Issue 26: a subgroup was flagged for low specificity on 2 negative images of 2 patients."""
+    from medclass.serving._card_markdown import _subgroups
+
+    rng = np.random.default_rng(1)
+    site = np.repeat(["a", "b"], [200, 42])
+    y = np.concatenate([np.tile([0, 1], 100), np.r_[np.ones(40, int), 0, 0]])  # site b: 40 positive, 2 negative patients
+    p = np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.05, y.size)
+    p[-2:] = 0.95  # both negatives of site b wrong: specificity 0 there
+    out = subgroup_metrics(y, np.clip(p, 0, 1), np.arange(y.size).astype(str), pd.DataFrame({"site": site}),
+                           parse_subgroups("site"), ["neg", "pos"], 0.5, n_boot=200)
+    b = next(g for g in out["groups"] if g["subgroup"] == "b")
+    assert b["metrics"]["specificity"]["high"] < out["overall"]["specificity"]  # what flagged it before
+    assert b["flagged"] == [] and b["patients_per_class"] == {"neg": 2, "pos": 40}
+    assert b["not_flaggable"] == "too few patients to flag: 2 neg (fewer than 10 of a class)"
+    assert "10 patients of each class" in out["flag_rule"]
+    table = "\n".join(_subgroups({**out, "spec": "site"}))  # the model card's table
+    assert "| site | b | 42 | 42 (neg 2, pos 40) |" in table and "⚠" not in table.split("\n", 3)[3]  # no flagged cell
+
+
 def test_numeric_bins_and_bad_specs():
     spec = parse_subgroups("age:18:65")[0]
     assert subgroup_labels(pd.Series(["17", "18", "64.9", "65", "", None]), spec).tolist() == [
@@ -220,7 +240,33 @@ def test_web_app_shows_the_evaluated_model_card(external):
     from medclass.serving.webapp import create_webapp
 
     shown = [b.value for b in create_webapp(run / "best.safetensors").blocks.values() if isinstance(b, gr.Markdown)]
-    assert card.strip() in [text.strip() for text in shown]
+    assert card.strip() in [(text or "").strip() for text in shown]
+
+
+def test_metrics_json_names_the_image_channels_once(external):
+    """metrics.json had the key 'channelss' in its image statistics."""
+    _, _, res = external
+    text = (res.out_dir / "metrics.json").read_text()
+    assert '"channelss"' not in text and '"channels"' in text
+
+
+def test_served_app_shows_the_saved_evaluation(external):
+    """`medclass serve` (create_app) loaded the checkpoint into a Predictor and passed that on: the page and
+    GET /model showed training-time figures although `evaluate` had saved its card and metrics.json."""
+    from fastapi.testclient import TestClient
+
+    from medclass.serving.webapp import create_app
+
+    run, _, _ = external
+    card = (run / "model_card.md").read_text()
+    held_out = next(line for line in card.splitlines() if line.startswith("Evaluated on"))
+    with TestClient(create_app(run / "best.safetensors")) as client:
+        model = client.get("/model").json()
+        page = client.get("/").text
+    assert model["evaluation"]["held_out"] is True and model["evaluation"]["data"]["n_images"] > 0
+    assert "ci_low" in str(model["evaluation"]["results"]) or "low" in model["evaluation"]["results"]["roc_auc"]
+    assert "ood" in model["evaluation"] and "train_loss_step" not in str(model)
+    assert json.dumps(held_out)[1:-1] in page and "No held-out evaluation" not in page  # the page's card
 
 
 def test_rest_model_card_holds_the_saved_evaluation(external, tmp_path):

@@ -265,10 +265,12 @@ def test_checkpoint_predicts_through_every_serving_path(ml_run, ml_csv, tmp_path
     assert answer["findings"] == dict(zip(FINDINGS, (probs[0] >= thresholds).tolist()))
     assert answer["decision"] == expected[0]
 
-    from medclass.serving.webapp import _decision_text  # the web app's answer lists every finding
+    from medclass.serving._verdict import decision_line, probability_bars  # the web app: present findings, every bar
 
-    text = _decision_text(predictor, probs[0], expected[0])
-    assert all(f"{f}: {'present' if on else 'absent'}" in text for f, on in zip(FINDINGS, probs[0] >= thresholds))
+    present = [f for f, on in zip(FINDINGS, probs[0] >= thresholds) if on]
+    assert decision_line(predictor.decision_rule, probs[0]).startswith(f"Findings present: {', '.join(present) or 'none'} (")
+    bars = probability_bars(predictor.decision_rule, probs[0])
+    assert all(f">{f}<" in bars for f in FINDINGS) and bars.count("medclass-threshold") == len(FINDINGS)
 
     onnx = export_model(ml_run.best_checkpoint, "onnx", tmp_path / "ml.onnx")
     via_onnx = Predictor.from_checkpoint(ml_run.best_checkpoint, onnx=onnx)
@@ -318,7 +320,7 @@ def test_every_serving_path_flags_ood_for_a_multilabel_checkpoint(ml_run, tmp_pa
     from medclass.cli import _register_all, app
     from medclass.serving.api import create_api
     from medclass.serving.predictor import Predictor
-    from medclass.serving.webapp import _decision_text, ood_warning
+    from medclass.serving.webapp import analysis
 
     predictor = Predictor.from_checkpoint(ml_run.best_checkpoint)
     own_paths, far = _own_and_far_off(ml_run, "val")
@@ -345,9 +347,9 @@ def test_every_serving_path_flags_ood_for_a_multilabel_checkpoint(ml_run, tmp_pa
 
     from medclass.data.io import read_image
 
-    assert ood_warning(predictor, read_image(own)) == ""  # the web app's text: warning, then every finding
-    text = ood_warning(predictor, noise) + _decision_text(predictor, probs[1], df["predicted"][1])
-    assert text.startswith("WARNING: out-of-distribution") and all(f"{f}: " in text for f in FINDINGS)
+    assert analysis(predictor, read_image(own)).banner == ""  # the web app: a banner, then every finding's bar
+    shown = analysis(predictor, noise)
+    assert shown.flagged and "Out-of-distribution" in shown.banner and all(f">{f}<" in shown.bars for f in FINDINGS)
 
     _register_all()
     result = CliRunner().invoke(app, ["predict", str(ml_run.run_dir), own, str(tmp_path / "odd"),

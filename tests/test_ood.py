@@ -181,9 +181,11 @@ def test_predictor_api_and_files_carry_the_flag(ood_ckpt, tmp_path) -> None:
     body = client.post("/predict?cam=true", files={"file": ("g.png", (tmp_path / "grey.png").read_bytes(), "image/png")}).json()
     assert body["ood"] is False and body["cam"]
 
-    from medclass.serving.webapp import ood_warning
+    from medclass.serving.webapp import analysis
 
-    assert ood_warning(predictor, checker).startswith("WARNING: out-of-distribution") and ood_warning(predictor, grey) == ""
+    flagged, plain = analysis(predictor, checker), analysis(predictor, grey)  # the web app's view
+    assert flagged.flagged and "Out-of-distribution" in flagged.banner and "out-of-distribution" in flagged.decision
+    assert not plain.flagged and plain.banner == "" and "out-of-distribution" not in plain.decision
 
 
 def test_checkpoint_without_statistics_reports_none(tmp_path) -> None:

@@ -53,3 +53,30 @@ def test_default_recipe_on_the_sample_learns(tmp_path: Path) -> None:
     auc = out["evaluation"].metrics["metrics"]["roc_auc"]
     assert out["report"].is_file()
     assert auc > max(0.85, out["baseline"]["val_auc"] + 0.2), (auc, out["baseline"])
+
+
+def test_quickstart_on_an_outside_csv_with_data_flags_only(tmp_path: Path) -> None:
+    """The main job's recipe on one's own CSV took copying nine settings out of config.yaml: now the data flags of
+    `train` (image root, columns, label map, filter, --positive), and the positive class is said in the output,
+    the saved config, the model card and the report."""
+    import json
+
+    from _helpers import covid_style_csv
+
+    csv, flags = covid_style_csv(tmp_path / "covid", per_class=30)
+    out = CliRunner().invoke(app, [
+        "quickstart", "--data", str(csv), *flags, "--positive", "covid", "--workspace", str(tmp_path / "ws"),
+        "--model", "simple_cnn", "--image-size", "32", "--epochs", "1",
+        "--set", "train.num_workers=0", "--set", "data.near_duplicates=false",
+    ])
+    assert out.exit_code == 0, out.output
+    text = " ".join(out.output.split())
+    assert "Positive class: covid" in text and "roc_auc" in text
+    run = tmp_path / "ws" / "quickstart" / "metadata-simple_cnn-32px"
+    data = yaml.safe_load((run / "config.yaml").read_text())["data"]
+    assert (data["path_column"], data["label_column"], data["patient_column"], data["positive"], data["preset"]) == (
+        "filename", "finding", "patient_id", "covid", "")
+    assert data["label_map"] == {"unknown": "drop"} and data["where"] == "view == 'PA'"
+    assert json.loads((run / "metrics.json").read_text())["classes"] == ["non_covid", "covid"]
+    assert "**Positive class:** covid" in (run / "model_card.md").read_text()
+    assert "Positive class:</strong> covid" in (run / "report.html").read_text()

@@ -51,6 +51,7 @@ def test_pixel_and_image_statistics() -> None:
     stats = image_statistics(rows)
     assert stats["n"] == 3 and stats["width"]["median"] == 20 and stats["width"]["q1"] == 15
     assert stats["modes"] == {"L": pytest.approx(2 / 3, abs=1e-4), "RGB": pytest.approx(1 / 3, abs=1e-4)}
+    assert stats["channels"] == {"1": 1.0} and "channelss" not in stats  # metrics.json had a key 'channelss'
     assert category_shares(["AP", "PA", "PA", ""]) == {"AP": 0.25, "PA": 0.5, "missing": 0.25}
 
 

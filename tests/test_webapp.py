@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from medclass.serving.predictor import Predictor
 from medclass.serving.webapp import create_app, create_webapp
-from _helpers import XRAYS, load_bench_api, make_checkpoint
+from medclass.serving._verdict import probability_text
+from _helpers import XRAYS, add_xray_ood, load_bench_api, make_checkpoint
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -25,8 +26,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("web") / "m.safetensors",
-                           metrics={"test_auc": 0.91, "test_auc_ci": [0.88, 0.94], "val_auc": 0.95})
+    """A checkpoint with OOD statistics of chest X-rays and training-time figures (as the epoch callback saves them)."""
+    return add_xray_ood(make_checkpoint(tmp_path_factory.mktemp("web") / "m.safetensors",
+                                        metrics={"val_auc": 0.95, "train_loss_step": 0.31, "epoch_time_s": 12.5,
+                                                 "epoch": 1}))
 
 
 def test_create_webapp_and_app_routes(ckpt):
@@ -50,11 +53,16 @@ def _chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(ckpt, tmp_path_factory):
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("serve") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(ckpt, server_log):
     """`medclass serve` in a subprocess on 127.0.0.1 and a free port."""
     bench = load_bench_api()
     port = bench.free_port()
-    log = (tmp_path_factory.mktemp("serve") / "server.log").open("w")
+    log = server_log.open("w")
     process = subprocess.Popen([sys.executable, "-c", "from medclass.cli import main; main()", "serve", str(ckpt),
                                 "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log,
                                env={k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"})
@@ -77,7 +85,7 @@ def _upload(base: str, name: str, data: bytes) -> str:
 def _analyse(base: str, path: str, endpoint: str = "analyse") -> tuple[str, object]:
     """Call the upload's event with a file reference naming ``path``: (SSE event, its data)."""
     file = {"path": path, "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
-    r = httpx.post(f"{base}/gradio_api/call/{endpoint}", json={"data": [file, 0]}, timeout=30)
+    r = httpx.post(f"{base}/gradio_api/call/{endpoint}", json={"data": [file, 1]}, timeout=30)
     r.raise_for_status()
     text = httpx.get(f"{base}/gradio_api/call/{endpoint}/{r.json()['event_id']}", timeout=60).text
     event = re.search(r"^event: (\w+)$", text, re.M).group(1)
@@ -89,7 +97,7 @@ def test_web_client_can_analyse_only_bytes_it_uploaded(server, tmp_path, shared_
     """A request naming a server path (absolute, ../, a symlink, the app's own preview) is refused:
     no prediction, nothing copied into the server's folders, nothing served."""
     event, out = _analyse(server, _upload(server, "x.jpeg", (shared_data / "chest_xray" / XRAYS[0]).read_bytes()))
-    assert event == "complete" and out[1]["label"] in ("NORMAL", "PNEUMONIA"), out
+    assert event == "complete" and re.search(r"Decision:</strong> (NORMAL|PNEUMONIA): ", out[1]), out
     uploaded = Path(_upload(server, "y.jpeg", (shared_data / "chest_xray" / XRAYS[1]).read_bytes()))
     folder = uploaded.parents[1]  # <private folder>/<hash>/y.jpeg, private to this server
     assert folder.name.startswith("medclass-serve-") and folder.stat().st_mode & 0o777 == 0o700, folder
@@ -97,7 +105,7 @@ def test_web_client_can_analyse_only_bytes_it_uploaded(server, tmp_path, shared_
     secret.write_bytes((shared_data / "chest_xray" / XRAYS[2]).read_bytes())
     link = uploaded.parent / "link.jpeg"
     link.symlink_to(secret)
-    attempts = [str(secret), "/etc/passwd", f"{uploaded.parent}/../../../..{secret}", str(link), out[0]["path"],
+    attempts = [str(secret), "/etc/passwd", f"{uploaded.parent}/../../../..{secret}", str(link), out[2]["path"],
                 f"{uploaded}/../../{uploaded.parent.name}/../../..{secret}"]
     for path in attempts:
         for endpoint in ("analyse", "analyse_1"):
@@ -112,29 +120,110 @@ def test_web_client_can_analyse_only_bytes_it_uploaded(server, tmp_path, shared_
     assert event == "complete", out
 
 
+def _browser(pw):
+    return pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+
+
+def _upload_in_page(page, path: Path) -> None:
+    page.locator("input[type=file]").first.set_input_files(str(path))
+
+
 @pytest.mark.slow
-def test_upload_xray_in_browser_shows_probabilities_decision_overlay_and_card(server, ckpt, shared_data):
+def test_upload_xray_in_browser_shows_the_decision_first_and_bars_with_the_threshold(server, ckpt, shared_data):
+    """The decision in one line above everything; one bar, P(PNEUMONIA), with the threshold marked (the
+    argmax-ordered bars of two classes contradicted a tuned threshold); no banner for a chest X-ray."""
     from playwright.sync_api import sync_playwright
 
     xray = shared_data / "chest_xray" / XRAYS[3]
     expected = Predictor.from_checkpoint(ckpt).predict_proba(xray)[0]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
+        browser = _browser(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
             page.goto(server + "/", wait_until="networkidle")
             assert "Not a medical device" in page.locator("#card").inner_text()
-            page.locator("input[type=file]").first.set_input_files(str(xray))
+            assert "Analysis starts on upload" in page.locator("#intro").inner_text()
+            _upload_in_page(page, xray)
             page.wait_for_selector("#overlay img", timeout=60_000)
             page.wait_for_selector("#preview img", timeout=10_000)
-            probs_text = page.locator("#probs").inner_text()
-            decision = page.locator("#decision textarea").input_value()
+            decision = page.locator("#decision").inner_text()
+            bars = page.locator("#probs").inner_text()
+            marker = page.locator("#probs .medclass-threshold")
+            assert marker.count() == 1 and "left:40.0%" in marker.get_attribute("style").replace(" ", "")
+            assert not page.locator("#ood-banner").is_visible()
+            top = {name: page.locator(sel).bounding_box()["y"] for name, sel in
+                   (("decision", "#decision"), ("probs", "#probs"), ("overlay", "#overlay"))}
             page.screenshot(path=str(ARTIFACTS / "webapp.png"), full_page=True)
         finally:
             browser.close()
-    shown = {name: int(pct) for name, pct in re.findall(r"(NORMAL|PNEUMONIA)\s+(\d+)%", probs_text)}
-    assert shown == {"NORMAL": round(expected[0] * 100), "PNEUMONIA": round(expected[1] * 100)}, probs_text
-    assert decision.startswith("PNEUMONIA" if expected[1] >= 0.4 else "NORMAL")
-    assert f"P(PNEUMONIA) = {expected[1]:.3f}" in decision and "threshold 0.400" in decision
+    shown = f"P(PNEUMONIA) = {probability_text(expected[1], 0.4)}"
+    assert decision.startswith("Decision: " + ("PNEUMONIA" if expected[1] >= 0.4 else "NORMAL")), decision
+    assert shown in decision and "threshold 0.400" in decision and "%" not in decision
+    assert "P(PNEUMONIA)" in bars and "threshold 0.400" in bars and "NORMAL" in bars and "%" not in bars
+    assert top["decision"] < top["probs"] < top["overlay"], top
     assert (ARTIFACTS / "webapp.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_browser_ood_banner_holds_back_probabilities_frames_errors_card_and_docs(server, server_log, shared_data,
+                                                                                tmp_path):
+    """A fundus photograph given to a chest X-ray model: a coloured banner first, the bars and the CAM held
+    back until asked for. A multi-frame DICOM says "frame k of N"; a bad upload is explained in plain words
+    without a server traceback; the card shows no training-time figures; /docs renders offline."""
+    from playwright.sync_api import sync_playwright
+
+    fundus = sorted((shared_data / "fundus_odir").rglob("*.jpg"))[0]
+    bad = tmp_path / "notes.png"
+    bad.write_bytes(b"hello, these are notes and not an image")
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.goto(server + "/", wait_until="networkidle")
+            card = page.locator("#card").inner_text()
+            footer = page.inner_text("body")
+            _upload_in_page(page, fundus)
+            page.wait_for_selector("#ood-banner .medclass-ood", timeout=60_000)
+            banner = page.locator("#ood-banner")
+            banner_text = banner.inner_text()
+            colour = banner.locator(".medclass-ood").evaluate("e => getComputedStyle(e).backgroundColor")
+            hidden = not page.locator("#probs").is_visible() and not page.locator("#overlay").is_visible()
+            order = banner.bounding_box()["y"] < page.locator("#decision").bounding_box()["y"]
+            decision = page.locator("#decision").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "webapp_ood.png"), full_page=True)
+            page.locator("#show-anyway").click()
+            page.wait_for_selector("#probs .medclass-bar", state="visible", timeout=10_000)
+            shown_after = page.locator("#overlay").is_visible()
+
+            page.goto(server + "/", wait_until="networkidle")
+            _upload_in_page(page, shared_data / "dicom" / "emri_small.dcm")
+            page.wait_for_function("document.querySelector('#frame-info')?.innerText.includes('Frame 1 of 10')",
+                                   timeout=60_000)
+            page.locator("#frame input").fill("3")
+            page.locator("#frame input").press("Enter")
+            page.wait_for_function("document.querySelector('#frame-info')?.innerText.includes('Frame 3 of 10')",
+                                   timeout=60_000)
+
+            page.goto(server + "/", wait_until="networkidle")
+            logged = len(server_log.read_text())  # forged paths of other tests are logged by Gradio itself
+            _upload_in_page(page, bad)
+            page.wait_for_selector("text=not an image", timeout=60_000)
+            error_text = page.inner_text("body")
+            page.wait_for_timeout(500)
+            log = server_log.read_text()[logged:]
+
+            page.goto(server + "/docs", wait_until="networkidle")
+            page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+            docs = page.inner_text("body")
+        finally:
+            browser.close()
+    assert banner_text.startswith("Out-of-distribution: do not trust this prediction"), banner_text
+    assert colour not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)") and hidden and order, (colour, hidden, order)
+    assert "unreliable: out-of-distribution" in decision and shown_after
+    assert "not an image" in error_text and "first bytes" not in error_text
+    assert "Traceback" not in log, log[-4000:]  # a user's bad file is not a server fault
+    assert "No held-out evaluation" in card and "train_loss_step" not in card and "epoch_time_s" not in card
+    assert "chosen epoch 2" in card  # epochs counted from 1, as `medclass train` prints them
+    assert "Use via API" not in footer
+    assert "/predict" in docs and "/model" in docs

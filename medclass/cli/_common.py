@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..config import RunConfig
+from ..config import RunConfig, with_data_settings
 from ..errors import MedclassError
 
 console = Console()
@@ -149,6 +149,7 @@ class DataFlags:
     label_columns: str | None = None
     uncertain: str | None = None
     task: str | None = None
+    positive: str | None = None
     where: tuple[str, ...] = ()
 
     def values(self) -> dict[str, Any]:
@@ -162,9 +163,7 @@ class DataFlags:
 
     def apply(self, cfg: RunConfig) -> RunConfig:
         """``cfg`` with these flags applied to its data section (checked like any config value)."""
-        d = cfg.to_dict()
-        d["data"].update(self.values())
-        return RunConfig.from_dict(d)
+        return with_data_settings(cfg, self.values())
 
 
 _DATA_OPTIONS: dict[str, Any] = {
@@ -205,6 +204,9 @@ _DATA_OPTIONS: dict[str, Any] = {
     "task": Annotated[Optional[str], typer.Option(
         help="auto | single_label | multi_label (auto: multi_label when --labels-from or --label-columns is given).",
         rich_help_panel=_DATA_PANEL)],
+    "positive": Annotated[Optional[str], typer.Option(
+        help="Two classes: the positive one, e.g. covid (decided by P(positive) >= threshold; sensitivity is measured "
+             "on it). Default: the second of the sorted class names.", rich_help_panel=_DATA_PANEL)],
     "where": Annotated[Optional[list[str]], typer.Option(
         help="Keep rows matching a pandas query on the CSV's columns, e.g. \"view in ['PA', 'AP']\" or \"age >= 18\" "
              "(repeatable: all must hold).", rich_help_panel=_DATA_PANEL)],

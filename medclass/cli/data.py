@@ -72,10 +72,18 @@ def _files_table(title: str, rows: list[dict], limit: int | None = _SHOW) -> Tab
     return table
 
 
+def positive_line(positive: str) -> str:
+    """The positive class of a two-class task, said where a person reads the data and the results."""
+    return (f"Positive class: [bold]{escape(positive)}[/] (decided by P({escape(positive)}) >= threshold; sensitivity "
+            "is measured on it; change it with --positive CLASS)")
+
+
 def print_report(report: dict[str, Any]) -> None:
     """Print a :func:`~medclass.data.check.check_data` report with rich tables."""
     src, sizes = report["source"], report["sizes"]
     console.print(f"[bold]{escape(str(src['path']))}[/]: {src['images']} images, source {src['type']}, classes {src['classes']}")
+    if src.get("positive"):
+        console.print(positive_line(src["positive"]))
     filters = {k: v for k, v in report.get("filters", {}).items() if v}
     if filters:
         console.print("Read with " + escape(", ".join(f"data.{k}={v!r}" for k, v in filters.items())))

@@ -28,7 +28,8 @@ def train_command(
     lr: Annotated[Optional[float], typer.Option(help="Learning rate.")] = None,
     in_chans: Annotated[Optional[int], typer.Option(help="1 = grayscale, 3 = RGB.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Local weights file to start from (.safetensors / tensor-only .pth).")] = None,
-    pretrained: Annotated[bool, typer.Option(help="ImageNet weights from the timm hub (needs internet).")] = False,
+    pretrained: Annotated[bool, typer.Option(help="Start from ImageNet weights: offline for models whose weights "
+                                                   "are installed (efficientnet_lite0, the quickstart's), otherwise downloaded from the timm hub.")] = False,
     freeze_epochs: Annotated[Optional[int], typer.Option(help="Train only the head for N epochs, then fine-tune.")] = None,
     devices: Annotated[Optional[str], typer.Option(help="Lightning devices (auto, N, or 0,1).")] = None,
     num_nodes: Annotated[Optional[int], typer.Option(help="Nodes for multi-node DDP.")] = None,
@@ -80,7 +81,18 @@ def train_command(
         baseline = ", ".join(f"{k} {v:.3f}" for k, v in (result.baseline or {}).items() if k.startswith("val_"))
         console.print(f"[bold green]done[/] in {result.wall_time_s:.0f} s; best epoch {epoch_number(result.best_epoch)} "
                       f"(monitored value {result.best_score:.4f})" + (f"; untrained baseline: {baseline}" if baseline else ""))
+        _print_positive(result.best_checkpoint)
         console.print(f"[bold]results:[/] {result.run_dir}")
+
+
+def _print_positive(checkpoint: Path) -> None:
+    """The positive class and threshold of a two-class run (nothing for other runs)."""
+    from ..artifacts import read_meta
+    from .data import positive_line
+
+    meta = read_meta(checkpoint)
+    if meta.binary:
+        console.print(positive_line(meta.classes[1]) + f"; threshold {meta.threshold:.3f} (chosen on validation)")
 
 
 def _train(cfg: "RunConfig | None", mlflow: str | None, **kwargs: Any) -> "RunResult":
@@ -116,6 +128,7 @@ def config_command(
     typer.echo(commented_yaml(cfg), nl=False)
 
 
+@data_options
 def quickstart_command(
     data: Annotated[str, typer.Option(help="A path or a data set name from `medclass datasets` "
                                             "(default: the chest X-ray sample shipped with medclass).")] = "",
@@ -124,19 +137,26 @@ def quickstart_command(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = QUICKSTART.epochs,
     workspace: Annotated[str, typer.Option(help="Workspace root.")] = "workspace",
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override any field: section.field=value.")] = None,
+    *, data_flags: DataFlags,
 ) -> None:
-    """The main job: data check, patient-level split with leak audit, short training, held-out evaluation."""
+    """The main job: data check, patient-level split with leak audit, short training, held-out evaluation.
+
+    Own data takes the same data flags as `train`, e.g. medclass quickstart --data covid/metadata.csv
+    --path-column filename --label-column finding --patient-column patient_id --positive covid
+    """
     from ..config import DEFAULT_DATA
     from ..pipeline import quickstart
 
     with friendly_errors():
         out = quickstart(data or DEFAULT_DATA, workspace=workspace, model=model, image_size=image_size,
-                         epochs=epochs, overrides=list(set_ or []), progress=show_progress())
+                         epochs=epochs, overrides=list(set_ or []), progress=show_progress(),
+                         data_settings=data_flags.values())
     m = out["evaluation"].metrics
     audit = out["check"]["audit"]["counts"]
     console.print(f"[bold]data check:[/] {out['check']['source']['images']} images; "
                   f"{audit['exact_groups']} groups of identical images; written to {out['data_check']}")
     console.print(f"[bold]baseline (untrained, validation):[/] AUC {out['baseline'].get('val_auc', float('nan')):.3f}")
+    _print_positive(out["run_dir"] / "best.safetensors")
     console.print(f"[bold]held-out test:[/] {m.get('leak_check', {}).get('statement', '')}")
     console.print(metrics_table(m, "test metrics"))
     console.print(f"[bold green]results:[/] {out['run_dir']}\n[bold green]report:[/] {out['report']}")

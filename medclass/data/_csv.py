@@ -118,6 +118,7 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
             lines.append(line)
     keep = _single_rows(rows, values, lines, csv_path, skipped)
     rows, values = [rows[i] for i in keep], [values[i] for i in keep]
+    _link_patients(rows)
     if not rows:
         raise DatasetError(f"No usable rows in {csv_path} (images looked up in {root})." + skipped_summary(skipped))
     frame = pd.DataFrame(rows)
@@ -136,7 +137,9 @@ def _single_rows(rows: list[dict], values: list, lines: list[int], csv_path: Pat
 
     Repeats that agree (same label or findings, same split) are kept once; an image listed with
     conflicting labels or splits is left out altogether (which one is right cannot be told), each
-    case recorded in ``skipped`` with its CSV lines so the manifest can be fixed.
+    case recorded in ``skipped`` with its CSV lines so the manifest can be fixed. A repeat under
+    another patient id is said by name, and the kept row carries every id it was listed under
+    (``"linked"``: :func:`_link_patients` makes them one patient, so the image cannot leak across splits).
     """
     first: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
@@ -150,14 +153,52 @@ def _single_rows(rows: list[dict], values: list, lines: list[int], csv_path: Pat
         said = {(rows[i]["label"], rows[i]["split"], None if values[i] is None else tuple(values[i])) for i in idx}
         if len(said) == 1:
             keep.append(idx[0])
+            ids = list(dict.fromkeys(str(rows[i]["patient"]) for i in idx if str(rows[i]["patient"])))
+            if len(ids) > 1:
+                rows[idx[0]]["linked"] = ids
             for i in idx[1:]:
-                skip(skipped, f"{csv_path}:{lines[i]}", f"repeats line {lines[idx[0]]} ({path}); kept once")
+                other = str(rows[i]["patient"])
+                under = (f" under another patient id ({other!r} here, {str(rows[idx[0]]['patient'])!r} there): one image "
+                         "cannot belong to two patients, so the two are linked into one"
+                         if other and other != str(rows[idx[0]]["patient"]) else "")
+                skip(skipped, f"{csv_path}:{lines[i]}", f"repeats line {lines[idx[0]]} ({path}){under}; kept once")
         else:
             labels = sorted({str(rows[i]["label"]) if values[i] is None else str(values[i]) for i in idx})
             splits = sorted({rows[i]["split"] for i in idx} - {""})
             skip(skipped, where, f"{path} is listed {len(idx)} times with conflicting labels {labels}"
                  + (f" or splits {splits}" if len(splits) > 1 else "") + "; left out (fix the manifest to keep it)")
     return sorted(keep)
+
+
+def _link_patients(rows: list[dict]) -> None:
+    """Give every patient linked by one image listed under several ids (a row's ``"linked"``) the first id of
+    its group, in place, and say so by name in a warning (the repeated lines are in ``skipped``)."""
+    parent: dict[str, str] = {}
+
+    def root(a: str) -> str:
+        while parent.get(a, a) != a:
+            a = parent[a]
+        return a
+
+    for row in rows:
+        ids = row.pop("linked", None) or []
+        for other in ids[1:]:
+            a, b = root(ids[0]), root(other)
+            if a != b:
+                parent[b] = a
+    if not parent:
+        return
+    groups: dict[str, list[str]] = {}
+    for pid in parent:
+        groups.setdefault(root(pid), []).append(pid)
+    for row in rows:
+        if str(row["patient"]) in parent:
+            row["patient"] = root(str(row["patient"]))
+    for into, merged in groups.items():
+        names = ", ".join(repr(p) for p in [into, *sorted(merged)])
+        log.warning("Patient ids %s share an image (the same file is listed under each; see the loader's skipped "
+                    "lines): they are linked into one patient %r, so that it cannot be on both sides of a split.",
+                    names, into)
 
 
 class _Locator:

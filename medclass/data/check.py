@@ -114,7 +114,7 @@ def check_data(
     unreadable = fp[fp["error"] != ""]
     report = {
         "source": {"path": cfg.path, "type": table.source, "root": table.root, "images": len(table),
-                   "classes": list(table.classes), "task": table.task},
+                   "classes": list(table.classes), "task": table.task, "positive": table.positive},
         "counts": _counts(table, cfg),
         "patients": describe_patient_ids(table, cfg).to_dict(),
         "sizes": _sizes(fp),

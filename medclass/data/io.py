@@ -32,6 +32,8 @@ from ._pixels import minmax, scale_unsigned, to_hwc, to_unit
 from .dicom import DICOM_EXTENSIONS, dicom_header, is_dicom, read_dicom
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# in plain words (a file's first bytes mean nothing to a person)
+NOT_AN_IMAGE = "not an image: the content is in none of the formats read here (PNG, JPEG, TIFF, BMP, GIF, WebP or DICOM)"
 NPZ_EXTENSIONS = (".npz",)
 SUPPORTED_EXTENSIONS = IMAGE_EXTENSIONS + DICOM_EXTENSIONS + NPZ_EXTENSIONS
 _TIFF_EXTENSIONS = (".tif", ".tiff")
@@ -113,7 +115,7 @@ def image_info(path: str | Path) -> dict[str, Any]:
     except UnidentifiedImageError:
         if is_dicom(path):
             return _dicom_info(path)
-        raise ImageReadError(str(path), _not_an_image(path)) from None
+        raise ImageReadError(str(path), NOT_AN_IMAGE) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(str(path), f"unreadable image header ({e})") from None
     channels = 1 if mode in ("1", "L", "LA", "La", "F") or mode.startswith("I") else 3
@@ -136,12 +138,6 @@ def _check_file(path: Path) -> None:
         raise ImageReadError(str(path), "file is empty (0 bytes)")
 
 
-def _not_an_image(path: Path) -> str:
-    with path.open("rb") as f:
-        head = f.read(16)
-    return f"not an image: the content is no known image format (first bytes {head!r})"
-
-
 def _read_pil(path: Path, frame: int, window: str, size_hint: int | None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
@@ -159,7 +155,7 @@ def _read_pil(path: Path, frame: int, window: str, size_hint: int | None) -> np.
     except UnidentifiedImageError:
         if is_dicom(path):
             return read_dicom(path, frame=frame, window=window)
-        raise ImageReadError(str(path), _not_an_image(path)) from None
+        raise ImageReadError(str(path), NOT_AN_IMAGE) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageReadError(str(path), f"image too large to decode safely ({e})") from None
     except ImageReadError:

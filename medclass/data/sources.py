@@ -282,6 +282,8 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         raise DatasetError(f"{cfg.path} holds several findings per image but data.task=single_label.")
     if cfg.classes:
         table = keep_classes(table, cfg.classes)
+    if cfg.positive:
+        table = with_positive(table, cfg.positive)
     if not cfg.keep_source_split:
         table.frame["split"] = ""
     if cfg.limit_per_class > 0:
@@ -307,6 +309,24 @@ def keep_classes(table: DataTable, classes: Sequence[str]) -> DataTable:
     if len(df) < len(table):
         log.info("data.classes keeps %d of %d rows (classes %s)", len(df), len(table), list(classes))
     return DataTable(df.copy(), list(classes), list(table.skipped), table.source, table.root)
+
+
+def with_positive(table: DataTable, positive: str) -> DataTable:
+    """A two-class table with ``positive`` as its positive (second) class; any other table raises.
+
+    >>> with_positive(DataTable(pd.DataFrame({"path": ["a", "b"], "label": ["covid", "non_covid"]}),
+    ...                         ["covid", "non_covid"]), "covid").classes
+    ['non_covid', 'covid']
+    """
+    if table.multi_label or len(table.classes) != 2:
+        kind = "multi-label findings" if table.multi_label else f"{len(table.classes)} classes"
+        raise DatasetError(f"data.positive={positive!r} (--positive) is for two classes; {table.root or 'the data'} has "
+                           f"{kind} {table.classes}. Leave it out, or keep two classes with data.classes / --label-map.")
+    if positive not in table.classes:
+        raise DatasetError(f"data.positive={positive!r} (--positive) is not a class of {table.root or 'the data'}; its "
+                           f"classes are {table.classes}." + did_you_mean(positive, table.classes))
+    other = next(c for c in table.classes if c != positive)
+    return DataTable(table.frame, [other, positive], list(table.skipped), table.source, table.root, table.task)
 
 
 def limit_per_class(table: DataTable, limit: int, seed: int = 0) -> DataTable:

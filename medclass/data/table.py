@@ -99,6 +99,11 @@ class DataTable:
         index = {c: i for i, c in enumerate(self.classes)}
         return self.frame["label"].map(index).to_numpy(dtype=np.int64)
 
+    @property
+    def positive(self) -> str | None:
+        """The positive class of a two-class table (the second of ``classes``); None otherwise."""
+        return self.classes[1] if len(self.classes) == 2 and not self.multi_label else None
+
     def subset(self, mask_or_split: str | np.ndarray | pd.Series) -> "DataTable":
         """Rows of one split (``'train'``...) or of a boolean mask; classes and skips are kept."""
         if isinstance(mask_or_split, str):

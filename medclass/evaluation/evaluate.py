@@ -103,7 +103,7 @@ def _external_table(data: str | Path | DataConfig, r: _Run, split: str,
         dcfg = data
     else:
         base = {**_external_settings(r.config.data, data_settings), "path": str(data), "source": "auto",
-                "classes": [], "limit_per_class": 0, "keep_source_split": True}
+                "classes": [], "positive": "", "limit_per_class": 0, "keep_source_split": True}  # checkpoint's order
         dcfg = RunConfig.from_dict({"data": base}).data
     table = load_source(dcfg)
     classes = list(r.meta.classes)

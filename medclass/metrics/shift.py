@@ -106,10 +106,10 @@ def image_statistics(rows: Sequence[dict]) -> dict:
     Returns ``{"n": .., "modes": {mode: share}, "channels": {c: share}, "<stat>": {"median", "q1", "q3"}}``.
     """
     out: dict = {"n": len(rows)}
-    for key in ("mode", "channels"):
+    for key, name in (("mode", "modes"), ("channels", "channels")):  # "channels" once ("channelss" before)
         values = [str(r[key]) for r in rows]
         kinds, counts = np.unique(values, return_counts=True) if values else ([], [])
-        out[f"{key}s"] = {str(k): round(float(c) / len(values), 4) for k, c in zip(kinds, counts)}
+        out[name] = {str(k): round(float(c) / len(values), 4) for k, c in zip(kinds, counts)}
     for key in STAT_ROWS:
         v = np.array([r[key] for r in rows], np.float64)
         q1, med, q3 = np.percentile(v, [25, 50, 75]) if len(v) else (np.nan,) * 3

@@ -4,7 +4,9 @@ A subgroup specification names a metadata column; a numeric column is binned at 
 points: ``age:18:65`` gives ``<18``, ``18-65`` and ``>=65``. Rows without a value form the
 subgroup ``missing``. A subgroup is flagged for a metric when its CI's upper bound lies below the
 overall point estimate (the model is worse there beyond the bootstrap's uncertainty) and it holds at
-least :data:`MIN_PATIENTS` patients (with fewer, a patient bootstrap gives degenerate intervals).
+least :data:`MIN_PATIENTS` patients of every class (a specificity on 2 negative patients, or a
+patient bootstrap of a handful, gives degenerate intervals); each subgroup says how many patients
+of each class it has, and why it was not flaggable when it was not.
 
 Example:
     >>> import pandas as pd
@@ -28,7 +30,7 @@ from .external import compared_metrics, prevalence
 from .metrics import ArrayLike, check_inputs, scalar_metric
 
 MISSING = "missing"
-MIN_PATIENTS = 10  # a subgroup with fewer patients is reported but never flagged (its bootstrap CI is unreliable)
+MIN_PATIENTS = 10  # a subgroup with fewer patients of a class is reported but never flagged (its bootstrap CI is unreliable)
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ def subgroup_metrics(y_true: ArrayLike, probs: ArrayLike, patients: ArrayLike, m
 
     ``metadata`` has one row per image (the columns named by ``specs``); ``patients`` the group key of
     each image (its patient id; an image without one carries a key of its own, as ``patient_groups`` gives). Returns ``{"overall": {metric: value}, "metrics": [...],
-    "groups": [{"column", "subgroup", "n_images", "n_patients", "prevalence", "metrics": {name: {value, low,
-    high, n_valid}}, "flagged": [names]}]}``.
+    "groups": [{"column", "subgroup", "n_images", "n_patients", "patients_per_class": {class: n}, "prevalence",
+    "metrics": {name: {value, low, high, n_valid}}, "flagged": [names], "not_flaggable": reason or ''}]}``
+    (a patient counts for each class it has an image of).
     """
     y, P = check_inputs(y_true, probs)
     groups = pd.Series(np.asarray(patients).astype(str))
@@ -105,23 +108,39 @@ def subgroup_metrics(y_true: ArrayLike, probs: ArrayLike, patients: ArrayLike, m
     names = compared_metrics(P.shape[1])
     point = {n: float(scalar_metric(n, y, P, threshold)) for n in names}
     out: dict = {"overall": point, "metrics": names, "n_boot": n_boot, "groups": [],
-                 "flag_rule": f"95% CI upper bound below the overall point estimate (subgroups of at least "
-                              f"{MIN_PATIENTS} patients)"}
+                 "flag_rule": f"95% CI upper bound below the overall point estimate (subgroups with at least "
+                              f"{MIN_PATIENTS} patients of each class)"}
     check_columns(specs, list(metadata.columns))
     for spec in specs:
         labels = subgroup_labels(metadata[spec.column].reset_index(drop=True), spec).to_numpy()
         for value in sorted(set(labels), key=lambda v: (v == MISSING, _order(v, spec))):
             rows = labels == value
             n_patients = int(groups[rows].nunique())
+            per_class = patients_per_class(y[rows], groups.to_numpy()[rows], classes)
+            few = {c: n for c, n in per_class.items() if n < MIN_PATIENTS}
+            not_flaggable = ("too few patients to flag: " + ", ".join(f"{n} {c}" for c, n in few.items())
+                             + f" (fewer than {MIN_PATIENTS} of a class)") if few else ""
             ci = bootstrap_metrics(y[rows], P[rows], groups.to_numpy()[rows], names, threshold,
                                    n_boot=max(n_boot, 1), seed=seed)
             out["groups"].append({
                 "column": spec.column, "subgroup": str(value), "n_images": int(rows.sum()),
-                "n_patients": n_patients, "prevalence": prevalence(y[rows], classes),
+                "n_patients": n_patients, "patients_per_class": per_class, "prevalence": prevalence(y[rows], classes),
                 "metrics": ci if n_boot > 0 else {n: {"value": ci[n]["value"]} for n in names},
-                "flagged": [n for n in names if n_boot > 0 and n_patients >= MIN_PATIENTS and ci[n]["high"] < point[n]],
+                "flagged": [n for n in names if n_boot > 0 and not few and ci[n]["high"] < point[n]],
+                "not_flaggable": not_flaggable,
             })
     return out
+
+
+def patients_per_class(y: np.ndarray, patients: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
+    """Patients with at least one image of each class (a patient with images of two classes counts for both).
+
+    >>> patients_per_class(np.array([0, 0, 1, 1]), np.array(["a", "a", "a", "b"]), ["neg", "pos"])
+    {'neg': 1, 'pos': 2}
+    """
+    pairs = pd.DataFrame({"y": np.asarray(y), "p": np.asarray(patients)}).drop_duplicates()
+    counts = pairs["y"].value_counts()
+    return {c: int(counts.get(k, 0)) for k, c in enumerate(classes)}
 
 
 def _order(value: str, spec: SubgroupSpec) -> tuple:
@@ -132,4 +151,5 @@ def _order(value: str, spec: SubgroupSpec) -> tuple:
     return (0, value)
 
 
-__all__ = ["MISSING", "SubgroupSpec", "check_columns", "parse_subgroups", "subgroup_labels", "subgroup_metrics"]
+__all__ = ["MIN_PATIENTS", "MISSING", "SubgroupSpec", "check_columns", "parse_subgroups", "patients_per_class",
+           "subgroup_labels", "subgroup_metrics"]

@@ -142,7 +142,7 @@ def create_model(name: str, num_classes: int, in_chans: int = 3, pretrained: boo
         num_classes: classes of the task (2 gives one logit).
         in_chans: 1 (grayscale) or 3 (RGB); pretrained RGB first convs are summed for 1 channel.
         pretrained: ImageNet weights: from an installed weights package when the model has one
-            (``efficientnet_lite0``), otherwise from the timm hub (needs internet).
+            (``efficientnet_lite0``: offline), otherwise downloaded from the timm hub.
         weights: a local ``.safetensors`` / tensor-only ``.pth`` file to start from
             (:func:`medclass.models.load_local_weights`); excludes ``pretrained``.
         dropout: dropout rate before the classifier.

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..artifacts import CheckpointMeta, EvalDir
 from ..data.presets import patient_rule_summary
+from ..utils import epoch_number
 
 DISCLAIMER = (
     "Not a medical device. This model is for research and education only; it must not be used for "
@@ -19,6 +20,7 @@ LIMITATIONS = (
     "Trained and validated on one retrospective data set; performance on other hospitals, scanners, "
     "populations or image types is unknown. Probabilities reflect that data set's class balance."
 )
+EVALUATION_PREFIXES = ("val_", "test_")  # the figures of a checkpoint's metrics that a card shows
 _CI_KEYS = (("ci_low", "ci_high"), ("lower", "upper"), ("low", "high"))
 _VALUE_KEYS = ("value", "estimate", "mean", "point")
 
@@ -50,13 +52,17 @@ def model_card(meta: CheckpointMeta, evaluation: dict[str, Any] | None = None,
         },
         "preprocessing": meta.preprocessing.to_dict(),
         "threshold": meta.threshold if meta.binary else None,
+        "positive": classes[1] if meta.binary else None,  # data.positive (--positive), else the second sorted name
         "threshold_rule": meta.threshold_rule,
         "temperature": meta.temperature,
         "decision_rule": _decision_rule(meta),
         "task": meta.task,
         "thresholds": dict(zip(classes, meta.finding_thresholds)) if meta.multi_label else None,
         "uncertain_labels": data.uncertain if meta.multi_label else None,
-        "metrics": dict(meta.metrics),
+        # validation figures of the saved epoch (no training losses, learning rates or timings); its epoch counted
+        # from 1 as `medclass train` prints it (the checkpoint keeps Lightning's 0-based index)
+        "metrics": {k: v for k, v in meta.metrics.items() if k.startswith(EVALUATION_PREFIXES)},
+        "best_epoch": epoch_number(meta.epoch) if meta.epoch is not None else None,
         "intended_use": meta.intended_use or (
             f"Research and teaching demonstrations of image classification into {', '.join(classes)}."),
         "limitations": LIMITATIONS,
@@ -89,7 +95,8 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     if metrics.get("subgroups"):
         sub = metrics["subgroups"]
         out["subgroups"] = {"spec": sub["spec"], "flag_rule": sub["flag_rule"], "groups": [
-            {k: g[k] for k in ("column", "subgroup", "n_images", "n_patients", "flagged")}
+            {k: g[k] for k in ("column", "subgroup", "n_images", "n_patients", "flagged", "patients_per_class",
+                               "not_flaggable") if k in g}  # the last two: evaluations since the per-class rule
             | {"metrics": {n: g["metrics"][n] for n in sub["metrics"]}} for g in sub["groups"]]}
     if metrics.get("ood") is not None:
         out["ood"] = metrics["ood"]
@@ -167,7 +174,10 @@ def _number(value: Any) -> str:
 
 
 def card_markdown(card: dict[str, Any]) -> str:
-    """The card as Markdown (for the web app).
+    """The card as Markdown (for the web app when ``medclass evaluate`` saved no ``model_card.md``).
+
+    Without a saved evaluation there are no held-out results: the page says so and how to get them,
+    and shows only the validation figures of the chosen epoch (never training losses or timings).
 
     >>> "Not a medical device" in card_markdown(model_card(meta))  # doctest: +SKIP
     True
@@ -177,7 +187,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"### Model card: {card['model']['name']}",
         f"**{card['disclaimer']}**",
         "",
-        f"- **Classes:** {', '.join(card['classes'])}",
+        f"- **Classes:** {', '.join(card['classes'])}"
+        + (f"; positive class **{card['positive']}**" if card.get("positive") else ""),
         f"- **Decision:** {card['decision_rule']}"
         + (f" (threshold {card['threshold']:.3g}, rule {card['threshold_rule'] or 'fixed'})" if card["threshold"] is not None else ""),
         f"- **Data:** {card['data']['name'] or 'not recorded'}"
@@ -186,10 +197,18 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"DICOM window {pre.get('window') or 'from the file'}",
         f"- **Intended use:** {card['intended_use']}",
         f"- **Limitations:** {card['limitations']}",
+        "",
+        "**No held-out evaluation is saved beside this checkpoint.** Run `medclass evaluate CHECKPOINT` to "
+        "measure it on the test split (results with 95% CIs, test size, out-of-distribution rate); this page "
+        "then shows them.",
     ]
-    rows = metric_rows(card["metrics"])
+    rows = metric_rows(card["metrics"])  # validation figures only (model_card)
     if rows:
-        lines += ["", "| metric | value [95% CI] |", "|---|---|", *(f"| {n} | {v} |" for n, v in rows)]
+        epoch = f" at the chosen epoch {card['best_epoch']}" if card.get("best_epoch") else ""
+        ci = any("[" in v for _, v in rows)
+        lines += ["", f"Validation figures{epoch} (the images that chose the epoch and threshold: optimistic, "
+                  "not a held-out test):", "", f"| metric | {'value [95% CI]' if ci else 'value'} |", "|---|---|",
+                  *(f"| {n} | {v} |" for n, v in rows)]
     return "\n".join(lines)
 
 

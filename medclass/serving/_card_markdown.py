@@ -87,7 +87,10 @@ def _subgroups(sub: dict[str, Any]) -> list[str]:
              "|---|---|---|---|" + "---|" * len(names)]
     for g in sub["groups"]:
         cells = [("⚠ " if n in g["flagged"] else "") + _ci(g["metrics"][n]) for n in names]
-        lines.append(f"| {g['column']} | {g['subgroup']} | {g['n_images']} | {g['n_patients']} | " + " | ".join(cells) + " |")
+        per_class = g.get("patients_per_class")  # absent in evaluations before the per-class flag rule
+        patients = f"{g['n_patients']}" + (" (" + ", ".join(f"{c} {n}" for c, n in per_class.items()) + ")"
+                                           if per_class else "")
+        lines.append(f"| {g['column']} | {g['subgroup']} | {g['n_images']} | {patients} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -123,6 +126,8 @@ def card_document(card: dict[str, Any]) -> str:
              f"- **Output:** {', '.join(classes)}; decision: {card['decision_rule']}"
              + (f" at threshold {_number(card['threshold'])} ({card['threshold_rule'] or 'fixed'} rule, chosen on validation)"
                 if card["threshold"] is not None else ""),
+             *([f"- **Positive class:** {card['positive']} (sensitivity and the threshold are about it; set with "
+                 "--positive / data.positive)"] if card.get("positive") else []),
              f"- **Temperature:** {_number(card['temperature'])}",
              f"- **Versions:** " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
     if "training_data" in card:

@@ -9,13 +9,15 @@ temporary file named by the server; nothing in the request is ever used as a ser
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePath
 
 import numpy as np
 from PIL import Image
 
-from ..data.dicom import DICOM_EXTENSIONS
+from ..data.dicom import DICOM_EXTENSIONS, dicom_header, is_dicom
 from ..data.io import IMAGE_EXTENSIONS, image_info, read_image
 from ..errors import ImageReadError
 
@@ -70,10 +72,7 @@ def decode_upload(data: bytes, filename: str | None, content_type: str | None, *
     >>> decode_upload(Path("IM-0001-0001.jpeg").read_bytes(), "x.jpeg", "image/jpeg").shape  # doctest: +SKIP
     (224, 224, 3)
     """
-    suffix = _suffix(filename, content_type)
-    with tempfile.TemporaryDirectory(prefix="medclass-upload-") as tmp:
-        path = Path(tmp) / f"upload{suffix}"
-        path.write_bytes(data)
+    with _as_file(data, filename, content_type) as path:
         try:
             info = image_info(path)
         except Image.DecompressionBombError:
@@ -88,6 +87,31 @@ def decode_upload(data: bytes, filename: str | None, content_type: str | None, *
         except ImageReadError as e:
             status = 413 if "too large to decode safely" in e.reason else 422
             raise UploadError(status, f"Cannot read the upload: {e.reason}.") from None
+
+
+def upload_frames(data: bytes, filename: str | None, content_type: str | None = None) -> int:
+    """How many frames an uploaded DICOM holds (1 for other files and for DICOM headers that cannot be read:
+    :func:`decode_upload` then says what is wrong).
+
+    >>> upload_frames(Path("emri_small.dcm").read_bytes(), "x.dcm")  # doctest: +SKIP
+    10
+    """
+    with _as_file(data, filename, content_type) as path:
+        if not is_dicom(path):
+            return 1
+        try:
+            return max(int(dicom_header(path)["n_frames"]), 1)
+        except ImageReadError:
+            return 1
+
+
+@contextlib.contextmanager
+def _as_file(data: bytes, filename: str | None, content_type: str | None) -> Iterator[Path]:
+    """The bytes in a private temporary file named by the server (only a known extension is kept)."""
+    with tempfile.TemporaryDirectory(prefix="medclass-upload-") as tmp:
+        path = Path(tmp) / f"upload{_suffix(filename, content_type)}"
+        path.write_bytes(data)
+        yield path
 
 
 def _suffix(filename: str | None, content_type: str | None) -> str:

@@ -25,7 +25,9 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from PIL import Image
 from pydantic import BaseModel, Field
 
@@ -34,6 +36,7 @@ from ._card import model_card, saved_evaluation
 from ._upload import MAX_UPLOAD_MB, UploadError, check_content_type, decode_upload, read_limited
 from .predictor import Predictor
 
+UPLOAD_FIELD = "file"  # the multipart form field of POST /predict (the parameter name of `predict`)
 _ERRORS = {
     413: "Upload too large (bytes) or too many pixels",
     415: "Content type is not an image or DICOM",
@@ -92,22 +95,36 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, onnx=onnx)
     max_bytes = int(max_upload_mb * 2**20)
     batcher = MicroBatcher(predictor.probabilities_with_ood, max_batch=max_batch)
-    card = model_card(predictor.meta, evaluation=saved_evaluation(checkpoint))  # evaluate's figures when saved
+    # evaluate's held-out figures when saved beside the checkpoint (a Predictor knows the path it was loaded from)
+    card = model_card(predictor.meta, evaluation=saved_evaluation(predictor.checkpoint_path))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
         batcher.close()
 
-    app = FastAPI(title="medclass", version=predictor.meta.versions.get("medclass", ""),
-                  description=f"Classifier of {', '.join(predictor.classes)} images. {card['disclaimer']}",
-                  lifespan=lifespan)
+    # /docs with Swagger UI's files served by this app (the default page loads them from a CDN: blank offline)
+    app = FastAPIOffline(title="medclass", version=predictor.meta.versions.get("medclass", ""),
+                         description=f"Classifier of {', '.join(predictor.classes)} images. Upload one image in the "
+                                     f"form field `{UPLOAD_FIELD}`: `curl -F {UPLOAD_FIELD}=@image.png "
+                                     f"http://127.0.0.1:7860/predict`. {card['disclaimer']}",
+                         redoc_url=None, lifespan=lifespan)
     app.state.predictor, app.state.batcher = predictor, batcher
     app.add_middleware(_BodyLimit, max_bytes=max_bytes + 64 * 1024, limit_mb=max_upload_mb)  # + multipart framing
 
     @app.exception_handler(UploadError)
     async def upload_error(request, exc: UploadError) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content={"detail": exc.message})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": request_problem(exc.errors())})
+
+    @app.get("/predict", include_in_schema=False)
+    def predict_needs_post() -> JSONResponse:
+        return JSONResponse(status_code=405, headers={"Allow": "POST"}, content={"detail": (
+            f"Use POST with the image as a multipart upload in the form field '{UPLOAD_FIELD}', e.g. "
+            f"curl -F {UPLOAD_FIELD}=@image.png <server>/predict")})
 
     @app.get("/health", response_model=HealthBody)
     def health() -> dict[str, Any]:
@@ -123,7 +140,7 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
     @app.post("/predict", response_model=PredictionBody,
               responses={k: {"model": ErrorBody, "description": v} for k, v in _ERRORS.items()})
     def predict(
-        file: UploadFile = File(description="Image (PNG, JPEG, TIFF, BMP, ...) or DICOM file."),
+        file: UploadFile = File(alias=UPLOAD_FIELD, description="Image (PNG, JPEG, TIFF, BMP, ...) or DICOM file."),
         cam: bool = Query(False, description="Also return a Grad-CAM overlay (base64 PNG)."),
         frame: int = Query(-1, ge=-1, le=100_000, description="Frame of a multi-frame DICOM (-1 = single-frame file)."),
     ) -> dict[str, Any]:
@@ -147,6 +164,25 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
                 "disclaimer": card["disclaimer"]}
 
     return app
+
+
+def request_problem(errors: list[dict[str, Any]]) -> str:
+    """FastAPI's validation errors in plain words, naming the field or parameter.
+
+    >>> request_problem([{"type": "missing", "loc": ("body", "file"), "msg": "Field required"}])
+    "Missing the upload field 'file': send the image as multipart/form-data, e.g. curl -F file=@image.png <server>/predict."
+    """
+    problems = []
+    for e in errors:
+        where, name = (e.get("loc") or ("", ""))[0], str((e.get("loc") or ("", ""))[-1])
+        if where == "body" and e.get("type") == "missing":
+            problems.append(f"Missing the upload field '{name}': send the image as multipart/form-data, e.g. "
+                            f"curl -F {name}=@image.png <server>/predict.")
+        elif where == "body":
+            problems.append(f"The form field '{name}' must be a file upload ({e.get('msg', 'invalid')}).")
+        else:
+            problems.append(f"The {where} parameter '{name}' is invalid: {e.get('msg', 'invalid value')}.")
+    return " ".join(problems) or "Invalid request."
 
 
 def _findings(predictor: Predictor, probs: np.ndarray) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from ..metrics.ood import MahalanobisOOD
 from ..utils import torch_device
 from ._backends import OnnxBackend, TorchBackend
 from ._inputs import collect_files, image_batch, to_unit_image
+from ._verdict import DecisionRule
 
 
 class Predictor:
@@ -46,7 +47,8 @@ class Predictor:
 
     Attributes: ``meta`` (the checkpoint's :class:`~medclass.artifacts.CheckpointMeta`), ``classes``, ``threshold``, ``temperature``,
     ``model`` (the PyTorch model, also used for Grad-CAM), ``backend`` (``'torch'`` or ``'onnx'``), ``ood``
-    (the out-of-distribution statistics, None for a checkpoint without them).
+    (the out-of-distribution statistics, None for a checkpoint without them), ``checkpoint_path`` (the file or
+    run folder it was loaded from, None when built from a model in memory; the saved evaluation is looked up there).
 
     A multi-label checkpoint (``meta.multi_label``) gives one independent probability per finding;
     finding ``k`` is present when ``p_k >= meta.finding_thresholds[k]`` (:meth:`present`) and the
@@ -66,6 +68,7 @@ class Predictor:
         self.window: str = meta.preprocessing.window
         self.transform = inference_transform(meta.preprocessing)
         self._lock = threading.Lock()
+        self.checkpoint_path: Path | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", onnx: str | Path | None = None) -> "Predictor":
@@ -78,7 +81,9 @@ class Predictor:
         """
         device = str(torch_device(device))  # a clear error for 'banana' or a GPU this machine lacks
         model, meta = load_checkpoint(path, device=device)
-        return cls(model, meta, device=device, onnx=onnx, ood=load_ood(path))
+        predictor = cls(model, meta, device=device, onnx=onnx, ood=load_ood(path))
+        predictor.checkpoint_path = Path(path)
+        return predictor
 
     @property
     def backend(self) -> str:
@@ -94,6 +99,15 @@ class Predictor:
     def multi_label(self) -> bool:
         """True for a multi-label checkpoint (one sigmoid and one threshold per finding)."""
         return self.meta.multi_label
+
+    @property
+    def decision_rule(self) -> DecisionRule:
+        """Classes, task and threshold(s) of :meth:`decide`, for displays of a decision."""
+        if self.multi_label:
+            return DecisionRule(tuple(self.classes), "multi_label", tuple(self.meta.finding_thresholds))
+        if self.binary:
+            return DecisionRule(tuple(self.classes), "binary", (float(self.threshold),))
+        return DecisionRule(tuple(self.classes), "multi_class")
 
     def present(self, probs: np.ndarray) -> np.ndarray:
         """Multi-label: ``(n, K)`` booleans, finding ``k`` present when ``p_k >= its threshold``."""

@@ -19,9 +19,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import html
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,8 @@ from PIL import Image
 from ..data.dicom import DICOM_EXTENSIONS
 from ..data.io import IMAGE_EXTENSIONS
 from ._card import card_markdown, model_card, saved_card
-from ._upload import MAX_UPLOAD_MB, UploadError, decode_upload
+from ._upload import MAX_UPLOAD_MB, UploadError, decode_upload, upload_frames
+from ._verdict import decision_line, ood_banner, probability_bars
 from .predictor import Predictor
 
 MAX_PIXELS = 50_000_000
@@ -43,6 +46,11 @@ DISPLAY_SIDE = 336  # smallest height of the images shown
 def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
     """The Gradio UI for one checkpoint (a path or a loaded :class:`Predictor`).
 
+    What a person sees after an upload, from the top: a coloured out-of-distribution banner (when the
+    image looks unlike the training images), the decision in one line (class, probability,
+    threshold), then the probability bars with the threshold marked and the Grad-CAM overlay; for
+    an out-of-distribution image the bars and the overlay stay hidden until asked for.
+
     >>> create_webapp("best.safetensors").launch(server_name="127.0.0.1")  # doctest: +SKIP
     """
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
@@ -50,40 +58,80 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
 
     def analyse(file: str | None, frame: float | None) -> tuple[Any, ...]:
         if not file:
-            return None, None, "", None
+            return (gr.HTML(visible=False), "", None, "", None, gr.Column(visible=False), gr.Button(visible=False), "")
         try:
             data = _read_uploaded(file, demo.upload_file_set)
+            n_frames = upload_frames(data, Path(file).name)
+            k = max(int(frame or 1), 1)
+            if k > n_frames:
+                raise UploadError(422, f"This file has {n_frames} frame(s): pick a frame from 1 to {n_frames}.")
             image = decode_upload(data, Path(file).name, None, window=predictor.window,
-                                  frame=int(frame or 0), max_pixels=max_pixels, size_hint=predictor.transform.image_size)
-        except UploadError as e:
-            raise gr.Error(e.message) from None
-        overlay, probs = predictor.explain(image)
-        decision = predictor.decide(probs[None])[0]
-        text = ood_warning(predictor, image) + _decision_text(predictor, probs, decision)
-        return (_display(_to_uint8(image)), dict(zip(predictor.classes, map(float, probs))), text, _display(overlay))
+                                  frame=k - 1 if n_frames > 1 else -1, max_pixels=max_pixels,
+                                  size_hint=predictor.transform.image_size)
+        except UploadError as e:  # the user's file, not a server fault: no traceback in the server log
+            raise gr.Error(e.message, print_exception=False) from None
+        shown = analysis(predictor, image)
+        return (gr.HTML(shown.banner, visible=shown.flagged), f"<p style='font-size:1.3em;margin:0'><strong>Decision:"
+                f"</strong> {html.escape(shown.decision)}</p>", _display(_to_uint8(image)), shown.bars,
+                _display(shown.overlay), gr.Column(visible=not shown.flagged), gr.Button(visible=shown.flagged),
+                f"Frame {k} of {n_frames}" if n_frames > 1 else "")
 
     with gr.Blocks(title=f"medclass: {', '.join(predictor.classes)}", analytics_enabled=False) as demo:
-        gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**")
+        gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**\n\n"
+                    "Analysis starts on upload: choose or drop a PNG, JPEG, TIFF or DICOM file and the result "
+                    "appears here, the decision first. Programs can use the REST API instead: `POST /predict` "
+                    "with the image in the form field `file` (see [/docs](/docs)).", elem_id="intro")
+        banner = gr.HTML(visible=False, elem_id="ood-banner")
+        decision = gr.HTML(elem_id="decision")
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label="Image or DICOM file", file_types=list(IMAGE_EXTENSIONS + DICOM_EXTENSIONS),
                                  type="filepath", elem_id="upload")
-                frame = gr.Number(value=0, precision=0, minimum=0, maximum=100_000, label="Frame (multi-frame DICOM)",
-                                  elem_id="frame")
+                frame = gr.Number(value=1, precision=0, minimum=1, maximum=100_000,
+                                  label="Frame of a multi-frame DICOM (1 = first; press Enter)", elem_id="frame")
+                frame_info = gr.Markdown(elem_id="frame-info")
                 preview = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=DISPLAY_SIDE + 24,
                                    elem_id="preview")
             with gr.Column():
-                # no heading: the top class is the argmax, which is not the decision of a tuned threshold
-                probabilities = gr.Label(label="Class probabilities", num_top_classes=len(predictor.classes),
-                                         show_heading=False, elem_id="probs")
-                decision = gr.Textbox(label="Decision", interactive=False, elem_id="decision")
-                overlay = gr.Image(label="Grad-CAM overlay (where the model looked)", type="numpy", interactive=False,
-                                   height=DISPLAY_SIDE + 24, elem_id="overlay")
-        gr.Markdown(saved_card(checkpoint) or card_markdown(card), elem_id="card")  # evaluate's model_card.md first
-        outputs = [preview, probabilities, decision, overlay]
-        upload.change(analyse, inputs=[upload, frame], outputs=outputs)
-        frame.submit(analyse, inputs=[upload, frame], outputs=outputs)
+                show = gr.Button("Show the probabilities and Grad-CAM anyway", visible=False, elem_id="show-anyway")
+                with gr.Column(visible=False) as details:
+                    bars = gr.HTML(elem_id="probs")
+                    overlay = gr.Image(label="Grad-CAM overlay (where the model looked)", type="numpy",
+                                       interactive=False, height=DISPLAY_SIDE + 24, elem_id="overlay")
+        # evaluate's model_card.md (held-out results with CIs) when saved beside the checkpoint
+        gr.Markdown(saved_card(predictor.checkpoint_path) or card_markdown(card), elem_id="card")
+        outputs = [banner, decision, preview, bars, overlay, details, show, frame_info]
+        upload.change(analyse, inputs=[upload, frame], outputs=outputs, api_visibility="undocumented")
+        frame.submit(analyse, inputs=[upload, frame], outputs=outputs, api_visibility="undocumented")
+        show.click(lambda: (gr.Column(visible=True), gr.Button(visible=False)), outputs=[details, show],
+                   api_visibility="private")
     return demo
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the page shows for one image, from the top."""
+
+    banner: str  # HTML of the out-of-distribution banner ('' when the image is in distribution or not scored)
+    decision: str  # the decision in one line: class, probability, threshold
+    bars: str  # HTML probability bars with the threshold marked
+    overlay: np.ndarray  # Grad-CAM overlay (RGB uint8)
+    flagged: bool  # out-of-distribution: bars and overlay are held back until asked for
+
+
+def analysis(predictor: Predictor, image: np.ndarray) -> Analysis:
+    """The page's view of one unit image (HWC in [0, 1]).
+
+    >>> analysis(Predictor.from_checkpoint("best.safetensors"), image).decision  # doctest: +SKIP
+    'NORMAL: P(PNEUMONIA) = 0.352 < threshold 0.400'
+    """
+    overlay, probs = predictor.explain(image)
+    score = float(predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1])
+    flagged = bool(predictor.is_ood(score))
+    line = decision_line(predictor.decision_rule, probs)
+    return Analysis(banner=ood_banner(score, predictor.ood.threshold) if flagged else "",
+                    decision=line + (" (unreliable: out-of-distribution)" if flagged else ""),
+                    bars=probability_bars(predictor.decision_rule, probs), overlay=overlay, flagged=flagged)
 
 
 def _read_uploaded(path: str, uploaded: set[str]) -> bytes:
@@ -101,25 +149,6 @@ def _read_uploaded(path: str, uploaded: set[str]) -> bytes:
         raise UploadError(403, "The uploaded file is no longer available; upload the image again.") from None
     with os.fdopen(fd, "rb") as file:
         return file.read()
-
-
-def ood_warning(predictor: Predictor, image: np.ndarray) -> str:
-    """The warning shown before the decision when the image is out-of-distribution ('' otherwise)."""
-    score = predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1]
-    if not predictor.is_ood(score):
-        return ""
-    return (f"WARNING: out-of-distribution (score {score:.4g} > {predictor.ood.threshold:.4g}): this image looks unlike "
-            "the training images; do not trust the prediction. ")
-
-
-def _decision_text(predictor: Predictor, probs: np.ndarray, decision: str) -> str:
-    if predictor.multi_label:
-        return "; ".join(f"{c}: {'present' if p >= t else 'absent'} (P = {p:.3f}, threshold {t:.3f})"
-                         for c, p, t in zip(predictor.classes, probs, predictor.meta.finding_thresholds))
-    if predictor.binary:
-        positive = predictor.classes[1]
-        return f"{decision} (P({positive}) = {probs[1]:.3f}, threshold {predictor.threshold:.3f})"
-    return f"{decision} (P = {probs.max():.3f}, highest probability)"
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -150,8 +179,8 @@ def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_optio
     app = create_api(predictor, **api_options) if api else FastAPI(title="medclass")
     demo = create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS))
     max_bytes = int(api_options.get("max_upload_mb", MAX_UPLOAD_MB) * 2**20)
-    app = gr.mount_gradio_app(app, demo, path="/", footer_links=["api"] if api else [], max_file_size=max_bytes,
-                              allowed_paths=[])
+    # no "Use via API" footer: it documents the page's internal events; the REST API is /predict (see /docs)
+    app = gr.mount_gradio_app(app, demo, path="/", footer_links=[], max_file_size=max_bytes, allowed_paths=[])
     # Gradio checks that an input file was uploaded (is in its upload folder) only once the Blocks
     # has "launched"; a mounted app never launches, so without this any server path is accepted.
     demo.has_launched = True
