@@ -25,6 +25,10 @@ class ImageReadError(MedclassError, OSError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image (or its header) claims more pixels than the reader's limit: a decompression bomb guard."""
+
+
 class CheckpointError(MedclassError, ValueError):
     """A checkpoint is missing, foreign (pickled code) or inconsistent."""
 

@@ -228,4 +228,4 @@ def test_leak_statement_without_patient_ids():
     assert "checked 40 images / 12 patients against the 160 training images (50 patients)" in \
         _statement(clean, 40, 12, 160, 50, "training", "path")
     assert _statement({**clean, "same_patient": 2}, 40, 12, 160, 50, "training", "path").startswith(
-        "WARNING: the evaluated data overlaps the training data (2 same patient)")
+        "The evaluated data overlaps the training data (2 same patient)")
