@@ -37,6 +37,17 @@ class ConfigError(MedclassError, ValueError):
     """A configuration value is unknown or out of range."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a training run or cross-validation; carries the folder to resume.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still does; the CLI prints the message and exits 130.
+    """
+
+    def __init__(self, run_dir: object) -> None:
+        self.run_dir = str(run_dir)
+        super().__init__(f"interrupted; resume with `medclass train --resume {self.run_dir}`")
+
+
 class LeakError(MedclassError):
     """The leak audit found patients or images shared between splits and the policy is 'fail'."""
 

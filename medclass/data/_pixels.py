@@ -3,27 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ImageTooLargeError
-
-#: most pixels (width x height of one image or frame) any reader decodes: Pillow's own bomb limit
-#: (``PIL.Image.MAX_IMAGE_PIXELS``), applied to every format, header facts included
-MAX_PIXELS = 89_478_485
-
-
-def check_pixels(path: object, width: int, height: int, max_pixels: int = MAX_PIXELS) -> None:
-    """Raise :class:`ImageTooLargeError` when ``width x height`` exceeds ``max_pixels`` (checked before decoding).
-
-    >>> check_pixels("a.png", 40_000, 40_000)
-    Traceback (most recent call last):
-    ...
-    medclass.errors.ImageTooLargeError: a.png: image of 40000 x 40000 = 1,600,000,000 pixels is too large to decode safely (the limit is 89,478,485 pixels)
-    """
-    pixels = int(width) * int(height)
-    if pixels > max_pixels:
-        raise ImageTooLargeError(str(path), f"image of {width} x {height} = {pixels:,} pixels is too large to decode "
-                                            f"safely (the limit is {max_pixels:,} pixels)")
-
-
 def minmax(arr: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] by the array's own min and max (a constant array becomes zeros)."""
     arr = np.asarray(arr, dtype=np.float32)

@@ -11,7 +11,8 @@ Each :class:`DataWarning` names what it found (classes, patient ids, values) and
 * ``acquisition`` — metadata values that look like another acquisition (a lateral view among
   frontal ones, another modality) or a minority of images in another colour mode;
 * ``duplicate_patients`` — byte-identical or near-duplicate images under two patient ids (training
-  links those ids into one patient, named here).
+  links those ids into one patient, named here);
+* ``no_readable_image`` — not one image of the source can be read (then the only warning).
 
 Example:
     >>> [w.kind for w in data_warnings(table, fp, audit, DataConfig())]   # doctest: +SKIP
@@ -44,7 +45,7 @@ _SHOW = 10  # names listed in one message
 class DataWarning:
     """One finding of the data check: a kind, a sentence for people, and the names behind it."""
 
-    kind: str  # split_too_small | conflicting_labels | imbalance | acquisition | duplicate_patients
+    kind: str  # split_too_small | ... | duplicate_patients | no_readable_image (see the module docstring)
     message: str  # what was found and what to do
     details: list[Any] = field(default_factory=list)  # the names/counts behind the message
 
@@ -171,7 +172,15 @@ def duplicate_patients(audit: LeakReport) -> list[DataWarning]:
 
 def data_warnings(table: DataTable, fp: pd.DataFrame | None, audit: LeakReport, cfg: DataConfig,
                   seed: int = 42) -> list[DataWarning]:
-    """All warnings of the data check, in the order of the module docstring."""
+    """All warnings of the data check, in the order of the module docstring; counts are of readable images
+    (training skips the others), and a source with none gives the one warning ``no_readable_image``."""
+    if fp is not None and len(fp) == len(table) and "error" in fp:
+        readable = (fp["error"].fillna("") == "").to_numpy()
+        if not readable.any():
+            return [DataWarning("no_readable_image",
+                                f"None of the {len(table)} images can be read (each reason is listed under "
+                                "Unreadable); training would stop here. Fix or replace the files.")]
+        table = table.subset(readable) if not readable.all() else table
     if len(table.classes) < 2:
         return []  # a one-class source (unlabelled DICOM) is not training data; train refuses it
     if table.multi_label:  # findings combine freely within a patient; pos_weight handles their imbalance

@@ -21,9 +21,7 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +35,8 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from ..config import WINDOW_PRESETS, parse_window
 from ..errors import ImageReadError, ImageTooLargeError
-from ._pixels import MAX_PIXELS, check_pixels, minmax, scale_unsigned
+from ._guard import MAX_PIXELS, check_pixels, library_warnings
+from ._pixels import minmax, scale_unsigned
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +69,7 @@ def apply_window(values: np.ndarray, center: float, width: float, function: str 
     return np.clip(y, 0.0, 1.0).astype(np.float32)
 
 
-@contextlib.contextmanager
-def _quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's warnings about non-conforming header values (bad UIDs, odd VRs): they do not
-    affect the pixels, and a data set of thousands of files would repeat them thousands of times."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
-        yield
-
-
-@_quiet_pydicom()
+@library_warnings()
 def read_dataset(path: str | Path, **kwargs: Any) -> Dataset:
     """``pydicom.dcmread`` that retries with ``force=True`` and raises :class:`ImageReadError`.
 
@@ -104,7 +94,7 @@ def read_dataset(path: str | Path, **kwargs: Any) -> Dataset:
     return ds
 
 
-@_quiet_pydicom()
+@library_warnings()
 def dicom_header(path: str | Path) -> dict[str, Any]:
     """Header facts of a DICOM file without decoding its pixels.
 
@@ -150,7 +140,7 @@ def is_dicom(path: str | Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-@_quiet_pydicom()
+@library_warnings()
 def read_dicom(path: str | Path, frame: int = -1, window: str = "", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One DICOM image (or one frame) as float32 ``(H, W, C)`` in [0, 1], C = 1 or 3.
 

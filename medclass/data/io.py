@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +37,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import ImageReadError, ImageTooLargeError
 from . import _npz
-from ._pixels import MAX_PIXELS, check_pixels, minmax, scale_unsigned, to_hwc, to_unit
+from ._guard import MAX_PIXELS, check_pixels, library_warnings
+from ._pixels import minmax, scale_unsigned, to_hwc, to_unit
 from .dicom import DICOM_EXTENSIONS, dicom_header, is_dicom, read_dicom
 
 log = logging.getLogger(__name__)
@@ -73,17 +73,6 @@ def mark_reported(paths: Iterable[str]) -> None:
     _REPORTED.update(map(str, paths))
 
 
-@contextlib.contextmanager
-def _library_warnings() -> Iterator[None]:
-    """Library warnings raised while reading one file become DEBUG log lines (``--debug`` shows them)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked instead
-        yield
-    for w in caught:
-        log.debug("%s: %s", w.category.__name__, w.message)
-
-
 def read_image(path: str | Path, frame: int = -1, window: str = "", size_hint: int | None = None,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read one image as float32 ``(H, W, C)`` with C in {1, 3} and values in [0, 1].
@@ -109,7 +98,7 @@ def read_image(path: str | Path, frame: int = -1, window: str = "", size_hint: i
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
-    with _library_warnings():
+    with library_warnings():
         if suffix in NPZ_EXTENSIONS:
             return read_npz_item(path, frame, max_pixels)
         if _is_dicom(path):
@@ -155,7 +144,7 @@ def image_info(path: str | Path, max_pixels: int = MAX_PIXELS) -> dict[str, Any]
     path = Path(path)
     _check_file(path)
     suffix = path.suffix.lower()
-    with _library_warnings():
+    with library_warnings():
         if suffix in NPZ_EXTENSIONS:
             return _npz_info(path, max_pixels)
         if _is_dicom(path):

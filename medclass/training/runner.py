@@ -16,6 +16,8 @@ import gc
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,7 +34,7 @@ from ..config import RunConfig, load_config, parse_class_weights, parse_devices,
 from ..data._pool import loader_watchdog
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, TrainingInterrupted
 from ..inference import predict_dataset
 from ..metrics.metrics import best_mode
 from ..models import create_model, model_info
@@ -151,7 +153,7 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
                               f"{run.path}` or choose another experiment name.")
         run.path.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.config)
-    with run_log(run.log):
+    with run_log(run.log), _interrupts_name(run.path):
         prepared = _prepared_table(run) if resume is not None else None
         if prepared is not None:
             log.info("resuming %s", run.path)
@@ -171,6 +173,24 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _interrupts_name(run_dir: Path) -> Iterator[None]:
+    """Ctrl-C anywhere in the run raises :class:`TrainingInterrupted` naming the run folder to resume,
+    and restores the SIGINT handler (Lightning ignores further SIGINTs once it handled one)."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        log.info("interrupted; resume with `medclass train --resume %s`", run_dir)
+        raise TrainingInterrupted(run_dir) from None
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _prepared_table(run: RunDir) -> DataTable | None:
@@ -251,8 +271,13 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         with loader_watchdog("The training data loader", cfg.train.stall_timeout):
-            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
-                        weights_only=True if resumed and ckpt.exists() else None)
+            try:
+                trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
+                            weights_only=True if resumed and ckpt.exists() else None)
+            except SystemExit:
+                if trainer.interrupted:  # Lightning handled a Ctrl-C (teardown) and called sys.exit(1)
+                    raise KeyboardInterrupt from None
+                raise
     if module.skipped_files:
         write_json(run.skipped, sorted(module.skipped_files))
         log.warning("%d unreadable files were skipped during training (listed in %s)", len(module.skipped_files),
