@@ -48,6 +48,14 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted; resume with `medclass train --resume {self.run_dir}`")
 
 
+class BusyError(MedclassError):
+    """Another live process holds the lock of a folder this one would write (e.g. two trainings of one run)."""
+
+
+class DiskFullError(MedclassError, OSError):
+    """A write ran out of disk space (or quota); the file it would have replaced is unchanged."""
+
+
 class LeakError(MedclassError):
     """The leak audit found patients or images shared between splits and the policy is 'fail'."""
 

@@ -109,3 +109,108 @@ def test_a_folder_of_unreadable_files_says_so(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     text = out.output.replace("\n", " ")
     assert "None of the 12 images can be read" in text and "split_too_small" not in text, text
+
+
+# -- faults: full disk, killed writes, two trainings of one run ----------------------------------------
+def _fsync_fails_for(name: str, after: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.fsync`` raises ENOSPC (a full disk) on the temporary file of ``name`` once it was written ``after`` times."""
+    import errno
+
+    real, seen = os.fsync, {"n": 0}
+
+    def fsync(fd: int) -> None:
+        if f".{name}." in os.readlink(f"/proc/self/fd/{fd}"):
+            seen["n"] += 1
+            if seen["n"] > after:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medclass.errors import DiskFullError
+    from medclass.utils import leftover_writes, write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"auc": 0.9})
+    _fsync_fails_for("metrics.json", 0, monkeypatch)
+    with pytest.raises(DiskFullError, match="No space left .* the previous metrics.json is unchanged"):
+        write_json(path, {"auc": 0.1})
+    assert path.read_text() == '{\n  "auc": 0.9\n}' and not leftover_writes(tmp_path)
+
+
+def test_a_checkpoint_write_killed_midway_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    from medclass.artifacts.checkpoint import load_checkpoint
+    from medclass.utils import leftover_writes
+
+    good = make_checkpoint(tmp_path / "m.safetensors")
+    before = good.read_bytes()
+    code = ("import os, signal, sys; sys.path.insert(0, sys.argv[2]); from _helpers import make_checkpoint; "
+            "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL); make_checkpoint(__import__('pathlib').Path(sys.argv[1]), seed=1)")
+    proc = subprocess.run([sys.executable, "-c", code, str(good), str(REPO / "tests")], env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert good.read_bytes() == before and load_checkpoint(good)  # the previous checkpoint, whole
+    assert len(leftover_writes(tmp_path)) == 1  # the killed write's temporary file, found by the next run
+
+
+def test_train_out_of_disk_space_then_resumed_says_what_happened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    data = make_images(tmp_path / "data", n_per_class=8)
+    run = tmp_path / "ws" / "default" / "full"
+    args = ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--in-chans", "1",
+            "--epochs", "2", "--batch-size", "8", "--quiet", "--experiment", "full", "--set", f"workspace={tmp_path / 'ws'}",
+            "--set", "train.num_workers=0", "--set", r"data.patient_regex=^(p[a-z]+\d+)_", "--set", "data.near_duplicates=false"]
+    with monkeypatch.context() as m:
+        _fsync_fails_for("metrics.csv", 1, m)  # epoch 1 is written, the disk is full at epoch 2
+        out = runner.invoke(app, args)
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    text = out.output.replace("\n", " ")
+    assert "No space left" in text and f"medclass train --resume {run}" in text, text
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [0]  # the file of epoch 1, whole
+    # a write killed earlier and a process that never released the folder: the next run says so and cleans up
+    (run / ".metrics.csv.x1y2.tmp").write_text("epoch,val_loss\n0,0.")
+    (run / "train.lock").write_text("pid 4242 on host, medclass train, since 2026-12-07 08:00:00")
+    out = runner.invoke(app, ["train", "--resume", str(run), "--quiet"])
+    assert out.exit_code == 0, out.output
+    text = out.output.replace("\n", " ")
+    assert "left by a write that was interrupted" in text and "(pid 4242" in text, text
+    assert not (run / ".metrics.csv.x1y2.tmp").exists() and (run / "train.lock").read_text() == ""
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [0, 1]
+
+
+def test_one_lock_holder_at_a_time(tmp_path: Path) -> None:
+    from medclass.errors import BusyError
+    from medclass.utils import exclusive_lock
+
+    with exclusive_lock(tmp_path / "x.lock", "first", "busy") as previous:
+        assert previous == ""
+        with pytest.raises(BusyError, match=rf"busy \(held by pid {os.getpid()} .*first"):
+            with exclusive_lock(tmp_path / "x.lock", "second", "busy"):
+                pass
+    with exclusive_lock(tmp_path / "x.lock", "third", "busy") as previous:
+        assert previous == ""  # released cleanly: nothing to report
+
+
+def test_a_second_train_into_a_running_run_is_refused(tmp_path: Path) -> None:
+    data = make_images(tmp_path / "data", n_per_class=8)
+    run = tmp_path / "ws" / "default" / "busy"
+    common = ["--set", f"workspace={tmp_path / 'ws'}", "--set", "train.num_workers=0",
+              "--set", r"data.patient_regex=^(p[a-z]+\d+)_", "--set", "data.near_duplicates=false"]
+    new = ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--in-chans", "1",
+           "--epochs", "500", "--batch-size", "8", "--quiet", "--experiment", "busy", *common]
+    proc = subprocess.Popen([*CLI, *new], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(run / "metrics.csv", proc)  # the event: the first training is under way
+        for args in (new, ["train", "--resume", str(run)]):
+            out = runner.invoke(app, args)
+            assert out.exit_code == 2, out.output
+            text = out.output.replace("\n", " ")
+            assert "is being trained by another process" in text and f"pid {proc.pid}" in text, text
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
