@@ -36,26 +36,6 @@ def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def test_ctrl_c_during_train_exits_130_and_names_the_resume_command(tmp_path: Path) -> None:
-    data = make_images(tmp_path / "data", n_per_class=8)
-    run = tmp_path / "ws" / "default" / "ctrlc"
-    proc = subprocess.Popen(
-        [*CLI, "train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--in-chans", "1",
-         "--epochs", "500", "--batch-size", "8", "--quiet", "--experiment", "ctrlc",
-         "--set", f"workspace={tmp_path / 'ws'}", "--set", "train.num_workers=0", "--set", "train.early_stopping=0",
-         "--set", r"data.patient_regex=^(p[a-z]+\d+)_", "--set", "data.near_duplicates=false"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for(run / "metrics.csv", proc)  # the event: epoch 1 is done, training is under way
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, out + err
-    assert f"interrupted; resume with `medclass train --resume {run}`" in err.replace("\n", ""), err
-    assert "Traceback" not in out + err
-
-
 @pytest.mark.slow
 def test_real_dicom_gives_no_library_tracebacks_unless_debug(shared_data: Path, tmp_path: Path) -> None:
     """pydicom logs a traceback for each file it cannot decode and warns about non-conforming headers: medclass
@@ -140,18 +120,29 @@ def test_a_full_disk_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest
     assert path.read_text() == '{\n  "auc": 0.9\n}' and not leftover_writes(tmp_path)
 
 
+KILLED_SAVE = """
+import os, signal, sys
+from medclass.artifacts.checkpoint import build_meta, save_checkpoint
+from medclass.models import create_model
+meta = build_meta(classes=["a", "b"], model_name="simple_cnn", in_chans=1, image_size=32, mean=[0.5], std=[0.25])
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed while the new file is being written
+save_checkpoint(sys.argv[1], create_model("simple_cnn", num_classes=2, in_chans=1), meta)
+"""
+
+
 def test_a_checkpoint_write_killed_midway_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
-    from medclass.artifacts.checkpoint import load_checkpoint
+    from medclass.artifacts.checkpoint import build_meta, load_checkpoint, save_checkpoint
+    from medclass.models import create_model
     from medclass.utils import leftover_writes
 
-    good = make_checkpoint(tmp_path / "m.safetensors")
+    good = tmp_path / "m.safetensors"
+    save_checkpoint(good, create_model("simple_cnn", num_classes=2, in_chans=1),
+                    build_meta(classes=["a", "b"], model_name="simple_cnn", in_chans=1, image_size=32, mean=[0.5], std=[0.25]))
     before = good.read_bytes()
-    code = ("import os, signal, sys; sys.path.insert(0, sys.argv[2]); from _helpers import make_checkpoint; "
-            "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL); make_checkpoint(__import__('pathlib').Path(sys.argv[1]), seed=1)")
-    proc = subprocess.run([sys.executable, "-c", code, str(good), str(REPO / "tests")], env=_env(), capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    assert good.read_bytes() == before and load_checkpoint(good)  # the previous checkpoint, whole
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(good)], env=_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert good.read_bytes() == before and list(load_checkpoint(good)[1].classes) == ["a", "b"]  # the previous one, whole
     assert len(leftover_writes(tmp_path)) == 1  # the killed write's temporary file, found by the next run
 
 
@@ -194,23 +185,26 @@ def test_one_lock_holder_at_a_time(tmp_path: Path) -> None:
         assert previous == ""  # released cleanly: nothing to report
 
 
-def test_a_second_train_into_a_running_run_is_refused(tmp_path: Path) -> None:
+def test_a_running_train_refuses_a_second_one_and_ctrl_c_exits_130(tmp_path: Path) -> None:
     data = make_images(tmp_path / "data", n_per_class=8)
     run = tmp_path / "ws" / "default" / "busy"
-    common = ["--set", f"workspace={tmp_path / 'ws'}", "--set", "train.num_workers=0",
-              "--set", r"data.patient_regex=^(p[a-z]+\d+)_", "--set", "data.near_duplicates=false"]
     new = ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--in-chans", "1",
-           "--epochs", "500", "--batch-size", "8", "--quiet", "--experiment", "busy", *common]
+           "--epochs", "500", "--batch-size", "8", "--quiet", "--experiment", "busy", "--set", f"workspace={tmp_path / 'ws'}",
+           "--set", "train.num_workers=0", "--set", "train.early_stopping=0",
+           "--set", r"data.patient_regex=^(p[a-z]+\d+)_", "--set", "data.near_duplicates=false"]
     proc = subprocess.Popen([*CLI, *new], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(run / "metrics.csv", proc)  # the event: the first training is under way
-        for args in (new, ["train", "--resume", str(run)]):
+        _wait_for(run / "metrics.csv", proc)  # the event: epoch 1 is done, training is under way
+        for args in (new, ["train", "--resume", str(run)]):  # a second training of the run, new or resumed
             out = runner.invoke(app, args)
             assert out.exit_code == 2, out.output
             text = out.output.replace("\n", " ")
             assert "is being trained by another process" in text and f"pid {proc.pid}" in text, text
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=120)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
-    assert proc.returncode == 130
+    assert proc.returncode == 130, out + err
+    assert f"interrupted; resume with `medclass train --resume {run}`" in err.replace("\n", ""), err
+    assert "Traceback" not in out + err
+    assert (run / "train.lock").read_text() == ""  # released: the next run has nothing to report
