@@ -47,11 +47,13 @@ def wait_ready(url: str, timeout: float = 60.0, process: subprocess.Popen | None
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16) -> subprocess.Popen:
-    """``create_api(checkpoint)`` under uvicorn in a subprocess on 127.0.0.1:port."""
+def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16,
+                     max_upload_mb: float | None = None) -> subprocess.Popen:
+    """``create_api(checkpoint)`` under uvicorn in a subprocess on 127.0.0.1:port (``max_upload_mb``: the API's default)."""
+    limit = "" if max_upload_mb is None else f", max_upload_mb={max_upload_mb}"
     code = ("import uvicorn; from medclass.serving.api import create_api; "
-            f"uvicorn.run(create_api({str(checkpoint)!r}, max_batch={max_batch}), host='127.0.0.1', port={port}, "
-            "log_level='warning')")
+            f"uvicorn.run(create_api({str(checkpoint)!r}, max_batch={max_batch}{limit}), "
+            f"host='127.0.0.1', port={port}, log_level='warning')")
     process = subprocess.Popen([sys.executable, "-c", code])
     wait_ready(f"http://127.0.0.1:{port}/health", process=process)
     return process

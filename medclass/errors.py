@@ -25,12 +25,35 @@ class ImageReadError(MedclassError, OSError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image (or its header) claims more pixels than the reader's limit: a decompression bomb guard."""
+
+
 class CheckpointError(MedclassError, ValueError):
     """A checkpoint is missing, foreign (pickled code) or inconsistent."""
 
 
 class ConfigError(MedclassError, ValueError):
     """A configuration value is unknown or out of range."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a training run or cross-validation; carries the folder to resume.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still does; the CLI prints the message and exits 130.
+    """
+
+    def __init__(self, run_dir: object) -> None:
+        self.run_dir = str(run_dir)
+        super().__init__(f"interrupted; resume with `medclass train --resume {self.run_dir}`")
+
+
+class BusyError(MedclassError):
+    """Another live process holds the lock of a folder this one would write (e.g. two trainings of one run)."""
+
+
+class DiskFullError(MedclassError, OSError):
+    """A write ran out of disk space (or quota); the file it would have replaced is unchanged."""
 
 
 class LeakError(MedclassError):

@@ -127,6 +127,7 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
     """
     from .data._pool import loader_watchdog
     from .data.dataset import collate_skip
+    from .data.io import mark_reported
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -139,6 +140,7 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
             if batch is None:
                 continue
             skipped.extend(batch.get("skipped", []))
+            mark_reported(batch.get("skipped", []))
             x = batch["image"].to(device)
             outputs = _forward(model, x, features)
             if tta:

@@ -1,10 +1,15 @@
 """Small shared helpers: atomic file writes, memory measurement, JSON that knows numpy."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import socket
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,20 +21,99 @@ if TYPE_CHECKING:
     import torch
 
 
+#: suffix of the temporary file of an atomic write (``.<name>.<random>.tmp`` beside the target); one left
+#: behind means a write was killed (the target kept its previous content), see :func:`leftover_writes`
+TMP_SUFFIX = ".tmp"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half of it."""
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half of it.
+
+    The bytes go to a temporary file beside ``path``, are flushed to disk, then moved over it. A full
+    disk raises :class:`~medclass.errors.DiskFullError` (the previous file is unchanged, the temporary
+    file removed); a killed process leaves only the temporary file (found by :func:`leftover_writes`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise_if_disk_full(e, path)
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def raise_if_disk_full(error: OSError, path: Path) -> None:
+    """Raise :class:`~medclass.errors.DiskFullError` (one sentence: where, what is kept, what to do) when
+    ``error`` is a full disk or quota while writing ``path``; else return."""
+    from .errors import DiskFullError
+
+    if error.errno not in _DISK_FULL:
+        return
+    path = Path(path)
+    full = DiskFullError(f"No space left on the disk of {path.parent} while writing {path.name}; the previous "
+                         f"{path.name} is unchanged. Free some space and run the command again.")
+    full.errno = error.errno
+    raise full from None
+
+
+def leftover_writes(folder: Path) -> list[Path]:
+    """Temporary files of atomic writes that never finished in ``folder`` and its direct subfolders (each
+    one a write that was killed: the file it was to replace kept its previous content).
+
+    >>> leftover_writes(Path("workspace/default/run"))  # doctest: +SKIP
+    [PosixPath('workspace/default/run/.metrics.csv.k2j3_x.tmp')]
+    """
+    folder = Path(folder)
+    found = [*folder.glob(f".*{TMP_SUFFIX}"), *folder.glob(f"*/.*{TMP_SUFFIX}"), *folder.glob(f"*/*.ckpt{TMP_SUFFIX}")]
+    return sorted(p for p in found if p.is_file())
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, holder: str, busy: str) -> Iterator[str]:
+    """Hold an exclusive lock on the file ``path`` for the block, with this process's pid and ``holder`` in it.
+
+    Another live holder makes it raise :class:`~medclass.errors.BusyError` (``busy``, then who holds it).
+    The lock is the operating system's (``flock``), so it ends with its process, even one that was killed;
+    the file is emptied on a normal exit. Yields what the file held when the lock was taken: '' after a
+    clean exit, else the previous holder, who ended without releasing it (killed). No lock on systems
+    without ``fcntl`` (Windows).
+    """
+    from .errors import BusyError
+
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield ""
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held_by = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "a process starting up"
+            raise BusyError(f"{busy} (held by {held_by}; lock file {path}).") from None
+        previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, {holder}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                      .encode(), 0)
+        try:
+            yield previous
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -196,7 +196,8 @@ def test_model_card_names_the_patient_rule_actually_used():
         == "column 'patient_id'"
     assert card_rule({"path": "x", "preset": "kermany_chest_xray"}) \
         == "file names, rule 'chest_xray' (preset kermany_chest_xray)"
-    assert card_rule({"path": "x"}).startswith("none (DICOM PatientID")
+    assert card_rule({"path": "x"}).startswith("DICOM PatientID, else the file-name rule of a recognised public data set")
+    assert card_rule({"path": "x", "split_by": "image"}).startswith("none: split by image (data.split_by=image)")
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".ckpt"])

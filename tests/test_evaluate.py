@@ -144,7 +144,7 @@ def test_leaks_are_found_and_flagged(tmp_path):
     split.to_csv(run / "split.csv", index=False)
     m = evaluate(run, n_boot=0, cam_samples=0, num_workers=0, report=False).metrics
     lc = m["leak_check"]
-    assert m["contaminated"] and lc["clean"] is False and lc["statement"].startswith("WARNING")
+    assert m["contaminated"] and lc["clean"] is False and lc["statement"].startswith("The evaluated data overlaps")
     assert lc["counts"] == {"same_path": 1, "same_file_hash": 2, "near_duplicates": 1, "same_patient": 1}
     assert lc["same_path"] == [train["path"].iloc[0]]
     assert lc["same_patient"][0]["patient"] == train["patient"].iloc[3]
@@ -228,4 +228,4 @@ def test_leak_statement_without_patient_ids():
     assert "checked 40 images / 12 patients against the 160 training images (50 patients)" in \
         _statement(clean, 40, 12, 160, 50, "training", "path")
     assert _statement({**clean, "same_patient": 2}, 40, 12, 160, 50, "training", "path").startswith(
-        "WARNING: the evaluated data overlaps the training data (2 same patient)")
+        "The evaluated data overlaps the training data (2 same patient)")

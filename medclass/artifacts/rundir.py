@@ -58,7 +58,7 @@ class RunDir:
     Files: ``config.yaml``, ``split.csv``, ``classes.json``, ``audit.json``, ``quality.json``,
     ``split_summary.json``, ``metrics.csv``, ``baseline.json``, ``best.safetensors``,
     ``last.safetensors``, ``checkpoints/last.ckpt``, ``threshold.json``, ``train.log``,
-    ``skipped_during_training.json``, ``data_check/`` and the evaluation files of :class:`EvalDir`.
+    ``skipped_during_training.json``, ``data_check/``, ``train.lock`` and the evaluation files of :class:`EvalDir`.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -85,6 +85,7 @@ class RunDir:
     log = _File("train.log", "Log of the run.")
     skipped = _File("skipped_during_training.json", "Files unreadable in training.")
     data_check = _File("data_check", "Folder of the quickstart's data check.")
+    lock = _File("train.lock", "Locked by the `medclass train` writing the run (pid); empty after a clean end.")
 
     #: files that describe a finished run (logged to MLflow beside the best checkpoint)
     RECORDS = ("config", "history", "split", "classes", "baseline", "threshold", "audit")

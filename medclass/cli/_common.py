@@ -52,13 +52,27 @@ class _StderrHandler(logging.StreamHandler):
         pass  # StreamHandler.__init__ sets it; the current sys.stderr is always used
 
 
+#: libraries that log a traceback for a file medclass already reports on one line (pydicom's decoders)
+LIBRARY_LOGGERS = ("pydicom",)
+
+
+def _not_library_noise(record: logging.LogRecord) -> bool:
+    """Console filter: a library's own log records (with their tracebacks) are shown only with ``--debug``;
+    without it, the file's failure is reported once, with its reason, by medclass's reader."""
+    return OUTPUT.debug or record.name.split(".")[0] not in LIBRARY_LOGGERS
+
+
 def configure_output(verbose: bool = False, quiet: bool = False, debug: bool = False) -> None:
-    """Console logging: warnings by default, INFO with ``verbose``, errors only with ``quiet``; warnings go through logging."""
+    """Console logging: warnings by default, INFO with ``verbose``, errors only with ``quiet``; warnings go through logging.
+
+    Library log records (:data:`LIBRARY_LOGGERS`) reach the console only with ``debug``.
+    """
     OUTPUT.verbose, OUTPUT.quiet, OUTPUT.debug = verbose, quiet, debug
     root = logging.getLogger()
     handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
     if handler is None:
         handler = _StderrHandler()
+        handler.addFilter(_not_library_noise)
         root.addHandler(handler)
     handler.setLevel(logging.ERROR if quiet else logging.INFO if verbose or debug else logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose or debug
@@ -99,10 +113,10 @@ def friendly_errors() -> Iterator[None]:
             raise
         err_console.print(f"[bold red]error:[/] {escape(_missing_extra(e))}", soft_wrap=True)
         raise typer.Exit(code=2) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if OUTPUT.debug:
             raise
-        err_console.print("[yellow]interrupted[/]")
+        err_console.print(f"[yellow]{escape(str(e) or 'interrupted')}[/]", soft_wrap=True)
         raise typer.Exit(code=130) from None
 
 

@@ -69,6 +69,8 @@ def train_command(
             if pretrained:
                 overrides.append("model.pretrained=true")
             cfg = data_flags.apply(apply_overrides(cfg, overrides + list(set_ or []))).validate()  # before torch is even imported
+            if _data_line(cfg.data.path):
+                console.print(_data_line(cfg.data.path), soft_wrap=True)
             if folds:
                 from ..experiments.crossval import cross_validate
 
@@ -93,6 +95,17 @@ def _print_positive(checkpoint: Path) -> None:
     meta = read_meta(checkpoint)
     if meta.binary:
         console.print(positive_line(meta.classes[1]) + f"; threshold {meta.threshold:.3f} (chosen on validation)")
+
+
+def _data_line(path: str) -> str:
+    """'' unless a new run trains on the default data (no --data, none in the config): then a line naming it."""
+    from ..config import DEFAULT_DATA
+    from ..data.catalog import SAMPLE
+
+    if path != DEFAULT_DATA:
+        return ""
+    return (f"[bold]data:[/] {DEFAULT_DATA}, the {SAMPLE.images} chest X-rays shipped with medclass (no --data "
+            "given; pass --data FOLDER_OR_CSV to train on your own images)")
 
 
 def _train(cfg: "RunConfig | None", mlflow: str | None, **kwargs: Any) -> "RunResult":

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 def minmax(arr: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] by the array's own min and max (a constant array becomes zeros)."""
     arr = np.asarray(arr, dtype=np.float32)

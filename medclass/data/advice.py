@@ -13,7 +13,8 @@ Each :class:`DataWarning` names what it found (classes, patient ids, values) and
 * ``duplicate_patients`` — byte-identical or near-duplicate images under two patient ids (training
   links those ids into one patient, named here);
 * ``no_patient_ids`` — no image (or only some) has a patient id, so a split is by image: the risk,
-  a recognised public naming scheme, columns that look like patient ids and the flags that fix it.
+  a recognised public naming scheme, columns that look like patient ids and the flags that fix it;
+* ``no_readable_image`` — not one image of the source can be read (then the only warning).
 
 Example:
     >>> [w.kind for w in data_warnings(table, fp, audit, DataConfig())]   # doctest: +SKIP
@@ -47,7 +48,7 @@ _SHOW = 10  # names listed in one message
 class DataWarning:
     """One finding of the data check: a kind, a sentence for people, and the names behind it."""
 
-    kind: str  # split_too_small | conflicting_labels | imbalance | acquisition | duplicate_patients
+    kind: str  # split_too_small | ... | duplicate_patients | no_readable_image (see the module docstring)
     message: str  # what was found and what to do
     details: list[Any] = field(default_factory=list)  # the names/counts behind the message
 
@@ -183,7 +184,15 @@ def patient_warnings(table: DataTable, cfg: DataConfig) -> list[DataWarning]:
 
 def data_warnings(table: DataTable, fp: pd.DataFrame | None, audit: LeakReport, cfg: DataConfig,
                   seed: int = 42) -> list[DataWarning]:
-    """All warnings of the data check, in the order of the module docstring."""
+    """All warnings of the data check, in the order of the module docstring; counts are of readable images
+    (training skips the others), and a source with none gives the one warning ``no_readable_image``."""
+    if fp is not None and len(fp) == len(table) and "error" in fp:
+        readable = (fp["error"].fillna("") == "").to_numpy()
+        if not readable.any():
+            return [DataWarning("no_readable_image",
+                                f"None of the {len(table)} images can be read (each reason is listed under "
+                                "Unreadable); training would stop here. Fix or replace the files.")]
+        table = table.subset(readable) if not readable.all() else table
     if len(table.classes) < 2:
         return []  # a one-class source (unlabelled DICOM) is not training data; train refuses it
     if table.multi_label:  # findings combine freely within a patient; pos_weight handles their imbalance

@@ -25,7 +25,6 @@ Example (``table`` from :func:`medclass.data.sources.load_source`)::
 """
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -35,13 +34,12 @@ import torch
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from ..errors import DatasetError, ImageReadError
-from .io import read_image
+from .io import read_image, report_skip
 from .table import DataTable
 
 if TYPE_CHECKING:
     from .cache import ImageCache
 
-log = logging.getLogger(__name__)
 
 Reader = Callable[..., np.ndarray]  # reader(path, frame=-1, window="", size_hint=None) -> float32 HWC in [0, 1]
 Key = int | tuple[int, int]
@@ -153,7 +151,7 @@ class ImageDataset(Dataset):
             return
         self.skipped[path] = reason
         _PENDING_SKIPS.append(path)
-        log.warning("Skipping unreadable image %s: %s", path, reason)
+        report_skip(path, reason)
 
 
 def collate_skip(batch: list[dict[str, Any] | None]) -> dict[str, Any] | None:

@@ -21,9 +21,7 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,8 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, g
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ..config import WINDOW_PRESETS, parse_window
-from ..errors import ImageReadError
+from ..errors import ImageReadError, ImageTooLargeError
+from ._guard import MAX_PIXELS, check_pixels, library_warnings
 from ._pixels import minmax, scale_unsigned
 
 log = logging.getLogger(__name__)
@@ -70,16 +69,7 @@ def apply_window(values: np.ndarray, center: float, width: float, function: str 
     return np.clip(y, 0.0, 1.0).astype(np.float32)
 
 
-@contextlib.contextmanager
-def _quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's warnings about non-conforming header values (bad UIDs, odd VRs): they do not
-    affect the pixels, and a data set of thousands of files would repeat them thousands of times."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module=r"pydicom(\..*)?$")
-        yield
-
-
-@_quiet_pydicom()
+@library_warnings()
 def read_dataset(path: str | Path, **kwargs: Any) -> Dataset:
     """``pydicom.dcmread`` that retries with ``force=True`` and raises :class:`ImageReadError`.
 
@@ -104,7 +94,7 @@ def read_dataset(path: str | Path, **kwargs: Any) -> Dataset:
     return ds
 
 
-@_quiet_pydicom()
+@library_warnings()
 def dicom_header(path: str | Path) -> dict[str, Any]:
     """Header facts of a DICOM file without decoding its pixels.
 
@@ -112,12 +102,15 @@ def dicom_header(path: str | Path) -> dict[str, Any]:
     ``rows``, ``cols``, ``study``, ``series``, ``instance`` (UIDs), ``has_pixels``,
     ``transfer_syntax`` (UID) and ``decoder_problem`` ('' when a decoder for it is installed, else
     the reason, e.g. the ``dicom-codecs`` extra to install).
-    Raises :class:`ImageReadError` when the file cannot be parsed.
+    Raises :class:`ImageReadError` when the file cannot be parsed, and
+    :class:`~medclass.errors.ImageTooLargeError` when its header claims more pixels than the readers'
+    limit or more pixel data than the file holds (see :func:`check_claimed_size`).
 
     >>> dicom_header("CT_small.dcm")["modality"]
     'CT'
     """
     ds = read_dataset(path, defer_size="64 KB")  # large values (the pixels) are not loaded
+    check_claimed_size(ds, path)
     return {
         "patient": str(ds.get("PatientID", "") or "").strip(),
         "n_frames": _n_frames(ds),
@@ -147,13 +140,15 @@ def is_dicom(path: str | Path) -> bool:
     return head[128:132] == b"DICM"
 
 
-@_quiet_pydicom()
-def read_dicom(path: str | Path, frame: int = -1, window: str = "") -> np.ndarray:
+@library_warnings()
+def read_dicom(path: str | Path, frame: int = -1, window: str = "", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """One DICOM image (or one frame) as float32 ``(H, W, C)`` in [0, 1], C = 1 or 3.
 
     ``frame`` selects a frame of a multi-frame file (required there: -1 raises); ``window`` is a
     spec for :func:`parse_window`. Any failure raises :class:`ImageReadError` with the reason
-    (e.g. a missing JPEG 2000 decoder names the ``dicom-codecs`` extra).
+    (e.g. a missing JPEG 2000 decoder names the ``dicom-codecs`` extra); a header claiming frames of
+    more than ``max_pixels`` pixels or more pixel data than the file holds raises
+    :class:`~medclass.errors.ImageTooLargeError` before anything is decoded.
 
     >>> read_dicom("emri_small.dcm", frame=3).shape
     (64, 64, 1)
@@ -162,6 +157,7 @@ def read_dicom(path: str | Path, frame: int = -1, window: str = "") -> np.ndarra
     ds = read_dataset(path)
     if not any(k in ds for k in _PIXEL_KEYWORDS):
         raise ImageReadError(str(path), NO_PIXELS)
+    check_claimed_size(ds, path, max_pixels)
     n = _n_frames(ds)
     if frame < 0 and n > 1:
         raise ImageReadError(
@@ -273,6 +269,31 @@ def _native_endian_luts(ds: Dataset) -> Dataset:
         if data and descriptor and len(data) == 2 * (descriptor[0] or 2**16):
             setattr(ds, keyword, np.frombuffer(data, dtype=">u2").astype("<u2").tobytes())
     return ds
+
+
+def check_claimed_size(ds: Dataset, path: str | Path, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a header that claims frames larger than the readers' pixel limit, or more frames than the
+    file can hold (native pixel data: every byte of them; compressed: at least one byte per frame), so
+    that neither decoding nor listing one row per frame can be made to allocate without bound."""
+    rows, cols, n = _int(ds.get("Rows", 0)), _int(ds.get("Columns", 0)), _n_frames(ds)
+    check_pixels(path, cols, rows, max_pixels)
+    if not any(k in ds for k in _PIXEL_KEYWORDS):
+        return
+    size = Path(path).stat().st_size
+    uid = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+    native = uid.is_transfer_syntax and not (uid.is_encapsulated or uid.is_deflated)
+    bits = max(_int(ds.get("BitsAllocated", 8)), 1) * max(_int(ds.get("SamplesPerPixel", 1)), 1)
+    needed = (rows * cols * n * bits + 7) // 8 if native else n
+    if needed > size:
+        raise ImageTooLargeError(str(path), f"the header claims {n:,} frame(s) of {cols} x {rows} pixels ({needed:,} bytes "
+                                            f"of pixel data) but the file holds {size:,} bytes (a truncated or forged header)")
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _n_frames(ds: Dataset) -> int:

@@ -67,7 +67,7 @@ def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, wh
             raise DatasetError(
                 f"Class {cls!r} has only {len(members)} patient(s) in {where}, but the split ({wanted}) needs at least "
                 f"{needed} per class. Add images of {cls!r}, lower data.val_fraction / data.test_fraction to 0, "
-                "or use cross-validation (assign_folds)."
+                "or use cross-validation (`medclass train --folds K`)."
             )
         members = [members[i] for i in rng.permutation(len(members))]
         start = 0
@@ -114,7 +114,7 @@ def _allocate_findings(ids: np.ndarray, y: np.ndarray, fractions: dict[str, floa
             raise DatasetError(
                 f"{len(ids)} patient(s) in {where} are too few for a split into {wanted} "
                 f"({', '.join(f'{s} {f:g}' for s, f in fractions.items())}); add data, lower data.val_fraction / "
-                f"data.test_fraction, or use cross-validation (assign_folds). ({err})"
+                f"data.test_fraction, or use cross-validation (`medclass train --folds K`). ({err})"
             ) from err
         assignment.update(dict.fromkeys(ids[remaining[held]], split))
         remaining, left = np.delete(remaining, held), left - frac

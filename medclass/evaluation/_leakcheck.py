@@ -88,7 +88,7 @@ def _statement(counts: dict, n_eval: int, p_eval: int, n_ref: int, p_ref: int, r
         return (f"No evaluated image or patient was used in {ref_names}: checked {evaluated} "
                 f"against the {n_ref} {ref_names} images ({patients}) by {methods}.")
     found = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if v)
-    return (f"WARNING: the evaluated data overlaps the {ref_names} data ({found}); the metrics are CONTAMINATED "
+    return (f"The evaluated data overlaps the {ref_names} data ({found}); the metrics are CONTAMINATED "
             f"and overestimate performance on new patients. Checked {evaluated} against "
             f"{n_ref} {ref_names} images by {methods}.")
 

@@ -22,7 +22,7 @@ import torch
 
 from ..artifacts import CheckpointMeta, RunDir, load_ood
 from ..data.dataset import ImageDataset
-from ..data.io import image_info, read_image
+from ..data.io import image_info, read_image, report_skip
 from ..data.table import DataTable
 from ..data.transforms import inference_transform
 from ..errors import ImageReadError
@@ -64,8 +64,8 @@ def _image_rows(table: DataTable, window: str) -> list[dict]:
         try:
             info = image_info(path)
             rows.append({**info, **pixel_summary(read_image(path, frame=int(frame), window=window, size_hint=256))})
-        except ImageReadError:
-            continue
+        except ImageReadError as e:
+            report_skip(path, e.reason)
     return rows
 
 

@@ -39,7 +39,7 @@ from ..artifacts import CVDir, RunDir, read_meta
 from ..config import RunConfig, load_config, save_config
 from ..data.multilabel import finding_column
 from ..data.splits import patient_groups
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingInterrupted
 from ..metrics.bootstrap import bootstrap_ci
 from ..metrics.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
 from ..metrics.multilabel import finding_aucs, macro_auc, micro_auc
@@ -194,7 +194,10 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     for k in range(folds):
         ftable, audit = fold_table(table, k, fp, cfg.data)
         audits.append(audit)
-        row, preds, run_dir = _run_fold(cfg, k, folds, ftable, progress, mlflow)
+        try:
+            row, preds, run_dir = _run_fold(cfg, k, folds, ftable, progress, mlflow)
+        except TrainingInterrupted:  # the cross-validation folder resumes every fold, not the fold's own
+            raise TrainingInterrupted(out_dir) from None
         rows.append(row)
         oof_parts.append(preds)
         run_dirs.append(run_dir)

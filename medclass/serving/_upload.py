@@ -15,11 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path, PurePath
 
 import numpy as np
-from PIL import Image
 
 from ..data.dicom import DICOM_EXTENSIONS, dicom_header, is_dicom
-from ..data.io import IMAGE_EXTENSIONS, image_info, read_image
-from ..errors import ImageReadError
+from ..data.io import IMAGE_EXTENSIONS, read_image
+from ..errors import ImageReadError, ImageTooLargeError
 
 ACCEPTED_TYPES = ("image/", "application/dicom", "application/octet-stream")
 DICOM_TYPES = ("application/dicom", "application/dicom+octet-stream")
@@ -73,20 +72,12 @@ def decode_upload(data: bytes, filename: str | None, content_type: str | None, *
     (224, 224, 3)
     """
     with _as_file(data, filename, content_type) as path:
-        try:
-            info = image_info(path)
-        except Image.DecompressionBombError:
-            raise UploadError(413, "Image has too many pixels to decode safely (decompression bomb guard).") from None
+        try:  # the one guarded reader: the pixel limit is checked on the header before decoding
+            return read_image(path, frame=frame, window=window, size_hint=size_hint, max_pixels=max_pixels)
+        except ImageTooLargeError as e:
+            raise UploadError(413, f"Cannot read the upload: {e.reason} (decompression bomb guard).") from None
         except ImageReadError as e:
             raise UploadError(422, f"Cannot read the upload: {e.reason}.") from None
-        pixels = int(info["width"]) * int(info["height"])
-        if pixels > max_pixels:
-            raise UploadError(413, f"Image has {info['width']} x {info['height']} = {pixels:,} pixels; the limit is {max_pixels:,}.")
-        try:
-            return read_image(path, frame=frame, window=window, size_hint=size_hint)
-        except ImageReadError as e:
-            status = 413 if "too large to decode safely" in e.reason else 422
-            raise UploadError(status, f"Cannot read the upload: {e.reason}.") from None
 
 
 def upload_frames(data: bytes, filename: str | None, content_type: str | None = None) -> int:

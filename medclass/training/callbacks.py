@@ -23,7 +23,7 @@ from pytorch_lightning.callbacks import Checkpoint, EMAWeightAveraging, RichProg
 from ..artifacts import CheckpointMeta, RunDir, save_checkpoint
 from ..errors import CheckpointError
 from ..metrics.metrics import best_mode
-from ..utils import atomic_write_text, epoch_number, peak_rss_mb
+from ..utils import TMP_SUFFIX, atomic_write_text, epoch_number, peak_rss_mb, raise_if_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +154,13 @@ class ResumeState(Checkpoint):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:  # noqa: D102
         self.stopped = bool(trainer.should_stop)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp, weights_only=False)  # the full state: optimiser, scheduler, loops
+        tmp = self.path.with_name(self.path.name + TMP_SUFFIX)
+        try:
+            trainer.save_checkpoint(tmp, weights_only=False)  # the full state: optimiser, scheduler, loops
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise_if_disk_full(e, self.path)
+            raise
         if not trainer.is_global_zero:
             return
         with open(tmp, "rb") as file:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..config import Monitor, Optimizer, RunConfig, Scheduler, choices
 from ..data.dataset import sample_seed
+from ..data.io import mark_reported
 from ..errors import CheckpointError, check_choice
 from ..metrics.metrics import accuracy, best_mode, predict_labels, roc_auc
 from ..metrics.multilabel import multilabel_summary
@@ -98,6 +99,7 @@ class ClassifierModule(pl.LightningModule):
                 return sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
             return None
         self.skipped_files.update(batch.get("skipped", []))
+        mark_reported(batch.get("skipped", []))
         logits = self(batch["image"])
         per = self.per_sample_loss(logits, batch["label"])
         index = batch.get("index")

@@ -16,6 +16,8 @@ import gc
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,11 +34,11 @@ from ..config import RunConfig, load_config, parse_class_weights, parse_devices,
 from ..data._pool import loader_watchdog
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, DiskFullError, TrainingInterrupted
 from ..inference import predict_dataset
 from ..metrics.metrics import best_mode
 from ..models import create_model, model_info
-from ..utils import epoch_number, peak_rss_mb, write_json
+from ..utils import epoch_number, exclusive_lock, leftover_writes, peak_rss_mb, write_json
 from ._noise import filter_third_party_noise
 from .accel import prepare_model, resolve_augment_on
 from .callbacks import EMAWeights, EpochBar, ExportCheckpoints, MetricsCSV, ResumeState
@@ -146,12 +148,14 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
     else:
         cfg = resolve_experiment(cfg or RunConfig()).validate()
         run = RunDir(cfg.run_dir())
-        if run.is_resumable:
-            raise ConfigError(f"Run folder {run.path} already holds a run; resume it with `medclass train --resume "
-                              f"{run.path}` or choose another experiment name.")
         run.path.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run.config)
-    with run_log(run.log):
+    with _run_lock(run) as previous, run_log(run.log), _interrupts_name(run.path):
+        if resume is None:
+            if run.is_resumable:  # checked under the lock: two new runs of one name cannot both pass
+                raise ConfigError(f"Run folder {run.path} already holds a run; resume it with `medclass train --resume "
+                                  f"{run.path}` or choose another experiment name.")
+            save_config(cfg, run.config)
+        _report_faults(run, previous)
         prepared = _prepared_table(run) if resume is not None else None
         if prepared is not None:
             log.info("resuming %s", run.path)
@@ -171,6 +175,53 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _run_lock(run: RunDir) -> Iterator[str]:
+    """One ``train`` per run folder at a time (a second one is refused with a BusyError); yields the previous
+    holder when it ended without releasing the folder (killed). DDP ranks other than 0 take no lock."""
+    if os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        yield ""
+        return
+    busy = (f"Run folder {run.path} is being trained by another process; wait for it to end (or stop it), "
+            "or train into another experiment name")
+    with exclusive_lock(run.lock, "medclass train", busy) as previous:
+        yield previous
+
+
+def _report_faults(run: RunDir, previous: str) -> None:
+    """Say what an earlier process left unfinished: killed while training, or while writing a file."""
+    if previous:
+        log.warning("The previous training of %s (%s) ended without finishing cleanly (killed, or the machine "
+                    "stopped); it continues from its last saved epoch.", run.path, previous)
+    for tmp in leftover_writes(run.path):
+        log.warning("Found %s, left by a write that was interrupted (killed or out of disk space); the file it was "
+                    "to replace kept its previous content. Removed it.", tmp)
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _interrupts_name(run_dir: Path) -> Iterator[None]:
+    """Ctrl-C anywhere in the run raises :class:`TrainingInterrupted` naming the run folder to resume (and
+    restores the SIGINT handler: Lightning ignores further SIGINTs once it handled one); a full disk names it too."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except TrainingInterrupted:
+        raise
+    except KeyboardInterrupt:
+        log.info("interrupted; resume with `medclass train --resume %s`", run_dir)
+        raise TrainingInterrupted(run_dir) from None
+    except DiskFullError as e:
+        log.error("%s", e)
+        full = DiskFullError(f"{e} This run continues from its last saved epoch: `medclass train --resume {run_dir}`.")
+        full.errno = e.errno
+        raise full from None
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _prepared_table(run: RunDir) -> DataTable | None:
@@ -251,8 +302,13 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         with loader_watchdog("The training data loader", cfg.train.stall_timeout):
-            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
-                        weights_only=True if resumed and ckpt.exists() else None)
+            try:
+                trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if resumed and ckpt.exists() else None,
+                            weights_only=True if resumed and ckpt.exists() else None)
+            except SystemExit:
+                if trainer.interrupted:  # Lightning handled a Ctrl-C (teardown) and called sys.exit(1)
+                    raise KeyboardInterrupt from None
+                raise
     if module.skipped_files:
         write_json(run.skipped, sorted(module.skipped_files))
         log.warning("%d unreadable files were skipped during training (listed in %s)", len(module.skipped_files),

@@ -1,0 +1,232 @@
+"""Reliability through the CLI as typed: Ctrl-C during `train` (exit 130 and the resume command), library
+noise kept off the console (`--debug` shows it), messages that name what a user types, atomic writes that
+survive a full disk or a kill, and one `train` per run folder at a time."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medclass.cli import _register_all, app
+
+from _helpers import make_checkpoint, make_images
+
+_register_all()
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from medclass.cli import main; main()"]
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, limit: float = 120.0) -> None:
+    """Wait for ``path`` to appear (the event), failing early if the process ends first."""
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        assert proc.poll() is None, f"the process ended (code {proc.returncode}) before {path.name} appeared"
+        assert time.monotonic() < deadline, f"{path} did not appear within {limit} s"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_real_dicom_gives_no_library_tracebacks_unless_debug(shared_data: Path, tmp_path: Path) -> None:
+    """pydicom logs a traceback for each file it cannot decode and warns about non-conforming headers: medclass
+    reports those files once with their reason; the library's own lines appear with --debug only."""
+    ckpt = make_checkpoint(tmp_path / "m.safetensors")
+    predict = [*CLI, "predict", str(ckpt), str(shared_data / "dicom"), "--out", str(tmp_path / "p.csv")]
+    check = subprocess.run([*CLI, "data", "check", str(shared_data / "dicom"), "--out", str(tmp_path / "dc")],
+                           env=_env(), capture_output=True, text=True, timeout=300)
+    quiet = subprocess.run(predict, env=_env(), capture_output=True, text=True, timeout=300)
+    for proc in (check, quiet):
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        for noise in ("Traceback", "Invalid value for VR", "End of file reached", "site-packages"):
+            assert noise not in proc.stdout + proc.stderr, (proc.args[3], noise, proc.stderr[-3000:])
+    assert "unreadable" in quiet.stdout  # the files pydicom failed on are still reported, on one line each
+    debug = subprocess.run([*CLI[:3], "--debug", *predict[3:]], env=_env(), capture_output=True, text=True, timeout=300)
+    assert debug.returncode == 0 and "Traceback" in debug.stderr and "pydicom/" in debug.stderr, debug.stderr[-3000:]
+
+
+def test_train_without_data_says_it_uses_the_shipped_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    import medclass.cli.train as train_cli
+    from medclass.errors import ConfigError
+
+    def stop(*args, **kwargs):
+        raise ConfigError("stopped before training (test)")
+
+    monkeypatch.setattr(train_cli, "_train", stop)
+    out = runner.invoke(app, ["train", "--model", "simple_cnn"])
+    assert out.exit_code == 2 and "data: chest_xray_sample, the 600 chest X-rays shipped with medclass" in \
+        out.output.replace("\n", " "), out.output
+    out = runner.invoke(app, ["train", "--model", "simple_cnn", "--data", "/some/folder"])
+    assert "shipped" not in out.output  # the user named the data
+
+
+def test_a_class_with_one_image_names_the_folds_flag(tmp_path: Path) -> None:
+    data = make_images(tmp_path / "data", n_per_class=8)
+    for extra in sorted((data / "plain").iterdir())[1:]:
+        extra.unlink()
+    out = runner.invoke(app, ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--epochs", "1",
+                              "--set", f"workspace={tmp_path / 'ws'}", "--set", "data.near_duplicates=false", "--quiet"])
+    assert out.exit_code == 2, out.output
+    text = out.output.replace("\n", " ")
+    assert "only 1 patient(s)" in text and "medclass train --folds" in text and "assign_folds" not in text, text
+
+
+def test_a_folder_of_unreadable_files_says_so(tmp_path: Path) -> None:
+    for label in ("a", "b"):
+        (tmp_path / "data" / label).mkdir(parents=True)
+        for i in range(6):
+            (tmp_path / "data" / label / f"{label}{i}.png").write_text("not an image")
+    out = runner.invoke(app, ["data", "check", str(tmp_path / "data"), "--out", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    text = out.output.replace("\n", " ")
+    assert "None of the 12 images can be read" in text and "split_too_small" not in text, text
+
+
+# -- faults: full disk, killed writes, two trainings of one run ----------------------------------------
+def _fsync_fails_for(name: str, after: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``os.fsync`` raises ENOSPC (a full disk) on the temporary file of ``name`` once it was written ``after`` times."""
+    import errno
+
+    real, seen = os.fsync, {"n": 0}
+
+    def fsync(fd: int) -> None:
+        if f".{name}." in os.readlink(f"/proc/self/fd/{fd}"):
+            seen["n"] += 1
+            if seen["n"] > after:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_full_disk_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medclass.errors import DiskFullError
+    from medclass.utils import leftover_writes, write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"auc": 0.9})
+    _fsync_fails_for("metrics.json", 0, monkeypatch)
+    with pytest.raises(DiskFullError, match="No space left .* the previous metrics.json is unchanged"):
+        write_json(path, {"auc": 0.1})
+    assert path.read_text() == '{\n  "auc": 0.9\n}' and not leftover_writes(tmp_path)
+
+
+KILLED_SAVE = """
+import os, signal, sys
+from medclass.artifacts.checkpoint import build_meta, save_checkpoint
+from medclass.models import create_model
+meta = build_meta(classes=["a", "b"], model_name="simple_cnn", in_chans=1, image_size=32, mean=[0.5], std=[0.25])
+os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # killed while the new file is being written
+save_checkpoint(sys.argv[1], create_model("simple_cnn", num_classes=2, in_chans=1), meta)
+"""
+
+
+def test_a_checkpoint_write_killed_midway_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    from medclass.artifacts.checkpoint import build_meta, load_checkpoint, save_checkpoint
+    from medclass.models import create_model
+    from medclass.utils import leftover_writes
+
+    good = tmp_path / "m.safetensors"
+    save_checkpoint(good, create_model("simple_cnn", num_classes=2, in_chans=1),
+                    build_meta(classes=["a", "b"], model_name="simple_cnn", in_chans=1, image_size=32, mean=[0.5], std=[0.25]))
+    before = good.read_bytes()
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(good)], env=_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert good.read_bytes() == before and list(load_checkpoint(good)[1].classes) == ["a", "b"]  # the previous one, whole
+    assert len(leftover_writes(tmp_path)) == 1  # the killed write's temporary file, found by the next run
+
+
+def test_train_out_of_disk_space_then_resumed_says_what_happened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    data = make_images(tmp_path / "data", n_per_class=8)
+    run = tmp_path / "ws" / "default" / "full"
+    args = ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--in-chans", "1",
+            "--epochs", "2", "--batch-size", "8", "--quiet", "--experiment", "full", "--set", f"workspace={tmp_path / 'ws'}",
+            "--set", "train.num_workers=0", "--set", r"data.patient_regex=^(p[a-z]+\d+)_", "--set", "data.near_duplicates=false"]
+    with monkeypatch.context() as m:
+        _fsync_fails_for("metrics.csv", 1, m)  # epoch 1 is written, the disk is full at epoch 2
+        out = runner.invoke(app, args)
+    assert out.exit_code == 2 and "Traceback" not in out.output, out.output
+    text = out.output.replace("\n", " ")
+    assert "No space left" in text and f"medclass train --resume {run}" in text, text
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [0]  # the file of epoch 1, whole
+    # a write killed earlier and a process that never released the folder: the next run says so and cleans up
+    (run / ".metrics.csv.x1y2.tmp").write_text("epoch,val_loss\n0,0.")
+    (run / "train.lock").write_text("pid 4242 on host, medclass train, since 2026-12-07 08:00:00")
+    out = runner.invoke(app, ["train", "--resume", str(run), "--quiet"])
+    assert out.exit_code == 0, out.output
+    text = out.output.replace("\n", " ")
+    assert "left by a write that was interrupted" in text and "(pid 4242" in text, text
+    assert not (run / ".metrics.csv.x1y2.tmp").exists() and (run / "train.lock").read_text() == ""
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [0, 1]
+
+
+def test_one_lock_holder_at_a_time(tmp_path: Path) -> None:
+    from medclass.errors import BusyError
+    from medclass.utils import exclusive_lock
+
+    with exclusive_lock(tmp_path / "x.lock", "first", "busy") as previous:
+        assert previous == ""
+        with pytest.raises(BusyError, match=rf"busy \(held by pid {os.getpid()} .*first"):
+            with exclusive_lock(tmp_path / "x.lock", "second", "busy"):
+                pass
+    with exclusive_lock(tmp_path / "x.lock", "third", "busy") as previous:
+        assert previous == ""  # released cleanly: nothing to report
+
+
+def test_a_running_train_refuses_a_second_one_and_ctrl_c_exits_130(tmp_path: Path) -> None:
+    data = make_images(tmp_path / "data", n_per_class=8)
+    run = tmp_path / "ws" / "default" / "busy"
+    new = ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--in-chans", "1",
+           "--epochs", "500", "--batch-size", "8", "--quiet", "--experiment", "busy", "--set", f"workspace={tmp_path / 'ws'}",
+           "--set", "train.num_workers=0", "--set", "train.early_stopping=0",
+           "--set", r"data.patient_regex=^(p[a-z]+\d+)_", "--set", "data.near_duplicates=false"]
+    proc = subprocess.Popen([*CLI, *new], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(run / "metrics.csv", proc)  # the event: epoch 1 is done, training is under way
+        for args in (new, ["train", "--resume", str(run)]):  # a second training of the run, new or resumed
+            out = runner.invoke(app, args)
+            assert out.exit_code == 2, out.output
+            text = out.output.replace("\n", " ")
+            assert "is being trained by another process" in text and f"pid {proc.pid}" in text, text
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    assert f"interrupted; resume with `medclass train --resume {run}`" in err.replace("\n", ""), err
+    assert "Traceback" not in out + err
+    assert (run / "train.lock").read_text() == ""  # released: the next run has nothing to report
+
+
+def test_api_under_mixed_valid_and_hostile_load_gives_no_server_error(shared_data: Path, tmp_path: Path) -> None:
+    """A short run of bench/bench_api_load.py (127.0.0.1 only): every upload gets its expected status."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_api_load", REPO / "bench" / "bench_api_load.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    items = bench.payloads(4)
+    assert {status for *_, status in items} == {200, 413, 415, 422}
+    port = bench.free_port()
+    server = bench.start_api_server(bench._random_checkpoint(tmp_path, "simple_cnn", 32), port,
+                                    max_upload_mb=bench.MAX_UPLOAD_MB)
+    try:
+        r = bench.run(f"http://{bench.HOST}:{port}/predict", port, items, n_requests=3 * len(items), concurrency=8,
+                      max_seconds=120, server_pid=server.pid, n_slow=1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert r["requests"] == 3 * len(items) and r["server_errors"] == 0 and r["unexpected"] == 0, r
+    assert r["slow_clients"] == ["held"] and r["valid_p50_ms"] > 0
