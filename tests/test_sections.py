@@ -222,3 +222,47 @@ def test_a_section_that_does_not_apply_says_why(two_runs):
     assert status["external"] == {"title": "External validation", "applied": False,
                                   "reason": "the run's own split was evaluated (external data is given with --data)"}
     assert "--subgroups" in status["subgroups"]["reason"] and status["internal"]["applied"]
+
+
+# -- console ------------------------------------------------------------------------------------------
+def test_piped_output_is_wide_and_a_terminal_keeps_its_width(monkeypatch):
+    import io
+
+    from medclass.cli._common import PIPED_WIDTH, _width
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert _width(io.StringIO()) == PIPED_WIDTH >= 160 and _width(Tty()) is None
+    monkeypatch.setenv("COLUMNS", "100")
+    assert _width(io.StringIO()) is None  # an explicit width wins
+
+
+def test_repeated_empty_cam_warnings_are_summarised(caplog):
+    import logging
+
+    from medclass.evaluation.sections.examples import summarised_cam_warnings
+
+    cam_log = logging.getLogger("medclass.explain.cam")
+    with caplog.at_level("WARNING"):
+        with summarised_cam_warnings():
+            for _ in range(13):
+                cam_log.warning("%s: %d of %d maps are empty (no positive class evidence...)", "gradcam", 2, 4)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "26 of 52 maps in 13 call(s) are empty" in lines[0]
+
+
+def test_data_check_prints_each_warning_once(tmp_path):
+    from typer.testing import CliRunner
+
+    from medclass.cli import _register_all, app
+
+    _register_all()
+    csv = write_multilabel_csv(tmp_path)  # 24 patients: every finding too rare for validation/test
+    out = CliRunner().invoke(app, ["data", "check", str(csv), "--patient-column", "patient", "--labels-from",
+                                   "finding_labels", "--no-near-duplicates"])
+    assert out.exit_code == 0, out.output
+    for f in FINDINGS:
+        assert out.output.count(f"finding '{f}' has positive patients") == 1, out.output

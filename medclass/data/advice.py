@@ -176,6 +176,8 @@ def data_warnings(table: DataTable, fp: pd.DataFrame | None, audit: LeakReport, 
     if len(table.classes) < 2:
         return []  # a one-class source (unlabelled DICOM) is not training data; train refuses it
     if table.multi_label:  # findings combine freely within a patient; pos_weight handles their imbalance
-        return [*finding_warnings(table, cfg, seed), *acquisition(table, fp), *duplicate_patients(audit)]
-    return [*split_warnings(table, cfg, seed), *label_conflicts(table), *imbalance(table), *acquisition(table, fp),
-            *duplicate_patients(audit)]
+        found = [*finding_warnings(table, cfg, seed), *acquisition(table, fp), *duplicate_patients(audit)]
+    else:
+        found = [*split_warnings(table, cfg, seed), *label_conflicts(table), *imbalance(table), *acquisition(table, fp),
+                 *duplicate_patients(audit)]
+    return list({(w.kind, w.message): w for w in found}.values())  # each warning once
