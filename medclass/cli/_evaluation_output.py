@@ -7,17 +7,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..evaluation._render import ci_text
 from ._common import _num, metrics_table
-
-
-def _ci(c: dict | None) -> str:
-    if not c:
-        return "–"
-    if c.get("not_estimable"):
-        return f"{_num(c.get('value'))} (CI n/e)"
-    if c.get("low") is None:
-        return _num(c.get("value"))
-    return f"{_num(c['value'])} ({_num(c['low'])}–{_num(c['high'])})"
 
 
 def findings_table(m: dict, title: str) -> Table:
@@ -25,7 +16,7 @@ def findings_table(m: dict, title: str) -> Table:
     micro AUC with their CIs in the caption."""
     f = m["findings"]
     s, ci = f["summary"], f.get("ci") or {}
-    caption = ", ".join(f"{name.replace('_auc', '')} AUC {_ci(ci.get(name) or {'value': s[name]})}"
+    caption = ", ".join(f"{name.replace('_auc', '')} AUC {ci_text(ci.get(name) or {'value': s[name]})}"
                         for name in ("macro_auc", "micro_auc")) + "; patients resampled for the CIs; n/e = not estimable"
     table = Table(title=title, caption=caption)
     for column in ("finding", "positives / n", "positive patients", "AUC", "95% CI", "sensitivity", "specificity",
@@ -50,7 +41,7 @@ def external_table(m: dict) -> Table | None:
     rows = list(ext["comparison"].items())
     rows += [(f"{f} {n}", c) for f, per in (ext.get("per_finding") or {}).items() for n, c in per.items() if n == "roc_auc"]
     for name, c in rows:
-        table.add_row(name, _ci(c["internal"]), _ci(c["external"]), _ci(c["difference"]))
+        table.add_row(name, ci_text(c["internal"]), ci_text(c["external"]), ci_text(c["difference"]))
     return table
 
 
@@ -65,8 +56,8 @@ def subgroups_table(m: dict) -> Table | None:
     for column in ("subgroup", "images", "patients", *sub["metrics"], *(f"{f} AUC" for f in findings)):
         table.add_column(column, justify="left" if column == "subgroup" else "right")
     for g in sub["groups"]:
-        cells = [("! " if n in g["flagged"] else "") + _ci(g["metrics"][n]) for n in sub["metrics"]]
-        cells += [("! " if f in g.get("flagged_findings", []) else "") + _ci(g["per_finding"][f]["roc_auc"]) for f in findings]
+        cells = [("! " if n in g["flagged"] else "") + ci_text(g["metrics"][n]) for n in sub["metrics"]]
+        cells += [("! " if f in g.get("flagged_findings", []) else "") + ci_text(g["per_finding"][f]["roc_auc"]) for f in findings]
         table.add_row(f"{g['column']}={g['subgroup']}", str(g["n_images"]), str(g["n_patients"]), *cells)
     return table
 

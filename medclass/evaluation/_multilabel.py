@@ -25,7 +25,7 @@ from ..metrics.html import esc, fmt, table
 from ..metrics.metrics import UndefinedMetricWarning
 from ..metrics.multilabel import (FINDING_METRICS, aggregate_findings, cooccurrence, finding_errors, micro_auc,
                                   per_finding_metrics)
-from ..metrics.rare import positive_patients
+from ..metrics.rare import MIN_POSITIVE_PATIENTS, positive_patients
 from ._examples import load_views
 
 WRONG_PER_FINDING = 4  # most wrong images shown per finding
@@ -67,8 +67,6 @@ def finding_rows(y: np.ndarray, p: np.ndarray, groups: np.ndarray, findings: lis
 
 def findings_metrics(pred: Predictions, meta: CheckpointMeta, groups: np.ndarray, n_boot: int, seed: int = 0) -> dict:
     """Per-finding rows with CIs, macro and micro AUC with CIs, ROC curves per finding, co-occurrence."""
-    from ..metrics.rare import MIN_POSITIVE_PATIENTS
-
     y, p, findings = pred.labels, pred.probs, list(meta.classes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)

@@ -32,15 +32,20 @@ def ci_cell(c: dict | None) -> Raw:
 
 
 def ci_text(c: dict | None) -> str:
-    """Plain ``value (low–high)`` (console, Markdown); ``value (CI not estimable)`` below the rare-finding rule."""
+    """Plain ``value (low–high)`` for the console; ``value (CI n/e)`` when not estimable (too few patients).
+
+    >>> ci_text({"value": 0.9, "low": 0.8, "high": 0.95}), ci_text({"value": 0.9, "low": None, "not_estimable": "1"})
+    ('0.900 (0.800–0.950)', '0.900 (CI n/e)')
+    """
     if not c:
-        return "n/a"
-    value = "n/a" if c.get("value") is None or c["value"] != c["value"] else f"{c['value']:.3f}"
+        return "–"
+    value = c.get("value")
+    text = "–" if value is None or value != value else f"{value:.3f}"
     if c.get("not_estimable"):
-        return f"{value} (CI not estimable: {c['not_estimable']})"
-    if c.get("low") is None:
-        return value
-    return f"{value} ({c['low']:.3f}–{c['high']:.3f})"
+        return f"{text} (CI n/e)"
+    if c.get("low") is None or c["low"] != c["low"]:
+        return text
+    return f"{text} ({c['low']:.3f}–{c['high']:.3f})"
 
 
 __all__ = ["METRIC_LABELS", "ci_cell", "ci_text", "figures_html"]

@@ -9,13 +9,6 @@ _NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Sp
           "ppv": "PPV", "npv": "NPV"}
 
 
-def _ci(c: dict) -> Raw:
-    """``value (low–high)`` of a ``{"value", "low", "high"}`` dict."""
-    if "low" not in c:
-        return Raw(fmt(c.get("value")))
-    return Raw(f"{fmt(c['value'])} <span class='muted'>({fmt(c['low'])}–{fmt(c['high'])})</span>")
-
-
 def shift_box(m: dict) -> str:
     """The warning box of a shift (empty when there is none): shown in the summary and the section."""
     warnings = (m.get("external") or {}).get("warnings") or []
@@ -27,19 +20,25 @@ def shift_box(m: dict) -> str:
             'See <a href="#external-validation">External validation</a>.</div>')
 
 
+def _comparison(title: str, head: list[str], rows: list, ext: dict, decided: str) -> list[str]:
+    """The internal-vs-external table, how its CIs were made, and the all-clear when nothing fell below."""
+    parts = [f"<h3>{esc(title)}</h3>" + table([*head, "internal test", "external", "difference (external − internal)"], rows),
+             f"<p class='muted'>{esc(ext['ci_method'])}; {esc(decided)}. Internal figures from "
+             f"{esc(ext['internal_source'])}.</p>"]
+    if not ext["warnings"]:
+        parts.append("<p class='ok'>No external CI lies entirely below the internal estimate.</p>")
+    return parts
+
+
 def external_html(m: dict) -> str:
     """Internal vs external with differences, prevalence, calibration, operating points, recalibration."""
     ext, classes = m["external"], m["classes"]
     parts = [shift_box(m)]
     if "comparison" in ext:
-        rows = [(_NAMES.get(k, k), _ci(c["internal"]), _ci(c["external"]), _ci(c["difference"]))
+        rows = [(_NAMES.get(k, k), ci_cell(c["internal"]), ci_cell(c["external"]), ci_cell(c["difference"]))
                 for k, c in ext["comparison"].items()]
-        parts.append("<h3>Internal test vs external data</h3>" + table(
-            ["metric", "internal test", "external", "difference (external − internal)"], rows))
-        parts.append(f"<p class='muted'>{esc(ext['ci_method'])}; at the stored threshold {fmt(m['threshold'], 4)}. "
-                     f"Internal figures from {esc(ext['internal_source'])}.</p>")
-        if not ext["warnings"]:
-            parts.append("<p class='ok'>No metric's external CI lies entirely below the internal estimate.</p>")
+        parts += _comparison("Internal test vs external data", ["metric"], rows, ext,
+                             f"at the stored threshold {fmt(m['threshold'], 4)}")
     else:
         parts.append(f"<p class='warn'>No internal comparison: {esc(ext['internal_missing'])}.</p>")
     prev = ext["prevalence"]
@@ -61,7 +60,7 @@ def external_html(m: dict) -> str:
     if "recalibration" in ext:
         rec = ext["recalibration"]
         ev, fit = rec["evaluated"], rec["fit"]
-        rows = [(label, ev[k]["threshold"], *(_ci(ev[k][n]) for n in ("roc_auc", "sensitivity", "specificity")), ev[k]["ece"])
+        rows = [(label, ev[k]["threshold"], *(ci_cell(ev[k][n]) for n in ("roc_auc", "sensitivity", "specificity")), ev[k]["ece"])
                 for label, k in (("as shipped", "stored"), ("recalibrated", "recalibrated"))]
         parts.append(f"<h3>Declared recalibration</h3><p class='warn'>{esc(rec['declared'])}: fitted on {fit['n_images']} "
                      f"images of {fit['n_patients']} patients (temperature × {fmt(fit['temperature_factor'])}, threshold "
@@ -78,7 +77,7 @@ def subgroups_html(m: dict) -> str:
     for g in sub["groups"]:
         cells = []
         for n in names:
-            text = _ci(g["metrics"][n])
+            text = ci_cell(g["metrics"][n])
             cells.append(Raw(f"<b style='color:#c62828'>⚠ {text}</b>") if n in g["flagged"] else text)
         rows.append((g["column"], g["subgroup"], g["n_images"], g["n_patients"], g["prevalence"].get(positive), *cells))
     overall = ", ".join(f"{_NAMES.get(n, n)} {fmt(v)}" for n, v in sub["overall"].items())
@@ -99,12 +98,8 @@ def external_findings_html(m: dict) -> str:
         rows = [("macro AUC", "", ci_cell(macro["internal"]), ci_cell(macro["external"]), ci_cell(macro["difference"]))]
         rows += [(f, _NAMES.get(n, n), ci_cell(c["internal"]), ci_cell(c["external"]), ci_cell(c["difference"]))
                  for f, per in ext["per_finding"].items() for n, c in per.items()]
-        parts.append("<h3>Internal test vs external data, per finding</h3>" + table(
-            ["finding", "metric", "internal test", "external", "difference (external − internal)"], rows))
-        parts.append(f"<p class='muted'>{esc(ext['ci_method'])}; each finding at its stored threshold. Internal "
-                     f"figures from {esc(ext['internal_source'])}.</p>")
-        if not ext["warnings"]:
-            parts.append("<p class='ok'>No external CI lies entirely below the internal estimate.</p>")
+        parts += _comparison("Internal test vs external data, per finding", ["finding", "metric"], rows, ext,
+                             "each finding at its stored threshold")
     else:
         parts.append(f"<p class='warn'>No internal comparison: {esc(ext['internal_missing'])}.</p>")
     prev, cal = ext["prevalence"], ext.get("calibration_per_finding") or {}

@@ -41,6 +41,7 @@ from ..config import RunConfig, load_config, save_config
 from ..data.multilabel import finding_column
 from ..data.splits import patient_groups
 from ..errors import ConfigError
+from ..evaluation._render import ci_text
 from ..metrics.bootstrap import bootstrap_ci
 from ..metrics.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
 from ..metrics.findings import findings_cis
@@ -107,14 +108,8 @@ class CVResult:
             t.add_column(col, justify="left" if col == "finding" else "right")
         for f, r in per.items():
             t.add_row(f, str(r["positives"]), str(r["positive_patients"]),
-                      *(_ci_text(r[m]) for m in ("roc_auc", "sensitivity", "specificity")))
+                      *(ci_text(r[m]) for m in ("roc_auc", "sensitivity", "specificity")))
         return t
-
-
-def _ci_text(c: dict) -> str:
-    if c.get("low") is None:
-        return f"{_fmt(c.get('value'))}" + (" (n/e)" if c.get("not_estimable") else "")
-    return f"{_fmt(c['value'])} ({_fmt(c['low'])}-{_fmt(c['high'])})"
 
 
 def _fmt(value: float | None) -> str:

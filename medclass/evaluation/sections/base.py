@@ -23,6 +23,7 @@ A new section (volumes, shortcut checks...) subclasses :class:`Section`, sets ``
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ class Context:
     def classes(self) -> list[str]:
         return list(self.run.meta.classes)
 
-    @property
+    @functools.cached_property
     def groups(self) -> np.ndarray:
         """The patient key of every predicted image (an image without a patient id is its own patient)."""
         return groups_of(self.pred.patients)
