@@ -502,3 +502,18 @@ def test_multilabel_cross_validation_reports_macro_auc_per_fold(ml_csv, tmp_path
     console.print(cv.summary_table())
     text = console.export_text()
     assert "macro_auc" in text and "mean ± sd" in text and "pooled (95% CI)" in text and "per finding" in text
+    assert "optimistic" in text and "counted from 1" in text  # the caveat is printed, not only in the JSON
+    # issue 23: every finding's pooled out-of-fold AUC, sensitivity and specificity with CIs (or n/e and why)
+    from medclass.metrics.rare import positive_patients
+
+    groups = patient_groups(oof).to_numpy()
+    for k, f in enumerate(FINDINGS):
+        row = summary["pooled_findings"][f]
+        assert row["roc_auc"]["value"] == pytest.approx(finding_aucs(y, p)[k])
+        assert row["positive_patients"] == positive_patients(y[:, k], groups)[0]
+        decided = oof[f"pred_{f}"].to_numpy()[y[:, k] == 1]
+        assert row["sensitivity"]["value"] == pytest.approx(decided.mean())  # each fold's own decision
+        assert (row["roc_auc"]["low"] is None) == bool(row["roc_auc"].get("not_estimable"))
+    console.print(cv.findings_table())
+    text = console.export_text()
+    assert all(f in text for f in FINDINGS) and "positive patients" in text

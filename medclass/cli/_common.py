@@ -5,6 +5,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -18,8 +19,15 @@ from rich.table import Table
 from ..config import RunConfig, with_data_settings
 from ..errors import MedclassError
 
-console = Console()
-err_console = Console(stderr=True)
+def _width(stream: TextIO) -> int | None:
+    """Rich cuts tables at 80 columns when the output is not a terminal: piped output gets :data:`PIPED_WIDTH`
+    (a COLUMNS setting or a terminal keeps Rich's own width)."""
+    return None if os.environ.get("COLUMNS") or stream.isatty() else PIPED_WIDTH
+
+
+PIPED_WIDTH = 200  # columns of tables when the output goes to a file or a pipe
+console = Console(width=_width(sys.stdout))
+err_console = Console(stderr=True, width=_width(sys.stderr))
 
 #: optional packages and the extra of pyproject.toml that installs them
 OPTIONAL_EXTRAS = {"mlflow": "mlflow", "optuna": "tune", "gradio": "web", "fastapi": "api", "uvicorn": "api",

@@ -139,7 +139,7 @@ def check(
     with friendly_errors():
         cfg = data_flags.apply(RunConfig.from_dict({"data": {"path": path, "source": source, "preset": preset}})).data
         report = check_data(cfg, out=out, near_duplicates=near_duplicates, workers=workers, cache_dir=cache_dir,
-                            progress=True)
+                            progress=True, log_warnings=False)
     print_report(report)
     if out is not None:
         console.print(f"Report written to {out / REPORT_FILE}")

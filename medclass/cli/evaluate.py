@@ -5,9 +5,8 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
-
-from ._common import DataFlags, _num, console, data_options, friendly_errors, metrics_table
+from ._common import DataFlags, console, data_options, friendly_errors
+from ._evaluation_output import findings_table, print_evaluation  # noqa: F401  (findings_table: tests)
 
 
 @data_options
@@ -40,22 +39,7 @@ def evaluate_command(
             from ..evaluation.report import write_report
 
             result.files["report"] = write_report(result, EvalDir(result.out_dir).report, pdf=True)
-    m = result.metrics
-    leak = m["leak_check"]
-    ids_warning = (leak.get("patient_ids") or {}).get("warning")
-    style = "yellow" if not leak["checked"] or (leak["clean"] and ids_warning) else ("green" if leak["clean"] else "bold red")
-    console.print(f"[{style}]{leak['statement']}[/]")
-    if (m.get("shift") or {}).get("large"):
-        console.print(f"[bold red]{m['shift']['warning']}[/]")
-    title = f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"
-    console.print(findings_table(m, title) if m.get("task") == "multi_label" else metrics_table(m, title))
-    for warning in (m.get("external") or {}).get("warnings", []):
-        console.print(f"[bold red]Dataset shift: {warning}[/]")
-    if (m.get("external") or {}).get("internal_missing"):
-        console.print(f"[yellow]No internal comparison: {m['external']['internal_missing']}.[/]")
-    flagged = [f"{g['column']}={g['subgroup']}" for g in (m.get("subgroups") or {}).get("groups", []) if g["flagged"]]
-    if flagged:
-        console.print(f"[bold red]Subgroups below the overall estimate: {', '.join(flagged)}[/]")
+    print_evaluation(console, result.metrics)
     for name, path in result.files.items():
         console.print(f"[bold]{name}:[/] {path}")
 
@@ -74,20 +58,6 @@ def ood_fit_command(
     else:
         console.print(f"OOD statistics stored in {run}: fitted on {ood.n_train} training images, threshold "
                       f"{ood.threshold:.4g} ({100 * ood.quantile:.0f}th percentile of {ood.n_val} validation images).")
-
-
-def findings_table(m: dict, title: str) -> Table:
-    """A multi-label evaluation: one row per finding (AUC with its CI, sensitivity, specificity), then macro/micro AUC."""
-    f = m["findings"]
-    table = Table(title=title, caption=f"macro AUC {_num(f['summary']['macro_auc'])}, micro AUC "
-                                       f"{_num(f['summary']['micro_auc'])}; patients resampled for the CIs")
-    for column in ("finding", "positives / n", "AUC", "95% CI", "sensitivity", "specificity", "threshold"):
-        table.add_column(column, justify="left" if column == "finding" else "right")
-    for r in f["per_finding"]:
-        ci = f"{_num(r.get('roc_auc_low'))} – {_num(r.get('roc_auc_high'))}" if "roc_auc_low" in r else ""
-        table.add_row(r["finding"], f"{r['positives']} / {r['n']}", _num(r["roc_auc"]), ci, _num(r["sensitivity"]),
-                      _num(r["specificity"]), _num(r["threshold"]))
-    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -123,6 +123,9 @@ def _train(cfg: "RunConfig | None", mlflow: str | None, **kwargs: Any) -> "RunRe
 
 def _print_cv(cv: "CVResult", mlflow: str | None) -> None:
     console.print(cv.summary_table())
+    findings = cv.findings_table()
+    if findings is not None:
+        console.print(findings)
     console.print(f"[bold]cross-validation results:[/] {cv.out_dir}")
     if mlflow:
         console.print(f"[bold]MLflow:[/] each fold and the summary logged at {mlflow}")

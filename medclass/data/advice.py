@@ -29,13 +29,13 @@ from typing import Any
 import pandas as pd
 
 from ..config import DataConfig
+from ..metrics.rare import MIN_POSITIVE_PATIENTS, too_few_patients
 from .audit import LeakReport
 from .multilabel import positive_counts
 from .patients import describe_patient_ids
 from .splits import patient_groups, split_patients
 from .table import DataTable
 
-MIN_POSITIVE_PATIENTS = 5  # multi-label: fewer positive validation/test patients of a finding than this
 MIN_EVAL_IMAGES = 10  # fewer validation/test images of a class than this gives unusable estimates
 IMBALANCE_RATIO = 5.0  # largest / smallest class count above which a warning suggests weighting
 MINORITY_SHARE = 0.1  # a metadata value or colour mode held by fewer rows than this share is 'other'
@@ -90,12 +90,13 @@ def finding_warnings(table: DataTable, cfg: DataConfig, seed: int = 42) -> list[
     out = []
     for finding, rows in counts.groupby("finding", sort=False):
         patients = dict(zip(rows["split"], rows["positive_patients"]))
-        if min(patients.get("val", 0), patients.get("test", 0)) < MIN_POSITIVE_PATIENTS:
+        if too_few_patients(min(patients.get("val", 0), patients.get("test", 0))):  # the one rule (metrics.rare)
             shown = ", ".join(f"{patients.get(s, 0)} {s}" for s in ("train", "val", "test"))
             out.append(DataWarning(
                 "finding_too_rare",
                 f"finding {finding!r} has positive patients {shown} after a patient split with val "
-                f"{cfg.val_fraction:g} / test {cfg.test_fraction:g}; its AUC and threshold rest on too few patients. "
+                f"{cfg.val_fraction:g} / test {cfg.test_fraction:g}; its threshold falls back to a fixed value and its CIs are not estimable below "
+                f"{MIN_POSITIVE_PATIENTS} positive patients. "
                 "Collect more positives, drop the finding (data.classes), or give validation/test a larger share.",
                 [{"finding": str(finding), **{s: int(patients.get(s, 0)) for s in ("train", "val", "test")}}]))
     return out
@@ -196,7 +197,9 @@ def data_warnings(table: DataTable, fp: pd.DataFrame | None, audit: LeakReport, 
     if len(table.classes) < 2:
         return []  # a one-class source (unlabelled DICOM) is not training data; train refuses it
     if table.multi_label:  # findings combine freely within a patient; pos_weight handles their imbalance
-        return [*patient_warnings(table, cfg), *finding_warnings(table, cfg, seed), *acquisition(table, fp),
-                *duplicate_patients(audit)]
-    return [*patient_warnings(table, cfg), *split_warnings(table, cfg, seed), *label_conflicts(table), *imbalance(table), *acquisition(table, fp),
-            *duplicate_patients(audit)]
+        found = [*patient_warnings(table, cfg), *finding_warnings(table, cfg, seed), *acquisition(table, fp),
+                 *duplicate_patients(audit)]
+    else:
+        found = [*patient_warnings(table, cfg), *split_warnings(table, cfg, seed), *label_conflicts(table),
+                 *imbalance(table), *acquisition(table, fp), *duplicate_patients(audit)]
+    return list({(w.kind, w.message): w for w in found}.values())  # each warning once

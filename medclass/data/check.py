@@ -81,6 +81,7 @@ def check_data(
     cache_dir: str | Path | None = None,
     thresholds: QualityThresholds | None = None,
     progress: bool = False,
+    log_warnings: bool = True,
 ) -> dict[str, Any]:
     """Load a data source, fingerprint it and report counts, sizes, leaks, quality and skipped files.
 
@@ -93,6 +94,7 @@ def check_data(
         cache_dir: fingerprint cache folder; a second check of the same files is then fast.
         thresholds: quality thresholds (defaults of :class:`QualityThresholds`).
         progress: show a progress bar while reading images.
+        log_warnings: also log every warning (off where the caller prints the report's warnings itself).
 
     Returns:
         A JSON-able dict with keys ``source, counts, patients, sizes, audit, quality, unreadable, skipped, warnings``
@@ -126,8 +128,9 @@ def check_data(
         "filters": {"where": cfg.where, "label_map": dict(cfg.label_map), "preset": cfg.preset},
         "warnings": [w.to_dict() for w in data_warnings(table, fp, audit, cfg)],
     }
-    for w in report["warnings"]:
-        log.warning("data check: %s", w["message"])
+    if log_warnings:  # the CLI prints them itself: once, not again through the log
+        for w in report["warnings"]:
+            log.warning("data check: %s", w["message"])
     if out is not None:
         write_json(Path(out) / REPORT_FILE, report)
         log.info("Wrote %s", Path(out) / REPORT_FILE)

@@ -18,7 +18,8 @@ from ..artifacts import EvalDir, RunDir
 from ..data.splits import patient_groups
 from ..metrics.external import (calibration_fit, compare_sets, operating_points, prevalence, recalibrate_split,
                                 shift_warnings)
-from ..metrics.subgroups import SubgroupSpec, subgroup_metrics
+from ..metrics.findings import compare_findings, finding_calibration, finding_prevalence
+from ..metrics.subgroups import SubgroupSpec, subgroup_findings_metrics, subgroup_metrics
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,11 @@ class InternalTest:
     source: Path  # the metrics.json they belong to
 
 
-def read_internal_test(run_dir: RunDir | None, classes: list[str]) -> InternalTest | str:
-    """The run's internal test predictions, or a sentence saying why there are none."""
+def read_internal_test(run_dir: RunDir | None, classes: list[str], multi_label: bool = False) -> InternalTest | str:
+    """The run's internal test predictions, or a sentence saying why there are none.
+
+    Multi-label: ``y`` is ``(n, K)`` with NaN for masked labels (blank ``label_<finding>``) and ``threshold`` NaN
+    (each finding has its own, in the checkpoint)."""
     if run_dir is None:
         return "no run folder beside the checkpoint, so no internal test evaluation to compare with"
     ev = EvalDir(run_dir.path)
@@ -45,8 +49,11 @@ def read_internal_test(run_dir: RunDir | None, classes: list[str]) -> InternalTe
     if data.get("source") != "run split" or data.get("split") != "test" or list(m.get("classes", [])) != classes:
         return f"{ev.metrics} is not this model's evaluation on its own test split"
     df = pd.read_csv(ev.predictions, dtype={"patient": str}, keep_default_na=False)
-    index = {c: i for i, c in enumerate(classes)}
     probs = df[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
+    if multi_label:
+        y = df[[f"label_{c}" for c in classes]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+        return InternalTest(y, probs, patient_groups(df).to_numpy(), float("nan"), ev.metrics)
+    index = {c: i for i, c in enumerate(classes)}
     return InternalTest(df["label"].map(index).to_numpy(), probs, patient_groups(df).to_numpy(),
                         float(m["threshold"]), ev.metrics)
 
@@ -85,4 +92,40 @@ def subgroups_section(specs: list[SubgroupSpec], y: np.ndarray, probs: np.ndarra
             **subgroup_metrics(y, probs, groups, predictions, specs, classes, threshold, n_boot=n_boot, seed=seed)}
 
 
-__all__ = ["InternalTest", "external_section", "read_internal_test", "subgroups_section"]
+def subgroup_findings_section(specs: list[SubgroupSpec], y: np.ndarray, probs: np.ndarray, groups: np.ndarray,
+                              predictions: pd.DataFrame, findings: list[str], thresholds: list[float], n_boot: int,
+                              seed: int = 0) -> dict:
+    """Multi-label ``metrics.json["subgroups"]``: macro AUC and every finding per subgroup, with CIs."""
+    return {"spec": ",".join(s.name for s in specs),
+            **subgroup_findings_metrics(y, probs, groups, predictions, specs, findings, thresholds, n_boot=n_boot, seed=seed)}
+
+
+def external_findings_section(y: np.ndarray, probs: np.ndarray, groups: np.ndarray, findings: list[str],
+                              thresholds: list[float], run_dir: RunDir | None, n_boot: int, seed: int = 0) -> dict:
+    """Multi-label ``metrics.json["external"]``: internal beside external for the macro AUC (``comparison``, the
+    shape of the single-label one) and per finding (``per_finding``), with differences and CIs; prevalence and
+    calibration (in-the-large, slope) per finding; warnings where the external CI lies below the internal value."""
+    internal = read_internal_test(run_dir, findings, multi_label=True)
+    out: dict = {"prevalence": {"external": finding_prevalence(y, findings)}, "n_boot": n_boot,
+                 "ci_method": "95% percentile bootstrap resampling patients; the difference from independent bootstraps "
+                              "of the two sets; no interval for a finding with too few positive patients in either set",
+                 "calibration_per_finding": finding_calibration(y, probs, findings)}
+    if not isinstance(internal, InternalTest):
+        return out | {"internal_missing": internal, "warnings": []}
+    out["internal_source"] = str(internal.source)
+    out["prevalence"]["internal"] = finding_prevalence(internal.y, findings)
+    c = compare_findings((y, probs, groups), (internal.y, internal.probs, internal.groups), findings, thresholds,
+                         n_boot=max(n_boot, 1), seed=seed)
+    if n_boot <= 0:  # no CIs asked for: point estimates only
+        c = {"macro_auc": {k: {"value": v["value"]} for k, v in c["macro_auc"].items()},
+             "per_finding": {f: {n: {k: {"value": v["value"]} for k, v in d.items()} for n, d in per.items()}
+                             for f, per in c["per_finding"].items()}}
+    out["comparison"], out["per_finding"] = {"macro_auc": c["macro_auc"]}, c["per_finding"]
+    out["warnings"] = shift_warnings(out["comparison"]) + [
+        w.replace("External roc_auc", f"External {f} AUC", 1)
+        for f, per in c["per_finding"].items() for w in shift_warnings({"roc_auc": per["roc_auc"]})] if n_boot > 0 else []
+    return out
+
+
+__all__ = ["InternalTest", "external_findings_section", "external_section", "read_internal_test",
+           "subgroup_findings_section", "subgroups_section"]

@@ -39,15 +39,20 @@ def training_data_summary(run_dir: RunDir | None, meta: CheckpointMeta) -> dict 
     for split in [s for s in ("train", "val", "test") if (df["split"] == s).any()]:
         rows = df[df["split"] == split]
         splits[split] = {"n_images": int(len(rows)), "n_patients": int(patient_groups(rows).nunique()),
-                         "prevalence": {c: float((rows["label"] == c).mean()) for c in classes}}
+                         "prevalence": {c: float((pd.to_numeric(rows[f"label_{c}"], errors="coerce") == 1).mean())
+                                        if table.multi_label else float((rows["label"] == c).mean()) for c in classes}}
     data = meta.run_config.data
     return {"source": data.path or "not recorded", "patient_rule": patient_rule_summary(data), "classes": classes,
             "splits": splits, "demographics": _demographics(df[df["split"] == "train"], table.metadata_columns())}
 
 
-def model_card_markdown(meta: CheckpointMeta, metrics: dict, run_dir: RunDir | None) -> str:
-    """The Markdown card of ``meta`` with this evaluation's ``metrics`` and the run's training data."""
-    return card_document(model_card(meta, evaluation=metrics, training_data=training_data_summary(run_dir, meta)))
+def model_card_markdown(meta: CheckpointMeta, metrics: dict, run_dir: RunDir | None, notes: list[str] | None = None) -> str:
+    """The Markdown card of ``meta`` with this evaluation's ``metrics`` and the run's training data; ``notes``
+    (Markdown lines of the evaluation sections, e.g. rare findings) go under "Evaluation notes" before the limitations."""
+    text = card_document(model_card(meta, evaluation=metrics, training_data=training_data_summary(run_dir, meta)))
+    if notes:
+        text = text.replace("## Limitations", "\n".join(["## Evaluation notes", "", *notes, "", "## Limitations"]), 1)
+    return text
 
 
 __all__ = ["model_card_markdown", "training_data_summary"]

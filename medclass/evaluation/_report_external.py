@@ -1,17 +1,12 @@
-"""Report sections of issue 13: "External validation", "Subgroups" and the model card (HTML from ``metrics.json``)."""
+"""Report parts "External validation", "Subgroups" (single- and multi-label) and the model card (HTML from
+``metrics.json``)."""
 from __future__ import annotations
 
 from ..metrics.html import Raw, esc, fmt, table
+from ._render import ci_cell
 
 _NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy",
           "ppv": "PPV", "npv": "NPV"}
-
-
-def _ci(c: dict) -> Raw:
-    """``value (low–high)`` of a ``{"value", "low", "high"}`` dict."""
-    if "low" not in c:
-        return Raw(fmt(c.get("value")))
-    return Raw(f"{fmt(c['value'])} <span class='muted'>({fmt(c['low'])}–{fmt(c['high'])})</span>")
 
 
 def shift_box(m: dict) -> str:
@@ -25,19 +20,25 @@ def shift_box(m: dict) -> str:
             'See <a href="#external-validation">External validation</a>.</div>')
 
 
+def _comparison(title: str, head: list[str], rows: list, ext: dict, decided: str) -> list[str]:
+    """The internal-vs-external table, how its CIs were made, and the all-clear when nothing fell below."""
+    parts = [f"<h3>{esc(title)}</h3>" + table([*head, "internal test", "external", "difference (external − internal)"], rows),
+             f"<p class='muted'>{esc(ext['ci_method'])}; {esc(decided)}. Internal figures from "
+             f"{esc(ext['internal_source'])}.</p>"]
+    if not ext["warnings"]:
+        parts.append("<p class='ok'>No external CI lies entirely below the internal estimate.</p>")
+    return parts
+
+
 def external_html(m: dict) -> str:
     """Internal vs external with differences, prevalence, calibration, operating points, recalibration."""
     ext, classes = m["external"], m["classes"]
     parts = [shift_box(m)]
     if "comparison" in ext:
-        rows = [(_NAMES.get(k, k), _ci(c["internal"]), _ci(c["external"]), _ci(c["difference"]))
+        rows = [(_NAMES.get(k, k), ci_cell(c["internal"]), ci_cell(c["external"]), ci_cell(c["difference"]))
                 for k, c in ext["comparison"].items()]
-        parts.append("<h3>Internal test vs external data</h3>" + table(
-            ["metric", "internal test", "external", "difference (external − internal)"], rows))
-        parts.append(f"<p class='muted'>{esc(ext['ci_method'])}; at the stored threshold {fmt(m['threshold'], 4)}. "
-                     f"Internal figures from {esc(ext['internal_source'])}.</p>")
-        if not ext["warnings"]:
-            parts.append("<p class='ok'>No metric's external CI lies entirely below the internal estimate.</p>")
+        parts += _comparison("Internal test vs external data", ["metric"], rows, ext,
+                             f"at the stored threshold {fmt(m['threshold'], 4)}")
     else:
         parts.append(f"<p class='warn'>No internal comparison: {esc(ext['internal_missing'])}.</p>")
     prev = ext["prevalence"]
@@ -59,7 +60,7 @@ def external_html(m: dict) -> str:
     if "recalibration" in ext:
         rec = ext["recalibration"]
         ev, fit = rec["evaluated"], rec["fit"]
-        rows = [(label, ev[k]["threshold"], *(_ci(ev[k][n]) for n in ("roc_auc", "sensitivity", "specificity")), ev[k]["ece"])
+        rows = [(label, ev[k]["threshold"], *(ci_cell(ev[k][n]) for n in ("roc_auc", "sensitivity", "specificity")), ev[k]["ece"])
                 for label, k in (("as shipped", "stored"), ("recalibrated", "recalibrated"))]
         parts.append(f"<h3>Declared recalibration</h3><p class='warn'>{esc(rec['declared'])}: fitted on {fit['n_images']} "
                      f"images of {fit['n_patients']} patients (temperature × {fmt(fit['temperature_factor'])}, threshold "
@@ -76,7 +77,7 @@ def subgroups_html(m: dict) -> str:
     for g in sub["groups"]:
         cells = []
         for n in names:
-            text = _ci(g["metrics"][n])
+            text = ci_cell(g["metrics"][n])
             cells.append(Raw(f"<b style='color:#c62828'>⚠ {text}</b>") if n in g["flagged"] else text)
         rows.append((g["column"], g["subgroup"], g["n_images"], g["n_patients"], g["prevalence"].get(positive), *cells))
     overall = ", ".join(f"{_NAMES.get(n, n)} {fmt(v)}" for n, v in sub["overall"].items())
@@ -88,6 +89,47 @@ def subgroups_html(m: dict) -> str:
                      *(_NAMES.get(n, n) for n in names)], rows, numeric_from=2))
 
 
+def external_findings_html(m: dict) -> str:
+    """Multi-label: macro AUC and every finding internal vs external with differences, prevalence, calibration."""
+    ext, findings = m["external"], m["classes"]
+    parts = [shift_box(m)]
+    if "comparison" in ext:
+        macro = ext["comparison"]["macro_auc"]
+        rows = [("macro AUC", "", ci_cell(macro["internal"]), ci_cell(macro["external"]), ci_cell(macro["difference"]))]
+        rows += [(f, _NAMES.get(n, n), ci_cell(c["internal"]), ci_cell(c["external"]), ci_cell(c["difference"]))
+                 for f, per in ext["per_finding"].items() for n, c in per.items()]
+        parts += _comparison("Internal test vs external data, per finding", ["finding", "metric"], rows, ext,
+                             "each finding at its stored threshold")
+    else:
+        parts.append(f"<p class='warn'>No internal comparison: {esc(ext['internal_missing'])}.</p>")
+    prev, cal = ext["prevalence"], ext.get("calibration_per_finding") or {}
+    parts.append("<h3>Prevalence and calibration per finding</h3>" + table(
+        ["finding", *(f"prevalence {k}" for k in prev), "calibration-in-the-large (0 = ideal)", "slope (1 = ideal)"],
+        [(f, *(prev[k].get(f) for k in prev), (cal.get(f) or {}).get("intercept_in_the_large"),
+          (cal.get(f) or {}).get("slope")) for f in findings], numeric_from=1))
+    return "".join(parts)
+
+
+def subgroup_findings_html(m: dict) -> str:
+    """Multi-label: one row per subgroup with the macro AUC and every finding's AUC (CIs; n/e when not estimable)."""
+    sub, findings = m["subgroups"], m["classes"]
+    rows = []
+    for g in sub["groups"]:
+        macro = ci_cell(g["metrics"]["macro_auc"])
+        cells = [Raw(f"<b style='color:#c62828'>⚠ {macro}</b>") if g["flagged"] else macro]
+        for f in findings:
+            text = ci_cell(g["per_finding"][f]["roc_auc"])
+            cells.append(Raw(f"<b style='color:#c62828'>⚠ {text}</b>") if f in g["flagged_findings"] else text)
+        rows.append((g["column"], g["subgroup"], g["n_images"], g["n_patients"], *cells))
+    n_flagged = sum(bool(g["flagged"] or g["flagged_findings"]) for g in sub["groups"])
+    note = (f"<p class='bad'>{n_flagged} subgroup(s) flagged ({esc(sub['flag_rule'])}).</p>" if n_flagged else
+            f"<p class='muted'>None flagged ({esc(sub['flag_rule'])}).</p>")
+    return (f"<p>Overall macro AUC {fmt(sub['overall']['macro_auc'])}. AUC per finding; 95% CIs resample patients "
+            "within each subgroup; n/e = not estimable (too few positive patients).</p>" + note
+            + table(["column", "subgroup", "images", "patients", "macro AUC", *(f"{f} AUC" for f in findings)],
+                    rows, numeric_from=2))
+
+
 def card_html(markdown_text: str) -> str:
     """The model card's Markdown as HTML (raw HTML in it is escaped, not rendered)."""
     from markdown_it import MarkdownIt
@@ -95,4 +137,4 @@ def card_html(markdown_text: str) -> str:
     return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
 
 
-__all__ = ["card_html", "external_html", "shift_box", "subgroups_html"]
+__all__ = ["card_html", "external_findings_html", "external_html", "shift_box", "subgroup_findings_html", "subgroups_html"]

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._examples import Example
-
 
 @dataclass
 class EvaluationResult:
@@ -17,6 +15,6 @@ class EvaluationResult:
     out_dir: Path  # folder of the written files
     files: dict[str, Path] = field(default_factory=dict)  # metrics, predictions, report (and pdf)
     predictions: pd.DataFrame = field(default_factory=pd.DataFrame)  # predictions.csv
-    examples: dict[str, list[Example]] = field(default_factory=dict)  # gallery, top_losses, cam
+    examples: dict[str, list] = field(default_factory=dict)  # gallery, top_losses, cam (Example); most_wrong:<finding> (GridItem)
     history: pd.DataFrame | None = None  # the run's metrics.csv (training curves)
     model_card: str = ""  # model_card.md (Markdown), embedded in the report

@@ -13,7 +13,7 @@ import pandas as pd
 from ..artifacts import CompareDir
 from ..metrics.html import esc, img, page, section, table
 from ..metrics.plots import bars_figure, figure_png, runs_curves_figure
-from ..utils import atomic_write_bytes, atomic_write_text
+from ..utils import atomic_write_bytes, atomic_write_text, epoch_number
 
 NO_PAIRS = ("No pair of runs was tested on the same images (run <code>medclass evaluate</code> on the same "
             "test set).")
@@ -25,6 +25,13 @@ def _cost_panels(runs: pd.DataFrame) -> dict[str, list[float]]:
     if runs["gpu_max_mb"].notna().any():
         panels["peak GPU memory (MiB)"] = runs["gpu_max_mb"].tolist()
     return panels
+
+
+def _epochs_from_one(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs table as people read it: ``best_epoch`` counted from 1 (comparison.csv keeps metrics.csv's index)."""
+    if "best_epoch" not in runs:
+        return runs
+    return runs.assign(best_epoch=[None if pd.isna(e) else epoch_number(e) for e in runs["best_epoch"]])
 
 
 def _frame_table(frame: pd.DataFrame) -> str:
@@ -47,7 +54,7 @@ def write_report(out: Path, runs: pd.DataFrame, pairs: pd.DataFrame, sentences: 
     tested = "".join(f"<li>{esc(s)}</li>" for s in (*sentences, *notes)) or f"<li>{NO_PAIRS}</li>"
     pairs = pairs.drop(columns=["sentence", "bootstrap_sentence"], errors="ignore")
     sections = [
-        ("runs", "Runs", _frame_table(runs)),
+        ("runs", "Runs", _frame_table(_epochs_from_one(runs))),
         ("paired-tests", "Paired tests of the test AUC", f"<ul>{tested}</ul>" + (_frame_table(pairs) if len(pairs) else "")),
         ("curves", "Learning curves", '<p class="muted">Dashed: training; solid: validation.</p>'
          + img(pngs["loss_png"], "loss") + img(pngs["accuracy_auc_png"], "accuracy and AUC")),

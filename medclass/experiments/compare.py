@@ -28,6 +28,7 @@ from rich.table import Table
 
 from ..artifacts import CompareDir
 from ..data.splits import patient_groups
+from ..utils import epoch_number
 from ._report import write_report
 from ._runs import prob_columns, read_history, read_predictions, resolve_run, run_summary
 
@@ -79,6 +80,8 @@ def _cell(row: pd.Series, key: str, show_monitor: bool = False) -> str:
         low, high = row.get(f"{key}_low"), row.get(f"{key}_high")
         ci = f" ({low:.3f}-{high:.3f})" if low is not None and np.isfinite(low) and np.isfinite(high) else ""
         return f"{value:.3f}{ci}"
+    if key == "best_epoch":  # the index in metrics.csv; people count epochs from 1
+        return str(epoch_number(value))
     if key == "best_val":
         return f"{value:.4f}" + (f" ({row['monitor']})" if show_monitor else "")
     if isinstance(value, float):

@@ -13,7 +13,8 @@ are slightly optimistic; a held-out test set gives the unbiased estimate.
 Multi-label data: the folds are stratified over all findings together (iterative stratification of
 the patients, :func:`~medclass.data.splits.assign_folds`); each fold reports its macro and micro AUC
 (:mod:`medclass.metrics.multilabel`, masked labels left out), the summary their mean and sd, and
-the pooled out-of-fold macro / micro AUC with patient-bootstrap CIs plus the pooled AUC of every finding.
+the pooled out-of-fold macro / micro AUC with patient-bootstrap CIs plus every finding's pooled AUC, sensitivity
+and specificity with CIs (none below the rare-finding rule of :mod:`medclass.metrics.rare`).
 
 Example:
     >>> cfg = apply_overrides(RunConfig(), ["data.path=../shared/data/head_ct", "model.name=simple_cnn"])
@@ -40,9 +41,12 @@ from ..config import RunConfig, load_config, save_config
 from ..data.multilabel import finding_column
 from ..data.splits import patient_groups
 from ..errors import ConfigError, TrainingInterrupted
+from ..evaluation._render import ci_text
 from ..metrics.bootstrap import bootstrap_ci
 from ..metrics.metrics import UndefinedMetricWarning, accuracy, balanced_accuracy, roc_auc, sensitivity, specificity
+from ..metrics.findings import findings_cis
 from ..metrics.multilabel import finding_aucs, macro_auc, micro_auc
+from ..metrics.rare import positive_patients
 from ..utils import atomic_write_text, epoch_number, write_json
 from ._cvdata import fold_table, prepare_folds
 
@@ -53,6 +57,8 @@ _DECISION_METRICS = {"accuracy": accuracy, "balanced_accuracy": balanced_accurac
                      "specificity": specificity}
 FOLD_METRICS = ("roc_auc", *_DECISION_METRICS)
 FINDINGS_FOLD_METRICS = ("macro_auc", "micro_auc")  # multi-label: per fold, from the fold's evaluation
+OPTIMISTIC = ("Each fold's validation images also chose its best epoch and threshold, so these figures are optimistic; "
+              "a held-out test set gives the unbiased estimate.")
 
 
 def fold_metric_names(multi_label: bool) -> tuple[str, ...]:
@@ -73,7 +79,8 @@ class CVResult:
     def summary_table(self) -> Table:
         """Per-fold metrics, mean +- sd and the pooled out-of-fold values with 95% CIs, as a rich table."""
         names = [m for m in (*FOLD_METRICS, *FINDINGS_FOLD_METRICS) if m in self.summary["pooled"]]
-        t = Table(title=f"{self.summary['k']}-fold cross-validation by patient ({self.summary['n_images']} images)")
+        t = Table(title=f"{self.summary['k']}-fold cross-validation by patient ({self.summary['n_images']} images)",
+                  caption=f"Best epochs counted from 1. {OPTIMISTIC}")
         for col in ("fold", "images", "patients", "best epoch", "threshold", *names):
             t.add_column(col, justify="right")
         per_finding = self.summary["task"] == "multi_label"  # each finding has its own threshold
@@ -86,6 +93,22 @@ class CVResult:
         t.add_row("pooled (95% CI)", str(self.summary["n_images"]), "", "", "",
                   *(f"{_fmt(pooled[m]['value'])} ({_fmt(pooled[m]['low'])}-{_fmt(pooled[m]['high'])})" for m in names),
                   style="bold")
+        return t
+
+
+    def findings_table(self) -> Table | None:
+        """Multi-label: every finding's pooled out-of-fold positives, AUC, sensitivity and specificity with 95% CIs
+        (None for single-label)."""
+        per = self.summary.get("pooled_findings")
+        if not per:
+            return None
+        t = Table(title="Pooled out-of-fold results per finding (95% CIs, patients resampled; n/e = not estimable)",
+                  caption=OPTIMISTIC)
+        for col in ("finding", "positives", "positive patients", "AUC", "sensitivity", "specificity"):
+            t.add_column(col, justify="left" if col == "finding" else "right")
+        for f, r in per.items():
+            t.add_row(f, str(r["positives"]), str(r["positive_patients"]),
+                      *(ci_text(r[m]) for m in ("roc_auc", "sensitivity", "specificity")))
         return t
 
 
@@ -120,16 +143,19 @@ def pooled_metrics(oof: pd.DataFrame, classes: list[str], n_boot: int = 1000, se
 
 
 def pooled_findings_metrics(oof: pd.DataFrame, findings: list[str], n_boot: int = 1000,
-                            seed: int = 0) -> tuple[dict, dict[str, float]]:
-    """Multi-label: macro and micro AUC over all out-of-fold predictions with 95% CIs resampling patients,
-    and the pooled AUC of every finding (masked labels, blank in ``label_<finding>``, left out).
+                            seed: int = 0) -> tuple[dict, dict[str, float], dict[str, dict]]:
+    """Multi-label: macro and micro AUC over all out-of-fold predictions with 95% CIs resampling patients, the
+    pooled AUC of every finding (masked labels, blank in ``label_<finding>``, left out), and per finding its
+    positives, positive patients, AUC and (at each image's own fold decision) sensitivity and specificity with
+    CIs; a finding below the rare-finding rule (:mod:`medclass.metrics.rare`) gets no interval.
 
-    >>> pooled, per_finding = pooled_findings_metrics(oof, ["Effusion", "Mass"])  # doctest: +SKIP
-    >>> pooled["macro_auc"]                                                          # doctest: +SKIP
+    >>> pooled, aucs, per_finding = pooled_findings_metrics(oof, ["Effusion", "Mass"])  # doctest: +SKIP
+    >>> pooled["macro_auc"]                                                               # doctest: +SKIP
     {'value': 0.71, 'low': 0.66, 'high': 0.76}
     """
     y = oof[[finding_column(f) for f in findings]].to_numpy(float)
     p = oof[[f"prob_{f}" for f in findings]].to_numpy(float)
+    decided = oof[[f"pred_{f}" for f in findings]].to_numpy(float)  # each fold's decision at its own thresholds
     groups = patient_groups(oof).to_numpy()
     out = {}
     with warnings.catch_warnings():
@@ -137,7 +163,16 @@ def pooled_findings_metrics(oof: pd.DataFrame, findings: list[str], n_boot: int 
         for name, fn in (("macro_auc", macro_auc), ("micro_auc", micro_auc)):
             ci = bootstrap_ci(fn, y, p, groups=groups, n_boot=n_boot, seed=seed)
             out[name] = {"value": ci.point, "low": ci.low, "high": ci.high}
-    return out, {f: float(a) for f, a in zip(findings, finding_aucs(y, p))}
+        half = [0.5] * len(findings)
+        aucs = findings_cis(y, p, groups, findings, half, n_boot=n_boot, seed=seed, names=("roc_auc",))["per_finding"]
+        rates = findings_cis(y, decided, groups, findings, half, n_boot=n_boot, seed=seed,
+                             names=("sensitivity", "specificity"))["per_finding"]
+    per = {}
+    for k, f in enumerate(findings):
+        n_pos, _ = positive_patients(y[:, k], groups)
+        per[f] = {"positives": int(np.nansum(y[:, k] == 1)), "positive_patients": n_pos, "roc_auc": aucs[f]["roc_auc"],
+                  "sensitivity": rates[f]["sensitivity"], "specificity": rates[f]["specificity"]}
+    return out, {f: float(a) for f, a in zip(findings, finding_aucs(y, p))}, per
 
 
 def _fold_summary(folds: pd.DataFrame, names: list[str]) -> tuple[dict, dict]:
@@ -208,7 +243,8 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
     mean, sd = _fold_summary(fold_frame, names)
     extra: dict = {}
     if table.multi_label:
-        pooled, extra["pooled_findings_auc"] = pooled_findings_metrics(oof, table.classes, n_boot, cfg.train.seed)
+        pooled, extra["pooled_findings_auc"], extra["pooled_findings"] = pooled_findings_metrics(
+            oof, table.classes, n_boot, cfg.train.seed)
     else:
         pooled = pooled_metrics(oof, table.classes, n_boot=n_boot, seed=cfg.train.seed)
     summary = {"k": folds, "seed": cfg.train.seed, "experiment": cfg.experiment, "task": table.task,
@@ -216,7 +252,7 @@ def cross_validate(cfg: RunConfig, folds: int = 5, progress: bool = True, *, n_b
                "mean": mean, "sd": sd, "pooled": pooled, **extra,
                "pooled_ci_method": f"95% percentile bootstrap over patients, {n_boot} replicates",
                "patient_disjoint": True, "fold_audits": audits, "folds": rows,
-               "note": "Each fold's validation images also chose its best epoch and threshold: slightly optimistic."}
+               "note": OPTIMISTIC}
     write_json(cv.summary, summary)
     atomic_write_text(cv.fold_table, fold_frame.to_csv(index=False))
     atomic_write_text(cv.oof, oof.to_csv(index=False))

@@ -167,7 +167,8 @@ def shift_warnings(comparison: dict[str, dict[str, dict[str, float]]]) -> list[s
     out = []
     for name, c in comparison.items():
         inner, ext, diff = c["internal"]["value"], c["external"], c["difference"]
-        if np.isfinite(ext.get("high", np.nan)) and np.isfinite(inner) and ext["high"] < inner:
+        high = ext.get("high")  # None: not estimable (too few patients of a class)
+        if high is not None and np.isfinite(high) and np.isfinite(inner) and high < inner:
             out.append(f"External {name} {ext['value']:.3f} (95% CI {ext['low']:.3f}-{ext['high']:.3f}) is below the "
                        f"internal test's {inner:.3f} (difference {diff['value']:+.3f}): the model does not transfer "
                        "as it is to this population.")

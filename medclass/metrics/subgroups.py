@@ -6,7 +6,8 @@ subgroup ``missing``. A subgroup is flagged for a metric when its CI's upper bou
 overall point estimate (the model is worse there beyond the bootstrap's uncertainty) and it holds at
 least :data:`MIN_PATIENTS` patients of every class (a specificity on 2 negative patients, or a
 patient bootstrap of a handful, gives degenerate intervals); each subgroup says how many patients
-of each class it has, and why it was not flaggable when it was not.
+of each class it has, and why it was not flaggable when it was not (multi-label: at least
+:data:`MIN_PATIENTS` patients).
 
 Example:
     >>> import pandas as pd
@@ -18,7 +19,7 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,9 @@ import pandas as pd
 from ..errors import ConfigError, did_you_mean
 from .bootstrap import bootstrap_metrics
 from .external import compared_metrics, prevalence
+from .findings import finding_prevalence, findings_cis
 from .metrics import ArrayLike, check_inputs, scalar_metric
+from .multilabel import check_multilabel
 
 MISSING = "missing"
 MIN_PATIENTS = 10  # a subgroup with fewer patients of a class is reported but never flagged (its bootstrap CI is unreliable)
@@ -110,26 +113,31 @@ def subgroup_metrics(y_true: ArrayLike, probs: ArrayLike, patients: ArrayLike, m
     out: dict = {"overall": point, "metrics": names, "n_boot": n_boot, "groups": [],
                  "flag_rule": f"95% CI upper bound below the overall point estimate (subgroups with at least "
                               f"{MIN_PATIENTS} patients of each class)"}
+    for column, value, rows in iter_subgroups(metadata, specs):
+        n_patients = int(groups[rows].nunique())
+        per_class = patients_per_class(y[rows], groups.to_numpy()[rows], classes)
+        few = {c: n for c, n in per_class.items() if n < MIN_PATIENTS}
+        not_flaggable = ("too few patients to flag: " + ", ".join(f"{n} {c}" for c, n in few.items())
+                         + f" (fewer than {MIN_PATIENTS} of a class)") if few else ""
+        ci = bootstrap_metrics(y[rows], P[rows], groups.to_numpy()[rows], names, threshold,
+                               n_boot=max(n_boot, 1), seed=seed)
+        out["groups"].append({
+            "column": column, "subgroup": value, "n_images": int(rows.sum()),
+            "n_patients": n_patients, "patients_per_class": per_class, "prevalence": prevalence(y[rows], classes),
+            "metrics": ci if n_boot > 0 else {n: {"value": ci[n]["value"]} for n in names},
+            "flagged": _flagged(ci, point, names, not few, n_boot),
+            "not_flaggable": not_flaggable,
+        })
+    return out
+
+
+def iter_subgroups(metadata: pd.DataFrame, specs: Sequence[SubgroupSpec]) -> Iterator[tuple[str, str, np.ndarray]]:
+    """``(column, subgroup, row mask)`` of every subgroup of every spec, bins in order, ``missing`` last."""
     check_columns(specs, list(metadata.columns))
     for spec in specs:
         labels = subgroup_labels(metadata[spec.column].reset_index(drop=True), spec).to_numpy()
         for value in sorted(set(labels), key=lambda v: (v == MISSING, _order(v, spec))):
-            rows = labels == value
-            n_patients = int(groups[rows].nunique())
-            per_class = patients_per_class(y[rows], groups.to_numpy()[rows], classes)
-            few = {c: n for c, n in per_class.items() if n < MIN_PATIENTS}
-            not_flaggable = ("too few patients to flag: " + ", ".join(f"{n} {c}" for c, n in few.items())
-                             + f" (fewer than {MIN_PATIENTS} of a class)") if few else ""
-            ci = bootstrap_metrics(y[rows], P[rows], groups.to_numpy()[rows], names, threshold,
-                                   n_boot=max(n_boot, 1), seed=seed)
-            out["groups"].append({
-                "column": spec.column, "subgroup": str(value), "n_images": int(rows.sum()),
-                "n_patients": n_patients, "patients_per_class": per_class, "prevalence": prevalence(y[rows], classes),
-                "metrics": ci if n_boot > 0 else {n: {"value": ci[n]["value"]} for n in names},
-                "flagged": [n for n in names if n_boot > 0 and not few and ci[n]["high"] < point[n]],
-                "not_flaggable": not_flaggable,
-            })
-    return out
+            yield spec.column, str(value), labels == value
 
 
 def patients_per_class(y: np.ndarray, patients: np.ndarray, classes: Sequence[str]) -> dict[str, int]:
@@ -143,6 +151,48 @@ def patients_per_class(y: np.ndarray, patients: np.ndarray, classes: Sequence[st
     return {c: int(counts.get(k, 0)) for k, c in enumerate(classes)}
 
 
+def _flagged(ci: dict, point: dict, names: Sequence[str], flaggable: bool, n_boot: int) -> list[str]:
+    """The metrics whose CI upper bound lies below the overall point (only in a subgroup large enough to flag)."""
+    return [n for n in names if n_boot > 0 and flaggable and ci[n].get("high") is not None
+            and ci[n]["high"] < point[n]]
+
+
+def subgroup_findings_metrics(y: np.ndarray, p: np.ndarray, patients: ArrayLike, metadata: pd.DataFrame,
+                              specs: Sequence[SubgroupSpec], findings: Sequence[str], thresholds: Sequence[float],
+                              n_boot: int = 1000, seed: int = 0) -> dict:
+    """Multi-label: per subgroup the macro AUC and every finding's AUC, sensitivity and specificity with
+    patient-bootstrap CIs (not estimable below the rare-finding rule), flagged as :func:`subgroup_metrics` does.
+
+    The shape is :func:`subgroup_metrics`' (``metrics`` = ``["macro_auc"]``, each group's ``metrics`` its macro
+    AUC) plus ``per_finding`` (``{finding: {metric: ci}}``) and ``flagged_findings`` in each group, and
+    ``overall_per_finding`` (``{finding: {metric: value}}``).
+    """
+    y, p = check_multilabel(y, p)
+    groups = np.asarray(patients).astype(str)
+    if len(metadata) != len(y):
+        raise ValueError(f"metadata has {len(metadata)} rows but there are {len(y)} images; they must match.")
+    overall = findings_cis(y, p, groups, findings, thresholds, n_boot=1, seed=seed)
+    point = {"macro_auc": overall["macro_auc"]["value"]}
+    per_point = {f: {n: c["value"] for n, c in m.items()} for f, m in overall["per_finding"].items()}
+    out: dict = {"overall": point, "overall_per_finding": per_point, "metrics": ["macro_auc"], "n_boot": n_boot,
+                 "groups": [], "flag_rule": f"95% CI upper bound below the overall point estimate (subgroups of at "
+                                            f"least {MIN_PATIENTS} patients)"}
+    for column, value, rows in iter_subgroups(metadata, specs):
+        n_patients = int(len(np.unique(groups[rows])))
+        enough = n_patients >= MIN_PATIENTS
+        ci = findings_cis(y[rows], p[rows], groups[rows], findings, thresholds, n_boot=max(n_boot, 1), seed=seed)
+        strip = (lambda c: c) if n_boot > 0 else (lambda c: {"value": c["value"]})
+        per = {f: {n: strip(c) for n, c in m.items()} for f, m in ci["per_finding"].items()}
+        out["groups"].append({
+            "column": column, "subgroup": value, "n_images": int(rows.sum()), "n_patients": n_patients,
+            "prevalence": finding_prevalence(y[rows], findings), "metrics": {"macro_auc": strip(ci["macro_auc"])},
+            "per_finding": per, "flagged": _flagged({"macro_auc": ci["macro_auc"]}, point, ["macro_auc"], enough, n_boot),
+            "flagged_findings": [f for f in findings
+                                 if _flagged(ci["per_finding"][f], per_point[f], ["roc_auc"], enough, n_boot)],
+        })
+    return out
+
+
 def _order(value: str, spec: SubgroupSpec) -> tuple:
     """Bins in numeric order (``<18`` first), other values alphabetically."""
     if spec.cuts:
@@ -151,5 +201,5 @@ def _order(value: str, spec: SubgroupSpec) -> tuple:
     return (0, value)
 
 
-__all__ = ["MIN_PATIENTS", "MISSING", "SubgroupSpec", "check_columns", "parse_subgroups", "patients_per_class",
-           "subgroup_labels", "subgroup_metrics"]
+__all__ = ["MIN_PATIENTS", "MISSING", "SubgroupSpec", "check_columns", "iter_subgroups", "parse_subgroups",
+           "patients_per_class", "subgroup_findings_metrics", "subgroup_labels", "subgroup_metrics"]

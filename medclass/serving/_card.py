@@ -79,12 +79,16 @@ HEADLINE = ("roc_auc", "sensitivity", "specificity", "accuracy")  # the card's r
 def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """The card's view of one evaluation's ``metrics.json``: evaluated data, headline results with CIs,
     the internal vs external comparison, calibration, subgroups and the out-of-distribution section."""
-    ci, point = metrics.get("ci") or {}, metrics["metrics"]
+    if metrics.get("task") == "multi_label":  # macro and micro AUC over the findings
+        findings = metrics["findings"]
+        ci, point, headline = findings.get("ci") or {}, findings["summary"], ("macro_auc", "micro_auc")
+    else:
+        ci, point, headline = metrics.get("ci") or {}, metrics["metrics"], HEADLINE
     data = metrics["data"]
     out: dict[str, Any] = {
         "data": {"path": data["path"], "source": data["source"], "split": data["split"],
                  "n_images": data["n_predicted"], "n_patients": data.get("n_patients")},
-        "results": {k: ci.get(k) or {"value": point[k]} for k in HEADLINE if k in point},
+        "results": {k: ci.get(k) or {"value": point[k]} for k in headline if k in point},
         "held_out": metrics["leak_check"].get("clean"),
         "patient_ids_warning": (metrics["leak_check"].get("patient_ids") or {}).get("warning", ""),
     }

@@ -20,14 +20,17 @@ from typing import Any
 
 from ._card import _number
 
-_NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy"}
+_NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy",
+          "macro_auc": "Macro AUC", "micro_auc": "Micro AUC"}
 
 
 def _ci(c: dict[str, Any] | None) -> str:
     if not c:
         return "n/a"
     text = _number(c.get("value"))
-    return text + (f" ({_number(c['low'])}–{_number(c['high'])})" if "low" in c else "")
+    if c.get("not_estimable"):
+        return f"{text} (CI not estimable: {c['not_estimable']})"
+    return text + (f" ({_number(c['low'])}–{_number(c['high'])})" if c.get("low") is not None else "")
 
 
 def _training(td: dict[str, Any]) -> list[str]:

@@ -12,15 +12,18 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Subset
 
 from ..artifacts import CheckpointMeta, RunDir, load_checkpoint, save_checkpoint
 from ..config import RunConfig
+from ..data.splits import patient_groups
 from ..data.table import DataTable
 from ..inference import Predictions, predict_dataset, to_probs
 from ..metrics.calibration import fit_temperature
 from ..metrics.ood import MahalanobisOOD, fit_mahalanobis
+from ..metrics.rare import FALLBACK_THRESHOLD, positive_patients, too_few_patients
 from ..metrics.threshold import choose_threshold
 from ..utils import write_json
 from .datamodule import SplitDataModule
@@ -113,23 +116,33 @@ def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_fe
 def _decide_findings(meta: CheckpointMeta, pred: Predictions, cfg: RunConfig) -> tuple[CheckpointMeta, dict]:
     """Multi-label: one threshold per finding by ``cfg.eval.threshold`` on its unmasked validation labels.
 
-    A finding without both classes in validation keeps 0.5 (and says so). No temperature is fitted
+    A finding with fewer positive (or negative) validation patients than the rare-finding rule
+    (:mod:`medclass.metrics.rare`) gets the fallback threshold, with a warning and a note in ``threshold.json``. No temperature is fitted
     (``eval.temperature_scaling`` is single-label only)."""
     if cfg.eval.temperature_scaling:
         log.warning("eval.temperature_scaling is not applied to a multi-label model (one sigmoid per finding)")
     y, p = pred.labels, pred.probs
+    groups = patient_groups(pd.DataFrame({"patient": pred.patients})).to_numpy() if len(y) else None
     thresholds, per = [], {}
     for k, finding in enumerate(meta.classes):
         known = ~np.isnan(y[:, k]) if len(y) else np.zeros(0, dtype=bool)
         yk = y[known, k].astype(np.int64)
-        if len(np.unique(yk)) < 2:
-            thresholds.append(0.5)
-            per[finding] = {"threshold": 0.5, "note": "one class only in validation: 0.5 kept"}
+        n_pos, n_neg = positive_patients(y[:, k], groups) if len(y) else (0, 0)
+        reason = too_few_patients(n_pos, n_neg)  # the one rule of medclass.metrics.rare
+        if reason:
+            thresholds.append(FALLBACK_THRESHOLD)
+            per[finding] = {"threshold": FALLBACK_THRESHOLD, "fallback": True, "n_val": int(known.sum()),
+                            "val_positive_patients": n_pos,
+                            "note": f"{reason} in validation: fixed threshold {FALLBACK_THRESHOLD} instead of "
+                                    f"{cfg.eval.threshold}"}
+            log.warning("finding %r: %s in validation; its threshold is the fallback %s, not chosen by %s",
+                        finding, reason, FALLBACK_THRESHOLD, cfg.eval.threshold)
             continue
         choice = choose_threshold(yk, p[known, k], cfg.eval.threshold)
         thresholds.append(float(choice.threshold))
         per[finding] = {"threshold": float(choice.threshold), "val_sensitivity": float(choice.sensitivity),
-                        "val_specificity": float(choice.specificity), "n_val": int(known.sum())}
+                        "val_specificity": float(choice.specificity), "n_val": int(known.sum()),
+                        "val_positive_patients": n_pos}
     log.info("per-finding decision thresholds chosen on validation only: %s",
              {f: round(v["threshold"], 3) for f, v in per.items()})
     info = {"temperature": 1.0, "n_val_images": int(len(y)), "rule": cfg.eval.threshold, "thresholds": per}
