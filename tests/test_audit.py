@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medclass.data.audit import _hash_words, _phash_pairs, apply_leak_policy, audit_leaks
+from medclass.data.audit import _hash_words, apply_leak_policy, audit_leaks
+from medclass.data.neardup import hamming_pairs as _phash_pairs
 from medclass.data.fingerprint import CACHE_FILE, fingerprint
 from medclass.data.splits import split_patients
 from medclass.data.table import DataTable

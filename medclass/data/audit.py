@@ -41,13 +41,13 @@ from scipy.sparse.csgraph import connected_components
 
 from ..config import DuplicatePolicy, choices
 from ..errors import LeakError, check_choice
+from .neardup import hamming_edges
 from .splits import patient_groups
 from .table import SPLITS, DataTable
 
 log = logging.getLogger(__name__)
 
 POLICIES = choices(DuplicatePolicy)
-_BLOCK = 512  # rows of the Hamming-distance matrix computed at once (512 x n uint8)
 
 
 @dataclass
@@ -117,58 +117,47 @@ class LeakReport:
         return "\n".join(lines)
 
 
-def _describe(df: pd.DataFrame, groups: pd.Series, rows: list[int]) -> dict:
-    """A JSON-able group: rows, paths, splits, patients, labels and the three flags."""
+def _describe_groups(df: pd.DataFrame, groups: pd.Series, rows: np.ndarray, group: np.ndarray) -> list[dict]:
+    """JSON-able groups (rows, paths, splits, patients, labels and the three flags) of the rows ``rows`` of ``df``
+    grouped by ``group``, ordered by their first row; vectorised but for building the dicts."""
+    order = np.lexsort((rows, group))
+    rows, group = np.asarray(rows, dtype=np.int64)[order], np.asarray(group)[order]
     sub = df.iloc[rows]
-    splits = sorted(set(sub["split"]) - {""})
-    return {
-        "rows": [int(r) for r in rows],
-        "paths": sub["path"].tolist(),
-        "splits": sub["split"].tolist(),
-        "patients": sub["patient"].tolist(),
-        "labels": sub["label"].tolist(),
-        "cross_split": len(splits) > 1,
-        "cross_patient": groups.iloc[rows].nunique() > 1,
-        "conflicting_labels": sub["label"].nunique() > 1,
-    }
+    cols = {"rows": rows.tolist(), "paths": sub["path"].tolist(), "splits": sub["split"].tolist(),
+            "patients": sub["patient"].tolist(), "labels": sub["label"].tolist()}
+    keyed = pd.DataFrame({"g": group, "split": sub["split"].to_numpy(), "patient": groups.to_numpy()[rows],
+                          "label": sub["label"].to_numpy()})
+    keyed["split"] = keyed["split"].where(keyed["split"] != "")  # unsplit rows do not make a group cross splits
+    flags = keyed.groupby("g", sort=False).nunique()  # one row per group, in order of appearance
+    cuts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist() + [len(rows)]
+    out = []
+    for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+        item = {name: values[lo:hi] for name, values in cols.items()}
+        item.update(cross_split=bool(flags["split"].iat[k] > 1), cross_patient=bool(flags["patient"].iat[k] > 1),
+                    conflicting_labels=bool(flags["label"].iat[k] > 1))
+        out.append(item)
+    return sorted(out, key=lambda g: g["rows"][0])
+
+
+def _describe(df: pd.DataFrame, groups: pd.Series, rows: list[int]) -> dict:
+    """One JSON-able group (see :func:`_describe_groups`)."""
+    return _describe_groups(df, groups, np.asarray(rows, dtype=np.int64), np.zeros(len(rows), dtype=np.int64))[0]
 
 
 def _hash_words(hex_hashes: list[str]) -> np.ndarray:
     """Hex hashes (all of one length, a multiple of 16 digits) as an ``(n, words)`` uint64 array."""
-    lengths = {len(h) for h in hex_hashes}
+    lengths = set(pd.Series(hex_hashes, dtype=object).str.len().unique().tolist()) if hex_hashes else set()
     if len(lengths) > 1 or any(n % 16 for n in lengths):
         raise ValueError(f"Perceptual hashes of mixed or odd lengths {sorted(lengths)}; recompute the fingerprints.")
     words = lengths.pop() // 16 if lengths else 1
-    raw = b"".join(bytes.fromhex(h) for h in hex_hashes)
+    raw = bytes.fromhex("".join(hex_hashes))
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hex_hashes), words)
 
 
-def _phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs ``i < j`` of rows of ``hashes`` (``(n, words)`` uint64) at most ``max_distance`` bits apart."""
-    if hashes.ndim == 1:  # one word per hash
-        hashes = hashes[:, None]
-    firsts, seconds = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    for start in range(0, len(hashes), _BLOCK):
-        block = hashes[start : start + _BLOCK]
-        distance = np.zeros((len(block), len(hashes)), dtype=np.uint16)
-        for w in range(hashes.shape[1]):
-            distance += np.bitwise_count(block[:, None, w] ^ hashes[None, :, w])
-        i, j = np.nonzero(distance <= max_distance)
-        i += start
-        keep = i < j
-        firsts.append(i[keep])
-        seconds.append(j[keep])
-    return np.concatenate(firsts), np.concatenate(seconds)
-
-
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> list[list[int]]:
-    """Connected components (of size > 1) of the graph on ``n`` nodes with edges ``a - b``."""
-    if n == 0:
-        return []
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label of each of ``n`` nodes of the graph with edges ``a - b``."""
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    comps = pd.Series(np.arange(n)).groupby(label).agg(list)
-    return [c for c in comps if len(c) > 1]
+    return connected_components(graph, directed=False)[1]
 
 
 def _aligned(table: DataTable, fingerprints: pd.DataFrame) -> pd.DataFrame:
@@ -219,18 +208,20 @@ def audit_leaks(
     hashed = np.flatnonzero(fp["sha256"].fillna("").to_numpy() != "")
     report.unhashed = len(df) - len(hashed)
     sha = fp["sha256"].iloc[hashed]
-    for _, members in sha.groupby(sha.to_numpy()).groups.items():
-        if len(members) > 1:
-            report.exact_groups.append(_describe(df, groups, sorted(int(m) for m in members)))
+    copies = sha.duplicated(keep=False).to_numpy()
+    if copies.any():
+        report.exact_groups = _describe_groups(df, groups, hashed[copies], pd.factorize(sha[copies])[0])
 
     if near_duplicates:
         with_phash = hashed[fp["phash"].iloc[hashed].fillna("").to_numpy() != ""]
         hashes = _hash_words(fp["phash"].iloc[with_phash].tolist())
-        a, b = _phash_pairs(hashes, max_distance)
-        for comp in _components(len(hashes), a, b):
-            rows = sorted(int(r) for r in with_phash[comp])
-            if fp["sha256"].iloc[rows].nunique() > 1:
-                report.near_groups.append(_describe(df, groups, rows))
+        label = np.zeros(0, dtype=np.int64) if not len(hashes) else _components(len(hashes), *hamming_edges(hashes, max_distance))
+        members = pd.DataFrame({"label": label, "sha": fp["sha256"].iloc[with_phash].to_numpy()})
+        per = members.groupby("label")["sha"].agg(["size", "nunique"])
+        near = per.index[(per["size"] > 1) & (per["nunique"] > 1)]  # not one exact-duplicate group
+        keep = np.isin(label, near)
+        if keep.any():
+            report.near_groups = _describe_groups(df, groups, with_phash[keep], label[keep])
     log.debug("Leak audit:\n%s", report.summary())  # callers report the audit that matters, once
     return report
 
@@ -253,12 +244,14 @@ def _drop_reasons(table: DataTable, report: LeakReport) -> dict[int, list[str]]:
     """Row -> reasons, for rows in a later split than their leaking group's earliest split."""
     df = table.frame
     reasons: dict[int, list[str]] = {}
-    for item in report.patient_overlap:
-        rows = df.index[df["patient"] == item["patient"]]
-        keep = _earliest(df["split"].iloc[rows])
-        for r in rows:
-            if df["split"].iloc[r] not in ("", keep):
-                reasons.setdefault(int(r), []).append(f"patient {item['patient']} is also in {keep}")
+    patients = {item["patient"] for item in report.patient_overlap}
+    shared = np.flatnonzero(df["patient"].isin(patients).to_numpy() & (df["split"] != "").to_numpy())
+    if len(shared):
+        sub = df.iloc[shared]
+        rank = sub["split"].map({s: i for i, s in enumerate(SPLITS)}).to_numpy()
+        keep = pd.Series(rank).groupby(sub["patient"].to_numpy()).transform("min").to_numpy()
+        for r, patient, k in zip(shared[rank != keep], sub["patient"].to_numpy()[rank != keep], keep[rank != keep]):
+            reasons.setdefault(int(r), []).append(f"patient {patient} is also in {SPLITS[k]}")
     kinds = ((report.exact_cross_split, "byte-identical to"), (report.near_cross_split, "near-duplicate of"))
     for group_list, words in kinds:
         for g in group_list:
@@ -276,25 +269,39 @@ def _merged_patients(table: DataTable, report: LeakReport) -> tuple[pd.Series, l
     df = table.frame
     groups = patient_groups(df)
     keys, node = np.unique(groups.to_numpy(), return_inverse=True)
-    a, b = [], []
-    for g in report.exact_groups + report.near_groups:
-        nodes = node[g["rows"]]
-        a.extend(nodes[:-1])
-        b.extend(nodes[1:])
     patient = df["patient"].copy()
-    merges = []
-    for comp in _components(len(keys), np.array(a, dtype=int), np.array(b, dtype=int)):
-        members = sorted(str(k) for k in keys[comp])
-        real = [m for m in members if not m.startswith("#row")]
-        rows = np.flatnonzero(np.isin(node, comp))
-        new_id = real[0] if real else f"dup:{Path(df['path'].iloc[rows[0]]).stem}"
-        patient.iloc[rows] = new_id
-        merges.append({"patients": real, "unnamed_rows": len(members) - len(real), "into": new_id, "rows": len(rows)})
-        if len(real) > 1:
+    merges: list[dict] = []
+    linked = [np.asarray(g["rows"], dtype=np.int64) for g in report.exact_groups + report.near_groups]
+    if not linked:
+        return patient, merges
+    chains = np.concatenate([node[rows] for rows in linked])
+    last = np.cumsum([len(rows) for rows in linked]) - 1  # a chain joins each group's patients; none across groups
+    a, b = np.delete(chains[:-1], last[:-1]), np.delete(chains[1:], last[:-1])
+    label = _components(len(keys), a, b)
+    size = np.bincount(label, minlength=len(keys))
+    rows = np.flatnonzero(size[label[node]] > 1)
+    if not len(rows):
+        return patient, merges
+    nodes = pd.DataFrame({"comp": label[node[rows]], "key": keys[node[rows]].astype(str), "row": rows,
+                          "split": df["split"].replace("", np.nan).to_numpy()[rows]})
+    nodes["real"] = nodes["key"].where(~nodes["key"].str.startswith("#row"))
+    per = nodes.groupby("comp").agg(first_row=("row", "min"), rows=("row", "size"),
+                                    splits=("split", "nunique"))
+    real = nodes.dropna(subset=["real"]).groupby("comp")["real"].agg(lambda s: sorted(set(s)))
+    unnamed = nodes[nodes["real"].isna()].groupby("comp")["key"].nunique()
+    for comp, info in per.iterrows():  # one entry per merged set (a summary, not per row)
+        names = real.get(comp, [])
+        new_id = names[0] if names else f"dup:{Path(df['path'].iloc[info['first_row']]).stem}"
+        merges.append({"patients": names, "unnamed_rows": int(unnamed.get(comp, 0)), "into": new_id,
+                       "rows": int(info["rows"])})
+        if len(names) > 1:
             log.warning("Duplicate images link patients %s: they become one patient %r (split.csv shows that id).",
-                        ", ".join(real), new_id)
-        if df["split"].iloc[rows].replace("", np.nan).nunique() > 1:
-            log.warning("Merged patient %s spans several splits already; merge before split_patients or use 'drop'.", new_id)
+                        ", ".join(names), new_id)
+        if info["splits"] > 1:
+            log.warning("Merged patient %s spans several splits already; merge before split_patients or use 'drop'.",
+                        new_id)
+    new_ids = pd.Series([m["into"] for m in merges], index=per.index)
+    patient.iloc[rows] = new_ids.loc[nodes["comp"]].to_numpy()
     return patient, merges
 
 
