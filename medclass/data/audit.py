@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ from .table import SPLITS, DataTable
 log = logging.getLogger(__name__)
 
 POLICIES = choices(DuplicatePolicy)
+LIST_LIMIT = 1000  # items of each kind listed in a JSON report; the counts always cover all of them
 
 
 @dataclass
@@ -93,9 +94,18 @@ class LeakReport:
             "unhashed": self.unhashed,
         }
 
-    def to_dict(self) -> dict:
-        """JSON-able dict: counts, summary text and every group."""
-        return {"counts": self.counts(), "summary": self.summary(), **asdict(self)}
+    def to_dict(self, limit: int | None = LIST_LIMIT) -> dict:
+        """JSON-able dict: counts, summary text and the groups, at most ``limit`` of each kind (those across
+        splits first; ``listed`` tells how many of how many are listed; ``None`` lists all)."""
+        out = {"counts": self.counts(), "summary": self.summary(), "n_rows": self.n_rows,
+               "max_distance": self.max_distance, "unhashed": self.unhashed, "listed": {}}
+        for key in ("patient_overlap", "exact_groups", "near_groups"):
+            items = getattr(self, key)
+            if limit is not None and len(items) > limit:
+                items = sorted(items, key=lambda g: not g.get("cross_split", True))[:limit]
+            out[key] = items
+            out["listed"][key] = {"listed": len(items), "total": len(getattr(self, key))}
+        return out
 
     def summary(self) -> str:
         """A few lines for people."""
@@ -226,41 +236,46 @@ def audit_leaks(
     return report
 
 
+def _flat(groups: list[dict], key: str) -> np.ndarray:
+    """One field of every group, end to end."""
+    return np.concatenate([np.asarray(g[key], dtype=object) for g in groups]) if groups else np.zeros(0, dtype=object)
+
+
 def _check_report(table: DataTable, report: LeakReport) -> None:
     groups = report.exact_groups + report.near_groups
-    same = report.n_rows == len(table) and all(
-        table.frame["path"].iloc[g["rows"]].tolist() == g["paths"] for g in groups
+    rows = _flat(groups, "rows").astype(np.int64)
+    same = report.n_rows == len(table) and bool(
+        (table.frame["path"].to_numpy()[rows] == _flat(groups, "paths")).all()
     )
     if not same:
         raise ValueError("The leak report was computed on another table; run audit_leaks(table) on this one first.")
-
-
-def _earliest(splits: pd.Series) -> str:
-    present = set(splits) - {""}
-    return next(s for s in SPLITS if s in present)
 
 
 def _drop_reasons(table: DataTable, report: LeakReport) -> dict[int, list[str]]:
     """Row -> reasons, for rows in a later split than their leaking group's earliest split."""
     df = table.frame
     reasons: dict[int, list[str]] = {}
+    split_rank = {s: i for i, s in enumerate(SPLITS)}
     patients = {item["patient"] for item in report.patient_overlap}
     shared = np.flatnonzero(df["patient"].isin(patients).to_numpy() & (df["split"] != "").to_numpy())
     if len(shared):
         sub = df.iloc[shared]
-        rank = sub["split"].map({s: i for i, s in enumerate(SPLITS)}).to_numpy()
+        rank = sub["split"].map(split_rank).to_numpy()
         keep = pd.Series(rank).groupby(sub["patient"].to_numpy()).transform("min").to_numpy()
         for r, patient, k in zip(shared[rank != keep], sub["patient"].to_numpy()[rank != keep], keep[rank != keep]):
             reasons.setdefault(int(r), []).append(f"patient {patient} is also in {SPLITS[k]}")
     kinds = ((report.exact_cross_split, "byte-identical to"), (report.near_cross_split, "near-duplicate of"))
     for group_list, words in kinds:
-        for g in group_list:
-            splits = pd.Series(g["splits"])
-            keep = _earliest(splits)
-            kept_path = g["paths"][int(np.flatnonzero(splits == keep)[0])]
-            for r, s in zip(g["rows"], g["splits"]):
-                if s not in ("", keep):
-                    reasons.setdefault(int(r), []).append(f"{words} {kept_path} in {keep}")
+        if not group_list:
+            continue
+        rows, paths = _flat(group_list, "rows").astype(np.int64), _flat(group_list, "paths")
+        gid = np.repeat(np.arange(len(group_list)), [len(g["rows"]) for g in group_list])
+        rank = pd.Series(_flat(group_list, "splits")).map(split_rank).to_numpy()  # NaN: no split
+        keep = pd.Series(rank).groupby(gid).transform("min").to_numpy()
+        at_keep = np.flatnonzero(rank == keep)
+        kept_path = paths[pd.Series(at_keep).groupby(gid[at_keep]).first().to_numpy()]  # first copy in that split
+        for r, g, k in zip(rows[rank > keep], gid[rank > keep], keep[rank > keep]):
+            reasons.setdefault(int(r), []).append(f"{words} {kept_path[g]} in {SPLITS[int(k)]}")
     return reasons
 
 
@@ -337,12 +352,10 @@ def apply_leak_policy(table: DataTable, report: LeakReport, policy: str) -> tupl
         return table.with_frame(table.frame.assign(patient=patient)), info
     reasons = _drop_reasons(table, report)
     df = table.frame
-    for r in sorted(reasons):
-        row = df.iloc[r]
-        info["dropped"].append({
-            "path": row["path"], "frame": int(row["frame"]), "split": row["split"], "label": row["label"],
-            "patient": row["patient"], "reason": "; ".join(reasons[r]),
-        })
+    dropped = sorted(reasons)
+    rows = df.iloc[dropped][["path", "frame", "split", "label", "patient"]].assign(
+        frame=lambda d: d["frame"].astype(int), reason=["; ".join(reasons[r]) for r in dropped])
+    info["dropped"] = rows.to_dict(orient="records")
     out = table.with_frame(df.drop(index=sorted(reasons)))
     out.skipped.extend({"path": d["path"], "reason": f"leak: {d['reason']}"} for d in info["dropped"])
     if reasons:
@@ -350,4 +363,4 @@ def apply_leak_policy(table: DataTable, report: LeakReport, policy: str) -> tupl
     return out, info
 
 
-__all__ = ["POLICIES", "LeakReport", "apply_leak_policy", "audit_leaks"]
+__all__ = ["LIST_LIMIT", "POLICIES", "LeakReport", "apply_leak_policy", "audit_leaks"]

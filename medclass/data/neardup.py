@@ -39,7 +39,7 @@ import numpy as np
 HEAVY = 64  # a bucket with more distinct hashes than this is searched again on its remaining bits
 MAX_DEPTH = 2  # levels of that re-search; deeper buckets have all their pairs verified
 CHUNK = 1 << 22  # candidate pairs verified at once
-_PAIR_COST = 4.0  # one candidate pair costs about this many sorted elements (cost model)
+_PAIR_COST = 32.0  # one candidate pair costs about this many sorted elements (cost model)
 _SAMPLE = 16  # pairs sampled per heavy bucket to tell a dense cluster from a chance collision
 _GOLDEN = 0x9E3779B97F4A7C15
 _BRUTE_BLOCK = 512  # rows of the brute-force distance matrix computed at once
