@@ -138,13 +138,13 @@ def _describe_groups(df: pd.DataFrame, groups: pd.Series, rows: np.ndarray, grou
     keyed = pd.DataFrame({"g": group, "split": sub["split"].to_numpy(), "patient": groups.to_numpy()[rows],
                           "label": sub["label"].to_numpy()})
     keyed["split"] = keyed["split"].where(keyed["split"] != "")  # unsplit rows do not make a group cross splits
-    flags = keyed.groupby("g", sort=False).nunique()  # one row per group, in order of appearance
+    flags = keyed.groupby("g", sort=False).nunique() > 1  # one row per group, in order of appearance
     cuts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist() + [len(rows)]
     out = []
-    for k, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+    flag_lists = (flags[c].tolist() for c in ("split", "patient", "label"))
+    for lo, hi, split, patient, label in zip(cuts[:-1], cuts[1:], *flag_lists):
         item = {name: values[lo:hi] for name, values in cols.items()}
-        item.update(cross_split=bool(flags["split"].iat[k] > 1), cross_patient=bool(flags["patient"].iat[k] > 1),
-                    conflicting_labels=bool(flags["label"].iat[k] > 1))
+        item.update(cross_split=split, cross_patient=patient, conflicting_labels=label)
         out.append(item)
     return sorted(out, key=lambda g: g["rows"][0])
 

@@ -51,8 +51,10 @@ def patient_groups(frame: pd.DataFrame) -> pd.Series:
 def _group_classes(groups: pd.Series, labels: pd.Series, classes: list[str]) -> pd.Series:
     """Class of each group: its most common label, ties broken by the order of ``classes``."""
     order = {c: i for i, c in enumerate(classes)}
-    counts = pd.crosstab(groups.to_numpy(), labels.map(order).to_numpy())
-    return pd.Series(np.asarray(classes, dtype=object)[counts.idxmax(axis=1).to_numpy()], index=counts.index)
+    label = labels.map(order).to_numpy()
+    codes, keys = pd.factorize(groups.to_numpy(), sort=True)
+    counts = np.bincount(codes * len(classes) + label, minlength=len(keys) * len(classes)).reshape(len(keys), -1)
+    return pd.Series(np.asarray(classes, dtype=object)[counts.argmax(axis=1)], index=pd.Index(keys))  # ties: first class
 
 
 def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, where: str) -> dict[str, str]:
