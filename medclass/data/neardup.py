@@ -16,14 +16,16 @@ pairs :func:`brute_force_pairs` (all against all, O(n^2)) returns, without compa
    ``m = d + 1`` blocks of 15 bits at 10^4). Every grouping is one vectorised sort; no per-row loop.
 3. **Heavy buckets** (more than :data:`HEAVY` distinct hashes sharing a key, as similar images give) are
    searched again inside the bucket, on the remaining bits (which must again be within ``d``), down to
-   :data:`MAX_DEPTH` levels; past that their pairs are enumerated. Still exact: nothing is capped away.
+   :data:`MAX_DEPTH` levels; past that, and for dense clusters (most of :data:`_SAMPLE` sampled pairs within
+   ``d``: the output itself is quadratic there), their pairs are enumerated. A member set already handled
+   (the same cluster found through another block) is skipped. Still exact: nothing is capped away.
 4. Every candidate is **verified** with a popcount of the whole hash, in chunks of :data:`CHUNK` pairs
    (flat memory), and duplicates (a pair found in two blocks) are removed.
 
 Why not a library: FAISS (``faiss-cpu``, ``IndexBinaryMultiHash``) implements step 2 with ``t = 0`` only
 (``m = d + 1`` blocks of 15 bits for 16 of 256 bits), whose candidates grow as ``n^2 / 2^15`` (2.6e8 at
 10^6 hashes); it would add a 30 MB binary dependency to the data check for one function, while the
-numpy form here is ~200 lines, exact by construction and tested against the brute force.
+numpy form here is ~300 lines, exact by construction and tested against the brute force.
 
 Example:
     >>> a, b = hamming_pairs(words, max_distance=16)   # words: (n, 4) uint64, 256-bit hashes
@@ -151,7 +153,7 @@ class _Search:
     def all_pairs(self, rows: np.ndarray, group: np.ndarray) -> None:
         order = np.argsort(group, kind="stable")
         rows, group = rows[order], group[order]
-        _, starts, ends = _run_bounds(np.r_[True, group[1:] != group[:-1]])
+        ends = _run_bounds(np.r_[True, group[1:] != group[:-1]])[2]
         pos = np.arange(len(rows))
         for p, q in _ragged(pos + 1, ends - pos - 1):
             self.verify(rows[p], rows[q])
