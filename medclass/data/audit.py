@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +97,8 @@ class LeakReport:
     def to_dict(self, limit: int | None = LIST_LIMIT) -> dict:
         """JSON-able dict: counts, summary text and the groups, at most ``limit`` of each kind (those across
         splits first; ``listed`` tells how many of how many are listed; ``None`` lists all)."""
-        out = {"counts": self.counts(), "summary": self.summary(), "n_rows": self.n_rows,
-               "max_distance": self.max_distance, "unhashed": self.unhashed, "listed": {}}
+        out = {"counts": self.counts(), "summary": self.summary(),
+               **{f.name: getattr(self, f.name) for f in fields(self)}, "listed": {}}
         for key in ("patient_overlap", "exact_groups", "near_groups"):
             items = getattr(self, key)
             if limit is not None and len(items) > limit:
@@ -225,7 +225,8 @@ def audit_leaks(
     if near_duplicates:
         with_phash = hashed[fp["phash"].iloc[hashed].fillna("").to_numpy() != ""]
         hashes = _hash_words(fp["phash"].iloc[with_phash].tolist())
-        label = np.zeros(0, dtype=np.int64) if not len(hashes) else _components(len(hashes), *hamming_edges(hashes, max_distance))
+        edges = hamming_edges(hashes, max_distance)
+        label = _components(len(hashes), *edges) if len(hashes) else np.zeros(0, dtype=np.int64)
         members = pd.DataFrame({"label": label, "sha": fp["sha256"].iloc[with_phash].to_numpy()})
         per = members.groupby("label")["sha"].agg(["size", "nunique"])
         near = per.index[(per["size"] > 1) & (per["nunique"] > 1)]  # not one exact-duplicate group

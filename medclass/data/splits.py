@@ -54,7 +54,8 @@ def _group_classes(groups: pd.Series, labels: pd.Series, classes: list[str]) -> 
     label = labels.map(order).to_numpy()
     codes, keys = pd.factorize(groups.to_numpy(), sort=True)
     counts = np.bincount(codes * len(classes) + label, minlength=len(keys) * len(classes)).reshape(len(keys), -1)
-    return pd.Series(np.asarray(classes, dtype=object)[counts.argmax(axis=1)], index=pd.Index(keys))  # ties: first class
+    best = counts.argmax(axis=1)  # ties: the first class
+    return pd.Series(np.asarray(classes, dtype=object)[best], index=pd.Index(keys))
 
 
 def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, where: str) -> dict[str, str]:
