@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medclass.data.audit import _hash_words, _phash_pairs, apply_leak_policy, audit_leaks
+from medclass.data.audit import _hash_words, apply_leak_policy, audit_leaks
+from medclass.data.neardup import hamming_pairs as _phash_pairs
 from medclass.data.fingerprint import CACHE_FILE, fingerprint
 from medclass.data.splits import split_patients
 from medclass.data.table import DataTable
@@ -211,3 +212,28 @@ def test_fingerprint_of_frames_hashes_pixels(shared_data):
     assert (fp["error"] == "").all(), fp["error"].tolist()
     assert fp["sha256"][0] == fp["sha256"][2] != fp["sha256"][1]
     assert fp["sha256"][0] != hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_an_interrupted_fingerprint_pass_resumes_from_its_cache_parts(pngs, tmp_path, monkeypatch):
+    from medclass.data import fingerprint as fp_module
+
+    cache, real, calls = tmp_path / "cache", fp_module.fingerprint_image, []
+
+    def dies_at_the_fifth(*args):
+        calls.append(args[0])
+        if len(calls) == 5:
+            raise KeyboardInterrupt  # the user's Ctrl-C, or a kill, in the middle of a pass
+        return real(*args)
+
+    monkeypatch.setattr(fp_module, "FLUSH_ROWS", 2)
+    monkeypatch.setattr(fp_module, "fingerprint_image", dies_at_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        fingerprint(pngs, workers=1, cache_dir=cache)
+    assert len(list(cache.glob(fp_module.PART_GLOB))) == 2 and not (cache / CACHE_FILE).exists()  # 4 kept
+
+    calls.clear()
+    monkeypatch.setattr(fp_module, "fingerprint_image", lambda *args: calls.append(args[0]) or real(*args))
+    resumed = fingerprint(pngs, workers=1, cache_dir=cache)
+    assert len(calls) == len(pngs) - 4  # only the images not done before the interruption
+    pd.testing.assert_frame_equal(resumed, fingerprint(pngs, workers=1))
+    assert not list(cache.glob(fp_module.PART_GLOB)) and len(pd.read_csv(cache / CACHE_FILE)) == len(pngs)

@@ -195,3 +195,45 @@ def test_cli_predict_writes_csv_and_json(ckpt, xrays, tmp_path):
 def test_copy_of_checkpoint_in_run_folder_is_found(ckpt, tmp_path, xrays):
     shutil.copy(ckpt, tmp_path / "best.safetensors")
     assert Predictor.from_checkpoint(tmp_path).predict(xrays[:1]) == Predictor.from_checkpoint(ckpt).predict(xrays[:1])
+
+
+def test_cli_predict_streams_its_csv_and_resumes_after_a_kill(ckpt, xrays, tmp_path, monkeypatch):
+    """A run killed after its first part leaves those rows (and half a line) in the CSV; --resume keeps them,
+    predicts only the rest and gives the same file as one uninterrupted run."""
+    from typer.testing import CliRunner
+
+    from medclass.cli import _register_all, app
+    from medclass.serving import predictor as predictor_module
+
+    _register_all()
+    runner = CliRunner()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in xrays:
+        shutil.copy(path, folder / path.name)
+    whole, killed = tmp_path / "whole.csv", tmp_path / "killed.csv"
+    monkeypatch.setattr(predictor_module, "STREAM_ROWS", 2)
+    assert runner.invoke(app, ["predict", str(ckpt), str(folder), "--out", str(whole), "--quiet"]).exit_code == 0
+
+    real = predictor_module.Predictor.iter_predict_files
+
+    def killed_after_one_part(self, *args, **kwargs):
+        parts = real(self, *args, **kwargs)
+        yield next(parts)
+        raise KeyboardInterrupt  # the kill, after the first part reached the disk
+
+    monkeypatch.setattr(predictor_module.Predictor, "iter_predict_files", killed_after_one_part)
+    runner.invoke(app, ["predict", str(ckpt), str(folder), "--out", str(killed), "--quiet"])
+    assert len(pd.read_csv(killed)) == 2
+    with open(killed, "a") as f:
+        f.write("/half/a/li")  # what a kill in the middle of a write leaves
+    monkeypatch.setattr(predictor_module.Predictor, "iter_predict_files", real)
+    seen = []
+    monkeypatch.setattr(predictor_module, "read_image", lambda path, **kw: seen.append(path) or read_image(path, **kw))
+    result = runner.invoke(app, ["predict", str(ckpt), str(folder), "--out", str(killed), "--resume", "--quiet"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "2 row(s) already written" in said and len(seen) == len(xrays) - 2
+    pd.testing.assert_frame_equal(pd.read_csv(killed).sort_values("path", ignore_index=True),
+                                  pd.read_csv(whole).sort_values("path", ignore_index=True))
+    assert f"{len(xrays)} predicted" in said

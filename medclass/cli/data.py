@@ -44,7 +44,7 @@ def _findings_table(rows: list[dict]) -> Table:
     return table
 
 
-def _groups_table(title: str, groups: list[dict]) -> Table:
+def _groups_table(title: str, groups: list[dict], total: int) -> Table:
     table = Table(title=title)
     for col in ("images", "splits", "patients", "labels", "first paths"):
         table.add_column(col)
@@ -55,8 +55,8 @@ def _groups_table(title: str, groups: list[dict]) -> Table:
             ", ".join(sorted(set(g["patients"]) - {""})) or "-", ", ".join(sorted(set(g["labels"]))),
             escape("\n".join(Path(p).name for p in g["paths"][:3])),
         )
-    if len(groups) > _SHOW:
-        table.caption = f"... and {len(groups) - _SHOW} more (see data_check.json)"
+    if total > _SHOW:
+        table.caption = f"... and {total - _SHOW} more (see data_check.json)"
     return table
 
 
@@ -101,16 +101,17 @@ def print_report(report: dict[str, Any]) -> None:
         console.print("Patients in several splits: " + ", ".join(
             f"{p['patient']} {p['splits']}" for p in audit["patient_overlap"][:_SHOW]))
     if audit["exact_groups"]:
-        console.print(_groups_table("Byte-identical images", audit["exact_groups"]))
+        console.print(_groups_table("Byte-identical images", audit["exact_groups"], audit["counts"]["exact_groups"]))
     if audit["near_groups"]:
-        console.print(_groups_table("Near-duplicate images", audit["near_groups"]))
+        console.print(_groups_table("Near-duplicate images", audit["near_groups"], audit["counts"]["near_groups"]))
     console.print(f"{sizes['readable']} of {src['images']} images readable.")
     if report["unreadable"]:
-        console.print(_files_table(f"Unreadable ({len(report['unreadable'])})", report["unreadable"], limit=None))
+        console.print(_files_table(f"Unreadable ({report['listed']['unreadable']['total']})", report["unreadable"], limit=None))
     flags = [q for q in report["quality"] if not q["reason"].startswith("unreadable")]
     console.print(_files_table(f"Quality flags ({len(flags)})", flags) if flags else "Quality: nothing else flagged.")
     if report["skipped"]:
-        console.print(_files_table(f"Skipped by the loader ({len(report['skipped'])})", report["skipped"], limit=None))
+        console.print(_files_table(f"Skipped by the loader ({report['listed']['skipped']['total']})", report["skipped"],
+                                   limit=None))
     for w in report["warnings"]:
         console.print(f"[bold yellow]warning ({w['kind']}):[/] {escape(w['message'])}")
     if not report["warnings"]:

@@ -1,9 +1,11 @@
 """``medclass predict CKPT PATH...``: class probabilities for files, folders, CSV manifests and DICOM."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
+import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -17,7 +19,10 @@ _SHOW = 20  # rows printed when no --out is given
 def predict_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) or run folder.")],
     paths: Annotated[list[Path], typer.Argument(help="Images, DICOM files, folders or CSV manifests (path column: --path-column, else path/file/filename/image).")],
-    out: Annotated[Optional[Path], typer.Option(help="Write all rows to a .csv or .json file.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        help="Write all rows to a .csv (written as it goes) or .json file.")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Keep the rows already in --out (a .csv of a killed run); predict the rest.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 32,
     onnx: Annotated[Optional[Path], typer.Option(help="Run this exported ONNX file instead of PyTorch.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1...")] = "cpu",
@@ -39,12 +44,39 @@ def predict_command(
         from ..config import RunConfig
 
         manifest = data_flags.apply(RunConfig()).data
-        df = predictor.predict_files(paths, batch_size=batch_size, progress=show_progress(quiet), manifest=manifest)
-        if out is not None:
-            text = df.to_json(orient="records", indent=2) if out.suffix.lower() == ".json" else df.to_csv(index=False)
-            atomic_write_text(out, text)
+        if out is not None and out.suffix.lower() == ".csv":
+            df = _stream_csv(predictor, paths, out, resume, batch_size=batch_size, progress=show_progress(quiet),
+                             manifest=manifest)
+        else:
+            df = predictor.predict_files(paths, batch_size=batch_size, progress=show_progress(quiet), manifest=manifest)
+            if out is not None:
+                atomic_write_text(out, df.to_json(orient="records", indent=2))
         _print_summary(df, out)
         _print_ood(df, predictor.ood is not None)
+
+
+def _stream_csv(predictor, paths: list[Path], out: Path, resume: bool, **options) -> pd.DataFrame:
+    """Append each part of ``iter_predict_files`` to ``out`` as it comes (flushed to disk); with ``resume``,
+    first keep the complete rows a killed run left there and skip them. Returns the columns the summary
+    needs (path, frame, predicted, ood, error) of every row of ``out``, read back column by column."""
+    done: set[tuple[str, int]] = set()
+    if resume and out.is_file() and out.stat().st_size:
+        with open(out, "rb+") as f:  # a kill can leave half a line: cut back to the last complete one
+            data = f.read()
+            f.truncate(data.rfind(b"\n") + 1)
+        previous = pd.read_csv(out, usecols=["path", "frame"], dtype={"path": str})
+        done = set(zip(previous["path"], previous["frame"].astype(int)))
+        console.print(f"Resuming {out}: {len(done)} row(s) already written.")
+    header = not done
+    with open(out, "a" if done else "w", newline="", encoding="utf-8") as f:
+        for part in predictor.iter_predict_files(paths, skip=done, **options):
+            part.to_csv(f, header=header, index=False)
+            header = False
+            f.flush()
+            os.fsync(f.fileno())
+    text = {"path": str, "predicted": str, "error": str, "ood": str}
+    df = pd.read_csv(out, usecols=["frame", *text], dtype=text, keep_default_na=False)
+    return df.assign(ood=df["ood"].map({"True": True, "False": False}))
 
 
 def _print_summary(df, out: Path | None) -> None:

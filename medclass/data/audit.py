@@ -34,7 +34,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +45,7 @@ from scipy.sparse.csgraph import connected_components
 from ..config import DuplicatePolicy, choices
 from ..errors import LeakError, check_choice
 from .naming import name_prefixes
+from .neardup import hamming_edges
 from .patients import LINKED_PREFIX, known_patient
 from .splits import patient_groups
 from .table import SPLITS, DataTable
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 
 POLICIES = choices(DuplicatePolicy)
 PROBABLE_LISTED = 20  # file-name groups listed in the report (all are counted)
-_BLOCK = 512  # rows of the Hamming-distance matrix computed at once (512 x n uint8)
+LIST_LIMIT = 1000  # items of each kind listed in a JSON report; the counts always cover all of them
 
 
 @dataclass
@@ -106,9 +107,18 @@ class LeakReport:
             "probable_patient_leaks": self.prefix_cross_split + len(self.near_cross_split) if self.without_patient else 0,
         }
 
-    def to_dict(self) -> dict:
-        """JSON-able dict: counts, summary text and every group."""
-        return {"counts": self.counts(), "summary": self.summary(), **asdict(self)}
+    def to_dict(self, limit: int | None = LIST_LIMIT) -> dict:
+        """JSON-able dict: counts, summary text and the groups, at most ``limit`` of each kind (those across
+        splits first; ``listed`` tells how many of how many are listed; ``None`` lists all)."""
+        out = {"counts": self.counts(), "summary": self.summary(),
+               **{f.name: getattr(self, f.name) for f in fields(self)}, "listed": {}}
+        for key in ("patient_overlap", "exact_groups", "near_groups"):
+            items = getattr(self, key)
+            if limit is not None and len(items) > limit:
+                items = sorted(items, key=lambda g: not g.get("cross_split", True))[:limit]
+            out[key] = items
+            out["listed"][key] = {"listed": len(items), "total": len(getattr(self, key))}
+        return out
 
     def _patient_line(self, c: dict[str, int]) -> str:
         if not self.without_patient:
@@ -141,58 +151,47 @@ class LeakReport:
         return "\n".join(lines)
 
 
-def _describe(df: pd.DataFrame, groups: pd.Series, rows: list[int]) -> dict:
-    """A JSON-able group: rows, paths, splits, patients, labels and the three flags."""
+def _describe_groups(df: pd.DataFrame, groups: pd.Series, rows: np.ndarray, group: np.ndarray) -> list[dict]:
+    """JSON-able groups (rows, paths, splits, patients, labels and the three flags) of the rows ``rows`` of ``df``
+    grouped by ``group``, ordered by their first row; vectorised but for building the dicts."""
+    order = np.lexsort((rows, group))
+    rows, group = np.asarray(rows, dtype=np.int64)[order], np.asarray(group)[order]
     sub = df.iloc[rows]
-    splits = sorted(set(sub["split"]) - {""})
-    return {
-        "rows": [int(r) for r in rows],
-        "paths": sub["path"].tolist(),
-        "splits": sub["split"].tolist(),
-        "patients": sub["patient"].tolist(),
-        "labels": sub["label"].tolist(),
-        "cross_split": len(splits) > 1,
-        "cross_patient": groups.iloc[rows].nunique() > 1,
-        "conflicting_labels": sub["label"].nunique() > 1,
-    }
+    cols = {"rows": rows.tolist(), "paths": sub["path"].tolist(), "splits": sub["split"].tolist(),
+            "patients": sub["patient"].tolist(), "labels": sub["label"].tolist()}
+    keyed = pd.DataFrame({"g": group, "split": sub["split"].to_numpy(), "patient": groups.to_numpy()[rows],
+                          "label": sub["label"].to_numpy()})
+    keyed["split"] = keyed["split"].where(keyed["split"] != "")  # unsplit rows do not make a group cross splits
+    flags = keyed.groupby("g", sort=False).nunique() > 1  # one row per group, in order of appearance
+    cuts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist() + [len(rows)]
+    out = []
+    flag_lists = (flags[c].tolist() for c in ("split", "patient", "label"))
+    for lo, hi, split, patient, label in zip(cuts[:-1], cuts[1:], *flag_lists):
+        item = {name: values[lo:hi] for name, values in cols.items()}
+        item.update(cross_split=split, cross_patient=patient, conflicting_labels=label)
+        out.append(item)
+    return sorted(out, key=lambda g: g["rows"][0])
+
+
+def _describe(df: pd.DataFrame, groups: pd.Series, rows: list[int]) -> dict:
+    """One JSON-able group (see :func:`_describe_groups`)."""
+    return _describe_groups(df, groups, np.asarray(rows, dtype=np.int64), np.zeros(len(rows), dtype=np.int64))[0]
 
 
 def _hash_words(hex_hashes: list[str]) -> np.ndarray:
     """Hex hashes (all of one length, a multiple of 16 digits) as an ``(n, words)`` uint64 array."""
-    lengths = {len(h) for h in hex_hashes}
+    lengths = set(pd.Series(hex_hashes, dtype=object).str.len().unique().tolist()) if hex_hashes else set()
     if len(lengths) > 1 or any(n % 16 for n in lengths):
         raise ValueError(f"Perceptual hashes of mixed or odd lengths {sorted(lengths)}; recompute the fingerprints.")
     words = lengths.pop() // 16 if lengths else 1
-    raw = b"".join(bytes.fromhex(h) for h in hex_hashes)
+    raw = bytes.fromhex("".join(hex_hashes))
     return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hex_hashes), words)
 
 
-def _phash_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs ``i < j`` of rows of ``hashes`` (``(n, words)`` uint64) at most ``max_distance`` bits apart."""
-    if hashes.ndim == 1:  # one word per hash
-        hashes = hashes[:, None]
-    firsts, seconds = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
-    for start in range(0, len(hashes), _BLOCK):
-        block = hashes[start : start + _BLOCK]
-        distance = np.zeros((len(block), len(hashes)), dtype=np.uint16)
-        for w in range(hashes.shape[1]):
-            distance += np.bitwise_count(block[:, None, w] ^ hashes[None, :, w])
-        i, j = np.nonzero(distance <= max_distance)
-        i += start
-        keep = i < j
-        firsts.append(i[keep])
-        seconds.append(j[keep])
-    return np.concatenate(firsts), np.concatenate(seconds)
-
-
-def _components(n: int, a: np.ndarray, b: np.ndarray) -> list[list[int]]:
-    """Connected components (of size > 1) of the graph on ``n`` nodes with edges ``a - b``."""
-    if n == 0:
-        return []
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label of each of ``n`` nodes of the graph with edges ``a - b``."""
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    comps = pd.Series(np.arange(n)).groupby(label).agg(list)
-    return [c for c in comps if len(c) > 1]
+    return connected_components(graph, directed=False)[1]
 
 
 def _aligned(table: DataTable, fingerprints: pd.DataFrame) -> pd.DataFrame:
@@ -258,55 +257,65 @@ def audit_leaks(
     hashed = np.flatnonzero(fp["sha256"].fillna("").to_numpy() != "")
     report.unhashed = len(df) - len(hashed)
     sha = fp["sha256"].iloc[hashed]
-    for _, members in sha.groupby(sha.to_numpy()).groups.items():
-        if len(members) > 1:
-            report.exact_groups.append(_describe(df, groups, sorted(int(m) for m in members)))
+    copies = sha.duplicated(keep=False).to_numpy()
+    if copies.any():
+        report.exact_groups = _describe_groups(df, groups, hashed[copies], pd.factorize(sha[copies])[0])
 
     if near_duplicates:
         with_phash = hashed[fp["phash"].iloc[hashed].fillna("").to_numpy() != ""]
         hashes = _hash_words(fp["phash"].iloc[with_phash].tolist())
-        a, b = _phash_pairs(hashes, max_distance)
-        for comp in _components(len(hashes), a, b):
-            rows = sorted(int(r) for r in with_phash[comp])
-            if fp["sha256"].iloc[rows].nunique() > 1:
-                report.near_groups.append(_describe(df, groups, rows))
+        edges = hamming_edges(hashes, max_distance)
+        label = _components(len(hashes), *edges) if len(hashes) else np.zeros(0, dtype=np.int64)
+        members = pd.DataFrame({"label": label, "sha": fp["sha256"].iloc[with_phash].to_numpy()})
+        per = members.groupby("label")["sha"].agg(["size", "nunique"])
+        near = per.index[(per["size"] > 1) & (per["nunique"] > 1)]  # not one exact-duplicate group
+        keep = np.isin(label, near)
+        if keep.any():
+            report.near_groups = _describe_groups(df, groups, with_phash[keep], label[keep])
     log.debug("Leak audit:\n%s", report.summary())  # callers report the audit that matters, once
     return report
 
 
+def _flat(groups: list[dict], key: str) -> np.ndarray:
+    """One field of every group, end to end."""
+    return np.concatenate([np.asarray(g[key], dtype=object) for g in groups]) if groups else np.zeros(0, dtype=object)
+
+
 def _check_report(table: DataTable, report: LeakReport) -> None:
     groups = report.exact_groups + report.near_groups
-    same = report.n_rows == len(table) and all(
-        table.frame["path"].iloc[g["rows"]].tolist() == g["paths"] for g in groups
+    rows = _flat(groups, "rows").astype(np.int64)
+    same = report.n_rows == len(table) and bool(
+        (table.frame["path"].to_numpy()[rows] == _flat(groups, "paths")).all()
     )
     if not same:
         raise ValueError("The leak report was computed on another table; run audit_leaks(table) on this one first.")
-
-
-def _earliest(splits: pd.Series) -> str:
-    present = set(splits) - {""}
-    return next(s for s in SPLITS if s in present)
 
 
 def _drop_reasons(table: DataTable, report: LeakReport) -> dict[int, list[str]]:
     """Row -> reasons, for rows in a later split than their leaking group's earliest split."""
     df = table.frame
     reasons: dict[int, list[str]] = {}
-    for item in report.patient_overlap:
-        rows = df.index[df["patient"] == item["patient"]]
-        keep = _earliest(df["split"].iloc[rows])
-        for r in rows:
-            if df["split"].iloc[r] not in ("", keep):
-                reasons.setdefault(int(r), []).append(f"patient {item['patient']} is also in {keep}")
+    split_rank = {s: i for i, s in enumerate(SPLITS)}
+    patients = {item["patient"] for item in report.patient_overlap}
+    shared = np.flatnonzero(df["patient"].isin(patients).to_numpy() & (df["split"] != "").to_numpy())
+    if len(shared):
+        sub = df.iloc[shared]
+        rank = sub["split"].map(split_rank).to_numpy()
+        keep = pd.Series(rank).groupby(sub["patient"].to_numpy()).transform("min").to_numpy()
+        for r, patient, k in zip(shared[rank != keep], sub["patient"].to_numpy()[rank != keep], keep[rank != keep]):
+            reasons.setdefault(int(r), []).append(f"patient {patient} is also in {SPLITS[k]}")
     kinds = ((report.exact_cross_split, "byte-identical to"), (report.near_cross_split, "near-duplicate of"))
     for group_list, words in kinds:
-        for g in group_list:
-            splits = pd.Series(g["splits"])
-            keep = _earliest(splits)
-            kept_path = g["paths"][int(np.flatnonzero(splits == keep)[0])]
-            for r, s in zip(g["rows"], g["splits"]):
-                if s not in ("", keep):
-                    reasons.setdefault(int(r), []).append(f"{words} {kept_path} in {keep}")
+        if not group_list:
+            continue
+        rows, paths = _flat(group_list, "rows").astype(np.int64), _flat(group_list, "paths")
+        gid = np.repeat(np.arange(len(group_list)), [len(g["rows"]) for g in group_list])
+        rank = pd.Series(_flat(group_list, "splits")).map(split_rank).to_numpy()  # NaN: no split
+        keep = pd.Series(rank).groupby(gid).transform("min").to_numpy()
+        at_keep = np.flatnonzero(rank == keep)
+        kept_path = paths[pd.Series(at_keep).groupby(gid[at_keep]).first().to_numpy()]  # first copy in that split
+        for r, g, k in zip(rows[rank > keep], gid[rank > keep], keep[rank > keep]):
+            reasons.setdefault(int(r), []).append(f"{words} {kept_path[g]} in {SPLITS[int(k)]}")
     return reasons
 
 
@@ -315,25 +324,39 @@ def _merged_patients(table: DataTable, report: LeakReport) -> tuple[pd.Series, l
     df = table.frame
     groups = patient_groups(df)
     keys, node = np.unique(groups.to_numpy(), return_inverse=True)
-    a, b = [], []
-    for g in report.exact_groups + report.near_groups:
-        nodes = node[g["rows"]]
-        a.extend(nodes[:-1])
-        b.extend(nodes[1:])
     patient = df["patient"].copy()
-    merges = []
-    for comp in _components(len(keys), np.array(a, dtype=int), np.array(b, dtype=int)):
-        members = sorted(str(k) for k in keys[comp])
-        real = [m for m in members if not m.startswith("#row")]
-        rows = np.flatnonzero(np.isin(node, comp))
-        new_id = real[0] if real else f"{LINKED_PREFIX}{Path(df['path'].iloc[rows[0]]).stem}"
-        patient.iloc[rows] = new_id
-        merges.append({"patients": real, "unnamed_rows": len(members) - len(real), "into": new_id, "rows": len(rows)})
-        if len(real) > 1:
+    merges: list[dict] = []
+    linked = [np.asarray(g["rows"], dtype=np.int64) for g in report.exact_groups + report.near_groups]
+    if not linked:
+        return patient, merges
+    chains = np.concatenate([node[rows] for rows in linked])
+    last = np.cumsum([len(rows) for rows in linked]) - 1  # a chain joins each group's patients; none across groups
+    a, b = np.delete(chains[:-1], last[:-1]), np.delete(chains[1:], last[:-1])
+    label = _components(len(keys), a, b)
+    size = np.bincount(label, minlength=len(keys))
+    rows = np.flatnonzero(size[label[node]] > 1)
+    if not len(rows):
+        return patient, merges
+    nodes = pd.DataFrame({"comp": label[node[rows]], "key": keys[node[rows]].astype(str), "row": rows,
+                          "split": df["split"].replace("", np.nan).to_numpy()[rows]})
+    nodes["real"] = nodes["key"].where(~nodes["key"].str.startswith("#row"))
+    per = nodes.groupby("comp").agg(first_row=("row", "min"), rows=("row", "size"),
+                                    splits=("split", "nunique"))
+    real = nodes.dropna(subset=["real"]).groupby("comp")["real"].agg(lambda s: sorted(set(s)))
+    unnamed = nodes[nodes["real"].isna()].groupby("comp")["key"].nunique()
+    for comp, info in per.iterrows():  # one entry per merged set (a summary, not per row)
+        names = real.get(comp, [])
+        new_id = names[0] if names else f"{LINKED_PREFIX}{Path(df['path'].iloc[info['first_row']]).stem}"
+        merges.append({"patients": names, "unnamed_rows": int(unnamed.get(comp, 0)), "into": new_id,
+                       "rows": int(info["rows"])})
+        if len(names) > 1:
             log.warning("Duplicate images link patients %s: they become one patient %r (split.csv shows that id).",
-                        ", ".join(real), new_id)
-        if df["split"].iloc[rows].replace("", np.nan).nunique() > 1:
-            log.warning("Merged patient %s spans several splits already; merge before split_patients or use 'drop'.", new_id)
+                        ", ".join(names), new_id)
+        if info["splits"] > 1:
+            log.warning("Merged patient %s spans several splits already; merge before split_patients or use 'drop'.",
+                        new_id)
+    new_ids = pd.Series([m["into"] for m in merges], index=per.index)
+    patient.iloc[rows] = new_ids.loc[nodes["comp"]].to_numpy()
     return patient, merges
 
 
@@ -369,12 +392,10 @@ def apply_leak_policy(table: DataTable, report: LeakReport, policy: str) -> tupl
         return table.with_frame(table.frame.assign(patient=patient)), info
     reasons = _drop_reasons(table, report)
     df = table.frame
-    for r in sorted(reasons):
-        row = df.iloc[r]
-        info["dropped"].append({
-            "path": row["path"], "frame": int(row["frame"]), "split": row["split"], "label": row["label"],
-            "patient": row["patient"], "reason": "; ".join(reasons[r]),
-        })
+    dropped = sorted(reasons)
+    rows = df.iloc[dropped][["path", "frame", "split", "label", "patient"]].assign(
+        frame=lambda d: d["frame"].astype(int), reason=["; ".join(reasons[r]) for r in dropped])
+    info["dropped"] = rows.to_dict(orient="records")
     out = table.with_frame(df.drop(index=sorted(reasons)))
     out.skipped.extend({"path": d["path"], "reason": f"leak: {d['reason']}"} for d in info["dropped"])
     if reasons:
@@ -382,4 +403,4 @@ def apply_leak_policy(table: DataTable, report: LeakReport, policy: str) -> tupl
     return out, info
 
 
-__all__ = ["POLICIES", "LeakReport", "apply_leak_policy", "audit_leaks"]
+__all__ = ["LIST_LIMIT", "POLICIES", "LeakReport", "apply_leak_policy", "audit_leaks"]

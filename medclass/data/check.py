@@ -16,7 +16,7 @@ import pandas as pd
 from ..config import DataConfig
 from ..utils import write_json
 from .advice import data_warnings
-from .audit import audit_leaks
+from .audit import LIST_LIMIT, audit_leaks
 from .fingerprint import fingerprint
 from .patients import describe_patient_ids
 from .quality import QualityThresholds, quality_report
@@ -97,9 +97,11 @@ def check_data(
         log_warnings: also log every warning (off where the caller prints the report's warnings itself).
 
     Returns:
-        A JSON-able dict with keys ``source, counts, patients, sizes, audit, quality, unreadable, skipped, warnings``
-        (``patients``: where the patient ids come from, see :class:`~medclass.data.patients.PatientIds`)
-        (``warnings``: :mod:`~medclass.data.advice` findings, e.g. a class too small for the split).
+        A JSON-able dict with keys ``source, counts, patients, sizes, audit, quality, unreadable, skipped, listed,
+        warnings`` (``patients``: where the patient ids come from, see :class:`~medclass.data.patients.PatientIds`;
+        ``warnings``: :mod:`~medclass.data.advice` findings, e.g. a class too small for the split). The lists
+        ``quality``, ``unreadable``, ``skipped`` and the audit's groups stop at ``LIST_LIMIT`` items; ``listed``
+        gives each list's total.
 
     Example:
         >>> r = check_data("../shared/data/head_ct/labels.csv")  # doctest: +SKIP
@@ -121,10 +123,13 @@ def check_data(
         "patients": describe_patient_ids(table, cfg).to_dict(),
         "sizes": _sizes(fp),
         "audit": audit.to_dict(),
-        "quality": quality.to_dict(orient="records"),
-        "unreadable": [{"path": p, "frame": int(f), "reason": r}
-                       for p, f, r in zip(unreadable["path"], unreadable["frame"], unreadable["error"])],
-        "skipped": list(table.skipped),
+        "quality": quality.head(LIST_LIMIT).to_dict(orient="records"),
+        "unreadable": unreadable.head(LIST_LIMIT)[["path", "frame", "error"]].rename(columns={"error": "reason"})
+        .astype({"frame": int}).to_dict(orient="records"),
+        "skipped": list(table.skipped[:LIST_LIMIT]),
+        "listed": {key: {"listed": min(n, LIST_LIMIT), "total": n}  # the lists above stop at LIST_LIMIT items
+                   for key, n in (("quality", len(quality)), ("unreadable", len(unreadable)),
+                                  ("skipped", len(table.skipped)))},
         "filters": {"where": cfg.where, "label_map": dict(cfg.label_map), "preset": cfg.preset},
         "warnings": [w.to_dict() for w in data_warnings(table, fp, audit, cfg)],
     }

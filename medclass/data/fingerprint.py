@@ -24,7 +24,10 @@ error       '' or the reason the image cannot be read (then the other fields are
 
 Images are read in worker processes one at a time (never all in memory). With ``cache_dir`` the
 results are kept in ``fingerprints.csv`` keyed by absolute path, size, mtime_ns, frame and window,
-so that a second pass over unchanged files only stats them.
+so that a second pass over unchanged files only stats them. While a pass runs, every
+:data:`FLUSH_ROWS` new results are written to a part file (``fingerprints.part-*.csv``, atomically),
+so that an interrupted data check resumes where it stopped; the parts are merged into
+``fingerprints.csv`` at the end of a pass.
 
 Example:
     >>> fp = fingerprint(table, workers=2, cache_dir=".medclass-cache", progress=True)
@@ -35,6 +38,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,8 @@ from .table import DataTable
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "fingerprints.csv"
+PART_GLOB = "fingerprints.part-*.csv"  # results of a pass still running, or interrupted
+FLUSH_ROWS = 2048  # new results written to the cache at a time
 FIELDS = ("sha256", "phash", "width", "height", "channels", "mode", "mean", "std", "error")
 _TEXT_FIELDS = ("sha256", "phash", "mode", "error")
 _CHUNK = 1 << 20
@@ -123,16 +130,28 @@ def _cache_key(path: str, frame: int, window: str) -> str:
 
 
 def _read_cache(cache_dir: Path | None) -> pd.DataFrame:
-    file = cache_dir / CACHE_FILE if cache_dir else None
-    if file is None or not file.is_file():
+    files = [cache_dir / CACHE_FILE, *sorted(cache_dir.glob(PART_GLOB), key=os.path.getmtime)] if cache_dir else []
+    parts = [pd.read_csv(f, dtype={c: str for c in ("key", *_TEXT_FIELDS)}, keep_default_na=False)
+             for f in files if f.is_file()]
+    if not parts:
         return pd.DataFrame(columns=["key", *FIELDS]).set_index("key")
-    cache = pd.read_csv(file, dtype={c: str for c in ("key", *_TEXT_FIELDS)}, keep_default_na=False)
+    cache = pd.concat(parts, ignore_index=True)
     cache["mean"] = pd.to_numeric(cache["mean"], errors="coerce")
     cache["std"] = pd.to_numeric(cache["std"], errors="coerce")
     return cache.drop_duplicates("key", keep="last").set_index("key")
 
 
-def _run(tasks: list[tuple[str, int, str]], workers: int, progress: bool) -> list[dict[str, Any]]:
+def _write_part(cache_dir: Path, keys: list[str], results: list[dict[str, Any]]) -> None:
+    """Append results to the cache as one new part file (written atomically: a kill leaves no half file)."""
+    part = pd.DataFrame(results, columns=list(FIELDS)).assign(key=keys)
+    part = part[part["key"] != ""]
+    if len(part):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        name = PART_GLOB.replace("*", f"{time.time_ns()}-{os.getpid()}")
+        atomic_write_text(cache_dir / name, part[["key", *FIELDS]].to_csv(index=False))
+
+
+def _run(tasks: list[tuple[str, int, str]], workers: int, progress: bool) -> Iterator[dict[str, Any]]:
     pool = worker_pool(min(workers, len(tasks))) if workers > 1 and len(tasks) > 1 else None
     results = watched_imap(pool, _task, tasks, stall_timeout=TrainConfig.stall_timeout, what="Fingerprinting images",
                            chunksize=max(1, min(64, len(tasks) // (4 * workers))))
@@ -141,11 +160,25 @@ def _run(tasks: list[tuple[str, int, str]], workers: int, progress: bool) -> lis
             from rich.progress import track
 
             results = track(results, total=len(tasks), description="Fingerprinting images")
-        return list(results)
+        yield from results
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
+
+
+def _fingerprint_new(todo: list[tuple[str, int]], key_of: dict[tuple[str, int], str], window: str, workers: int,
+                     progress: bool, cache_dir: Path | None) -> dict[tuple[str, int], dict[str, Any]]:
+    """Fingerprint ``todo``, writing every :data:`FLUSH_ROWS` results to a cache part as they come."""
+    fresh: dict[tuple[str, int], dict[str, Any]] = {}
+    pending: list[tuple[str, int]] = []
+    for item, result in zip(todo, _run([(p, f, window) for p, f in todo], workers, progress)):
+        fresh[item] = result
+        pending.append(item)
+        if cache_dir is not None and len(pending) >= FLUSH_ROWS:
+            _write_part(cache_dir, [key_of[i] for i in pending], [fresh[i] for i in pending])
+            pending = []
+    return fresh
 
 
 def fingerprint(
@@ -176,11 +209,12 @@ def fingerprint(
     paths = table.frame["path"].tolist()
     frames = table.frame["frame"].astype(int).tolist()
     keys = [_cache_key(p, f, window) for p, f in zip(paths, frames)]
+    parts = sorted(cache_dir.glob(PART_GLOB)) if cache_dir is not None else []  # merged below, then removed
     cache = _read_cache(cache_dir)
     todo = sorted({(p, f) for p, f, k in zip(paths, frames, keys) if not k or k not in cache.index})
     if todo:
         log.info("Fingerprinting %d image(s) with %d worker(s); %d from the cache.", len(todo), workers, len(paths) - len(todo))
-    fresh = dict(zip(todo, _run([(p, f, window) for p, f in todo], workers, progress)))
+    fresh = _fingerprint_new(todo, dict(zip(zip(paths, frames), keys)), window, workers, progress, cache_dir)
     out = cache.reindex(keys).reset_index(drop=True)[list(FIELDS)]
     is_fresh = [(p, f) in fresh for p, f in zip(paths, frames)]
     if fresh:
@@ -190,11 +224,13 @@ def fingerprint(
     out.insert(0, "path", paths)
     out = out.astype({"width": int, "height": int, "channels": int, "mean": float, "std": float})
     out[list(_TEXT_FIELDS)] = out[list(_TEXT_FIELDS)].fillna("").astype(str)
-    if cache_dir is not None and fresh:
+    if cache_dir is not None and (fresh or parts):  # one file again: the cache read plus this pass
         new = out.assign(key=keys)[is_fresh]
         merged = pd.concat([cache.reset_index(), new[new["key"] != ""]]).drop_duplicates("key", keep="last")
         atomic_write_text(cache_dir / CACHE_FILE, merged[["key", *FIELDS]].to_csv(index=False))
+        for part in {*parts, *cache_dir.glob(PART_GLOB.replace("*", f"*-{os.getpid()}"))}:  # not other passes' parts
+            part.unlink(missing_ok=True)
     return out
 
 
-__all__ = ["CACHE_FILE", "FIELDS", "PHASH_SIZE", "default_workers", "fingerprint", "fingerprint_image"]
+__all__ = ["CACHE_FILE", "FIELDS", "FLUSH_ROWS", "PHASH_SIZE", "default_workers", "fingerprint", "fingerprint_image"]

@@ -44,15 +44,18 @@ def patient_groups(frame: pd.DataFrame) -> pd.Series:
     ['p1', '#row1', 'p1']
     """
     patient = frame["patient"].astype(str).reset_index(drop=True)
-    own = pd.Series([f"#row{i}" for i in range(len(patient))], dtype=object)
+    own = "#row" + pd.Series(np.arange(len(patient))).astype(str)
     return patient.where(patient != "", own)
 
 
 def _group_classes(groups: pd.Series, labels: pd.Series, classes: list[str]) -> pd.Series:
     """Class of each group: its most common label, ties broken by the order of ``classes``."""
     order = {c: i for i, c in enumerate(classes)}
-    counts = pd.crosstab(groups.to_numpy(), labels.map(order).to_numpy())
-    return pd.Series(counts.idxmax(axis=1).map(lambda i: classes[i]), index=counts.index)
+    label = labels.map(order).to_numpy()
+    codes, keys = pd.factorize(groups.to_numpy(), sort=True)
+    counts = np.bincount(codes * len(classes) + label, minlength=len(keys) * len(classes)).reshape(len(keys), -1)
+    best = counts.argmax(axis=1)  # ties: the first class
+    return pd.Series(np.asarray(classes, dtype=object)[best], index=pd.Index(keys))
 
 
 def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, where: str) -> dict[str, str]:
@@ -61,7 +64,7 @@ def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, wh
     needed = 1 + sum(f > 0 for f in fractions.values())
     assignment: dict[str, str] = {}
     for cls in sorted(group_class.unique()):
-        members = sorted(group_class.index[group_class == cls])
+        members = np.sort(group_class.index[group_class.to_numpy() == cls].to_numpy())
         if len(members) < needed:
             wanted = ", ".join(["train", *(s for s, f in fractions.items() if f > 0)])
             raise DatasetError(
@@ -69,14 +72,14 @@ def _allocate(group_class: pd.Series, fractions: dict[str, float], seed: int, wh
                 f"{needed} per class. Add images of {cls!r}, lower data.val_fraction / data.test_fraction to 0, "
                 "or use cross-validation (`medclass train --folds K`)."
             )
-        members = [members[i] for i in rng.permutation(len(members))]
+        members = members[rng.permutation(len(members))]
         start = 0
         for split, frac in fractions.items():
             n = max(1, round(frac * len(members))) if frac > 0 else 0
             n = min(n, len(members) - start - 1)  # always leave at least one group for train
-            assignment.update({g: split for g in members[start : start + n]})
+            assignment.update(dict.fromkeys(members[start : start + n].tolist(), split))
             start += n
-        assignment.update({g: "train" for g in members[start:]})
+        assignment.update(dict.fromkeys(members[start:].tolist(), "train"))
     return assignment
 
 
@@ -172,7 +175,9 @@ def split_patients(
         df.loc[train, "split"] = groups[train].map(assignment).to_numpy()
     else:
         known = df.loc[~empty].assign(group=groups[~empty].to_numpy())
-        inherited = known.groupby("group")["split"].agg(lambda s: s.value_counts().index[0])
+        counts = known.groupby(["group", "split"], sort=False).size().reset_index(name="n")  # first seen first
+        inherited = counts.sort_values("n", ascending=False, kind="stable").drop_duplicates("group").set_index(
+            "group")["split"]  # each group's most common split (ties: the one seen first)
         follow = empty & groups.isin(inherited.index).to_numpy()
         df.loc[follow, "split"] = groups[follow].map(inherited).to_numpy()
         free = empty & ~follow

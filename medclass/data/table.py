@@ -63,13 +63,13 @@ class DataTable:
             from .multilabel import label_matrix
 
             label_matrix(df, self.classes)  # raises when a finding's column is missing
-        unknown = [] if self.multi_label else sorted(set(df["label"]) - set(self.classes))
+        unknown = [] if self.multi_label else sorted(set(df["label"].unique()) - set(self.classes))
         if unknown:
             raise DatasetError(
                 f"Labels {unknown[:5]} in {self.root or 'the table'} are not among the classes {self.classes}; "
                 "give the full class list or drop those rows."
             )
-        bad_splits = sorted(set(df["split"]) - set(SPLITS) - {""})
+        bad_splits = sorted(set(df["split"].unique()) - set(SPLITS) - {""})
         if bad_splits:
             raise DatasetError(f"Unknown split names {bad_splits} in {self.root or 'the table'}; expected {SPLITS} or ''.")
         self.frame = df.reset_index(drop=True)

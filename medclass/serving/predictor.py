@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ from ..utils import torch_device
 from ._backends import OnnxBackend, TorchBackend
 from ._inputs import collect_files, image_batch, to_unit_image
 from ._verdict import DecisionRule
+
+STREAM_ROWS = 1024  # rows of one part of iter_predict_files (what `medclass predict --out x.csv` writes at a time)
 
 
 class Predictor:
@@ -234,11 +236,25 @@ class Predictor:
         prob_<class>... , predicted, threshold, ood_score, ood, error`` (``ood``: see
         :meth:`predict_with_ood`) and, for a manifest, its metadata columns
         (``manifest`` = the data settings a CSV is read with: image root, columns, ``where``, ``label_map``). An unreadable file gets a row with the
-        reason in ``error`` (and empty probabilities); the run goes on.
+        reason in ``error`` (and empty probabilities); the run goes on. :meth:`iter_predict_files` gives the
+        same rows part by part.
 
         >>> df = p.predict_files(["../shared/data/dicom"], batch_size=16)  # doctest: +SKIP
         >>> df[df.error != ""].error.iloc[0]  # doctest: +SKIP
         'no pixel data in this DICOM file (truncated file, or a non-image object)'
+        """
+        return pd.concat(list(self.iter_predict_files(paths, batch_size, progress, manifest)), ignore_index=True)
+
+    def iter_predict_files(self, paths: str | Path | Iterable[str | Path], batch_size: int = 32,
+                           progress: bool = True, manifest: DataConfig | None = None,
+                           skip: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset(),
+                           part_rows: int | None = None) -> Iterator[pd.DataFrame]:
+        """The rows of :meth:`predict_files`, as tables of at most ``part_rows`` (default :data:`STREAM_ROWS`) rows
+        each, yielded as soon as they are computed (one table of unlisted files last); ``(path, frame)`` pairs in
+        ``skip`` (rows a killed run already wrote) are left out. Memory stays that of one part.
+
+        >>> for part in p.iter_predict_files(["scans/"], skip=done):  # doctest: +SKIP
+        ...     part.to_csv(f, header=False, index=False)
         """
         from rich.progress import Progress
 
@@ -248,26 +264,35 @@ class Predictor:
         rule = effective_patient_rule(self.meta.run_config.data)
         files, problems = collect_files(paths, rule, manifest)
         records = files.to_dict("records")
-        probs = np.full((len(records), len(self.classes) + 1), np.nan, np.float64)  # + the OOD score
-        errors = [""] * len(records)
+        extra = list(dict.fromkeys(k for r in records + problems for k in r
+                                   if k not in ("path", "frame", "patient", "reason")))  # a manifest's columns
+        if skip:
+            records = [r for r in records if (str(r["path"]), int(r["frame"])) not in skip]
+            problems = [r for r in problems if (str(r["path"]), int(r.get("frame", -1))) not in skip]
+        part_rows = part_rows or STREAM_ROWS
         with Progress(disable=not progress, transient=True) as bar:
             task = bar.add_task("predicting", total=len(records))
-            for start in range(0, len(records), batch_size):
-                rows = range(start, min(start + batch_size, len(records)))
-                images, ok = [], []
-                for i in rows:
-                    try:
-                        images.append(read_image(records[i]["path"], frame=records[i]["frame"], window=self.window,
-                                                  size_hint=self.transform.image_size))
-                        ok.append(i)
-                    except ImageReadError as e:
-                        errors[i] = e.reason
-                if ok:
-                    probs[ok] = self.probabilities_with_ood(self.preprocess(images))
-                bar.advance(task, len(rows))
-        return self._table(records + problems, probs, errors + [p["reason"] for p in problems])
+            for part_start in range(0, len(records), part_rows):
+                part = records[part_start : part_start + part_rows]
+                probs = np.full((len(part), len(self.classes) + 1), np.nan, np.float64)  # + the OOD score
+                errors = [""] * len(part)
+                for start in range(0, len(part), batch_size):
+                    images, ok = [], []
+                    for i in range(start, min(start + batch_size, len(part))):
+                        try:
+                            images.append(read_image(part[i]["path"], frame=part[i]["frame"], window=self.window,
+                                                     size_hint=self.transform.image_size))
+                            ok.append(i)
+                        except ImageReadError as e:
+                            errors[i] = e.reason
+                    if ok:
+                        probs[ok] = self.probabilities_with_ood(self.preprocess(images))
+                    bar.advance(task, min(batch_size, len(part) - start))
+                yield self._table(part, probs, errors, extra)
+        if problems or not records:
+            yield self._table(problems, np.zeros((0, len(self.classes) + 1)), [p["reason"] for p in problems], extra)
 
-    def _table(self, records: list[dict], scored: np.ndarray, errors: list[str]) -> pd.DataFrame:
+    def _table(self, records: list[dict], scored: np.ndarray, errors: list[str], extra: list[str]) -> pd.DataFrame:
         unread = np.full((len(records) - len(scored), len(self.classes) + 1), np.nan)  # files never listed
         scored = np.concatenate([scored, unread])
         probs = scored[:, :-1]
@@ -286,7 +311,7 @@ class Predictor:
         df["threshold"] = self.threshold if self.binary else np.nan
         df["ood_score"], df["ood"] = scored[:, -1], self.ood_flags(scored[:, -1])
         df["error"] = errors
-        for column in dict.fromkeys(k for r in records for k in r if k not in ("path", "frame", "patient", "reason")):
+        for column in extra:
             df[column] = [r.get(column, "") for r in records]  # a manifest's metadata (sex, age, view...)
         return df
 
