@@ -88,9 +88,9 @@ def run_load(url: str, payloads: list[tuple[str, bytes, str]], n_requests: int =
             "p95_ms": float(np.percentile(latencies, 95) * 1000)}
 
 
-def xray_payloads(n: int = 16) -> list[tuple[str, bytes, str]]:
-    """The first ``n`` chest X-rays of each class as upload payloads."""
-    files = [p for c in ("NORMAL", "PNEUMONIA") for p in sorted((SHARED / "chest_xray" / c).glob("*.jpeg"))[: n // 2]]
+def xray_payloads(n: int = 16, root: Path = SHARED / "chest_xray") -> list[tuple[str, bytes, str]]:
+    """The first ``n`` chest X-rays (``n // 2`` of each class) under ``root`` as upload payloads."""
+    files = [p for c in ("NORMAL", "PNEUMONIA") for p in sorted((root / c).glob("*.jpeg"))[: n // 2]]
     return [(p.name, p.read_bytes(), "image/jpeg") for p in files]
 
 

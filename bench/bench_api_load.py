@@ -36,9 +36,10 @@ HOST = "127.0.0.1"  # the only host this benchmark ever connects to
 MAX_UPLOAD_MB = 1  # the server's upload limit here, so that the oversized payload stays small
 
 
-def payloads(n_xrays: int = 8) -> list[tuple[str, bytes, str, int]]:
-    """``(file name, bytes, content type, expected status)``: valid X-rays, odd valid files and hostile ones."""
-    out = [(name, data, ctype, 200) for name, data, ctype in xray_payloads(n_xrays)]
+def payloads(n_xrays: int = 8, root: Path | None = None) -> list[tuple[str, bytes, str, int]]:
+    """``(file name, bytes, content type, expected status)``: valid X-rays (from ``root``, default the shared
+    chest X-rays), odd valid files and hostile ones."""
+    out = [(name, data, ctype, 200) for name, data, ctype in (xray_payloads(n_xrays, root) if root else xray_payloads(n_xrays))]
     with tempfile.TemporaryDirectory() as tmp:
         write_hostile(Path(tmp))
         for name in ODD_BUT_READABLE:

@@ -1,7 +1,8 @@
-"""Helpers shared by several test modules: a seeded checkpoint with the real X-rays it is calibrated on
-(XRAYS, make_checkpoint), a tiny learnable image folder and its training config (make_images, tiny_config),
-a tiny learnable multi-label CSV and its config (write_multilabel_csv, multilabel_config), a synthetic run
-folder (make_fake_run) and the loader of bench/bench_api.py (load_bench_api)."""
+"""Helpers shared by several test modules: four real X-rays of the chest X-ray sample shipped in the package
+(XRAYS, xray_paths: no ../shared needed) and a seeded checkpoint calibrated on them (make_checkpoint), a tiny
+learnable image folder and its training config (make_images, tiny_config), a tiny learnable multi-label CSV and
+its config (write_multilabel_csv, multilabel_config), a synthetic run folder (make_fake_run) and the loader of
+bench/bench_api.py (load_bench_api)."""
 from __future__ import annotations
 
 import importlib.util
@@ -15,36 +16,51 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from medclass.config import RunConfig, apply_overrides, save_config
+from medclass.data.catalog import sample_path
 from medclass.data.io import read_image
 from medclass.data.transforms import build_transform
 from medclass.models import create_model
 from medclass.artifacts.checkpoint import build_meta, save_checkpoint
-from conftest import SHARED_DATA
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_api.py"
 
-XRAYS = ["NORMAL/IM-0001-0001.jpeg", "NORMAL/IM-0003-0001.jpeg", "PNEUMONIA/person1_bacteria_1.jpeg",
-         "PNEUMONIA/person1_virus_6.jpeg"]
+# four real chest X-rays (96 px grey JPEGs) of the sample inside the package (medclass/sample_data/chest_xray)
+XRAYS = ["NORMAL/IM-0005-0001.jpeg", "NORMAL/IM-0009-0001.jpeg", "PNEUMONIA/person1002_bacteria_2933.jpeg",
+         "PNEUMONIA/person1016_virus_1704.jpeg"]
+
+
+def xray_paths() -> list[Path]:
+    """The files of XRAYS inside the installed package: real images that every clone has."""
+    return [sample_path() / name for name in XRAYS]
 
 
 def make_checkpoint(path: Path, model_name: str = "simple_cnn", classes: tuple[str, ...] = ("NORMAL", "PNEUMONIA"),
                     in_chans: int = 1, image_size: int = 64, threshold: float = 0.4, temperature: float = 1.0,
                     metrics: dict | None = None, seed: int = 0) -> Path:
-    """A checkpoint with seeded random weights; the classifier is rescaled so that the logits of the
-    real X-rays in XRAYS are centred with standard deviation 2 (probabilities spread, not all 0.5)."""
+    """A checkpoint with seeded random weights, well conditioned on the real X-rays in XRAYS: the BatchNorm
+    statistics are theirs (an untrained network's features hardly differ between images otherwise, and the head
+    would have to amplify float32 rounding a million times), and the classifier is rescaled so that their logits
+    are centred with standard deviation 2 (probabilities spread, not all 0.5)."""
     torch.manual_seed(seed)
-    model = create_model(model_name, num_classes=len(classes), in_chans=in_chans).eval()
+    model = create_model(model_name, num_classes=len(classes), in_chans=in_chans)
     tf = build_transform("none", image_size, in_chans, [0.5] * in_chans, [0.25] * in_chans, train=False)
-    x = torch.stack([tf(read_image(SHARED_DATA / "chest_xray" / n, size_hint=image_size)) for n in XRAYS])
+    x = torch.stack([tf(read_image(p, size_hint=image_size)) for p in xray_paths()])
     head = model.get_classifier()
     with torch.no_grad():
-        z = model(x)
+        norms = {m: m.momentum for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+        for m in norms:  # running statistics = those of this one batch
+            m.reset_running_stats()
+            m.momentum = None
+        model.train()(x)
+        for m, momentum in norms.items():
+            m.momentum = momentum
+        z = model.eval()(x)
         scale = 2.0 / z.std(dim=0).clamp_min(1e-8)
         head.bias.copy_((head.bias - z.mean(dim=0)) * scale)
         head.weight.mul_(scale[:, None])
     meta = build_meta(classes=list(classes), model_name=model_name, in_chans=in_chans, image_size=image_size,
                       mean=[0.5] * in_chans, std=[0.25] * in_chans, threshold=threshold, temperature=temperature,
-                      metrics=metrics or {}, config={"data": {"path": "../shared/data/chest_xray", "patient_regex": "chest_xray"}})
+                      metrics=metrics or {}, config={"data": {"path": "chest_xray_sample", "patient_regex": "chest_xray"}})
     return save_checkpoint(path, model, meta)
 
 

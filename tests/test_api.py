@@ -14,12 +14,13 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from medclass.data.catalog import sample_path
 from medclass.data.io import read_image
 from medclass.errors import CheckpointError
 from medclass.serving._batcher import MicroBatcher
 from medclass.serving.api import create_api
 from medclass.serving.predictor import Predictor
-from _helpers import XRAYS, load_bench_api, make_checkpoint
+from _helpers import load_bench_api, make_checkpoint, xray_paths
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,8 @@ def client(ckpt):
 
 
 @pytest.fixture(scope="module")
-def xray(shared_data) -> Path:
-    return shared_data / "chest_xray" / XRAYS[2]
+def xray() -> Path:
+    return xray_paths()[2]
 
 
 def post(client, name: str, data: bytes, content_type: str | None = "image/jpeg", **params):
@@ -174,7 +175,7 @@ def test_model_card_health_and_openapi(client):
     assert card["medical_device"] is False and "Not a medical device" in card["disclaimer"]
     assert card["metrics"]["test_auc_ci"] == [0.88, 0.94] and card["preprocessing"]["image_size"] == 64
     assert card["best_epoch"] == 4 and "epoch" not in card["metrics"]  # saved at index 3: `train` says epoch 4
-    assert card["data"]["name"] == "chest_xray" and card["data"]["patient_rule"] == "file names, rule 'chest_xray'"
+    assert card["data"]["name"] == "chest_xray_sample" and card["data"]["patient_rule"] == "file names, rule 'chest_xray'"
     assert client.get("/health").json() == {"status": "ok", "model": "simple_cnn", "classes": ["NORMAL", "PNEUMONIA"],
                                             "backend": "torch"}
     schema = client.get("/openapi.json").json()
@@ -268,7 +269,7 @@ def test_schemathesis_finds_no_server_errors(server):
 @pytest.mark.slow
 def test_load_200_requests_8_concurrent_without_errors(server, capsys):
     bench = load_bench_api()
-    result = bench.run_load(f"{server}/predict", bench.xray_payloads(8), n_requests=200, concurrency=8)
+    result = bench.run_load(f"{server}/predict", bench.xray_payloads(8, root=sample_path()), n_requests=200, concurrency=8)
     with capsys.disabled():
         print(f"\nAPI load: {result['requests']} requests, {result['concurrency']} concurrent: "
               f"{result['rps']:.1f} req/s, p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms")

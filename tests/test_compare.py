@@ -136,8 +136,9 @@ def test_cli_compare_prints_table_and_sentences(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_compare_two_real_short_runs(tmp_path: Path, shared_data: Path) -> None:
-    """Two real runs on the same patient split of chest X-rays, evaluated on the same test images, compared."""
+def test_compare_two_real_short_runs(tmp_path: Path) -> None:
+    """Two real runs on the same patient split of chest X-rays (the sample shipped in the package), evaluated on the
+    same test images, compared."""
     from medclass.config import apply_overrides
     from medclass.evaluation.evaluate import evaluate
     from medclass.training import train
@@ -145,7 +146,7 @@ def test_compare_two_real_short_runs(tmp_path: Path, shared_data: Path) -> None:
     runs = []
     for model in ("simple_cnn", "resnet18"):
         cfg = apply_overrides(RunConfig(), [
-            f"data.path={shared_data / 'chest_xray'}", "data.preset=kermany_chest_xray", "data.limit_per_class=80",
+            "data.path=chest_xray_sample", "data.preset=kermany_chest_xray", "data.limit_per_class=80",
             f"workspace={tmp_path}",
             "project=cmp", f"experiment={model}", f"model.name={model}", "model.in_chans=1", "model.image_size=32",
             "train.epochs=1", "train.num_workers=0", "train.baseline=false",

@@ -197,13 +197,14 @@ def test_selection_helpers():
 
 
 @pytest.mark.slow
-def test_train_then_evaluate_real_chest_xrays(shared_data, tmp_path):
+def test_train_then_evaluate_real_chest_xrays(tmp_path):
+    """A short run on real chest X-rays (the sample shipped in the package), evaluated with its report."""
     from medclass.config import RunConfig
     from medclass.training.runner import train
 
     cfg = RunConfig.from_dict({
         "workspace": str(tmp_path / "ws"), "project": "p", "experiment": "e",
-        "data": {"path": str(shared_data / "chest_xray"), "preset": "kermany_chest_xray", "limit_per_class": 80},
+        "data": {"path": "chest_xray_sample", "preset": "kermany_chest_xray", "limit_per_class": 80},
         "model": {"name": "simple_cnn", "in_chans": 1, "image_size": 32},
         "train": {"epochs": 1, "batch_size": 32, "num_workers": 0, "accelerator": "cpu", "early_stopping": 0}})
     run = train(cfg, progress=False).run_dir

@@ -14,14 +14,14 @@ from medclass.errors import CheckpointError, ConfigError
 from medclass.inference import to_probs
 from medclass.serving.export import export_model, onnx_metadata, torchscript_metadata
 from medclass.serving.predictor import Predictor
-from _helpers import XRAYS, make_checkpoint
+from _helpers import make_checkpoint, xray_paths as sample_xrays
 
 CASES = [("simple_cnn", 1, 64), ("resnet18", 3, 64)]
 
 
 @pytest.fixture(scope="module")
-def xray_paths(shared_data):
-    return [shared_data / "chest_xray" / name for name in XRAYS]
+def xray_paths():
+    return sample_xrays()
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0] for c in CASES])

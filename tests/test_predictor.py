@@ -16,7 +16,7 @@ from medclass.data.transforms import build_transform
 from medclass.errors import CheckpointError, ImageReadError
 from medclass.models import create_model
 from medclass.serving.predictor import Predictor
-from _helpers import XRAYS, make_checkpoint
+from _helpers import make_checkpoint, xray_paths
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,8 @@ def predictor(ckpt) -> Predictor:
 
 
 @pytest.fixture(scope="module")
-def xrays(shared_data) -> list[Path]:
-    return [shared_data / "chest_xray" / name for name in XRAYS]
+def xrays() -> list[Path]:
+    return xray_paths()
 
 
 def reference_probs(ckpt: Path, paths: list[Path]) -> np.ndarray:
@@ -135,7 +135,7 @@ def test_predict_files_folder_with_bad_files_and_dicom_frames(predictor, xrays, 
     expected = predictor.predict_proba(xrays)  # (~2e-5 in p near 0.5, the steepest part of the sigmoid)
     np.testing.assert_allclose(jpgs.loc[[p.name for p in xrays], ["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy(), expected, atol=1e-4)
     assert list(jpgs.loc[[p.name for p in xrays], "predicted"]) == predictor.decide(expected)
-    assert jpgs.loc["person1_virus_6.jpeg", "patient"] == "person1"  # the checkpoint's patient rule
+    assert jpgs.loc["person1016_virus_1704.jpeg", "patient"] == "person1016"  # the checkpoint's patient rule
     assert (ok["threshold"] == 0.4).all()
 
 

@@ -210,14 +210,16 @@ def test_a_running_train_refuses_a_second_one_and_ctrl_c_exits_130(tmp_path: Pat
     assert (run / "train.lock").read_text() == ""  # released: the next run has nothing to report
 
 
-def test_api_under_mixed_valid_and_hostile_load_gives_no_server_error(shared_data: Path, tmp_path: Path) -> None:
+def test_api_under_mixed_valid_and_hostile_load_gives_no_server_error(tmp_path: Path) -> None:
     """A short run of bench/bench_api_load.py (127.0.0.1 only): every upload gets its expected status."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_api_load", REPO / "bench" / "bench_api_load.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    items = bench.payloads(4)
+    from medclass.data.catalog import sample_path
+
+    items = bench.payloads(4, root=sample_path())  # the packaged X-rays: no ../shared needed
     assert {status for *_, status in items} == {200, 413, 415, 422}
     port = bench.free_port()
     server = bench.start_api_server(bench._random_checkpoint(tmp_path, "simple_cnn", 32), port,

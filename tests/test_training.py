@@ -5,9 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +20,7 @@ from medclass.training import load_checkpoint, train
 from medclass.training.module import ClassifierModule
 from medclass.training.runner import class_weight_vector
 from _helpers import make_images, tiny_config
-
-REPO = Path(__file__).resolve().parents[1]
+from _interrupt import interrupt_at
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +65,17 @@ DEFAULTS = {"train.num_workers": "2", "train.early_stopping": "5", "model.dropou
 
 
 def _interrupted_run(cfg: RunConfig, points: list[str], tmp_path: Path) -> Path:
-    """Run ``cfg`` in a subprocess killed at ``points[0]``, resume it in one killed at ``points[1]``...
-    (see tests/_interrupt.py), then resume it to the end in this process; return the run folder."""
+    """Run ``cfg`` in a subprocess killed when it reaches ``points[0]``, resume it in one killed at ``points[1]``...
+    (the kill waits for the run to get there: see tests/_interrupt.py), then resume it to the end in this process;
+    return the run folder."""
     cfg_path = tmp_path / "interrupted.yaml"
     save_config(cfg, cfg_path)
     run_dir = cfg.run_dir()
-    code = f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); from _interrupt import main; main()"
     for i, point in enumerate(points):
         args = ["new", str(cfg_path)] if i == 0 else ["resume", str(run_dir)]
-        proc = subprocess.run([sys.executable, "-c", code, *args, point], cwd=REPO, capture_output=True, text=True,
-                              timeout=600)
+        status, log = interrupt_at(args, point, tmp_path)
         expected = 1 if point.startswith("sigint") else -signal.SIGKILL
-        assert proc.returncode == expected, f"{point}: exit {proc.returncode}\n{proc.stderr[-3000:]}"
+        assert status == expected, f"{point}: exit {status}\n{log}"
     train(resume=run_dir, progress=False)
     return run_dir
 

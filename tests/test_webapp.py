@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from medclass.serving.predictor import Predictor
 from medclass.serving.webapp import create_app, create_webapp
 from medclass.serving._verdict import probability_text
-from _helpers import XRAYS, add_xray_ood, load_bench_api, make_checkpoint
+from _helpers import add_xray_ood, load_bench_api, make_checkpoint, xray_paths
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -93,16 +93,17 @@ def _analyse(base: str, path: str, endpoint: str = "analyse") -> tuple[str, obje
     return event, json.loads(data)
 
 
-def test_web_client_can_analyse_only_bytes_it_uploaded(server, tmp_path, shared_data):
+def test_web_client_can_analyse_only_bytes_it_uploaded(server, tmp_path):
     """A request naming a server path (absolute, ../, a symlink, the app's own preview) is refused:
     no prediction, nothing copied into the server's folders, nothing served."""
-    event, out = _analyse(server, _upload(server, "x.jpeg", (shared_data / "chest_xray" / XRAYS[0]).read_bytes()))
+    xrays = xray_paths()
+    event, out = _analyse(server, _upload(server, "x.jpeg", xrays[0].read_bytes()))
     assert event == "complete" and re.search(r"Decision:</strong> (NORMAL|PNEUMONIA): ", out[1]), out
-    uploaded = Path(_upload(server, "y.jpeg", (shared_data / "chest_xray" / XRAYS[1]).read_bytes()))
+    uploaded = Path(_upload(server, "y.jpeg", xrays[1].read_bytes()))
     folder = uploaded.parents[1]  # <private folder>/<hash>/y.jpeg, private to this server
     assert folder.name.startswith("medclass-serve-") and folder.stat().st_mode & 0o777 == 0o700, folder
     secret = tmp_path / "secret.jpeg"
-    secret.write_bytes((shared_data / "chest_xray" / XRAYS[2]).read_bytes())
+    secret.write_bytes(xrays[2].read_bytes())
     link = uploaded.parent / "link.jpeg"
     link.symlink_to(secret)
     attempts = [str(secret), "/etc/passwd", f"{uploaded.parent}/../../../..{secret}", str(link), out[2]["path"],
@@ -129,12 +130,12 @@ def _upload_in_page(page, path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_upload_xray_in_browser_shows_the_decision_first_and_bars_with_the_threshold(server, ckpt, shared_data):
+def test_upload_xray_in_browser_shows_the_decision_first_and_bars_with_the_threshold(server, ckpt):
     """The decision in one line above everything; one bar, P(PNEUMONIA), with the threshold marked (the
     argmax-ordered bars of two classes contradicted a tuned threshold); no banner for a chest X-ray."""
     from playwright.sync_api import sync_playwright
 
-    xray = shared_data / "chest_xray" / XRAYS[3]
+    xray = xray_paths()[3]
     expected = Predictor.from_checkpoint(ckpt).predict_proba(xray)[0]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
