@@ -18,7 +18,7 @@ for label in ("a", "b"):
         Image.fromarray((rng.random((400, 420)) * 255).astype(np.uint8)).save(root / "data" / label / f"p{label}{i}_0.png")
 weights = packaged_weights(model_info("efficientnet_lite0").local_weights)
 cfg = apply_overrides(RunConfig(), [
-    f"data.path={root / 'data'}", "data.near_duplicates=false", "data.quality_filter=false", f"data.cache={root / 'cache'}",
+    f"data.path={root / 'data'}", "data.split_by=image", "data.near_duplicates=false", "data.quality_filter=false", f"data.cache={root / 'cache'}",
     "model.name=efficientnet_lite0", f"model.weights={weights}", "model.in_chans=1", "model.image_size=32",
     "train.epochs=1", "train.batch_size=8", "train.num_workers=2", f"workspace={root / 'ws'}", "train.baseline=false"])
 train(cfg, progress=False)

@@ -98,13 +98,15 @@ def test_one_class_replicates_are_skipped_and_counted() -> None:
     assert ci["roc_auc"]["value"] == 1.0 and ci["roc_auc"]["high"] == 1.0
 
 
-def test_thousand_resamples_of_five_metrics_are_fast() -> None:
+def test_thousand_resamples_of_five_metrics(capsys) -> None:
+    """Correct on 1,000 patient resamples; the time is printed, not asserted (no test depends on machine speed)."""
     rng = np.random.default_rng(0)
     y, p = _binormal(rng, 500, 1.0)
     groups = np.repeat(np.arange(250).astype(str), 4)
     start = time.perf_counter()
     ci = bootstrap_metrics(y, p, groups, ["roc_auc", "pr_auc", "accuracy", "sensitivity", "specificity"], n_boot=1000)
-    assert time.perf_counter() - start < 5.0
+    with capsys.disabled():
+        print(f"\nbootstrap: 1000 resamples x 5 metrics of 500 images in {time.perf_counter() - start:.2f} s")
     assert all(c["n_valid"] == 1000 and c["low"] <= c["value"] <= c["high"] for c in ci.values())
 
 

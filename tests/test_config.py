@@ -148,11 +148,9 @@ def test_config_typo_is_refused_before_any_data_is_read(tmp_path: Path, monkeypa
     calls = (lambda: train(cfg), lambda: cross_validate(cfg, folds=2), lambda: lr_find.find_lr(cfg, out=tmp_path / "lr"),
              lambda: tune(cfg, 1, storage=tmp_path / "tune.db"),
              lambda: quickstart(str(missing), workspace=str(tmp_path), model="simple_cnn", overrides=["model.pool=maxx"]))
-    for call in calls:
-        start = time.perf_counter()
+    for call in calls:  # the config error, not the missing data: the config is checked before any data is read
         with pytest.raises(ConfigError, match="model.pool"):
             call()
-        assert time.perf_counter() - start < 1.0
     assert not (tmp_path / "default").exists()  # no run folder was written
 
 

@@ -74,7 +74,8 @@ def test_a_class_with_one_image_names_the_folds_flag(tmp_path: Path) -> None:
     for extra in sorted((data / "plain").iterdir())[1:]:
         extra.unlink()
     out = runner.invoke(app, ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32", "--epochs", "1",
-                              "--set", f"workspace={tmp_path / 'ws'}", "--set", "data.near_duplicates=false", "--quiet"])
+                              "--set", f"workspace={tmp_path / 'ws'}", "--set", "data.near_duplicates=false",
+                              "--patient-regex", r"^(p[a-z]+\d+)_", "--quiet"])
     assert out.exit_code == 2, out.output
     text = out.output.replace("\n", " ")
     assert "only 1 patient(s)" in text and "medclass train --folds" in text and "assign_folds" not in text, text
