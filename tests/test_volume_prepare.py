@@ -17,6 +17,8 @@ from medclass.data.volumes.prepare import VolumeCache, VolumePrep, VolumeTransfo
 from medclass.data.volumes.read import Volume, read_volume
 from medclass.errors import ConfigError
 
+from _volumes import lidc_volume, write_series
+
 _register_all()
 runner = CliRunner()
 
@@ -81,7 +83,7 @@ def _npz_3d(path: Path, n: int = 26) -> Path:
     return path
 
 
-def test_a_3d_npz_trains_by_flags_only(tmp_path):
+def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_path, shared_data):
     data = _npz_3d(tmp_path / "organ3d.npz")
     out = runner.invoke(app, ["train", "--data", str(data), "--model", "resnet10_3d", "--in-chans", "1",
                               "--image-size", "16", "--epochs", "1", "--batch-size", "4", "--split-by", "image",
@@ -93,6 +95,17 @@ def test_a_3d_npz_trains_by_flags_only(tmp_path):
     assert meta.model.name == "resnet10_3d" and meta.preprocessing.volume["size"] == [16, 16, 16]
     assert meta.preprocessing.volume["spacing"] == [] and meta.preprocessing.volume["input"] == "3d"
     assert list((tmp_path / "ws" / ".cache" / "volumes").rglob("*.npy"))  # prepared once, memory-mapped after
+    # predict: a real NIfTI and the same CT written as a DICOM series folder give the same probability
+    nifti, voxels, spacing = lidc_volume(shared_data, 3)
+    series = write_series(voxels, spacing, tmp_path / "series")
+    out = runner.invoke(app, ["predict", str(run), str(nifti), str(series), "--out", str(tmp_path / "p.csv"), "--quiet"])
+    assert out.exit_code == 0, out.output
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert pred["error"].isna().all() and len(pred) == 2, pred
+    assert pred["prob_1"].iloc[0] == pytest.approx(pred["prob_1"].iloc[1], abs=1e-5)
+    broken = write_series(voxels, spacing, tmp_path / "gap", drop=(1,))
+    out = runner.invoke(app, ["predict", str(run), str(broken), "--out", str(tmp_path / "q.csv"), "--quiet"])
+    assert out.exit_code == 0 and "missing DICOM slice" in pd.read_csv(tmp_path / "q.csv")["error"].iloc[0]
     wrong = runner.invoke(app, ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32",
                                 "--epochs", "1", "--split-by", "image", "--quiet", "--set", f"workspace={tmp_path / 'ws'}"])
     assert wrong.exit_code != 0 and "simple_cnn is a 2-D network but the data are CT/MRI volumes" in wrong.output

@@ -21,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -138,6 +139,7 @@ class VolumeTransform:
         self.prep, self.random = prep, bool(train and augment)
         self.augment = _augmentation() if self.random else None
         self.image_size, self.in_chans = None, prep.in_chans
+        self.reader = functools.partial(read_prepared, prep=prep)  # ImageDataset's reader when none is given
 
     def __call__(self, prepared: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.array(prepared, dtype=np.float32))
@@ -202,13 +204,11 @@ def volume_dataset(table, prep: VolumePrep, *, train: bool = False, augment: boo
     >>> ds[0]["image"].shape
     torch.Size([1, 16, 16, 16])
     """
-    from functools import partial
-
     from ..dataset import ImageDataset
 
-    reader = VolumeCache(cache_dir, prep) if cache_dir else partial(read_prepared, prep=prep)
-    return ImageDataset(table, classes=classes, transform=VolumeTransform(prep, train, augment), window=prep.window,
-                        seed=seed, reader=reader)
+    transform = VolumeTransform(prep, train, augment)
+    return ImageDataset(table, classes=classes, transform=transform, window=prep.window, seed=seed,
+                        reader=VolumeCache(cache_dir, prep) if cache_dir else transform.reader)
 
 
 __all__ = ["volume_dataset", "VolumePrep", "VolumeTransform", "VolumeCache", "prepare", "read_prepared"]
