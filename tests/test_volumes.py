@@ -46,7 +46,7 @@ def test_dicom_series_round_trip_from_real_ct(shared_data, tmp_path):
     assert volume_header(folder).shape == voxels.shape
     # the voxel hash makes the NIfTI and its DICOM copy exact duplicates for the leak audit
     nifti = fingerprint_image(str(lidc_volume(shared_data, 3)[0]))
-    assert fingerprint_image(str(folder))["sha256"] == nifti["sha256"] and nifti["mode"].startswith("volume ")
+    assert fingerprint_image(str(folder))["sha256"] == nifti["sha256"] and nifti["mode"] == "volume"
 
 
 def test_folder_of_several_series(shared_data, tmp_path):
@@ -145,3 +145,33 @@ def test_a_table_mixing_volumes_and_images_is_refused(shared_data, tmp_path):
     (tmp_path / "m.csv").write_text(f"path,label\n{image},a\n{nifti},b\n")
     with pytest.raises(DatasetError, match="mixes 1 volumes .* and 1 2-D images"):
         load_source(DataConfig(path=str(tmp_path / "m.csv")))
+
+
+def test_data_check_and_leak_audit_on_volumes(shared_data, tmp_path):
+    """Shapes, spacings, slice counts, thin volumes; a NIfTI re-saved as a DICOM series under another patient is an
+    exact duplicate (voxel hash), a noisy copy a near duplicate (phash of the mean projection)."""
+    import nibabel as nib
+
+    from medclass.data.check import check_data
+
+    lidc = pd.read_csv(shared_data / "lidc_nodules" / "labels.csv")
+    thin = lidc[lidc["shape_xyz"].str.endswith("x2")].iloc[0]
+    deep = lidc[lidc["shape_xyz"].str.endswith("x12")].iloc[:2]
+    rows = [(str(shared_data / "lidc_nodules" / r["image"]), "malignant", f"P{i}")
+            for i, (_, r) in enumerate(pd.concat([thin.to_frame().T, deep]).iterrows())]
+    path, voxels, spacing = lidc_volume(shared_data, 3)
+    write_series(voxels, spacing, tmp_path / "copy_as_dicom")
+    noisy = voxels + np.random.default_rng(0).normal(0, 5, voxels.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(noisy, nib.load(str(path)).affine), tmp_path / "noisy.nii.gz")
+    rows += [(str(path), "benign", "A"), (str(tmp_path / "copy_as_dicom"), "benign", "B"),
+             (str(tmp_path / "noisy.nii.gz"), "benign", "C")]
+    pd.DataFrame(rows, columns=["path", "label", "patient"]).to_csv(tmp_path / "m.csv", index=False)
+    report = check_data(DataConfig(path=str(tmp_path / "m.csv"), patient_column="patient", window="lung"), workers=1)
+    v = report["volumes"]
+    assert v["readable"] == 6 and v["slices"]["min"] == 2 and v["shape"]["z"]["max"] >= 12
+    assert [t["path"] for t in v["thin"]] == [rows[0][0]]
+    assert v["spacing_mm"]["z"]["min"] > 0
+    exact = report["audit"]["exact_groups"]
+    assert len(exact) == 1 and sorted(exact[0]["patients"]) == ["A", "B"]
+    near = report["audit"]["near_groups"]
+    assert any({"A", "C"} <= set(g["patients"]) for g in near), near

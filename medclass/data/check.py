@@ -96,6 +96,8 @@ def check_data(
 
     Returns:
         A JSON-able dict with keys ``source, counts, patients, sizes, audit, quality, unreadable, skipped, warnings``
+        and, for CT/MRI volumes, ``volumes`` (shapes, spacings, slice counts, thin and inconsistent ones:
+        :func:`~medclass.data.volumes.check.volume_summary`)
         (``patients``: where the patient ids come from, see :class:`~medclass.data.patients.PatientIds`)
         (``warnings``: :mod:`~medclass.data.advice` findings, e.g. a class too small for the split).
 
@@ -126,6 +128,10 @@ def check_data(
         "filters": {"where": cfg.where, "label_map": dict(cfg.label_map), "preset": cfg.preset},
         "warnings": [w.to_dict() for w in data_warnings(table, fp, audit, cfg)],
     }
+    if table.spatial_dims == 3:
+        from .volumes.check import volume_summary
+
+        report["volumes"] = volume_summary(table)
     for w in report["warnings"]:
         log.warning("data check: %s", w["message"])
     if out is not None:

@@ -10,8 +10,9 @@
   few bright voxels (bone, contrast) that many CT crops share; and averaging over the slices makes
   it insensitive to noise, to resampling along z and to slice order, which are what a re-exported
   copy of one scan changes. Different nodules of one patient project differently.
-* ``width`` / ``height``: the first two axes; ``mode``: ``volume XxYxZ`` (the slice count is
-  there for the data check); ``mean`` / ``std``: of the windowed voxels in [0, 1].
+* ``width`` / ``height``: the first two axes; ``mode``: ``volume`` (shapes, spacings and slice
+  counts are in the data check's volume summary, :mod:`.check`); ``mean`` / ``std``: of the windowed
+  voxels in [0, 1].
 """
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def fingerprint_volume(path: str, frame: int = -1, window: str = "") -> dict[str
     unit = unit_window(voxels, window)
     projection = unit.mean(axis=2)
     as_uint8 = Image.fromarray(np.clip(np.rint(projection * 255), 0, 255).astype(np.uint8))
-    x, y, z = vol.shape
+    x, y, _ = vol.shape
     out.update(sha256=hashlib.sha256(repr(voxels.shape).encode() + voxels.tobytes()).hexdigest(),
                phash=str(imagehash.phash(as_uint8, hash_size=PHASH_SIZE)), width=x, height=y, channels=1,
-               mode=f"volume {x}x{y}x{z}", mean=float(unit.mean()), std=float(unit.std()))
+               mode="volume", mean=float(unit.mean()), std=float(unit.std()))
     return out
