@@ -155,6 +155,7 @@ class VolumeConfig:
 
     The HU window is ``data.window`` (a preset such as lung or mediastinum, or 'C,W'; '' = each volume's
     0.5-99.5th percentiles); the normalisation after it is the model's mean/std, as for 2-D images.
+    ``train.augment`` (the 2-D presets) does not apply to volumes: ``volume.augment`` does.
     """
 
     input: VolumeInput = "3d"  # 3d: the volume (1 channel) feeds a 3-D network such as resnet10_3d | 2.5d: model.in_chans neighbouring axial slices around the centre become the channels of a 2-D network

@@ -68,13 +68,15 @@ def file_kind(path: Path) -> str:
     """``'image'``, ``'dicom'``, ``'volume'`` (NIfTI), ``'series'`` (a folder: a DICOM series) or ``''``
     (unsupported) from the extension; DICM magic when there is none."""
     suffix = path.suffix.lower()
-    if path.name.lower().endswith(NIFTI_EXTENSIONS):
-        return "volume"
-    if path.is_dir():
-        return "series"
     if suffix in IMAGE_EXTENSIONS:
         return "image"
-    if suffix in DICOM_EXTENSIONS or (not suffix and is_dicom(path)):
+    if path.name.lower().endswith(NIFTI_EXTENSIONS):
+        return "volume"
+    if suffix in DICOM_EXTENSIONS:
+        return "dicom"
+    if path.is_dir():  # checked last: one stat, only for names no extension explains (series folders are often UIDs)
+        return "series"
+    if not suffix and is_dicom(path):
         return "dicom"
     return ""
 
