@@ -28,10 +28,12 @@ VARIANTS = {  # name: the model flags
 
 
 def auc_ci(y: np.ndarray, p: np.ndarray, groups: np.ndarray) -> list[float]:
-    from medclass.metrics.bootstrap import bootstrap_ci
-    from medclass.metrics.metrics import roc_auc
+    from sklearn.metrics import roc_auc_score
 
-    return [round(v, 3) for v in bootstrap_ci(lambda a, b: roc_auc(a, b), y, p, groups, n_boot=1000)]
+    from medclass.metrics.bootstrap import bootstrap_ci
+
+    # any score, not only probabilities (diameter_mm): scikit-learn's AUC inside medclass's patient bootstrap
+    return [round(v, 3) for v in bootstrap_ci(roc_auc_score, y, p, groups, n_boot=1000)]
 
 
 def main() -> None:
@@ -47,10 +49,11 @@ def main() -> None:
                "--patient-column", "patient_id", "--epochs", str(args.epochs), "--batch-size", "16", "--quiet",
                "--experiment", name, *flags, "--set", "data.window=lung", "--set", "train.num_workers=0",
                "--set", "train.monitor=val_auc", "--set", f"workspace={args.workspace}"]
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True)
-        wall = time.perf_counter() - start
         run = Path(args.workspace) / "default" / name
+        start = time.perf_counter()
+        if not (run / "best.safetensors").is_file():  # a finished run is evaluated again, not retrained
+            subprocess.run(cmd, check=True)
+        wall = time.perf_counter() - start
         from medclass.serving.predictor import Predictor
 
         split = pd.read_csv(run / "split.csv", dtype={"path": str})
