@@ -85,7 +85,9 @@ def coerce_value(name: str, value: Any, hint: Any) -> Any:
         except (TypeError, ValueError):
             return value
     if typing.get_origin(base) is list:
-        return _list_of_text(name, value)
+        items = _list_of_text(name, value)
+        item_type = (typing.get_args(base) or (str,))[0]
+        return [coerce_value(f"{name}[{i}]", v, item_type) for i, v in enumerate(items)] if item_type in (int, float) else items
     if typing.get_origin(base) is dict:
         return parse_mapping(name, value)
     if isinstance(value, dict | list | tuple):

@@ -176,3 +176,37 @@ def parse_mapping(name: str, value: Any) -> dict[str, str]:
         raise ConfigError(f"{name}: {bad[0]!r} is not old=new; write e.g. covid=pneumonia,other_pneumonia=pneumonia,"
                           "unknown=drop (a mapping in YAML).")
     return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
+
+
+def parse_voxels(value: Any, what: str = "volume.size", integer: bool = True) -> list:
+    """``[]`` (not set) or three positive numbers (x, y, z): a volume size in voxels or a spacing in mm.
+
+    >>> parse_voxels([32, 32, 16]), parse_voxels([], "volume.spacing", integer=False)
+    ([32, 32, 16], [])
+    """
+    values = list(value or [])
+    kind = "whole numbers" if integer else "numbers (mm)"
+    if values and (len(values) != 3 or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0
+                                           or not math.isfinite(v) or (integer and v != int(v)) for v in values)):
+        raise ConfigError(f"{what}={value!r}: expected [] or three positive {kind} for x, y, z, e.g. "
+                          f"{'[32, 32, 32]' if integer else '[1.0, 1.0, 1.0]'}.")
+    return [int(v) for v in values] if integer else [float(v) for v in values]
+
+
+def parse_spacing(value: Any) -> list:
+    """:func:`parse_voxels` for ``volume.spacing`` (mm)."""
+    return parse_voxels(value, "volume.spacing", integer=False)
+
+
+def parse_axcodes(value: str) -> str:
+    """``''`` (as stored) or three orientation codes, one per axis, e.g. ``RAS`` or ``LPS``.
+
+    >>> parse_axcodes("ras")
+    'RAS'
+    """
+    codes = (value or "").strip().upper()
+    axes = [{"L": 0, "R": 0, "P": 1, "A": 1, "I": 2, "S": 2}.get(c) for c in codes]
+    if codes and (len(codes) != 3 or None in axes or len(set(axes)) != 3):
+        raise ConfigError(f"volume.orientation={value!r}: expected '' (as stored) or three codes, one from each of "
+                          "L/R, P/A, I/S, e.g. RAS (nibabel's and MONAI's default) or LPS (DICOM's).")
+    return codes

@@ -21,10 +21,10 @@ import yaml
 from annotated_types import Ge, Gt, Interval
 
 from .choices import (Accelerator, Augment, AugmentOn, CamMethod, DuplicatePolicy, InChans, Monitor, Optimizer, Pool,  # noqa: F401
-                      Precision, Sampler, Scheduler, Source, SplitBy, Task, Uncertain, choices)
+                      Precision, Sampler, Scheduler, Source, SplitBy, Task, Uncertain, VolumeInput, choices)
 from ._config_check import check_config, coerce_section, commented_yaml, load_yaml_mapping
-from ._formats import (WINDOW_PRESETS, Format, parse_class_weights, parse_devices, parse_mapping, parse_switch, parse_threshold_rule,
-                       parse_window)
+from ._formats import (WINDOW_PRESETS, Format, parse_axcodes, parse_class_weights, parse_devices, parse_mapping, parse_spacing,
+                       parse_switch, parse_threshold_rule, parse_voxels, parse_window)
 from .errors import ConfigError, did_you_mean
 
 DEFAULT_DATA = "chest_xray_sample"  # the chest X-rays shipped in the package (medclass.data.catalog)
@@ -43,6 +43,9 @@ Window = Annotated[str, Format(parse_window, "'' (the file's own), a preset (" +
 ClassWeights = Annotated[str, Format(parse_class_weights, "none | balanced | positive numbers in class order, e.g. '1,3'")]
 Devices = Annotated[str, Format(parse_devices, "auto | a count (-1 = all) | indices such as '0,1'")]
 Switch = Annotated[str, Format(parse_switch, "auto | true | false (also on/off, yes/no)")]
+VoxelSize = Annotated[list[int], Format(parse_voxels, "[] or three positive whole numbers (x, y, z), e.g. [32, 32, 32]")]
+Spacing = Annotated[list[float], Format(parse_spacing, "[] or three positive numbers in mm (x, y, z), e.g. [1.0, 1.0, 1.0]")]
+AxisCodes = Annotated[str, Format(parse_axcodes, "'' (as stored) or three orientation codes such as RAS or LPS")]
 ThresholdRule = Annotated[str, Format(parse_threshold_rule, "youden | f1 | sensitivity:X | specificity:X | a number in [0, 1]")]
 
 
@@ -149,6 +152,23 @@ class EvalConfig:
 
 
 @dataclass
+class VolumeConfig:
+    """How CT/MRI volumes (NIfTI, DICOM series, 3-D .npz) become the model input (MONAI transforms); 2-D data ignores it.
+
+    The HU window is ``data.window`` (a preset such as lung or mediastinum, or 'C,W'; '' = each volume's
+    0.5-99.5th percentiles); the normalisation after it is the model's mean/std, as for 2-D images.
+    ``train.augment`` (the 2-D presets) does not apply to volumes: ``volume.augment`` does.
+    """
+
+    input: VolumeInput = "3d"  # 3d: the volume (1 channel) feeds a 3-D network such as resnet10_3d | 2.5d: model.in_chans neighbouring axial slices around the centre become the channels of a 2-D network
+    orientation: AxisCodes = "RAS"  # axis codes every volume is turned to before resampling ('' = as stored)
+    spacing: Spacing = field(default_factory=lambda: [1.0, 1.0, 1.0])  # voxel size in mm to resample to, along the oriented x, y, z ([] = keep each volume's own)
+    size: VoxelSize = field(default_factory=list)  # voxels (x, y, z) after a centred crop or zero pad ([] = model.image_size along every axis)
+    augment: bool = True  # 3-D augmentation of training volumes: flips, small rotation and scaling, intensity scale/shift, Gaussian noise
+    cache: bool = True  # keep every prepared volume as a memory-mapped .npy in <workspace>/.cache/volumes: epochs do not re-read and re-resample the files
+
+
+@dataclass
 class RunConfig:
     """Everything that defines one run; saved as ``config.yaml`` and inside the checkpoints."""
 
@@ -159,6 +179,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    volume: VolumeConfig = field(default_factory=VolumeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON friendly)."""
@@ -300,6 +321,6 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-__all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "apply_overrides", "with_data_settings", "load_config",
+__all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "VolumeConfig", "apply_overrides", "with_data_settings", "load_config",
            "save_config", "commented_yaml", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
            "parse_devices", "parse_mapping", "load_yaml_mapping", "WINDOW_PRESETS", "DEFAULT_DATA"]

@@ -57,7 +57,7 @@ def to_probs(logits: torch.Tensor, temperature: float = 1.0, multi_label: bool =
 
 
 def stage_statistics(feature_map: torch.Tensor, groups: int = STAGE_GROUPS) -> torch.Tensor:
-    """``(n, 2 g)``: per channel spatial mean and sd of an ``(n, c, h, w)`` map, averaged in ``g = min(c, groups)`` groups."""
+    """``(n, 2 g)``: per channel spatial mean and sd of an ``(n, c, h, w)`` (or ``(n, c, x, y, z)``) map, averaged in ``g = min(c, groups)`` groups."""
     flat = feature_map.float().flatten(2)
     stats = [flat.mean(2), flat.std(2, unbiased=False)]
     g = min(flat.shape[1], groups)
@@ -65,7 +65,7 @@ def stage_statistics(feature_map: torch.Tensor, groups: int = STAGE_GROUPS) -> t
 
 
 def stage_names(model: torch.nn.Module) -> list[str]:
-    """Module names of the model's stages (``feature_info``; maps of 4 dimensions only are used)."""
+    """Module names of the model's stages (``feature_info``; maps of 4 or 5 dimensions are used)."""
     return [d["module"] for d in getattr(model, "feature_info", None) or []]
 
 
@@ -75,7 +75,7 @@ def _captured(model: torch.nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]
     seen: dict[str, list[torch.Tensor]] = {"classifier": [], "stages": []}
 
     def stage_hook(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
-        if isinstance(out, torch.Tensor) and out.ndim == 4:  # computed now: an in-place op may change `out` later
+        if isinstance(out, torch.Tensor) and out.ndim in (4, 5):  # 2-D maps, or 3-D maps of a volume network  # computed now: an in-place op may change `out` later
             seen["stages"].append(stage_statistics(out))
 
     handles = [model.get_classifier().register_forward_pre_hook(lambda module, args: seen["classifier"].append(args[0]))]

@@ -123,7 +123,7 @@ def test_npz_items(tmp_path, compressed):
 
 def test_npz_volume_is_refused(tmp_path):
     np.savez(tmp_path / "v.npz", train_images=np.zeros((2, 8, 8, 8), np.uint8), train_labels=np.zeros(2))
-    with pytest.raises(ImageReadError, match="3-D volumes"):
+    with pytest.raises(ImageReadError, match="a 3-D volume: the volume readers"):
         read_image(tmp_path / "v.npz", frame=0)
 
 

@@ -30,7 +30,8 @@ REQUIRED = ["resnet18", "resnet34", "resnet50", "densenet121", "inception_v3", "
 
 def test_every_required_model_is_registered() -> None:
     assert set(REQUIRED) <= set(list_models())
-    assert list_models("resnet*") == ["resnet18", "resnet34", "resnet50"]
+    assert list_models("resnet*", spatial_dims=2) == ["resnet18", "resnet34", "resnet50"]
+    assert list_models("resnet*", spatial_dims=3) == ["resnet10_3d", "resnet18_3d"]
     assert list_models("nothing*") == []
 
 
@@ -48,7 +49,8 @@ def test_model_info_is_consistent_with_timm(name: str) -> None:
         assert info.mean == tuple(cfg.mean) and info.default_image_size == cfg.input_size[-1]
         assert info.has_pretrained and info.pretrained_source
     else:
-        assert info.family == "medclass" and not info.has_pretrained
+        assert info.family in ("medclass", "monai") and not info.has_pretrained
+        assert (info.family == "monai") == (info.spatial_dims == 3)
 
 
 def test_specific_model_facts() -> None:

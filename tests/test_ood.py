@@ -16,19 +16,20 @@ from medclass.artifacts import load_checkpoint, load_ood, read_meta, save_checkp
 from medclass.errors import CheckpointError
 from medclass.inference import forward_with_features, stage_names
 from medclass.metrics.ood import MahalanobisOOD, fit_mahalanobis
-from medclass.models import create_model, list_models
+from medclass.models import create_model, list_models, model_info
 from medclass.serving.predictor import Predictor
 from _helpers import make_checkpoint, make_images, tiny_config
 
-HEAVY = {"vgg16_bn", "convnext_tiny", "inception_v3", "densenet121", "resnet50"}
+HEAVY = {"vgg16_bn", "convnext_tiny", "inception_v3", "densenet121", "resnet50", "resnet18_3d", "densenet121_3d"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models()])
 def test_penultimate_features_for_every_registered_model(name: str) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=3, in_chans=1).eval()
-    size = 107 if name == "inception_v3" else 64
-    x = torch.randn(2, 1, size, size)
+    dims = model_info(name).spatial_dims
+    size = 107 if name == "inception_v3" else 64 if dims == 2 else 32
+    x = torch.randn(2, 1, *(size,) * dims)
     with torch.no_grad():
         logits, feats, stages = forward_with_features(model, x)
         pre_logits = model.forward_head(model.forward_features(x), pre_logits=True).flatten(1)
@@ -47,7 +48,8 @@ def test_penultimate_features_for_every_registered_model(name: str) -> None:
     # the last stage's part, from its definition: channel means and sds, averaged in groups of c / 64 channels
     c = maps[0].shape[1]
     g = min(c, 64)
-    mean, sd = maps[0].mean((2, 3)), maps[0].std((2, 3), unbiased=False)
+    axes = tuple(range(2, maps[0].ndim))
+    mean, sd = maps[0].mean(axes), maps[0].std(axes, unbiased=False)
     direct = torch.cat([mean.reshape(2, g, -1).mean(2), sd.reshape(2, g, -1).mean(2)], 1) if c % g == 0 else None
     if direct is not None:
         torch.testing.assert_close(stages[:, -2 * g:], direct, rtol=1e-4, atol=1e-5)

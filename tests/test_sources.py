@@ -213,10 +213,10 @@ def test_npz_source(tmp_path):
 
 
 def test_bad_npz_arrays_are_refused_unread(tmp_path):
-    """3-D volumes, flattened images and object arrays (which would need unpickling) are refused by their header."""
+    """Arrays of five axes, flattened images and object arrays (which would need unpickling) are refused by their header."""
     labels = np.zeros((4, 1), np.int64)
     cases = {
-        "volume": ({"train_images": np.zeros((4, 5, 8, 8), np.uint8), "train_labels": labels}, "has shape (4, 5, 8, 8)"),
+        "volume": ({"train_images": np.zeros((4, 5, 8, 8, 3), np.uint8), "train_labels": labels}, "has shape (4, 5, 8, 8, 3)"),
         "flat": ({"train_images": np.zeros((4, 64), np.uint8), "train_labels": labels}, "has shape (4, 64)"),
         "text": ({"train_images": np.array(["a"] * 4), "train_labels": labels}, "holds <U1 values"),
         "pickled": ({"train_images": np.array([np.zeros((8, 8))] * 3 + [None], dtype=object), "train_labels": labels},

@@ -258,16 +258,18 @@ def test_class_weights() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("resnet18_3d", "densenet121_3d") else n
+                                  for n in list_models()])  # the big 3-D networks run in CI (slow)
 def test_every_registered_model_takes_one_training_step(name: str) -> None:
     torch.manual_seed(0)
-    size = max(64, model_info(name).min_input_size)
+    dims = model_info(name).spatial_dims
+    size = max(64 if dims == 2 else 32, model_info(name).min_input_size)
     cfg = apply_overrides(RunConfig(), [f"model.name={name}", "train.scheduler=none"])
     for n_classes, in_chans in ((2, 1), (3, 3)):
         model = create_model(name, num_classes=n_classes, in_chans=in_chans)
         module = ClassifierModule(model, [f"c{i}" for i in range(n_classes)], cfg)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        batch = {"image": torch.randn(2, in_chans, size, size), "label": torch.tensor([0, n_classes - 1]),
+        batch = {"image": torch.randn(2, in_chans, *(size,) * dims), "label": torch.tensor([0, n_classes - 1]),
                  "path": ["a", "b"], "patient": ["", ""]}
         before = [p.detach().clone() for p in model.parameters()]
         loss = module.training_step(batch, 0)

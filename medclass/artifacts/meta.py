@@ -103,6 +103,7 @@ class Preprocessing:
     std: tuple[float, ...]
     input_range: tuple[float, float] = (0.0, 1.0)  # pixel convention of the unit image
     window: str = ""  # DICOM window preset or "center,width" ('' = the file's own window)
+    volume: Mapping[str, Any] | None = None  # CT/MRI volumes: medclass.data.volumes.VolumePrep.to_dict() (spacing, size, orientation, window, input); None = 2-D images
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Preprocessing":
@@ -110,13 +111,25 @@ class Preprocessing:
         w = "preprocessing."
         chans = _integer(d, "in_chans", w)
         low, high = _numbers({"input_range": d.get("input_range", [0.0, 1.0])}, "input_range", w, 2)
+        volume = _section(d, "volume", required=False) or None
+        if volume is not None:
+            v = w + "volume."
+            _numbers(volume, "size", v, 3)
+            if volume.get("spacing"):
+                _numbers(volume, "spacing", v, 3)
+            if _text(volume, "input", v) not in ("3d", "2.5d"):
+                raise _Invalid(f"{v}input must be '3d' or '2.5d', got {volume.get('input')!r}")
+            _text(volume, "orientation", v), _text(volume, "window", v)
         return cls(_integer(d, "image_size", w), chans, _numbers(d, "mean", w, chans), _numbers(d, "std", w, chans),
-                   (low, high), _text(d, "window", w, ""))
+                   (low, high), _text(d, "window", w, ""), volume)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON layout (lists, not tuples)."""
-        return {"image_size": self.image_size, "in_chans": self.in_chans, "mean": list(self.mean),
-                "std": list(self.std), "input_range": list(self.input_range), "window": self.window}
+        """The JSON layout (lists, not tuples); ``volume`` only for volume models (2-D files keep their layout)."""
+        out = {"image_size": self.image_size, "in_chans": self.in_chans, "mean": list(self.mean),
+               "std": list(self.std), "input_range": list(self.input_range), "window": self.window}
+        if self.volume is not None:
+            out["volume"] = dict(self.volume)
+        return out
 
 
 @dataclass(frozen=True)
@@ -292,7 +305,7 @@ def build_meta(*, classes: Sequence[str], model_name: str, in_chans: int, image_
                std: Sequence[float], window: str = "", dropout: float = 0.0, pool: str = "avg",
                threshold: float = 0.5, threshold_rule: str = "fixed", temperature: float = 1.0,
                config: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-               task: str = "single_label") -> CheckpointMeta:
+               task: str = "single_label", volume: Mapping[str, Any] | None = None) -> CheckpointMeta:
     """Metadata of a model being trained now (library versions of this process).
 
     >>> build_meta(classes=["a", "b"], model_name="simple_cnn", in_chans=1, image_size=64,
@@ -304,7 +317,8 @@ def build_meta(*, classes: Sequence[str], model_name: str, in_chans: int, image_
     return CheckpointMeta(
         classes=tuple(classes),
         model=ModelSpec(model_name, num_outputs(len(classes), task == "multi_label"), in_chans, float(dropout), pool),
-        preprocessing=Preprocessing(image_size, in_chans, tuple(map(float, mean)), tuple(map(float, std)), (0.0, 1.0), window),
+        preprocessing=Preprocessing(image_size, in_chans, tuple(map(float, mean)), tuple(map(float, std)), (0.0, 1.0), window,
+                                    dict(volume) if volume is not None else None),
         threshold=float(threshold), threshold_rule=threshold_rule, temperature=float(temperature),
         config=dict(config or {}), metrics=dict(metrics or {}), versions=library_versions(), task=task,
     )

@@ -95,6 +95,8 @@ def print_report(report: dict[str, Any]) -> None:
         w, h = sizes["width"], sizes["height"]
         console.print(f"Sizes: width {w['min']}-{w['max']} (median {w['median']:g}), "
                       f"height {h['min']}-{h['max']} (median {h['median']:g}); modes {sizes['modes']}")
+    if "volumes" in report:
+        _print_volumes(report["volumes"])
     audit = report["audit"]
     console.print(f"[bold]Leak audit[/]\n{audit['summary']}")
     if audit["patient_overlap"]:
@@ -116,6 +118,22 @@ def print_report(report: dict[str, Any]) -> None:
         console.print(f"[bold yellow]warning ({w['kind']}):[/] {escape(w['message'])}")
     if not report["warnings"]:
         console.print("[green]No warnings: split sizes, labels per patient, balance and acquisitions look fine.[/]")
+
+
+def _print_volumes(v: dict[str, Any]) -> None:
+    """The volume part of a data check: shapes, spacings, slices, thin and inconsistent volumes."""
+    if v.get("readable"):
+        shape, mm = v["shape"], v["spacing_mm"]
+        console.print("Volumes (x, y, z): " + ", ".join(f"{a} {shape[a]['min']:g}-{shape[a]['max']:g} (median "
+                      f"{shape[a]['median']:g})" for a in "xyz") + "; spacing mm " + ", ".join(
+                      f"{a} {mm[a]['min']:g}-{mm[a]['max']:g}" for a in "xyz"))
+        console.print(f"Slices per volume: {v['slices']['counts']}")
+    for note in v["notes"]:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if v["thin"]:
+        console.print(_files_table(f"Thin volumes ({len(v['thin'])})", v["thin"]))
+    if v["inconsistent"]:
+        console.print(_files_table(f"Inconsistent volumes ({len(v['inconsistent'])})", v["inconsistent"], limit=None))
 
 
 @data_app.command("check")

@@ -216,7 +216,7 @@ class _Locator:
         except (ValueError, IndexError, KeyError) as e:
             return None, f"path template {self.template!r} cannot format {value!r} ({e}); set data.path_template"
         path = self.root / name
-        if path.is_file():
+        if path.is_file() or path.is_dir():  # a folder is a DICOM series
             return path, ""
         if self.template == "{}" and Path(name).suffix.lower() not in SUPPORTED_EXTENSIONS:
             matches = self._stems().get(os.path.normpath(name), [])

@@ -95,14 +95,15 @@ def npz_parts(path: str | Path) -> list[NpzPart]:
 
 
 def _check_images(path: str | Path, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
-    """Images must be numbers of shape (n, H, W) or (n, H, W, C) with C in 1..4 (read from the header only)."""
+    """Images must be numbers of shape (n, H, W) or (n, H, W, C) with C in 1..4, or 3-D volumes (n, D, H, W)
+    with W > 4 (MedMNIST 3-D; read with :mod:`medclass.data.volumes`), from the header only."""
     if dtype.hasobject or not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or \
             np.issubdtype(dtype, np.complexfloating):
         raise DatasetError(f"{path}: {key} holds {_dtype_name(dtype)} values; images must be numbers (uint8, uint16 "
                            "or float). Object arrays are never loaded: they would need unpickling.")
-    if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 2, 3, 4)):
+    if len(shape) not in (3, 4) and not (len(shape) == 5 and shape[4] == 1):
         raise DatasetError(f"{path}: {key} has shape {shape}; expected (n, H, W) or (n, H, W, C) with C in 1..4 "
-                           "(one 2-D image per row; 3-D volumes and flattened images are not supported).")
+                           "(2-D images), or (n, D, H, W) (3-D volumes); flattened images are not supported.")
 
 
 def _check_labels(path: str | Path, key: str, dtype: np.dtype) -> None:

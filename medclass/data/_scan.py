@@ -16,6 +16,7 @@ import pandas as pd
 from ..errors import DatasetError, ImageReadError
 from .dicom import DICOM_EXTENSIONS, NO_PIXELS, dicom_header, is_dicom
 from .io import IMAGE_EXTENSIONS
+from .volumes.read import NIFTI_EXTENSIONS
 
 SPLIT_ALIASES = {
     "train": "train", "training": "train",
@@ -64,18 +65,25 @@ def is_hidden(name: str) -> bool:
 
 
 def file_kind(path: Path) -> str:
-    """``'image'``, ``'dicom'`` or ``''`` (unsupported) from the extension; DICM magic when there is none."""
+    """``'image'``, ``'dicom'``, ``'volume'`` (NIfTI), ``'series'`` (a folder: a DICOM series) or ``''``
+    (unsupported) from the extension; DICM magic when there is none."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTENSIONS:
         return "image"
-    if suffix in DICOM_EXTENSIONS or (not suffix and is_dicom(path)):
+    if path.name.lower().endswith(NIFTI_EXTENSIONS):
+        return "volume"
+    if suffix in DICOM_EXTENSIONS:
+        return "dicom"
+    if path.is_dir():  # checked last: one stat, only for names no extension explains (series folders are often UIDs)
+        return "series"
+    if not suffix and is_dicom(path):
         return "dicom"
     return ""
 
 
 def unsupported_reason(path: Path) -> str:
     suffix = path.suffix.lower() or "(none)"
-    known = ", ".join(IMAGE_EXTENSIONS + DICOM_EXTENSIONS)
+    known = ", ".join(IMAGE_EXTENSIONS + DICOM_EXTENSIONS + NIFTI_EXTENSIONS)
     return f"unsupported file extension {suffix}; images must be one of {known}"
 
 
@@ -103,6 +111,8 @@ def file_rows(path: Path, kind: str, label: str, split: str, patient_of: Callabl
     file-name rule). A DICOM whose header is unreadable, that has no pixels, or whose transfer syntax
     has no decoder here gives no row and a ``skipped`` entry."""
     base = {"path": os.path.abspath(path), "label": label, "split": split, "frame": -1}
+    if kind == "series":
+        return _series_rows(path, base, patient_of, skipped)
     if kind != "dicom":
         return [{**base, "patient": patient_of(path.name)}]
     try:
@@ -120,6 +130,22 @@ def file_rows(path: Path, kind: str, label: str, split: str, patient_of: Callabl
     n = header["n_frames"]
     frames = range(n) if n > 1 else [-1]
     return [{**base, "patient": patient, "frame": f} for f in frames]
+
+
+def _series_rows(folder: Path, base: dict, patient_of: Callable[[str], str], skipped: list[dict]) -> list[dict]:
+    """Rows of a DICOM series folder: one per series (``frame`` = its index when the folder holds several);
+    a folder without DICOM files or with a broken series gives no row and a ``skipped`` entry."""
+    from .volumes.series import series_header, series_uids
+
+    try:
+        uids = series_uids(folder)
+        frames = range(len(uids)) if len(uids) > 1 else [-1]
+        for frame in frames:
+            series_header(folder, frame)  # checked now: a missing slice is reported when the data is read
+    except ImageReadError as e:
+        skip(skipped, folder, e.reason)
+        return []
+    return [{**base, "patient": patient_of(folder.name), "frame": f} for f in frames]
 
 
 def name_labels(labels: pd.Series, class_names: Sequence[str], where: str) -> tuple[pd.Series, list[str]]:

@@ -98,10 +98,11 @@ def check_data(
 
     Returns:
         A JSON-able dict with keys ``source, counts, patients, sizes, audit, quality, unreadable, skipped, listed,
-        warnings`` (``patients``: where the patient ids come from, see :class:`~medclass.data.patients.PatientIds`;
-        ``warnings``: :mod:`~medclass.data.advice` findings, e.g. a class too small for the split). The lists
-        ``quality``, ``unreadable``, ``skipped`` and the audit's groups stop at ``LIST_LIMIT`` items; ``listed``
-        gives each list's total.
+        warnings`` and, for CT/MRI volumes, ``volumes`` (shapes, spacings, slice counts, thin and inconsistent ones:
+        :func:`~medclass.data.volumes.check.volume_summary`). ``patients``: where the patient ids come from, see
+        :class:`~medclass.data.patients.PatientIds`; ``warnings``: :mod:`~medclass.data.advice` findings, e.g. a
+        class too small for the split. The lists ``quality``, ``unreadable``, ``skipped`` and the audit's groups
+        stop at ``LIST_LIMIT`` items; ``listed`` gives each list's total.
 
     Example:
         >>> r = check_data("../shared/data/head_ct/labels.csv")  # doctest: +SKIP
@@ -133,6 +134,10 @@ def check_data(
         "filters": {"where": cfg.where, "label_map": dict(cfg.label_map), "preset": cfg.preset},
         "warnings": [w.to_dict() for w in data_warnings(table, fp, audit, cfg)],
     }
+    if table.spatial_dims == 3:
+        from .volumes.check import volume_summary
+
+        report["volumes"] = volume_summary(table)
     if log_warnings:  # the CLI prints them itself: once, not again through the log
         for w in report["warnings"]:
             log.warning("data check: %s", w["message"])

@@ -72,7 +72,8 @@ class ImageDataset(Dataset):
         seed: base seed of the augmentation (with the epoch and index of each sample).
         cache: an :class:`~.cache.ImageCache` built for these rows; then nothing is decoded.
         reader: the image reader (injectable for tests); called as
-            ``reader(path, frame=..., window=..., size_hint=...)``.
+            ``reader(path, frame=..., window=..., size_hint=...)``. Left at ``read_image``, a transform
+            with its own ``reader`` (a volume model's :class:`~.volumes.prepare.VolumeTransform`) supplies it.
 
     ``ds[i]`` (evaluation) and ``ds[(epoch, i)]`` (training, from :class:`EpochSampler`) both
     return ``{"image", "label", "path", "patient", "index"}`` or ``None`` for an unreadable file.
@@ -103,6 +104,8 @@ class ImageDataset(Dataset):
         self._patients = frame["patient"].to_numpy(dtype=str)
         self._frames = frame["frame"].to_numpy(dtype=np.int64)
         self._labels = (table.targets if self.multi_label else frame["label"].map(index).to_numpy(dtype=np.int64))
+        if reader is read_image:
+            reader = getattr(transform, "reader", read_image)
         self.transform, self.window, self.seed, self.reader = transform, window, int(seed), reader
         self.cache = cache
         if cache is not None:

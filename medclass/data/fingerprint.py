@@ -87,6 +87,12 @@ def fingerprint_image(path: str, frame: int = -1, window: str = "") -> dict[str,
     from PIL import Image
 
     from .io import image_info, read_image
+    from .volumes import is_volume
+
+    if is_volume(path, frame):
+        from .volumes.fingerprint import fingerprint_volume
+
+        return fingerprint_volume(path, frame, window)
 
     out: dict[str, Any] = {name: "" for name in _TEXT_FIELDS}
     out.update(width=0, height=0, channels=0, mean=np.nan, std=np.nan)

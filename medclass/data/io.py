@@ -129,7 +129,7 @@ def read_npz_item(path: str | Path, index: int, max_pixels: int = MAX_PIXELS) ->
         raise ImageReadError(str(path), str(e)) from None
     if item.ndim not in (2, 3) or (item.ndim == 3 and item.shape[-1] not in (1, 2, 3, 4)):
         raise ImageReadError(
-            str(path), f"image {index} has shape {item.shape}; expected (H, W) or (H, W, C) with C in 1..4 (3-D volumes are not supported)"
+            str(path), f"image {index} has shape {item.shape}; expected (H, W) or (H, W, C) with C in 1..4 (a 3-D volume: the volume readers of medclass.data.volumes take it)"
         )
     return to_hwc(to_unit(item))
 

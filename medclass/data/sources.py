@@ -288,6 +288,7 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         table.frame["split"] = ""
     if cfg.limit_per_class > 0:
         table = limit_per_class(table, cfg.limit_per_class, seed)
+    table.spatial_dims  # noqa: B018 (refuses a table mixing volumes and 2-D images, naming one of each)
     log.info("%s source %s: %d rows, classes %s, %d skipped", kind, cfg.path, len(table), table.classes, len(table.skipped))
     return table
 

@@ -104,6 +104,26 @@ class DataTable:
         """The positive class of a two-class table (the second of ``classes``); None otherwise."""
         return self.classes[1] if len(self.classes) == 2 and not self.multi_label else None
 
+    @property
+    def spatial_dims(self) -> int:
+        """3 when every row is a volume (NIfTI, DICOM series folder, 3-D ``.npz`` item), 2 when none is.
+
+        A table mixing both is refused: one model takes one kind of input.
+
+        >>> DataTable(pd.DataFrame({"path": ["a.nii.gz"], "label": ["x"]}), ["x"]).spatial_dims
+        3
+        """
+        from .volumes import volume_mask
+
+        mask = volume_mask(self.frame["path"])
+        if mask.all() and len(mask):
+            return 3
+        if not mask.any():
+            return 2
+        raise DatasetError(f"{self.root or 'The table'} mixes {int(mask.sum())} volumes (e.g. "
+                           f"{self.frame['path'][mask].iloc[0]}) and {int((~mask).sum())} 2-D images (e.g. "
+                           f"{self.frame['path'][~mask].iloc[0]}); one model takes one kind: keep one with data.where.")
+
     def subset(self, mask_or_split: str | np.ndarray | pd.Series) -> "DataTable":
         """Rows of one split (``'train'``...) or of a boolean mask; classes and skips are kept."""
         if isinstance(mask_or_split, str):

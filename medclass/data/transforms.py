@@ -227,5 +227,12 @@ def inference_transform(pre: Preprocessing) -> ImageTransform:
     >>> from medclass.artifacts import Preprocessing
     >>> inference_transform(Preprocessing(32, 1, (0.5,), (0.25,)))(np.zeros((40, 50, 1), np.float32)).shape
     torch.Size([1, 32, 32])
+
+    A volume checkpoint (``pre.volume``) gets its :class:`~medclass.data.volumes.prepare.VolumeTransform`,
+    whose ``reader`` the datasets then use to read and prepare each volume.
     """
+    if pre.volume:
+        from .volumes.prepare import VolumePrep, VolumeTransform
+
+        return VolumeTransform(VolumePrep.from_dict(dict(pre.volume)))
     return build_transform("none", pre.image_size, pre.in_chans, pre.mean, pre.std, train=False)

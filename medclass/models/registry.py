@@ -1,7 +1,7 @@
 """One registry of architectures, keyed by name, over ``timm.create_model`` plus our SimpleCNN.
 
 >>> from medclass.models import create_model, list_models, model_info
->>> list_models("resnet*")
+>>> list_models("resnet*", spatial_dims=2)
 ['resnet18', 'resnet34', 'resnet50']
 >>> model = create_model("resnet18", num_classes=2, in_chans=1)   # binary: one logit
 >>> model.get_classifier().out_features, model.medclass_name
@@ -48,7 +48,7 @@ class ModelInfo:
     """What the registry knows about an architecture before building it."""
 
     name: str  # our registry name
-    family: str  # 'timm' (built by timm.create_model) or 'medclass' (our own code)
+    family: str  # 'timm' (built by timm.create_model), 'monai' (MONAI's 3-D networks) or 'medclass' (our own code)
     timm_name: str  # the timm architecture built ('' for ours)
     mean: tuple[float, ...]  # default RGB input mean (after scaling pixels to [0, 1])
     std: tuple[float, ...]  # default RGB input std
@@ -59,6 +59,7 @@ class ModelInfo:
     pretrained_source: str = ""  # where pretrained=True takes weights from ('' = none)
     local_weights: str = ""  # 'package:relative/path' of weights shipped by an installed package
     cam_layer: str = ""  # dotted name of the Grad-CAM target layer ('' = found automatically)
+    spatial_dims: int = 2  # 2: images (batch, C, H, W) | 3: volumes (batch, C, X, Y, Z)
     mean_1ch: tuple[float] = field(init=False)  # grayscale mean: mean of the RGB means
     std_1ch: tuple[float] = field(init=False)  # grayscale std: mean of the RGB stds
 
@@ -104,13 +105,14 @@ def register_model(name: str, builder: Builder | None = None, *, info: ModelInfo
     return add(builder) if builder is not None else add
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Sorted registered names matching the shell-style ``pattern``.
+def list_models(pattern: str = "*", spatial_dims: int | None = None) -> list[str]:
+    """Sorted registered names matching the shell-style ``pattern`` (``spatial_dims``: only 2-D or 3-D networks).
 
-    >>> "simple_cnn" in list_models()
-    True
+    >>> "simple_cnn" in list_models(), list_models("*_3d", spatial_dims=3)[0]
+    (True, 'densenet121_3d')
     """
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n, (_, info) in _REGISTRY.items() if fnmatch.fnmatchcase(n, pattern)
+                  and spatial_dims in (None, info.spatial_dims))
 
 
 def model_info(name: str) -> ModelInfo:
@@ -326,3 +328,22 @@ register_model("simple_cnn", _build_simple_cnn, info=ModelInfo(
     name="simple_cnn", family="medclass", timm_name="", mean=(SIMPLE_CNN_MEAN,) * 3, std=(SIMPLE_CNN_STD,) * 3,
     min_input_size=32, default_image_size=224, has_pretrained=False, cam_layer="features.4",
     description="From-scratch 5-block conv-pool CNN (trains on a CPU)"))
+
+
+def _volume_builder(arch: str) -> Builder:
+    def build(n_out: int, in_chans: int, pretrained: bool, dropout: float, pool: str) -> nn.Module:
+        from .volume_nets import build_3d
+
+        return build_3d(arch, n_out, in_chans, dropout)
+
+    return build
+
+
+for _name, _arch, _min, _desc in [
+    ("resnet10_3d", "resnet10", 16, "3-D ResNet-10 for CT/MRI volumes (MONAI, Hara et al. 2018; from scratch)"),
+    ("resnet18_3d", "resnet18", 16, "3-D ResNet-18 for CT/MRI volumes (MONAI; from scratch)"),
+    ("densenet121_3d", "densenet121", 32, "3-D DenseNet-121 for CT/MRI volumes (MONAI; from scratch; needs >= 32 voxels)"),
+]:
+    register_model(_name, _volume_builder(_arch), info=ModelInfo(
+        name=_name, family="monai", timm_name="", mean=(0.5,) * 3, std=(0.25,) * 3, min_input_size=_min,
+        default_image_size=32, description=_desc, has_pretrained=False, cam_layer="", spatial_dims=3))

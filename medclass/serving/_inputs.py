@@ -80,7 +80,7 @@ def image_batch(images_or_paths: Any) -> list[Any]:
 
 
 def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none",
-                  manifest: DataConfig | None = None) -> tuple[pd.DataFrame, list[dict]]:
+                  manifest: DataConfig | None = None, volumes: bool = False) -> tuple[pd.DataFrame, list[dict]]:
     """Rows (path, frame, patient, metadata...) for files, folders (recursive) and CSV/TSV manifests.
 
     A DICOM file gives one row per frame (patient = PatientID); other files take the patient from
@@ -90,6 +90,9 @@ def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none",
     read with (image root, path/patient/label columns, ``where``, ``label_map``), as in training;
     a manifest's other columns are kept as metadata.
 
+    ``volumes`` (a volume model): a folder holding DICOM files is a DICOM series (one row per series,
+    grouped by SeriesInstanceUID), other folders give their NIfTI files.
+
     >>> rows, problems = collect_files(["../shared/data/chest_xray/NORMAL"], "chest_xray")  # doctest: +SKIP
     """
     patient_of = patient_rule(patient_regex)
@@ -97,7 +100,9 @@ def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none",
     skipped: list[dict] = []
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
+        if path.is_dir() and volumes and _holds_dicom(path):
+            rows += file_rows(path, "series", "", "", patient_of, skipped)
+        elif path.is_dir():
             for file, kind in walk_files(path, skipped):
                 rows += file_rows(file, kind, "", "", patient_of, skipped)
         elif path.is_file() and path.suffix.lower() in _MANIFEST_SUFFIXES:
@@ -109,6 +114,11 @@ def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none",
     frame = pd.DataFrame(rows, columns=["path", "frame", "patient", *metadata]).astype({"path": str, "frame": int, "patient": str})
     problems = [{"path": s["path"], "frame": s.get("frame", -1), "reason": s["reason"]} for s in skipped]
     return frame, problems
+
+
+def _holds_dicom(folder: Path) -> bool:
+    """Whether any file under ``folder`` is a DICOM file (stops at the first)."""
+    return any(kind == "dicom" for _, kind in walk_files(folder, []))
 
 
 def _file_rows(path: Path, patient_of: Callable[[str], str], skipped: list[dict]) -> list[dict]:

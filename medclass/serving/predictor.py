@@ -33,6 +33,7 @@ from ..artifacts import CheckpointMeta, load_checkpoint, load_ood
 from ..config import DataConfig
 from ..data.io import read_image
 from ..data.transforms import inference_transform
+from ..data.volumes.prepare import VolumePrep, VolumeTransform, read_prepared
 from ..errors import ImageReadError
 from ..inference import forward_with_features, to_probs
 from ..metrics.ood import MahalanobisOOD
@@ -68,7 +69,9 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self._forward = OnnxBackend(onnx, meta, str(device)) if onnx is not None else TorchBackend(self.model, self.device)
         self.window: str = meta.preprocessing.window
-        self.transform = inference_transform(meta.preprocessing)
+        # a volume model (CT/MRI): the checkpoint's own spacing, size, orientation and window (medclass.data.volumes)
+        self.volume = VolumePrep.from_dict(dict(meta.preprocessing.volume)) if meta.preprocessing.volume else None
+        self.transform = VolumeTransform(self.volume) if self.volume else inference_transform(meta.preprocessing)
         self._lock = threading.Lock()
         self.checkpoint_path: Path | None = None
 
@@ -126,11 +129,19 @@ class Predictor:
         (512, 512, 1)
         """
         if isinstance(item, (str, Path)):
-            return read_image(item, window=self.window, size_hint=self.transform.image_size)
+            return self._read(str(item), -1)
+        if self.volume is not None:
+            raise TypeError(f"A volume model takes a NIfTI file or a DICOM series folder, not {type(item).__name__}.")
         return to_unit_image(item, where)
 
+    def _read(self, path: str, frame: int) -> np.ndarray:
+        """A file as the transform takes it: a unit image, or a prepared volume ``(1, X, Y, Z)``."""
+        if self.volume is not None:
+            return read_prepared(path, frame, self.volume)
+        return read_image(path, frame=frame, window=self.window, size_hint=self.transform.image_size)
+
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Unit images -> the model input batch (float32 NCHW, resized and normalised)."""
+        """Unit images (or prepared volumes) -> the model input batch (float32 NCHW or NCXYZ, resized and normalised)."""
         return torch.stack([self.transform(img) for img in images]).numpy()
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -262,7 +273,7 @@ class Predictor:
         from ..data.presets import effective_patient_rule
 
         rule = effective_patient_rule(self.meta.run_config.data)
-        files, problems = collect_files(paths, rule, manifest)
+        files, problems = collect_files(paths, rule, manifest, volumes=self.volume is not None)
         records = files.to_dict("records")
         extra = list(dict.fromkeys(k for r in records + problems for k in r
                                    if k not in ("path", "frame", "patient", "reason")))  # a manifest's columns
@@ -280,8 +291,7 @@ class Predictor:
                     images, ok = [], []
                     for i in range(start, min(start + batch_size, len(part))):
                         try:
-                            images.append(read_image(part[i]["path"], frame=part[i]["frame"], window=self.window,
-                                                     size_hint=self.transform.image_size))
+                            images.append(self._read(part[i]["path"], part[i]["frame"]))
                             ok.append(i)
                         except ImageReadError as e:
                             errors[i] = e.reason

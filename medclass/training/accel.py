@@ -68,7 +68,7 @@ def prepare_model(model: torch.nn.Module, t: TrainConfig) -> torch.nn.Module:
 
     ``nn.Module.compile`` compiles the forward in place, so checkpoints keep their plain keys.
     """
-    if use_channels_last(t):
+    if use_channels_last(t) and not any(p.dim() == 5 for p in model.parameters()):  # 3-D networks: no 2-D layout
         model.to(memory_format=torch.channels_last)
     if t.compile:
         log.info("compiling the model with torch.compile (the first steps are slow)")

@@ -269,6 +269,7 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
 
     m = cfg.model
     info = model_info(m.name)
+    check_spatial_dims(cfg, info.spatial_dims, table.spatial_dims)
     mean, std = info.mean_std(m.in_chans)
     model = create_model(m.name, num_classes=len(table.classes), in_chans=m.in_chans, pretrained=m.pretrained,
                          weights=m.weights, dropout=m.dropout, pool=m.pool, multi_label=table.multi_label)
@@ -280,7 +281,7 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
 
     meta = build_meta(classes=table.classes, model_name=m.name, in_chans=m.in_chans, image_size=m.image_size,
                       mean=mean, std=std, window=cfg.data.window, dropout=m.dropout, pool=m.pool, config=cfg.to_dict(),
-                      task=table.task)
+                      task=table.task, volume=dm.volume_prep.to_dict() if dm.volume_prep is not None else None)
 
     if cfg.train.baseline and not run.baseline.exists():
         baseline = baseline_metrics(module, dm)
@@ -330,6 +331,20 @@ def _fit(cfg: RunConfig, run: RunDir, table: DataTable, *, resumed: bool, progre
     return result
 
 
+def check_spatial_dims(cfg: RunConfig, model_dims: int, data_dims: int) -> None:
+    """Refuse a 2-D network on volumes with ``volume.input=3d`` (and a 3-D one on images or 2.5-D slices)."""
+    want = 3 if data_dims == 3 and cfg.volume.input == "3d" else 2
+    if model_dims == want:
+        return
+    from ..models import list_models, model_info
+
+    names = [n for n in list_models() if model_info(n).spatial_dims == want]
+    what = {3: "CT/MRI volumes with volume.input=3d", 2: "2.5-D slices (volume.input=2.5d)" if data_dims == 3 else "2-D images"}
+    fix = " or set volume.input=2.5d (neighbouring slices as the channels of a 2-D network)" if data_dims == 3 else ""
+    raise ConfigError(f"model.name={cfg.model.name} is a {model_dims}-D network but the data are {what[want]}; choose a "
+                      f"{want}-D model ({', '.join(names[:6])}){fix}.")
+
+
 def baseline_metrics(module: ClassifierModule, dm: SplitDataModule) -> dict:
     """Validation loss/accuracy/AUC of the model before any training step."""
     pred = predict_dataset(module.model, dm.dataset("val", train=False), batch_size=dm.cfg.train.batch_size,
@@ -345,6 +360,8 @@ def build_caches(table: DataTable, cfg: RunConfig) -> dict:
     With augmentation on the device (a GPU), an empty ``data.cache`` means ``<workspace>/.cache``:
     images are decoded once, so the workers only copy uint8 pixels.
     """
+    if table.spatial_dims == 3:
+        return {}  # volumes have their own per-file cache (volume.cache, medclass.data.volumes.VolumeCache)
     folder = cfg.data.cache or (str(Path(cfg.workspace) / ".cache") if resolve_augment_on(cfg.train) == "device" else "")
     if not folder:
         return {}
