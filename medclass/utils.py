@@ -78,13 +78,18 @@ def leftover_writes(folder: Path) -> list[Path]:
     return sorted(p for p in found if p.is_file())
 
 
+_HELD_LOCKS: set[str] = set()  # files this process holds an exclusive_lock on
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: Path, holder: str, busy: str) -> Iterator[str]:
     """Hold an exclusive lock on the file ``path`` for the block, with this process's pid and ``holder`` in it.
 
     Another live holder makes it raise :class:`~medclass.errors.BusyError` (``busy``, then who holds it).
-    The lock is the operating system's (``flock``), so it ends with its process, even one that was killed;
-    the file is emptied on a normal exit. Yields what the file held when the lock was taken: '' after a
+    The lock is the operating system's POSIX record lock (``lockf``), so it ends with its process, even one
+    that was killed, and is not inherited by forked children (DataLoader workers of a killed run, still
+    shutting down, do not keep it, as they kept a ``flock``); a second lock of the same file in the same
+    process is refused by a registry of this process's locks. The file is emptied on a normal exit. Yields what the file held when the lock was taken: '' after a
     clean exit, else the previous holder, who ended without releasing it (killed). No lock on systems
     without ``fcntl`` (Windows).
     """
@@ -97,21 +102,28 @@ def exclusive_lock(path: Path, holder: str, busy: str) -> Iterator[str]:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.realpath(path)
+    if key in _HELD_LOCKS:  # this process holds it already (POSIX locks do not conflict within one process)
+        raise BusyError(f"{busy} (held by {path.read_text(errors='replace').strip()}; lock file {path}).")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             held_by = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "a process starting up"
             raise BusyError(f"{busy} (held by {held_by}; lock file {path}).") from None
         previous = os.pread(fd, 4096, 0).decode(errors="replace").strip()
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, {holder}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
                       .encode(), 0)
+        _HELD_LOCKS.add(key)
         try:
             yield previous
         finally:
             os.ftruncate(fd, 0)
+            _HELD_LOCKS.discard(key)
     finally:
         os.close(fd)  # releases the lock
 
