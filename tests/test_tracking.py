@@ -161,6 +161,7 @@ def test_track_training_logs_live_and_artefacts(tmp_path: Path) -> None:
             Image.fromarray(a.astype(np.uint8)).save(tmp_path / "data" / label / f"{label}{i}.png")
     cfg = RunConfig(project="track", experiment="cnn", workspace=str(tmp_path / "ws"))
     cfg.data.path, cfg.data.patient_regex, cfg.data.near_duplicates = str(tmp_path / "data"), "none", False
+    cfg.data.split_by = "image"  # one image per (synthetic) patient
     cfg.model.name, cfg.model.image_size, cfg.model.in_chans = "simple_cnn", 32, 1
     cfg.train.epochs, cfg.train.num_workers, cfg.train.baseline, cfg.train.batch_size = 2, 0, False, 8
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -145,6 +145,7 @@ def test_real_search_interrupted_by_ctrl_c_resumes(tmp_path: Path, monkeypatch: 
     """Two real trials; the second is stopped by KeyboardInterrupt inside Lightning, then resumed."""
     cfg = RunConfig(project="p", workspace=str(tmp_path / "ws"))
     cfg.data.path, cfg.data.patient_regex, cfg.data.near_duplicates = str(_tiny_images(tmp_path / "data")), "none", False
+    cfg.data.split_by = "image"  # one image per (synthetic) patient
     cfg.model.name, cfg.model.image_size, cfg.model.in_chans = "simple_cnn", 32, 1
     cfg.train.epochs, cfg.train.num_workers, cfg.train.baseline, cfg.train.batch_size = 1, 0, False, 8
     space = {"train.lr": {"low": 1e-3, "high": 1e-2, "log": True}}
