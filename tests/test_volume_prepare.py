@@ -1,6 +1,7 @@
 """Volumes prepared by MONAI transforms (orientation, spacing, HU window, crop/pad), cached, augmented, trained."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -95,6 +96,14 @@ def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_p
     assert meta.model.name == "resnet10_3d" and meta.preprocessing.volume["size"] == [16, 16, 16]
     assert meta.preprocessing.volume["spacing"] == [] and meta.preprocessing.volume["input"] == "3d"
     assert list((tmp_path / "ws" / ".cache" / "volumes").rglob("*.npy"))  # prepared once, memory-mapped after
+    # evaluate: every section that applies to volumes runs; the 2-D examples say why they do not
+    out = runner.invoke(app, ["evaluate", str(run), "--split", "val", "--n-boot", "20", "--cam-samples", "0"])  # no test rows here
+    assert out.exit_code == 0, out.output
+    found = sorted(run.rglob("metrics.json"))  # the val split's evaluation folder
+    assert len(found) == 1, found
+    metrics = json.loads(found[0].read_text())
+    assert metrics["sections"]["examples"]["applied"] is False and "2-D only" in metrics["sections"]["examples"]["reason"]
+    assert 0.0 <= metrics["metrics"]["roc_auc"] <= 1.0 and (found[0].parent / "report.html").is_file()
     # predict: a real NIfTI and the same CT written as a DICOM series folder give the same probability
     nifti, voxels, spacing = lidc_volume(shared_data, 3)
     series = write_series(voxels, spacing, tmp_path / "series")

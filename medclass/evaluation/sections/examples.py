@@ -116,6 +116,11 @@ class Examples(Section):
 
     name, title = "examples", "Examples and Grad-CAM"
 
+    def skip_reason(self, ctx: Context) -> str:
+        if ctx.table.spatial_dims == 3:
+            return "galleries and Grad-CAM overlays are 2-D only so far (slice montages of volumes are not built yet)"
+        return ""
+
     def compute(self, ctx: Context) -> ExamplesResult:
         cfg, cam = ctx.run.config, ctx.options.cam_samples > 0
         with summarised_cam_warnings():
