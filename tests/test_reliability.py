@@ -211,13 +211,56 @@ def test_a_running_train_refuses_a_second_one_and_ctrl_c_exits_130(tmp_path: Pat
     assert (run / "train.lock").read_text() == ""  # released: the next run has nothing to report
 
 
-def test_api_under_mixed_valid_and_hostile_load_gives_no_server_error(tmp_path: Path) -> None:
-    """A short run of bench/bench_api_load.py (127.0.0.1 only): every upload gets its expected status."""
+def _bench_api_load():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_api_load", REPO / "bench" / "bench_api_load.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_api_server_killed_mid_request_then_restarted_answers_again(tmp_path: Path) -> None:
+    """SIGKILL while a client is still sending its upload: the client gets a closed connection at once (no hang),
+    and a server restarted on the same port answers the next upload (127.0.0.1 only)."""
+    import socket
+
+    import httpx
+
+    from medclass.data.catalog import sample_path
+
+    bench = _bench_api_load()
+    checkpoint, port = bench._random_checkpoint(tmp_path, "simple_cnn", 32), bench.free_port()
+    server = bench.start_api_server(checkpoint, port)
+    client = socket.create_connection((bench.HOST, port), timeout=30)
+    try:
+        head = (f"POST /predict HTTP/1.1\r\nHost: {bench.HOST}:{port}\r\nContent-Type: multipart/form-data; "
+                "boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; "
+                "filename=\"x.png\"\r\nContent-Type: image/png\r\n\r\n")
+        client.sendall(head.encode() + b"\x89PNG" + bytes(1000))  # mid-request: the body is far from complete
+        server.kill()
+        server.wait(timeout=30)
+        try:
+            closed = client.recv(1024) == b""
+        except ConnectionError:
+            closed = True
+        assert closed  # the half-sent request ends with the server, it does not hang the client
+    finally:
+        client.close()
+    server = bench.start_api_server(checkpoint, port)  # same port, same checkpoint: nothing left behind blocks it
+    try:
+        xray = next(sample_path().glob("NORMAL/*.jpeg"))
+        r = httpx.post(f"http://{bench.HOST}:{port}/predict", files={"file": (xray.name, xray.read_bytes(), "image/jpeg")},
+                       timeout=60)
+        assert r.status_code == 200 and set(r.json()["probabilities"]) == {"NORMAL", "PNEUMONIA"}, r.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_api_under_mixed_valid_and_hostile_load_gives_no_server_error(tmp_path: Path) -> None:
+    """A short run of bench/bench_api_load.py (127.0.0.1 only): every upload gets its expected status."""
+    bench = _bench_api_load()
     from medclass.data.catalog import sample_path
 
     items = bench.payloads(4, root=sample_path())  # the packaged X-rays: no ../shared needed
