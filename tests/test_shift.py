@@ -95,6 +95,11 @@ def test_external_evaluation_measures_shift_and_ood(tmp_path) -> None:
     shift, flagged = m["shift"], m["ood"]
     assert flagged["available"] and flagged["n_scored"] == 12
     assert flagged["share_flagged"] == pytest.approx(np.mean(result.predictions["ood_score"] > ood.threshold))
+    assert "false_alarm_rate" not in flagged  # external images: a flag is not known to be false
+    own = json.loads(evaluate(run, n_boot=20, cam_samples=0, num_workers=0).files["metrics"].read_text())["ood"]
+    fa = own["false_alarm_rate"]  # the run's held-out test images: every flag is a false alarm
+    assert fa["value"] == own["share_flagged"] and fa["low"] <= fa["value"] <= fa["high"]
+    assert fa["expected"] == pytest.approx(1 - ood.quantile) and own["share_flagged_ci"] == [fa["low"], fa["high"]]
     d = shift["domain_classifier"]
     assert d["auc"] > 0.8 and d["low"] <= d["auc"] <= d["high"] and d["n_reference"] == 20 and d["n_other"] == 12
     assert shift["frechet_distance"] > shift["frechet_within_training"]
@@ -122,3 +127,13 @@ def test_old_checkpoint_reports_no_ood_and_cli_warns(tmp_path) -> None:
     m = json.loads((run / "evaluation-shifted-test" / "metrics.json").read_text())
     assert m["ood"]["available"] is False and "no OOD statistics" in m["ood"]["note"]
     assert m["shift"]["large"] and "Large dataset shift" in " ".join(result.output.split())
+
+
+def test_wilson_interval_matches_scipy() -> None:
+    from scipy.stats import binomtest
+
+    from medclass.metrics.stats import wilson_interval
+
+    for k, n in ((10, 84), (0, 20), (20, 20), (52, 200)):
+        ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((ref.low, ref.high), abs=1e-9)

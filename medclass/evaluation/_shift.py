@@ -28,9 +28,10 @@ from ..data.transforms import inference_transform
 from ..errors import ImageReadError
 from ..inference import Predictions, predict_dataset
 from ..metrics.html import esc, fmt, table
-from ..metrics.ood import MahalanobisOOD
+from ..metrics.ood import MahalanobisOOD, false_alarm_sentence
 from ..metrics.shift import (LARGE_DOMAIN_AUC, LARGE_OOD_SHARE, STAT_ROWS, category_shares, domain_auc,
                              frechet_distance, image_statistics, pixel_summary, shift_is_large)
+from ..metrics.stats import wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,27 @@ MAX_SAMPLE = 300  # images of each side read for the shift statistics and featur
 FLAGGED_LISTED = 50  # flagged paths listed in metrics.json
 
 
-def ood_section(pred: Predictions, ood: MahalanobisOOD | None) -> tuple[dict, np.ndarray]:
-    """The ``ood`` section and the per-image scores (NaN without statistics)."""
+def ood_section(pred: Predictions, ood: MahalanobisOOD | None, in_distribution: bool = False) -> tuple[dict, np.ndarray]:
+    """The ``ood`` section and the per-image scores (NaN without statistics).
+
+    ``share_flagged_ci`` is a Wilson interval over images. ``in_distribution`` (the run's own held-out rows,
+    not external data) adds ``false_alarm_rate``: every flag there is a false alarm, to compare with the
+    rate the threshold was fitted for (``1 - quantile`` of the validation scores)."""
     if ood is None or pred.stage_features is None:
         return ({"available": False, "note": "This checkpoint has no OOD statistics (trained before they existed)."},
                 np.full(len(pred.labels), np.nan))
     scores = ood.scores(pred.stage_features)
     flagged = scores > ood.threshold
-    return ({"available": True, "method": "mahalanobis", "threshold": ood.threshold, "quantile": ood.quantile,
-             "n_scored": int(len(scores)), "n_flagged": int(flagged.sum()), "share_flagged": float(flagged.mean()),
-             "median_score": float(np.median(scores)),
-             "flagged": [pred.paths[i] for i in np.flatnonzero(flagged)[:FLAGGED_LISTED]]}, scores)
+    low, high = wilson_interval(int(flagged.sum()), len(scores))
+    out = {"available": True, "method": "mahalanobis", "threshold": ood.threshold, "quantile": ood.quantile,
+           "n_scored": int(len(scores)), "n_flagged": int(flagged.sum()), "share_flagged": float(flagged.mean()),
+           "share_flagged_ci": [low, high], "ci_method": "95% Wilson interval over images",
+           "median_score": float(np.median(scores)),
+           "flagged": [pred.paths[i] for i in np.flatnonzero(flagged)[:FLAGGED_LISTED]]}
+    if in_distribution:
+        out["false_alarm_rate"] = {"value": float(flagged.mean()), "low": low, "high": high,
+                                   "expected": 1.0 - float(ood.quantile)}
+    return out, scores
 
 
 def _sample(table: DataTable, seed: int) -> DataTable:
@@ -126,7 +137,7 @@ def shift_and_ood(model: torch.nn.Module, meta: CheckpointMeta, checkpoint: Path
 
     The shift is measured for external data of a run whose ``split.csv`` has training rows.
     """
-    ood, scores = ood_section(pred, load_ood(checkpoint))
+    ood, scores = ood_section(pred, load_ood(checkpoint), in_distribution=not external)
     train = DataTable.from_csv(run.split, list(meta.classes)).subset("train") if external and run is not None else None
     if train is None or not len(train) or pred.features is None:
         return ood, None, scores
@@ -157,7 +168,8 @@ def shift_html(m: dict) -> str:
     if ood.get("available"):
         body += (f"<p>{ood['n_flagged']} of {ood['n_scored']} evaluated images ({100 * ood['share_flagged']:.1f}%) are "
                  f"flagged out-of-distribution (Mahalanobis score above {fmt(ood['threshold'])}, the "
-                 f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores).</p>")
+                 f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores). "
+                 f"{esc(false_alarm_sentence(ood))}</p>")
     else:
         body += f"<p class='muted'>{esc(ood.get('note', 'No OOD scores.'))}</p>"
     if not shift:

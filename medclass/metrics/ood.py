@@ -95,4 +95,14 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray | None, val_feature
     return MahalanobisOOD(means, precision, threshold, quantile, len(x), len(val_features))
 
 
-__all__ = ["DEFAULT_QUANTILE", "MahalanobisOOD", "fit_mahalanobis"]
+def false_alarm_sentence(ood: dict) -> str:
+    """'' for external data; else the held-out false-alarm rate with its CI beside the rate the threshold aims at."""
+    fa = ood.get("false_alarm_rate")
+    if not fa:
+        return ""
+    return (f"On these held-out images of the training distribution every flag is a false alarm: "
+            f"{100 * fa['value']:.1f}% ({100 * fa['low']:.1f}-{100 * fa['high']:.1f}%, 95% Wilson CI) against the "
+            f"{100 * fa['expected']:.0f}% the threshold was fitted for on validation.")
+
+
+__all__ = ["DEFAULT_QUANTILE", "MahalanobisOOD", "false_alarm_sentence", "fit_mahalanobis"]

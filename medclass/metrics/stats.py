@@ -155,6 +155,24 @@ def paired_bootstrap_macro_auc(y_true: np.ndarray, p1: np.ndarray, p2: np.ndarra
             "n_valid": n_valid, "alpha": alpha}
 
 
+def wilson_interval(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (e.g. the share of images flagged out-of-distribution).
+
+    Images count as independent here (no patient clustering); ``(nan, nan)`` for ``n == 0``.
+
+    >>> [round(v, 3) for v in wilson_interval(10, 84)]
+    [0.066, 0.206]
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    check_alpha(alpha)
+    z = float(norm.ppf(1 - alpha / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 def describe_difference(result: dict, alpha: float = 0.05, names: tuple[str, str] = ("model 1", "model 2"),
                         metric: str = "AUC") -> str:
     """One sentence on a :func:`delong_test` / :func:`paired_bootstrap_auc` result and its significance

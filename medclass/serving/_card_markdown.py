@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..metrics.ood import false_alarm_sentence
 from ._card import _number
 
 _NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy",
@@ -111,6 +112,8 @@ def _ood(ev: dict[str, Any]) -> list[str]:
             f"out-of-distribution: their {ood['method']} feature score is above {ood['threshold']:.3g}, the "
             f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores. `predict`, the web app and "
             "the REST API flag such inputs (their predictions are unreliable).")
+    if false_alarm_sentence(ood):
+        text += " " + false_alarm_sentence(ood)
     return [*head, text]
 
 
