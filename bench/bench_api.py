@@ -59,6 +59,16 @@ def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16,
     return process
 
 
+def timed_post(client: httpx.Client, url: str, name: str, data: bytes, content_type: str) -> tuple[int, float]:
+    """``(HTTP status or -1 on a transport error, seconds)`` of one upload in the field ``file``."""
+    start = time.perf_counter()
+    try:
+        status = client.post(url, files={"file": (name, data, content_type)}).status_code
+    except httpx.HTTPError:
+        status = -1
+    return status, time.perf_counter() - start
+
+
 def run_load(url: str, payloads: list[tuple[str, bytes, str]], n_requests: int = 200, concurrency: int = 8) -> dict:
     """POST ``n_requests`` uploads (cycling through ``payloads``) with ``concurrency`` clients.
 
@@ -69,13 +79,7 @@ def run_load(url: str, payloads: list[tuple[str, bytes, str]], n_requests: int =
     with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
 
         def one(i: int) -> None:
-            name, data, content_type = payloads[i % len(payloads)]
-            start = time.perf_counter()
-            try:
-                statuses[i] = client.post(url, files={"file": (name, data, content_type)}).status_code
-            except httpx.HTTPError:
-                statuses[i] = -1
-            latencies[i] = time.perf_counter() - start
+            statuses[i], latencies[i] = timed_post(client, url, *payloads[i % len(payloads)])
 
         start = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:

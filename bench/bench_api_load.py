@@ -29,7 +29,7 @@ import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-from bench_api import _random_checkpoint, free_port, start_api_server, xray_payloads  # noqa: E402
+from bench_api import _random_checkpoint, free_port, start_api_server, timed_post, xray_payloads  # noqa: E402
 from _hostile import ODD_BUT_READABLE, UNREADABLE, write_hostile  # noqa: E402
 
 HOST = "127.0.0.1"  # the only host this benchmark ever connects to
@@ -86,12 +86,7 @@ def run(url: str, port: int, items: list[tuple[str, bytes, str, int]], n_request
             if time.monotonic() > deadline:
                 return
             name, data, ctype, _ = items[i % len(items)]
-            start = time.perf_counter()
-            try:
-                status[i] = client.post(url, files={"file": (name, data, ctype)}).status_code
-            except httpx.HTTPError:
-                status[i] = -1
-            latency[i] = time.perf_counter() - start
+            status[i], latency[i] = timed_post(client, url, name, data, ctype)
             if i % 250 == 0:
                 rss.append((i, server.memory_info().rss))
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, generate_uid
+
+from medclass.data.to_dicom import file_meta
 
 INTERCEPT = -2048.0  # stored = HU - INTERCEPT (uint16), so the reader must apply RescaleIntercept
 
@@ -39,11 +41,7 @@ def write_series(volume: np.ndarray, spacing: tuple[float, float, float], folder
         pixels = np.clip(np.rint(volume[:, :, k].T - INTERCEPT), 0, 65535).astype(np.uint16)
         if k == odd_size:
             pixels = pixels[:-1]
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+        meta = file_meta(CTImageStorage)
         ds = Dataset()
         ds.file_meta = meta
         ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID

@@ -29,7 +29,17 @@ from ..errors import DatasetError
 from .io import read_image
 from .table import DataTable
 
-__all__ = ["images_to_dicom", "image_to_dataset"]
+__all__ = ["file_meta", "images_to_dicom", "image_to_dataset"]
+
+
+def file_meta(sop_class: str) -> FileMetaDataset:
+    """File meta of a new uncompressed (explicit VR little endian) instance of ``sop_class``, with a fresh UID."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    return meta
 
 
 def image_to_dataset(image: np.ndarray, patient: str, *, modality: str = "CR", description: str = "") -> Dataset:
@@ -54,12 +64,7 @@ def image_to_dataset(image: np.ndarray, patient: str, *, modality: str = "CR", d
         raise ValueError(f"image_to_dataset expects an (H, W) or (H, W, C) image, got shape {arr.shape}.")
     pixels = np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-
+    meta = file_meta(SecondaryCaptureImageStorage)
     ds = Dataset()
     ds.file_meta = meta
     today = datetime.date.today().strftime("%Y%m%d")
