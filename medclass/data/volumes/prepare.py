@@ -189,9 +189,11 @@ class VolumeCache:
         return np.load(target, mmap_mode="r")  # the cached values (float16) from the first epoch on
 
 
-def read_prepared(path: str, frame: int = -1, prep: VolumePrep | None = None, **_: Any) -> np.ndarray:
-    """Read and prepare one volume (no cache); the reader interface of ``ImageDataset``."""
-    return prepare(read_volume(path, frame), prep or VolumePrep())
+def read_prepared(path: str, frame: int = -1, prep: VolumePrep | None = None, limit: int | None = None,
+                  **_: Any) -> np.ndarray:
+    """Read and prepare one volume (no cache); the reader interface of ``ImageDataset``. ``limit``: the most bytes
+    its float32 voxels may take (default half the memory available, :func:`~.read.check_fits`)."""
+    return prepare(read_volume(path, frame, limit=limit), prep or VolumePrep())
 
 
 def volume_dataset(table, prep: VolumePrep, *, train: bool = False, augment: bool = True, seed: int = 0,

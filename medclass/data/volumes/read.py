@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,9 @@ def check_shape(path: str | Path, shape: tuple[int, ...]) -> None:
         fix = " (a time series or several channels: give one 3-D volume per file)" if len(shape) > 3 else \
               " (a 2-D image: read it as an image, not a volume)"
         raise ImageReadError(str(path), f"{what}; expected one 3-D volume{fix}")
+    if min(shape) < 1:
+        raise ImageReadError(str(path), f"header declares a volume of shape {shape}; sizes must be positive (a broken "
+                             "header)")
     if min(shape) < MIN_SLICES:
         raise ImageReadError(str(path), f"volume of shape {shape} has a single slice along one axis; a volume "
                              f"needs at least {MIN_SLICES} slices (a 2-D image: read it as an image)")
@@ -135,7 +139,7 @@ def read_nifti(path: str | Path, limit: int | None = None) -> Volume:
     check_fits(path, shape, limit)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zlib.error) as e:
         raise ImageReadError(str(path), f"truncated or corrupt NIfTI voxel data ({type(e).__name__}: {e})") from None
     if data.ndim == 4:
         data = data[..., 0]
