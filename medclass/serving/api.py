@@ -110,10 +110,12 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float | None =
         yield
         batcher.close()
 
+    what, example = (("CT/MRI volumes (a NIfTI file or a .zip of one DICOM series)", "scan.nii.gz")
+                     if predictor.volume is not None else ("images", "image.png"))
     # /docs with Swagger UI's files served by this app (the default page loads them from a CDN: blank offline)
     app = FastAPIOffline(title="medclass", version=predictor.meta.versions.get("medclass", ""),
-                         description=f"Classifier of {', '.join(predictor.classes)} images. Upload one image in the "
-                                     f"form field `{UPLOAD_FIELD}`: `curl -F {UPLOAD_FIELD}=@image.png "
+                         description=f"Classifier of {', '.join(predictor.classes)} {what}. Upload one in the "
+                                     f"form field `{UPLOAD_FIELD}`: `curl -F {UPLOAD_FIELD}=@{example} "
                                      f"http://127.0.0.1:7860/predict`. {card['disclaimer']}",
                          redoc_url=None, lifespan=lifespan)
     app.state.predictor, app.state.batcher = predictor, batcher
