@@ -4,8 +4,9 @@
 message)``: zip bombs (by ratio, by total size, by entry count), zip slip (``../``, absolute paths),
 a symlink entry, nested zips (by name and by content), an encrypted entry, a zip of two series, a
 series with one slice and one with a missing slice, a zip without DICOM files, bytes that are no
-zip, a 4-D NIfTI, a NIfTI with a broken header, a truncated ``.nii.gz`` and a NIfTI whose header
-declares a volume far over the limit. Real DICOM slices come from a real LIDC CT crop
+zip, a 4-D NIfTI, NIfTI files with a broken header, a truncated ``.nii.gz``, a NIfTI whose voxel
+spacing would make the resampled volume enormous and one whose header declares a volume far over
+the limit. Real DICOM slices come from a real LIDC CT crop
 (:func:`_volumes.write_series`). Every fixture is small (the largest, 9 MiB of random bytes).
 """
 from __future__ import annotations
@@ -66,10 +67,10 @@ def _encrypted() -> bytes:
     return bytes(data)
 
 
-def _nifti(shape: tuple[int, ...], data: np.ndarray | None = None) -> bytes:
+def _nifti(shape: tuple[int, ...], spacing: tuple[float, float, float] = (0.7, 0.7, 2.5)) -> bytes:
     import nibabel as nib
 
-    image = nib.Nifti1Image(np.zeros(shape, np.int16) if data is None else data, np.diag([0.7, 0.7, 2.5, 1.0]))
+    image = nib.Nifti1Image(np.zeros(shape, np.int16), np.diag([*spacing, 1.0]))
     return image.to_bytes()
 
 
@@ -121,6 +122,8 @@ def hostile_uploads(shared_data: Path, folder: Path) -> list[tuple[str, str, byt
         ("NIfTI without its magic", "nomagic.nii", bytes(no_magic), 422,
          "not a readable NIfTI file (broken header: ImageFileError: Cannot work out file type of \"nomagic.nii\")"),
         ("truncated .nii.gz", "cut.nii.gz", real[: len(real) // 2], 422, "truncated or corrupt NIfTI voxel data"),
+        ("absurd voxel spacing", "giant.nii", _nifti((8, 8, 8), (1000.0, 1000.0, 1000.0)), 413,
+         "resampled from 1000x1000x1000 mm voxels to 2x2x2 mm, the volume of 4000x4000x4000 voxels needs"),
         ("huge declared volume", "huge.nii.gz", _declared((2000, 2000, 2000)), 413,
          "2000x2000x2000 voxels needs 30517.6 MiB as float32, more than the 8.0 MiB"),
     ]

@@ -11,7 +11,8 @@ path, so nothing can be written outside it. The volume is read with the one volu
 (:mod:`medclass.data.volumes`): its header first (a 4-D or one-slice volume, a missing slice, a
 zip of several series: 422 with the reader's own words), its size against the limit (413 with the
 size), then the voxels, prepared by the checkpoint's own preparation (the Predictor path of
-``medclass predict``).
+``medclass predict``; a header whose voxel spacing would make the resampled volume exceed the
+limit is a 413 too).
 
 Example:
     >>> prepared = read_volume_upload(Path("scan.nii.gz").read_bytes(), "scan.nii.gz", predictor.load,
@@ -36,7 +37,7 @@ import numpy as np
 
 from ..data.dicom import DICOM_EXTENSIONS
 from ..data.volumes.read import NIFTI_EXTENSIONS, check_fits, check_shape, memory_limit, volume_header
-from ..errors import ImageReadError
+from ..errors import ImageReadError, ImageTooLargeError
 from ._upload import UploadError
 
 VOLUME_SUFFIXES = (*NIFTI_EXTENSIONS, ".zip")  # what a volume model's upload may be
@@ -108,17 +109,14 @@ def read_volume_upload(data: bytes, filename: str | None, load: Callable[..., np
             path = Path(tmp) / ("upload.nii.gz" if data[:2] == _GZIP_MAGIC else "upload.nii")
             path.write_bytes(data)
         shown = PurePosixPath((filename or "").replace("\\", "/")).name or path.name  # for messages, never a server path
-        try:
+        limit = min(limits.max_bytes, memory_limit())
+        try:  # the header first: shape and size are refused before any voxel is read
             shape = volume_header(path, frame).shape
             check_shape("upload", shape)
-        except ImageReadError as e:
-            raise UploadError(422, f"Cannot read the volume: {_words(e, path, shown)}.") from None
-        try:
-            check_fits("upload", shape, min(limits.max_bytes, memory_limit()))
-        except ImageReadError as e:
+            check_fits("upload", shape, limit)
+            return load(str(path), frame=frame, limit=limit)  # resampling that would blow up is refused too
+        except ImageTooLargeError as e:
             raise UploadError(413, f"Volume too large: {_words(e, path, shown)}.") from None
-        try:
-            return load(str(path), frame=frame, limit=limits.max_bytes)
         except ImageReadError as e:
             raise UploadError(422, f"Cannot read the volume: {_words(e, path, shown)}.") from None
 

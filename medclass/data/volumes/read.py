@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ImageReadError
+from ...errors import ImageReadError, ImageTooLargeError
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 DEFAULT_MEMORY_SHARE = 0.5  # a volume may take at most this share of the available memory (float32 voxels)
@@ -97,12 +97,13 @@ def memory_limit(share: float = DEFAULT_MEMORY_SHARE) -> int:
 
 
 def check_fits(path: str | Path, shape: tuple[int, ...], limit: int | None = None) -> None:
-    """Refuse a volume whose float32 voxels exceed ``limit`` bytes (default :func:`memory_limit`)."""
+    """Refuse a volume whose float32 voxels exceed ``limit`` bytes (default :func:`memory_limit`) with
+    :class:`~medclass.errors.ImageTooLargeError` (an :class:`ImageReadError`)."""
     need = 4 * int(np.prod(np.asarray(shape, dtype=np.int64)))
     why = "" if limit is not None else " (half the memory available now)"
     limit = memory_limit() if limit is None else int(limit)
     if need > limit:
-        raise ImageReadError(str(path), f"volume of {'x'.join(map(str, shape))} voxels needs {need / 2**20:.1f} MiB "
+        raise ImageTooLargeError(str(path), f"volume of {'x'.join(map(str, shape))} voxels needs {need / 2**20:.1f} MiB "
                              f"as float32, more than the {limit / 2**20:.1f} MiB one volume may take{why}; crop or "
                              "downsample it first")
 
