@@ -169,3 +169,57 @@ def _analyse(web: TestClient, name: str, data: bytes) -> tuple[str, object]:
     text = web.get(f"/gradio_api/call/analyse/{event_id}").text
     event = re.search(r"^event: (\w+)$", text, re.M).group(1)
     return event, json.loads(re.search(r"^data: (.*)$", text, re.M).group(1))
+
+
+@pytest.mark.slow
+def test_browser_upload_of_a_nifti_and_of_a_zip_slip(ckpt, shared_data, tmp_path):
+    """`medclass serve` on a volume model, in Chromium: the page says which files it takes; a real CT as .nii.gz
+    shows the decision and the three mid-slices, a zip with '../' an error in plain words, no traceback logged."""
+    import os
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    from _helpers import load_bench_api
+    from test_webapp import ARTIFACTS, _browser, _upload_in_page
+
+    bench = load_bench_api()
+    port, log = bench.free_port(), tmp_path / "server.log"
+    slip = tmp_path / "slip.zip"
+    slip.write_bytes(zip_bytes({"../../escape.dcm": b"\x00" * 128 + b"DICM"}))
+    nifti = lidc_volume(shared_data, 3)[0]
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-c", "from medclass.cli import main; main()", "serve", str(ckpt),
+                                   "--port", str(port)], stdout=subprocess.DEVNULL, stderr=out,
+                                  env={k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        bench.wait_ready(f"{base}/health", timeout=120, process=server)
+        ARTIFACTS.mkdir(exist_ok=True)
+        with sync_playwright() as pw:
+            browser = _browser(pw)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.goto(base + "/", wait_until="networkidle")
+                intro = page.locator("#intro").inner_text()
+                frame_box = page.locator("#frame").is_visible()
+                _upload_in_page(page, nifti)
+                page.wait_for_selector("#preview img", timeout=90_000)
+                decision = page.locator("#decision").inner_text()
+                preview = page.locator("#preview img").evaluate("e => [e.naturalWidth, e.naturalHeight]")
+                page.screenshot(path=str(ARTIFACTS / "webapp_volume.png"), full_page=True)
+                page.goto(base + "/", wait_until="networkidle")
+                _upload_in_page(page, slip)
+                page.wait_for_selector("text=points outside the zip's folder", timeout=60_000)
+                error_text = page.inner_text("body")
+            finally:
+                browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert "NIfTI file (.nii, .nii.gz)" in intro and "one DICOM series" in intro and not frame_box
+    assert re.match(r"Decision: (benign|malignant): P\(malignant\) = ", decision), decision
+    assert preview[0] > 2.5 * preview[1]  # three slices side by side
+    assert "../../escape.dcm" in error_text and not (tmp_path.parent / "escape.dcm").exists()
+    assert "Traceback" not in log.read_text(), log.read_text()[-4000:]
