@@ -44,7 +44,16 @@ def make_checkpoint(path: Path, model_name: str = "simple_cnn", classes: tuple[s
     torch.manual_seed(seed)
     model = create_model(model_name, num_classes=len(classes), in_chans=in_chans)
     tf = build_transform("none", image_size, in_chans, [0.5] * in_chans, [0.25] * in_chans, train=False)
-    x = torch.stack([tf(read_image(p, size_hint=image_size)) for p in xray_paths()])
+    condition(model, torch.stack([tf(read_image(p, size_hint=image_size)) for p in xray_paths()]))
+    meta = build_meta(classes=list(classes), model_name=model_name, in_chans=in_chans, image_size=image_size,
+                      mean=[0.5] * in_chans, std=[0.25] * in_chans, threshold=threshold, temperature=temperature,
+                      metrics=metrics or {}, config={"data": {"path": "chest_xray_sample", "patient_regex": "chest_xray"}})
+    return save_checkpoint(path, model, meta)
+
+
+def condition(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """BatchNorm statistics = those of the batch ``x``, and the classifier rescaled so that the logits of ``x`` are
+    centred with standard deviation 2 (see :func:`make_checkpoint`)."""
     head = model.get_classifier()
     with torch.no_grad():
         norms = {m: m.momentum for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
@@ -58,10 +67,6 @@ def make_checkpoint(path: Path, model_name: str = "simple_cnn", classes: tuple[s
         scale = 2.0 / z.std(dim=0).clamp_min(1e-8)
         head.bias.copy_((head.bias - z.mean(dim=0)) * scale)
         head.weight.mul_(scale[:, None])
-    meta = build_meta(classes=list(classes), model_name=model_name, in_chans=in_chans, image_size=image_size,
-                      mean=[0.5] * in_chans, std=[0.25] * in_chans, threshold=threshold, temperature=temperature,
-                      metrics=metrics or {}, config={"data": {"path": "chest_xray_sample", "patient_regex": "chest_xray"}})
-    return save_checkpoint(path, model, meta)
 
 
 def add_xray_ood(path: Path) -> Path:

@@ -60,3 +60,28 @@ def write_series(volume: np.ndarray, spacing: tuple[float, float, float], folder
         ds.PixelData = pixels.tobytes()
         ds.save_as(folder / f"IM{names[i]:04d}.dcm", enforce_file_format=True)
     return folder
+
+
+def make_volume_checkpoint(path: Path, model_name: str = "resnet10_3d", input: str = "3d", in_chans: int = 1,
+                           size: int = 16, seed: int = 0, on: tuple[Path, ...] = ()) -> Path:
+    """A volume checkpoint with seeded random weights: the lung window, 2 mm voxels, ``size`` voxels a side; its
+    BatchNorm statistics and head are conditioned on the volumes ``on`` (e.g. real CT; default smooth random
+    volumes) so that their logits spread (probabilities neither all 0.5 nor all 0 or 1)."""
+    import torch
+
+    from medclass.artifacts.checkpoint import build_meta, save_checkpoint
+    from medclass.data.volumes.prepare import VolumePrep, VolumeTransform, read_prepared
+    from medclass.models import create_model
+
+    from _helpers import condition
+
+    torch.manual_seed(seed)
+    model = create_model(model_name, num_classes=2, in_chans=in_chans)
+    prep = VolumePrep(spacing=(2.0, 2.0, 2.0), size=(size,) * 3, window="lung", input=input, in_chans=in_chans)
+    volumes = [read_prepared(str(p), prep=prep) for p in on] or \
+        torch.nn.functional.avg_pool3d(torch.rand(16, 1, size, size, size), 5, 1, 2).numpy()
+    condition(model, torch.stack([VolumeTransform(prep)(v) for v in volumes]))
+    meta = build_meta(classes=["benign", "malignant"], model_name=model_name, in_chans=in_chans, image_size=size,
+                      mean=[prep.mean] * in_chans, std=[prep.std] * in_chans, window="lung", threshold=0.5,
+                      config={"data": {"path": "lidc_nodules"}}, volume=prep.to_dict())
+    return save_checkpoint(path, model, meta)

@@ -1,6 +1,6 @@
 """Reliability through the CLI as typed: Ctrl-C during `train` (exit 130 and the resume command), library
 noise kept off the console (`--debug` shows it), messages that name what a user types, atomic writes that
-survive a full disk or a kill, and one `train` per run folder at a time."""
+survive a full disk or a kill, one `train` per run folder at a time, and hostile volume uploads to a real server."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from medclass.cli import _register_all, app
 
-from _helpers import make_checkpoint, make_images
+from _helpers import load_bench_api, make_checkpoint, make_images
 
 _register_all()
 runner = CliRunner()
@@ -276,3 +276,39 @@ def test_api_under_mixed_valid_and_hostile_load_gives_no_server_error(tmp_path: 
         server.wait(timeout=30)
     assert r["requests"] == 3 * len(items) and r["server_errors"] == 0 and r["unexpected"] == 0, r
     assert r["slow_clients"] == ["held"] and r["valid_p50_ms"] > 0
+
+
+@pytest.mark.slow
+def test_hostile_volume_uploads_to_a_real_server_leave_no_traceback_and_no_file(shared_data: Path, tmp_path: Path) -> None:
+    """The hostile volume uploads of tests/_hostile_volumes.py against `create_api` under uvicorn (127.0.0.1), as curl
+    would send them: each gets its 4xx, a real CT still gets 200 after them, the server's log holds no traceback,
+    and its temporary folder is empty again (every upload's private folder removed)."""
+    import httpx
+
+    from _hostile_volumes import LIMIT_MB, hostile_uploads
+    from _volumes import lidc_volume, make_volume_checkpoint
+
+    bench = load_bench_api()
+    checkpoint, port = make_volume_checkpoint(tmp_path / "v.safetensors"), bench.free_port()
+    server_tmp, log = tmp_path / "server-tmp", tmp_path / "server.log"
+    server_tmp.mkdir()
+    code = ("import uvicorn; from medclass.serving.api import create_api; "
+            f"uvicorn.run(create_api({str(checkpoint)!r}, max_volume_mb={LIMIT_MB}), host='127.0.0.1', port={port})")
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-c", code], env={**_env(), "TMPDIR": str(server_tmp)}, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        bench.wait_ready(f"http://127.0.0.1:{port}/health", timeout=120, process=server)
+        url = f"http://127.0.0.1:{port}/predict"
+        for case, name, data, status, phrase in hostile_uploads(shared_data, tmp_path / "fixtures"):
+            r = httpx.post(url, files={"file": (name, data, "application/octet-stream")}, timeout=120)
+            assert r.status_code == status and phrase in r.json()["detail"], (case, r.status_code, r.text)
+        nifti = lidc_volume(shared_data, 3)[0]
+        r = httpx.post(url, files={"file": (nifti.name, nifti.read_bytes(), "application/gzip")}, timeout=120)
+        assert r.status_code == 200 and set(r.json()["probabilities"]) == {"benign", "malignant"}, r.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = log.read_text()
+    assert "Traceback" not in text and " 500 " not in text and " 422 " in text, text[-3000:]
+    assert list(server_tmp.iterdir()) == []

@@ -20,10 +20,12 @@ from ..data.dicom import DICOM_EXTENSIONS, dicom_header, is_dicom
 from ..data.io import IMAGE_EXTENSIONS, read_image
 from ..errors import ImageReadError, ImageTooLargeError
 
-ACCEPTED_TYPES = ("image/", "application/dicom", "application/octet-stream")
+VOLUME_TYPES = ("application/zip", "application/x-zip-compressed", "application/gzip", "application/x-gzip")
+ACCEPTED_TYPES = ("image/", "application/dicom", "application/octet-stream", *VOLUME_TYPES)
 DICOM_TYPES = ("application/dicom", "application/dicom+octet-stream")
 _CHUNK = 1 << 20
 MAX_UPLOAD_MB = 20  # default upload limit of the API and the web app
+MAX_VOLUME_UPLOAD_MB = 256  # the same for a volume model (a zipped CT series is often 50-200 MiB)
 
 
 class UploadError(Exception):
@@ -44,8 +46,14 @@ def check_content_type(content_type: str | None) -> None:
     """
     base = (content_type or "").split(";")[0].strip().lower()
     if base and not base.startswith(ACCEPTED_TYPES):
-        raise UploadError(415, f"Unsupported content type {base!r}; upload an image (image/png, image/jpeg, ...) "
-                               "or a DICOM file (application/dicom).")
+        raise UploadError(415, f"Unsupported content type {base!r}; upload an image (image/png, image/jpeg, ...), "
+                               "a DICOM file (application/dicom) or, for a volume model, a NIfTI file or a zip of one "
+                               "DICOM series (application/gzip, application/zip).")
+
+
+def default_upload_mb(volume_model: bool) -> float:
+    """The upload limit (MiB) when none is given: larger for a volume model than for 2-D images."""
+    return MAX_VOLUME_UPLOAD_MB if volume_model else MAX_UPLOAD_MB
 
 
 def read_limited(stream, max_bytes: int) -> bytes:

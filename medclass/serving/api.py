@@ -1,10 +1,12 @@
 """REST API over one checkpoint: ``POST /predict``, ``GET /model``, ``GET /health`` (+ OpenAPI at ``/docs``).
 
-``POST /predict`` takes a multipart upload (field ``file``: PNG, JPEG, TIFF, ... or DICOM) and
-answers the class probabilities, the decision at the checkpoint's threshold and, with
-``?cam=true``, a Grad-CAM overlay as a base64 PNG. Every bad input is a 4xx with a JSON
-``{"detail": "..."}``: 413 too large (bytes or pixels), 415 wrong content type, 422 empty,
-non-image, corrupt or truncated data, DICOM without pixels.
+``POST /predict`` takes a multipart upload (field ``file``: PNG, JPEG, TIFF, ... or DICOM; for a
+volume model a NIfTI file ``.nii``/``.nii.gz`` or a ``.zip`` of one DICOM series, see
+:mod:`._volume_upload`) and answers the class probabilities, the decision at the checkpoint's
+threshold and, with ``?cam=true``, a Grad-CAM overlay as a base64 PNG (2-D models). Every bad
+input is a 4xx with a JSON ``{"detail": "..."}``: 413 too large (bytes, pixels, voxels, a zip
+bomb), 415 wrong content type or an image for a volume model (and the reverse), 422 empty,
+non-image, corrupt or truncated data, DICOM without pixels, an unsafe or inconsistent zip.
 
 Concurrency: uploads are decoded in FastAPI's thread pool; forward passes go through a
 micro-batching queue (up to ``max_batch`` concurrent images per pass) in front of the model, and
@@ -13,7 +15,7 @@ Grad-CAM runs under the predictor's lock, so concurrent requests are safe.
 Example:
     >>> app = create_api("workspace/default/resnet18/best.safetensors")  # doctest: +SKIP
     >>> # uvicorn.run(app, host="127.0.0.1", port=8000); then
-    >>> # curl -F file=@IM-0001-0001.jpeg http://127.0.0.1:8000/predict
+    >>> # curl -F file=@IM-0001-0001.jpeg http://127.0.0.1:8000/predict   (a volume model: -F file=@scan.nii.gz)
 """
 from __future__ import annotations
 
@@ -33,14 +35,16 @@ from pydantic import BaseModel, Field
 
 from ._batcher import MicroBatcher
 from ._card import model_card, saved_evaluation
-from ._upload import MAX_UPLOAD_MB, UploadError, check_content_type, decode_upload, read_limited
+from ._upload import UploadError, check_content_type, decode_upload, default_upload_mb, read_limited
+from ._volume_upload import MAX_VOLUME_MB, VolumeLimits, check_model_takes, read_volume_upload, volume_kind
 from .predictor import Predictor
 
 UPLOAD_FIELD = "file"  # the multipart form field of POST /predict (the parameter name of `predict`)
 _ERRORS = {
-    413: "Upload too large (bytes) or too many pixels",
-    415: "Content type is not an image or DICOM",
-    422: "Empty, non-image, corrupt or truncated file; DICOM without pixel data; invalid parameters",
+    413: "Upload too large (bytes), too many pixels or voxels, or a zip bomb",
+    415: "Content type is not an image, DICOM, NIfTI or zip; an image for a volume model or a volume for a 2-D model",
+    422: "Empty, non-image, corrupt or truncated file; DICOM without pixel data; a zip with unsafe paths, links, nested "
+         "archives or not exactly one complete DICOM series; a 4-D or one-slice volume; invalid parameters",
 }
 
 
@@ -77,23 +81,26 @@ class HealthBody(BaseModel):
     backend: str
 
 
-def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UPLOAD_MB, max_pixels: int = 50_000_000,
-               max_batch: int = 16, onnx: str | Path | None = None) -> FastAPI:
+def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float | None = None, max_pixels: int = 50_000_000,
+               max_batch: int = 16, onnx: str | Path | None = None, max_volume_mb: float = MAX_VOLUME_MB) -> FastAPI:
     """A FastAPI app serving one checkpoint (a path, or an already loaded :class:`Predictor`).
 
     Args:
         checkpoint: ``.safetensors`` checkpoint (pickles are refused) or a ready predictor.
-        max_upload_mb: largest accepted upload in MiB (413 beyond).
+        max_upload_mb: largest accepted upload in MiB (413 beyond); default 20, 256 for a volume model.
         max_pixels: largest accepted width x height (413 beyond; guards against decompression bombs).
         max_batch: most images per forward pass of the micro-batching queue.
         onnx: optional exported ONNX file to run instead of PyTorch.
+        max_volume_mb: largest uploaded volume (float32 voxels) and uncompressed zip, in MiB (413 beyond).
 
     >>> from fastapi.testclient import TestClient  # doctest: +SKIP
     >>> TestClient(create_api("best.safetensors")).get("/health").json()["status"]  # doctest: +SKIP
     'ok'
     """
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint, onnx=onnx)
+    max_upload_mb = default_upload_mb(predictor.volume is not None) if max_upload_mb is None else max_upload_mb
     max_bytes = int(max_upload_mb * 2**20)
+    limits = VolumeLimits.from_mb(max_volume_mb)
     batcher = MicroBatcher(predictor.probabilities_with_ood, max_batch=max_batch)
     # evaluate's held-out figures when saved beside the checkpoint (a Predictor knows the path it was loaded from)
     card = model_card(predictor.meta, evaluation=saved_evaluation(predictor.checkpoint_path))
@@ -103,10 +110,12 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
         yield
         batcher.close()
 
+    what, example = (("CT/MRI volumes (a NIfTI file or a .zip of one DICOM series)", "scan.nii.gz")
+                     if predictor.volume is not None else ("images", "image.png"))
     # /docs with Swagger UI's files served by this app (the default page loads them from a CDN: blank offline)
     app = FastAPIOffline(title="medclass", version=predictor.meta.versions.get("medclass", ""),
-                         description=f"Classifier of {', '.join(predictor.classes)} images. Upload one image in the "
-                                     f"form field `{UPLOAD_FIELD}`: `curl -F {UPLOAD_FIELD}=@image.png "
+                         description=f"Classifier of {', '.join(predictor.classes)} {what}. Upload one in the "
+                                     f"form field `{UPLOAD_FIELD}`: `curl -F {UPLOAD_FIELD}=@{example} "
                                      f"http://127.0.0.1:7860/predict`. {card['disclaimer']}",
                          redoc_url=None, lifespan=lifespan)
     app.state.predictor, app.state.batcher = predictor, batcher
@@ -140,15 +149,24 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float = MAX_UP
     @app.post("/predict", response_model=PredictionBody,
               responses={k: {"model": ErrorBody, "description": v} for k, v in _ERRORS.items()})
     def predict(
-        file: UploadFile = File(alias=UPLOAD_FIELD, description="Image (PNG, JPEG, TIFF, BMP, ...) or DICOM file."),
+        file: UploadFile = File(alias=UPLOAD_FIELD, description="Image (PNG, JPEG, TIFF, BMP, ...) or DICOM file; for a "
+                                "volume model a NIfTI file (.nii, .nii.gz) or a .zip of one DICOM series."),
         cam: bool = Query(False, description="Also return a Grad-CAM overlay (base64 PNG)."),
-        frame: int = Query(-1, ge=-1, le=100_000, description="Frame of a multi-frame DICOM (-1 = single-frame file)."),
+        frame: int = Query(-1, ge=-1, le=100_000, description="Frame of a multi-frame DICOM, or the series (0, 1, ...) of "
+                           "a zip holding several (-1 = a single-frame file, a zip of one series)."),
     ) -> dict[str, Any]:
-        """Classify one uploaded image or DICOM file."""
+        """Classify one uploaded image, DICOM file or (volume model) CT/MRI volume."""
         check_content_type(file.content_type)
         data = read_limited(file.file, max_bytes)
-        image = decode_upload(data, file.filename, file.content_type, window=predictor.window, frame=frame,
-                              max_pixels=max_pixels, size_hint=predictor.transform.image_size)
+        kind = volume_kind(data, file.filename)
+        check_model_takes(kind, predictor.volume is not None)
+        if kind and cam:  # the 3-D Grad-CAM (orthogonal views) is not served yet
+            raise UploadError(422, "cam=true is not available for volume models yet; ask without cam.")
+        if kind:  # read and prepared exactly as `medclass predict` reads a NIfTI file or a series folder
+            image = read_volume_upload(data, file.filename, predictor.load, frame=frame, limits=limits)
+        else:
+            image = decode_upload(data, file.filename, file.content_type, window=predictor.window, frame=frame,
+                                  max_pixels=max_pixels, size_hint=predictor.transform.image_size)
         overlay = None
         scored = batcher.submit(predictor.preprocess([image])[0])
         probs, ood_score = scored[:-1], float(scored[-1])
@@ -205,7 +223,7 @@ class _BodyLimit:
     streaming a body without one (chunked) as soon as it goes over."""
 
     def __init__(self, app, max_bytes: int, limit_mb: float) -> None:
-        self.app, self.max_bytes = app, max_bytes
+        self.app, self.max_bytes, self.limit_mb = app, max_bytes, limit_mb
         self.message = f"Upload larger than the limit of {limit_mb:g} MiB."
 
     async def __call__(self, scope, receive, send) -> None:
@@ -215,7 +233,8 @@ class _BodyLimit:
         if length is not None and not length.isdigit():
             return await JSONResponse({"detail": "Invalid Content-Length header."}, status_code=400)(scope, receive, send)
         if length is not None and int(length) > self.max_bytes:
-            return await JSONResponse({"detail": self.message}, status_code=413)(scope, receive, send)
+            detail = f"Upload of {int(length) / 2**20:.1f} MiB is larger than the limit of {self.limit_mb:g} MiB."
+            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
         seen = 0
 
         async def limited_receive():

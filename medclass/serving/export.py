@@ -2,6 +2,9 @@
 
 * **ONNX**: input ``image`` ``(batch, in_chans, size, size)`` float32 already normalised by the
   checkpoint's mean/std, output ``logits`` ``(batch, num_outputs)``; the batch axis is dynamic.
+  A volume model takes ``(batch, 1, X, Y, Z)`` (3-D) or ``(batch, in_chans, X, Y)`` (2.5-D: the slices
+  around the centre as channels), the prepared volume of ``preprocessing.volume`` (spacing, size,
+  orientation, HU window, normalisation) that :func:`input_shape` reads.
   The metadata (classes, model, preprocessing, threshold, temperature) is stored as JSON under the
   key ``"medclass"`` of the model's ``metadata_props``; read it back with :func:`onnx_metadata`.
 * **TorchScript**: a traced module; the same JSON is stored in ``_extra_files["medclass.json"]``.
@@ -24,6 +27,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..artifacts import CheckpointMeta, RunDir, load_checkpoint
@@ -56,11 +60,26 @@ def export_model(checkpoint: str | Path, format: str = "onnx", out: str | Path |
     out = Path(out) if out is not None else source.with_suffix(_SUFFIX[format])
     if out.suffix == ".safetensors":
         raise CheckpointError(f"Export target {out} ends in .safetensors; name it .onnx or .pt (--out).")
-    pre = meta.preprocessing
-    example = torch.zeros(2, pre.in_chans, pre.image_size, pre.image_size)
+    example = torch.zeros(2, *input_shape(meta))
     data = _onnx_bytes(model, example, meta, opset) if format == "onnx" else _torchscript_bytes(model, example, meta)
     atomic_write_bytes(out, data)
     return out
+
+
+def input_shape(meta: CheckpointMeta) -> tuple[int, ...]:
+    """The shape of one model input (no batch axis): ``(C, H, W)`` for images, ``(1, X, Y, Z)`` for a 3-D volume
+    model, ``(in_chans, X, Y)`` for a 2.5-D one (the shape the checkpoint's own volume transform gives).
+
+    >>> input_shape(load_checkpoint("best.safetensors")[1])  # doctest: +SKIP
+    (1, 16, 16, 16)
+    """
+    pre = meta.preprocessing
+    if not pre.volume:
+        return (pre.in_chans, pre.image_size, pre.image_size)
+    from ..data.volumes.prepare import VolumePrep, VolumeTransform
+
+    prep = VolumePrep.from_dict(dict(pre.volume))
+    return tuple(VolumeTransform(prep)(np.zeros((1, *prep.size), np.float32)).shape)
 
 
 def _onnx_bytes(model: torch.nn.Module, example: torch.Tensor, meta: CheckpointMeta, opset: int) -> bytes:

@@ -119,25 +119,27 @@ class Predictor:
         return np.asarray(probs) >= np.asarray(self.meta.finding_thresholds)
 
     # -- single steps -----------------------------------------------------------------------------
-    def load(self, item: Any, where: str = "image") -> np.ndarray:
-        """One input (path, PIL image or array) as float32 HWC in [0, 1].
+    def load(self, item: Any, where: str = "image", *, frame: int = -1, limit: int | None = None) -> np.ndarray:
+        """One input (path, PIL image or array) as float32 HWC in [0, 1]; a volume model gives the prepared
+        volume ``(1, X, Y, Z)`` of a NIfTI file or a DICOM series folder.
 
         Files are read as training read them: the checkpoint's DICOM window, JPEGs decoded at the
-        smallest scale that stays >= the model's input size.
+        smallest scale that stays >= the model's input size. ``frame``: a DICOM frame, or the series of a
+        folder holding several; ``limit``: the most bytes a volume's float32 voxels may take.
 
         >>> Predictor.from_checkpoint("best.safetensors").load("scan.dcm").shape  # doctest: +SKIP
         (512, 512, 1)
         """
         if isinstance(item, (str, Path)):
-            return self._read(str(item), -1)
+            return self._read(str(item), frame, limit)
         if self.volume is not None:
             raise TypeError(f"A volume model takes a NIfTI file or a DICOM series folder, not {type(item).__name__}.")
         return to_unit_image(item, where)
 
-    def _read(self, path: str, frame: int) -> np.ndarray:
+    def _read(self, path: str, frame: int, limit: int | None = None) -> np.ndarray:
         """A file as the transform takes it: a unit image, or a prepared volume ``(1, X, Y, Z)``."""
         if self.volume is not None:
-            return read_prepared(path, frame, self.volume)
+            return read_prepared(path, frame, self.volume, limit)
         return read_image(path, frame=frame, window=self.window, size_hint=self.transform.image_size)
 
     def preprocess(self, images: Sequence[np.ndarray]) -> np.ndarray:

@@ -1,8 +1,11 @@
 """Web app: upload a PNG/JPEG/DICOM, see the class probabilities, the decision, a Grad-CAM overlay
-and the model card. :func:`serve` runs it together with the REST API on one port.
+and the model card. :func:`serve` runs it together with the REST API on one port. A volume model
+takes a NIfTI file (.nii, .nii.gz) or a .zip of one DICOM series and shows the prepared volume's
+orthogonal mid-slices beside the decision.
 
 Uploads go through the same checks as the API (size in pixels, decompression bombs, corrupt
-files, DICOM without pixels) and errors are shown in the page. The server binds to 127.0.0.1
+files, DICOM without pixels; for volumes the zip checks of :mod:`._volume_upload`) and errors are
+shown in the page. The server binds to 127.0.0.1
 unless another host is given.
 
 Only bytes a client uploaded are ever read. A Gradio request names its input file by a server
@@ -35,7 +38,9 @@ from PIL import Image
 from ..data.dicom import DICOM_EXTENSIONS
 from ..data.io import IMAGE_EXTENSIONS
 from ._card import card_markdown, model_card, saved_card
-from ._upload import MAX_UPLOAD_MB, UploadError, decode_upload, upload_frames
+from ._upload import UploadError, decode_upload, default_upload_mb, upload_frames
+from ._volume_upload import MAX_VOLUME_MB, VOLUME_SUFFIXES, VolumeLimits, check_model_takes, read_volume_upload, volume_kind
+from ._volume_view import orthogonal_slices
 from ._verdict import decision_line, ood_banner, probability_bars
 from .predictor import Predictor
 
@@ -43,55 +48,75 @@ MAX_PIXELS = 50_000_000
 DISPLAY_SIDE = 336  # smallest height of the images shown
 
 
-def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXELS) -> gr.Blocks:
+def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXELS,
+                  max_volume_mb: float = MAX_VOLUME_MB) -> gr.Blocks:
     """The Gradio UI for one checkpoint (a path or a loaded :class:`Predictor`).
 
     What a person sees after an upload, from the top: a coloured out-of-distribution banner (when the
     image looks unlike the training images), the decision in one line (class, probability,
     threshold), then the probability bars with the threshold marked and the Grad-CAM overlay; for
-    an out-of-distribution image the bars and the overlay stay hidden until asked for.
+    an out-of-distribution image the bars and the overlay stay hidden until asked for. A volume
+    model shows the orthogonal mid-slices of the prepared volume in place of the uploaded image.
 
     >>> create_webapp("best.safetensors").launch(server_name="127.0.0.1")  # doctest: +SKIP
     """
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
     card = model_card(predictor.meta)
+    volumes = predictor.volume is not None
+    limits = VolumeLimits.from_mb(max_volume_mb)
 
     def analyse(file: str | None, frame: float | None) -> tuple[Any, ...]:
         if not file:
             return (gr.HTML(visible=False), "", None, "", None, gr.Column(visible=False), gr.Button(visible=False), "")
         try:
             data = _read_uploaded(file, demo.upload_file_set)
-            n_frames = upload_frames(data, Path(file).name)
+            kind = volume_kind(data, Path(file).name)
+            check_model_takes(kind, volumes)
+            n_frames = 1 if kind else upload_frames(data, Path(file).name)
             k = max(int(frame or 1), 1)
             if k > n_frames:
                 raise UploadError(422, f"This file has {n_frames} frame(s): pick a frame from 1 to {n_frames}.")
-            image = decode_upload(data, Path(file).name, None, window=predictor.window,
-                                  frame=k - 1 if n_frames > 1 else -1, max_pixels=max_pixels,
-                                  size_hint=predictor.transform.image_size)
+            if kind:  # read and prepared as `medclass predict` reads a NIfTI file or a series folder
+                image = read_volume_upload(data, Path(file).name, predictor.load, limits=limits)
+            else:
+                image = decode_upload(data, Path(file).name, None, window=predictor.window,
+                                      frame=k - 1 if n_frames > 1 else -1, max_pixels=max_pixels,
+                                      size_hint=predictor.transform.image_size)
         except UploadError as e:  # the user's file, not a server fault: no traceback in the server log
             raise gr.Error(e.message, print_exception=False) from None
         shown = analysis(predictor, image)
+        seen = orthogonal_slices(image) if volumes else _to_uint8(image)
         return (gr.HTML(shown.banner, visible=shown.flagged), f"<p style='font-size:1.3em;margin:0'><strong>Decision:"
-                f"</strong> {html.escape(shown.decision)}</p>", _display(_to_uint8(image)), shown.bars,
-                _display(shown.overlay), gr.Column(visible=not shown.flagged), gr.Button(visible=shown.flagged),
+                f"</strong> {html.escape(shown.decision)}</p>", _display(seen), shown.bars,
+                gr.Image(None if shown.overlay is None else _display(shown.overlay), visible=shown.overlay is not None),
+                gr.Column(visible=not shown.flagged), gr.Button(visible=shown.flagged),
                 f"Frame {k} of {n_frames}" if n_frames > 1 else "")
 
+    what = ("Analysis starts on upload: choose or drop a CT/MRI volume, a NIfTI file (.nii, .nii.gz) or a .zip "
+            "holding the files of one DICOM series, and the result appears here, the decision first, beside the "
+            "volume's axial, coronal and sagittal mid-slices. Programs can use the REST API instead: `POST /predict` "
+            "with the file in the form field `file` (see [/docs](/docs))." if volumes else
+            "Analysis starts on upload: choose or drop a PNG, JPEG, TIFF or DICOM file and the result "
+            "appears here, the decision first. Programs can use the REST API instead: `POST /predict` "
+            "with the image in the form field `file` (see [/docs](/docs)).")
+    # '.gz' too: some browsers match only the last extension of '.nii.gz' in the file dialog
+    accepted = [*VOLUME_SUFFIXES, ".gz"] if volumes else list(IMAGE_EXTENSIONS + DICOM_EXTENSIONS)
+
     with gr.Blocks(title=f"medclass: {', '.join(predictor.classes)}", analytics_enabled=False) as demo:
-        gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**\n\n"
-                    "Analysis starts on upload: choose or drop a PNG, JPEG, TIFF or DICOM file and the result "
-                    "appears here, the decision first. Programs can use the REST API instead: `POST /predict` "
-                    "with the image in the form field `file` (see [/docs](/docs)).", elem_id="intro")
+        gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**\n\n{what}",
+                    elem_id="intro")
         banner = gr.HTML(visible=False, elem_id="ood-banner")
         decision = gr.HTML(elem_id="decision")
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="Image or DICOM file", file_types=list(IMAGE_EXTENSIONS + DICOM_EXTENSIONS),
-                                 type="filepath", elem_id="upload")
-                frame = gr.Number(value=1, precision=0, minimum=1, maximum=100_000,
+                upload = gr.File(label="NIfTI file (.nii, .nii.gz) or .zip of one DICOM series" if volumes else
+                                 "Image or DICOM file", file_types=accepted, type="filepath", elem_id="upload")
+                frame = gr.Number(value=1, precision=0, minimum=1, maximum=100_000, visible=not volumes,
                                   label="Frame of a multi-frame DICOM (1 = first; press Enter)", elem_id="frame")
                 frame_info = gr.Markdown(elem_id="frame-info")
-                preview = gr.Image(label="Uploaded image", type="numpy", interactive=False, height=DISPLAY_SIDE + 24,
-                                   elem_id="preview")
+                preview = gr.Image(label="Axial, coronal and sagittal mid-slices (as the model sees the volume)"
+                                   if volumes else "Uploaded image", type="numpy", interactive=False,
+                                   height=DISPLAY_SIDE + 24, elem_id="preview")
             with gr.Column():
                 show = gr.Button("Show the probabilities and Grad-CAM anyway", visible=False, elem_id="show-anyway")
                 with gr.Column(visible=False) as details:
@@ -115,18 +140,22 @@ class Analysis:
     banner: str  # HTML of the out-of-distribution banner ('' when the image is in distribution or not scored)
     decision: str  # the decision in one line: class, probability, threshold
     bars: str  # HTML probability bars with the threshold marked
-    overlay: np.ndarray  # Grad-CAM overlay (RGB uint8)
+    overlay: np.ndarray | None  # Grad-CAM overlay (RGB uint8); None for a volume until the 3-D CAM is shown
     flagged: bool  # out-of-distribution: bars and overlay are held back until asked for
 
 
 def analysis(predictor: Predictor, image: np.ndarray) -> Analysis:
-    """The page's view of one unit image (HWC in [0, 1]).
+    """The page's view of one unit image (HWC in [0, 1]) or prepared volume ``(1, X, Y, Z)`` (a volume model).
 
     >>> analysis(Predictor.from_checkpoint("best.safetensors"), image).decision  # doctest: +SKIP
     'NORMAL: P(PNEUMONIA) = 0.352 < threshold 0.400'
     """
-    overlay, probs = predictor.explain(image)
-    score = float(predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1])
+    if predictor.volume is not None:  # the 3-D Grad-CAM (explain's orthogonal_views(volume, cam)) goes here
+        scored = predictor.probabilities_with_ood(predictor.preprocess([image]))[0]
+        overlay, probs, score = None, scored[:-1], float(scored[-1])
+    else:
+        overlay, probs = predictor.explain(image)
+        score = float(predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1])
     flagged = bool(predictor.is_ood(score))
     line = decision_line(predictor.decision_rule, probs)
     return Analysis(banner=ood_banner(score, predictor.ood.threshold) if flagged else "",
@@ -177,8 +206,10 @@ def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_optio
 
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
     app = create_api(predictor, **api_options) if api else FastAPI(title="medclass")
-    demo = create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS))
-    max_bytes = int(api_options.get("max_upload_mb", MAX_UPLOAD_MB) * 2**20)
+    demo = create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS),
+                         api_options.get("max_volume_mb", MAX_VOLUME_MB))
+    upload_mb = api_options.get("max_upload_mb") or default_upload_mb(predictor.volume is not None)
+    max_bytes = int(upload_mb * 2**20)
     # no "Use via API" footer: it documents the page's internal events; the REST API is /predict (see /docs)
     app = gr.mount_gradio_app(app, demo, path="/", footer_links=[], max_file_size=max_bytes, allowed_paths=[])
     # Gradio checks that an input file was uploaded (is in its upload folder) only once the Blocks

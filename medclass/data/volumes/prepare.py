@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from ...config import RunConfig, parse_window
-from ...errors import ConfigError
-from .read import Volume, read_volume
+from ...errors import ConfigError, ImageTooLargeError
+from .read import Volume, check_fits, read_volume
 
 PERCENTILES = (0.5, 99.5)  # intensity range of a volume without a window
 
@@ -189,9 +189,28 @@ class VolumeCache:
         return np.load(target, mmap_mode="r")  # the cached values (float16) from the first epoch on
 
 
-def read_prepared(path: str, frame: int = -1, prep: VolumePrep | None = None, **_: Any) -> np.ndarray:
-    """Read and prepare one volume (no cache); the reader interface of ``ImageDataset``."""
-    return prepare(read_volume(path, frame), prep or VolumePrep())
+def read_prepared(path: str, frame: int = -1, prep: VolumePrep | None = None, limit: int | None = None,
+                  **_: Any) -> np.ndarray:
+    """Read and prepare one volume (no cache); the reader interface of ``ImageDataset``. ``limit``: the most bytes
+    its float32 voxels may take (default half the memory available, :func:`~.read.check_fits`)."""
+    prep = prep or VolumePrep()
+    volume = read_volume(path, frame, limit=limit)
+    check_resampled(path, volume, prep, limit)
+    return prepare(volume, prep)
+
+
+def check_resampled(path: str | Path, volume: Volume, prep: VolumePrep, limit: int | None = None) -> None:
+    """Refuse a volume that resampling to ``prep.spacing`` would blow up past ``limit`` bytes (float32), e.g. a
+    header claiming 1,000 mm voxels; :class:`~medclass.errors.ImageTooLargeError` with the sizes."""
+    if not prep.spacing:
+        return
+    shape = tuple(math.ceil(n * s / t) for n, s, t in zip(volume.shape, volume.spacing, prep.spacing))
+    try:
+        check_fits(path, shape, limit)
+    except ImageTooLargeError as e:
+        raise ImageTooLargeError(str(path), f"resampled from {'x'.join(f'{s:g}' for s in volume.spacing)} mm voxels to "
+                                 f"{'x'.join(f'{s:g}' for s in prep.spacing)} mm, the {e.reason} (check the spacing "
+                                 "in its header)") from None
 
 
 def volume_dataset(table, prep: VolumePrep, *, train: bool = False, augment: bool = True, seed: int = 0,

@@ -23,12 +23,13 @@ Example:
 from __future__ import annotations
 
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import ImageReadError
+from ...errors import ImageReadError, ImageTooLargeError
 
 NIFTI_EXTENSIONS = (".nii", ".nii.gz")
 DEFAULT_MEMORY_SHARE = 0.5  # a volume may take at most this share of the available memory (float32 voxels)
@@ -96,12 +97,13 @@ def memory_limit(share: float = DEFAULT_MEMORY_SHARE) -> int:
 
 
 def check_fits(path: str | Path, shape: tuple[int, ...], limit: int | None = None) -> None:
-    """Refuse a volume whose float32 voxels exceed ``limit`` bytes (default :func:`memory_limit`)."""
+    """Refuse a volume whose float32 voxels exceed ``limit`` bytes (default :func:`memory_limit`) with
+    :class:`~medclass.errors.ImageTooLargeError` (an :class:`ImageReadError`)."""
     need = 4 * int(np.prod(np.asarray(shape, dtype=np.int64)))
     why = "" if limit is not None else " (half the memory available now)"
     limit = memory_limit() if limit is None else int(limit)
     if need > limit:
-        raise ImageReadError(str(path), f"volume of {'x'.join(map(str, shape))} voxels needs {need / 2**20:.1f} MiB "
+        raise ImageTooLargeError(str(path), f"volume of {'x'.join(map(str, shape))} voxels needs {need / 2**20:.1f} MiB "
                              f"as float32, more than the {limit / 2**20:.1f} MiB one volume may take{why}; crop or "
                              "downsample it first")
 
@@ -115,6 +117,9 @@ def check_shape(path: str | Path, shape: tuple[int, ...]) -> None:
         fix = " (a time series or several channels: give one 3-D volume per file)" if len(shape) > 3 else \
               " (a 2-D image: read it as an image, not a volume)"
         raise ImageReadError(str(path), f"{what}; expected one 3-D volume{fix}")
+    if min(shape) < 1:
+        raise ImageReadError(str(path), f"header declares a volume of shape {shape}; sizes must be positive (a broken "
+                             "header)")
     if min(shape) < MIN_SLICES:
         raise ImageReadError(str(path), f"volume of shape {shape} has a single slice along one axis; a volume "
                              f"needs at least {MIN_SLICES} slices (a 2-D image: read it as an image)")
@@ -135,7 +140,7 @@ def read_nifti(path: str | Path, limit: int | None = None) -> Volume:
     check_fits(path, shape, limit)
     try:
         data = np.asarray(img.dataobj, dtype=np.float32)
-    except (OSError, ValueError, EOFError) as e:
+    except (OSError, ValueError, EOFError, zlib.error) as e:
         raise ImageReadError(str(path), f"truncated or corrupt NIfTI voxel data ({type(e).__name__}: {e})") from None
     if data.ndim == 4:
         data = data[..., 0]
