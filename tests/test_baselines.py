@@ -144,7 +144,7 @@ def test_cli_evaluate_with_baselines(tmp_path):
     assert b["kinds"] == {"view": "categorical", "age": "numeric"} and b["comparisons"][0]["target"] == "PNEUMONIA"
     assert b["comparisons"][0]["baseline_auc"]["value"] == 1.0 and b["warnings"]
     assert "20 images of 10 patients" in b["fitted_on"]
-    assert 'id="baselines"' in (run / "report.html").read_text()
+    assert 'id="metadata-baselines"' in (run / "report.html").read_text()
     assert "Metadata baseline (view, age)" in (run / "model_card.md").read_text()
 
 

@@ -221,15 +221,15 @@ def _targets(y_test: np.ndarray, p_image: np.ndarray, p_base: dict[str, np.ndarr
              multi_label: bool) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """``(target, evaluated rows it is scored on, labels, image probs, baseline probs)`` per target with a baseline."""
     if not multi_label:
-        target = names[1] if len(names) == 2 else "all classes (macro one-vs-rest)"
+        target = _single_target(names)
         keep = np.ones(len(y_test), dtype=bool)
         return [(target, keep, y_test.astype(np.int64), p_image, p_base[target])] if target in p_base else []
     out = []
     for k, finding in enumerate(names):
         keep = ~np.isnan(y_test[:, k])
         if finding in p_base:
-            two = lambda p: np.stack([1 - p, p], axis=1)  # noqa: E731
-            out.append((finding, keep, y_test[keep, k].astype(np.int64), two(p_image[keep, k]), p_base[finding][keep]))
+            out.append((finding, keep, y_test[keep, k].astype(np.int64), np.stack([1 - p_image[keep, k], p_image[keep, k]], 1),
+                        p_base[finding][keep]))
     return out
 
 
@@ -252,28 +252,14 @@ def metadata_baselines(train: pd.DataFrame, y_train: ArrayLike, test: pd.DataFra
     y_tr, y_te, P = np.asarray(y_train), np.asarray(y_test), np.asarray(p_image, dtype=np.float64)
     g = None if groups is None else np.asarray(groups).astype(str)
     kinds = column_kinds(train, columns)
-    p_base: dict[str, np.ndarray] = {}
-    skipped: dict[str, str] = {}
-    if not multi_label:
-        target = names[1] if len(names) == 2 else "all classes (macro one-vs-rest)"
-        try:
-            p_base[target] = fit_predict(train, y_tr, test, kinds, len(names), seed)
-        except ValueError as e:
-            skipped[target] = str(e)
-    else:
-        for k, finding in enumerate(names):
-            known = ~np.isnan(y_tr[:, k].astype(float))
-            try:
-                p_base[finding] = fit_predict(train[known], y_tr[known, k], test, kinds, 2, seed)[:, 1]
-            except ValueError as e:
-                skipped[finding] = str(e)
+    p_base, n_train, skipped = _fit_all(train, y_tr, test, kinds, names, multi_label, seed)
     targets = _targets(y_te, P, p_base, names, multi_label)
     reps = _paired(targets, g, n_boot, seed) if n_boot > 0 and targets else [(np.array([]), np.array([]))] * len(targets)
     comparisons = []
     for (target, keep, y, image, base), (a, b) in zip(targets, reps):
         tg = None if g is None else g[keep]
         reason = "" if n_boot > 0 else "no bootstrap (n_boot=0)"
-        if not reason and (len(names) == 2 or multi_label):
+        if not reason and (len(names) == 2 or multi_label):  # the rare rule is one of positive vs negative patients
             reason = too_few_patients(*positive_patients(y, tg))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -282,14 +268,40 @@ def metadata_baselines(train: pd.DataFrame, y_train: ArrayLike, test: pd.DataFra
         base_ci = _ci(b, ab, alpha, f"{target} baseline AUC", reason)
         diff_ci = _ci(a - b, ai - ab, alpha, f"{target} AUC difference", reason)
         verdict = _verdict(diff_ci)
-        n_train = int(len(train)) if not multi_label else int((~np.isnan(y_tr[:, names.index(target)].astype(float))).sum())
-        comparisons.append(BaselineComparison(target, n_train, int(keep.sum()), int(len(np.unique(tg))) if tg is not None
-                                              else int(keep.sum()), base_ci, image_ci, diff_ci, verdict,
+        n_patients = int(len(np.unique(tg))) if tg is not None else int(keep.sum())
+        comparisons.append(BaselineComparison(target, n_train[target], int(keep.sum()), n_patients, base_ci, image_ci,
+                                              diff_ci, verdict,
                                               verdict_message(verdict, columns, target, image_ci, base_ci, diff_ci)))
-    ci_method = (f"{int((1 - alpha) * 100)}% percentile bootstrap, {n_boot} replicates resampling "
-                 f"{'patients' if g is not None else 'images'}; both models on the same replicates" if n_boot > 0 else "none")
+    ci_method = "none" if n_boot <= 0 else (f"{round((1 - alpha) * 100)}% percentile bootstrap, {n_boot} replicates "
+                                            f"resampling {'patients' if g is not None else 'images'}; both models on "
+                                            "the same replicates")
     return BaselinesReport(list(columns), kinds, MODEL_DESCRIPTION, fitted_on, ci_method, comparisons, skipped)
 
+
+def _fit_all(train: pd.DataFrame, y_train: np.ndarray, test: pd.DataFrame, kinds: dict[str, Kind], names: Sequence[str],
+             multi_label: bool, seed: int) -> tuple[dict[str, np.ndarray], dict[str, int], dict[str, str]]:
+    """Per target: the baseline's probabilities of the evaluated rows, its training rows, or why it has none."""
+    p_base: dict[str, np.ndarray] = {}
+    n_train: dict[str, int] = {}
+    skipped: dict[str, str] = {}
+    if not multi_label:
+        jobs = [(_single_target(names), np.ones(len(train), dtype=bool), y_train, len(names))]
+    else:
+        jobs = [(f, ~np.isnan(y_train[:, k].astype(float)), y_train[:, k], 2) for k, f in enumerate(names)]
+    for target, known, y, n_classes in jobs:
+        try:
+            probs = fit_predict(train[known], y[known], test, kinds, n_classes, seed)
+        except ValueError as e:
+            skipped[target] = str(e)
+            continue
+        p_base[target] = probs
+        n_train[target] = int(known.sum())
+    return p_base, n_train, skipped
+
+
+def _single_target(names: Sequence[str]) -> str:
+    """The target of a single-label model: its positive class (binary), or all classes."""
+    return names[1] if len(names) == 2 else "all classes (macro one-vs-rest)"
 
 __all__ = ["BaselineComparison", "BaselinesReport", "MODEL_DESCRIPTION", "WARNED", "baseline_pipeline", "column_kinds",
            "design_frame", "fit_predict", "metadata_baselines", "verdict_message"]

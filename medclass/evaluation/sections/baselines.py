@@ -110,7 +110,7 @@ class Baselines(Section):
         return BaselinesResult(report)
 
     def report(self, result, figures: dict[str, bytes]) -> list[ReportPart]:
-        return [("baselines", self.title, baselines_html(result.metrics["baselines"]))]
+        return [("metadata-baselines", self.title, baselines_html(result.metrics["baselines"]))]
 
     def card(self, metrics: dict) -> list[str]:
         b = metrics["baselines"]
