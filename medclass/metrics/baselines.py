@@ -199,8 +199,8 @@ def verdict_message(verdict: Verdict, columns: Sequence[str], target: str, image
     if verdict == "worse":
         return (f"{target}: the image model is WORSE than a baseline that sees only {seen}: {numbers}. The metadata "
                 "alone predict the label better than the images do.")
-    return (f"{target}: the image model does NOT beat a baseline that sees only {seen}: {numbers}. Its AUC may come "
-            f"from what {seen} already tells (a shortcut), not from the disease in the image.")
+    return (f"{target}: the image model does NOT beat a baseline that sees only {seen}: {numbers}. Its AUC may rest on "
+            f"what {seen} already tells (a shortcut, unless {seen} is the disease itself), not on more in the image.")
 
 
 def _paired(targets: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]], groups: np.ndarray | None,
