@@ -161,10 +161,10 @@ def test_recipe5_dicom_per_patient(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_recipe10_lidc_volumes_beside_the_size_baseline(shared_data, tmp_path):
-    # Reductions: 40 nodules per class, 16 voxels, 1 epoch, 50 bootstrap replicates (recipe: all 994, 32 voxels,
+    # Reductions: 40 nodules per class, 1 epoch, 50 bootstrap replicates (recipe: all 994 nodules,
     # 5 epochs, 1,000 replicates). What stays: 2.5-D volumes in the lung window and the diameter_mm baseline.
     cfg = recipe("10_lidc_nodules_volumes/config.yaml", shared_data, tmp_path,
-                 ["data.limit_per_class=40", "model.image_size=16", "train.epochs=1"])
+                 ["data.limit_per_class=40", "train.epochs=1"])
     assert (cfg.model.name, cfg.volume.input, cfg.data.window, cfg.data.patient_column) == \
         ("simple_cnn", "2.5d", "lung", "patient_id")
     result = train(cfg, progress=False)
