@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..evaluation._render import ci_text
+from ..evaluation.sections.baselines import difference_text
 
 
 def print_baselines(console: Console, m: dict) -> None:
@@ -19,7 +20,7 @@ def print_baselines(console: Console, m: dict) -> None:
         table.add_column(column, justify="left" if column in ("target", "verdict") else "right")
     for c in b["comparisons"]:
         verdict = f"[bold red]{c['verdict']}[/]" if c["warning"] else c["verdict"]
-        table.add_row(escape(c["target"]), ci_text(c["baseline_auc"]), ci_text(c["image_auc"]), ci_text(c["difference"]),
+        table.add_row(escape(c["target"]), ci_text(c["baseline_auc"]), ci_text(c["image_auc"]), difference_text(c["difference"]),
                       verdict)
     console.print(table)
     for warning in b["warnings"]:

@@ -57,6 +57,17 @@ def check_baseline_columns(columns: tuple[str, ...], evaluated: list[str], train
                               f"training rows; their metadata columns are {known or 'none'}.{did_you_mean(column, known)}")
 
 
+def difference_text(c: dict) -> str:
+    """A difference with its CI, signed: ``-0.024 (-0.055 to +0.009)`` (as :func:`ci_text` when there is no interval).
+
+    >>> difference_text({"value": -0.024, "low": -0.055, "high": 0.009})
+    '-0.024 (-0.055 to +0.009)'
+    """
+    if c.get("low") is None or c.get("high") is None:
+        return ci_text(c)
+    return f"{c['value']:+.3f} ({c['low']:+.3f} to {c['high']:+.3f})"
+
+
 @dataclass
 class BaselinesResult:
     """``baselines`` of metrics.json."""
@@ -129,7 +140,7 @@ def baselines_html(b: dict) -> str:
         body += ('<div class="bad">The image model does not beat a baseline that sees only metadata:<ul>'
                  + "".join(f"<li>{esc(w)}</li>" for w in b["warnings"]) + "</ul></div>")
     rows = [(c["target"], c["n_test"], c["test_patients"], ci_text(c["baseline_auc"]), ci_text(c["image_auc"]),
-             ci_text(c["difference"]), Raw(("<b>" + esc(c["verdict"]) + "</b>") if c["warning"] else esc(c["verdict"])))
+             difference_text(c["difference"]), Raw(("<b>" + esc(c["verdict"]) + "</b>") if c["warning"] else esc(c["verdict"])))
             for c in b["comparisons"]]
     if rows:
         body += table(["target", "images", "patients", "baseline AUC", "image model AUC", "difference (image − baseline)",
@@ -140,5 +151,5 @@ def baselines_html(b: dict) -> str:
                    f"CIs: {esc(b['ci_method'])}.</p><p class='muted'>What it cannot rule out: {esc(LIMITS)}</p>")
 
 
-__all__ = ["Baselines", "BaselinesResult", "FLAG", "baselines_html", "check_baseline_columns", "parse_baselines",
-           "training_rows"]
+__all__ = ["Baselines", "BaselinesResult", "FLAG", "baselines_html", "check_baseline_columns", "difference_text",
+           "parse_baselines", "training_rows"]
