@@ -158,6 +158,23 @@ def test_recipe5_dicom_per_patient(shared_data, tmp_path):
     assert len(patients) < (ev.predictions.shape[0])  # several images per patient were aggregated
 
 
+
+@pytest.mark.slow
+def test_recipe10_lidc_volumes_beside_the_size_baseline(shared_data, tmp_path):
+    # Reductions: 40 nodules per class, 1 epoch, 50 bootstrap replicates (recipe: all 994 nodules,
+    # 5 epochs, 1,000 replicates). What stays: 2.5-D volumes in the lung window and the diameter_mm baseline.
+    cfg = recipe("10_lidc_nodules_volumes/config.yaml", shared_data, tmp_path,
+                 ["data.limit_per_class=40", "train.epochs=1"])
+    assert (cfg.model.name, cfg.volume.input, cfg.data.window, cfg.data.patient_column) == \
+        ("simple_cnn", "2.5d", "lung", "patient_id")
+    result = train(cfg, progress=False)
+    ev = evaluate(result.run_dir, n_boot=50, cam_samples=0, report=False, num_workers=0, baselines="diameter_mm")
+    b = ev.metrics["baselines"]
+    assert ev.metrics["sections"]["baselines"]["applied"] and b["kinds"] == {"diameter_mm": "numeric"}
+    c = b["comparisons"][0]
+    assert c["target"] == "malignant" and c["baseline_auc"]["value"] > 0.75  # size alone separates the classes
+    assert c["difference"]["value"] == pytest.approx(c["image_auc"]["value"] - c["baseline_auc"]["value"])
+
 def test_images_to_dicom_roundtrip(tmp_path):
     """Fast: two tiny PNGs become DICOM files that pydicom reads without force, pixels and patient kept."""
     from PIL import Image

@@ -173,7 +173,7 @@ def _cli_evaluate(run: Path, data: Path, *extra: str) -> dict:
 
     _register_all()
     out = CliRunner().invoke(app, ["evaluate", str(run), "--data", str(data), "--patient-column", "patient",
-                                   "--subgroups", "sex,view", "--n-boot", "30", "--cam-samples", "0",
+                                   "--subgroups", "sex,view", "--baselines", "sex,view", "--n-boot", "30", "--cam-samples", "0",
                                    "--num-workers", "0", *extra])
     assert out.exit_code == 0, out.output
     m = json.loads((run / "evaluation-labels-test" / "metrics.json").read_text())
@@ -186,9 +186,9 @@ def test_single_and_multi_label_external_evaluations_have_the_same_sections(two_
     s, m = single["metrics"], multi["metrics"]
     assert s["sections"].keys() == m["sections"].keys()
     assert {k: v["applied"] for k, v in s["sections"].items()} == {k: v["applied"] for k, v in m["sections"].items()}
-    assert all(v["applied"] for v in m["sections"].values())  # external data + --subgroups: every section runs
+    assert all(v["applied"] for v in m["sections"].values())  # external data + --subgroups + --baselines: every section runs
     assert s["leak_check"]["clean"] is True and m["leak_check"]["clean"] is True
-    for key in ("external", "subgroups", "patients", "ood", "shift"):
+    for key in ("external", "subgroups", "baselines", "patients", "ood", "shift"):
         assert s[key] is not None and m[key] is not None, key
     # multi-label: internal vs external per finding and macro, calibration per finding, subgroups per finding
     ext = m["external"]
@@ -197,6 +197,7 @@ def test_single_and_multi_label_external_evaluations_have_the_same_sections(two_
     assert set(ext["calibration_per_finding"]) == set(FINDINGS)
     assert m["subgroups"]["spec"] == "sex,view" and {g["column"] for g in m["subgroups"]["groups"]} == {"sex", "view"}
     assert all(set(g["per_finding"]) == set(FINDINGS) for g in m["subgroups"]["groups"])
+    assert {c["target"] for c in m["baselines"]["comparisons"]} | set(m["baselines"]["skipped"]) == set(FINDINGS)
     # the external per-finding AUC is scikit-learn's on predictions.csv
     df = pd.read_csv(two_runs["multi"][0] / "evaluation-labels-test" / "predictions.csv")
     for f in FINDINGS:
@@ -205,7 +206,7 @@ def test_single_and_multi_label_external_evaluations_have_the_same_sections(two_
         assert ext["per_finding"][f]["roc_auc"]["external"]["value"] == pytest.approx(expected)
     assert m["patients"]["n_patients"] == 40 and "macro_auc" in m["patients"]
     for html in (single["report"], multi["report"]):
-        for sid in ("external-validation", "subgroups", "patients", "shift"):
+        for sid in ("external-validation", "subgroups", "metadata-baselines", "patients", "shift"):
             assert f'id="{sid}"' in html
     # the console: macro/micro AUC with CIs, positives per finding, subgroup table, OOD share
     out = multi["output"]

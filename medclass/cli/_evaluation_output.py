@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ..evaluation._render import ci_text
 from ..metrics.ood import false_alarm_sentence
+from ._baselines_output import print_baselines
 from ._common import _num, metrics_table
 
 
@@ -90,6 +91,7 @@ def print_evaluation(console: Console, m: dict) -> None:
     flagged = [f"{g['column']}={g['subgroup']}" for g in sub.get("groups", []) if g["flagged"] or g.get("flagged_findings")]
     if flagged:
         console.print(f"[bold red]Subgroups below the overall estimate: {', '.join(flagged)}[/]")
+    print_baselines(console, m)
     rare = m.get("rare_findings") or []
     for r in rare:
         console.print(f"[yellow]Rare finding {escape(r['finding'])} ({r['where']}): {escape(r['reason'])}[/]")

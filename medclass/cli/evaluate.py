@@ -23,6 +23,9 @@ def evaluate_command(
     pdf: Annotated[bool, typer.Option(help="Also write report.pdf with the figures.")] = False,
     subgroups: Annotated[str, typer.Option(help="Metrics per subgroup of metadata columns, numeric ones binned at "
                                                 "cut points: sex,age:18:65,view (age bins <18, 18-65, >=65).")] = "",
+    baselines: Annotated[str, typer.Option(help="Metadata baselines: a logistic regression on these columns alone "
+                                                "(view,sex,age), fitted on the run's training rows, against the image "
+                                                "model, with a warning when the model does not beat it.")] = "",
     recalibrate: Annotated[bool, typer.Option(help="External data: also fit a threshold and temperature on a "
                                                    "patient-disjoint half and evaluate them on the other half (declared).")] = False,
     *, data_flags: DataFlags,
@@ -34,7 +37,8 @@ def evaluate_command(
     with friendly_errors():
         result = evaluate(run, data=data, split=split, out=out, n_boot=n_boot, cam_samples=cam_samples, tta=tta,
                           batch_size=batch_size, num_workers=num_workers, report=not pdf,
-                          data_settings=data_flags.values(), subgroups=subgroups, recalibrate=recalibrate)
+                          data_settings=data_flags.values(), subgroups=subgroups, recalibrate=recalibrate,
+                          baselines=baselines)
         if pdf:
             from ..evaluation.report import write_report
 

@@ -52,6 +52,7 @@ from ._multilabel import prediction_frame
 from .report import write_report
 from .result import EvaluationResult
 from .sections import SECTIONS, Context, Options, run_sections
+from .sections.baselines import check_baseline_columns, parse_baselines, training_rows
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
              out: str | Path | None = None, n_boot: int = 1000, cam_samples: int = 4, tta: bool | None = None,
              batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None,
              data_settings: Mapping[str, Any] | None = None, subgroups: str = "",
-             recalibrate: bool = False) -> EvaluationResult:
+             recalibrate: bool = False, baselines: str = "") -> EvaluationResult:
     """Evaluate a run folder (or checkpoint) on its held-out split or on external data; write metrics and a report.
 
     Args:
@@ -169,6 +170,8 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
             binned at the cut points: ``<18``, ``18-65``, ``>=65``); in ``metrics["subgroups"]``.
         recalibrate: external data, binary models: also fit a threshold and a temperature on a patient-disjoint half
             of it and evaluate them on the other half (declared as such in ``metrics["external"]``).
+        baselines: metadata columns, e.g. ``"view,sex,age"``: a logistic regression on them alone, fitted on the run's
+            training rows, against the image model with paired patient-bootstrap CIs; in ``metrics["baselines"]``.
 
     Example:
         >>> res = evaluate("workspace/default/simple_cnn-1", n_boot=200, cam_samples=2)  # doctest: +SKIP
@@ -190,10 +193,16 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     evaluated, reference, ref_names = load_tables(r, data, split, data_settings)
     specs = parse_subgroups(subgroups)
     check_columns(specs, evaluated.metadata_columns())  # before any prediction
+    baseline_columns = parse_baselines(baselines)
+    if baseline_columns:
+        train_rows = training_rows(r)
+        check_baseline_columns(baseline_columns, evaluated.metadata_columns(),
+                               train_rows.metadata_columns() if train_rows is not None else None)
     pre = r.meta.preprocessing
     leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.window,
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=fingerprint_cache(r.run_dir))
-    options = Options(n_boot=n_boot, cam_samples=cam_samples, subgroups=tuple(specs), recalibrate=recalibrate,
+    options = Options(n_boot=n_boot, cam_samples=cam_samples, subgroups=tuple(specs), baselines=baseline_columns,
+                      recalibrate=recalibrate,
                       external=data is not None, batch_size=batch_size, num_workers=num_workers)
     ctx = _predict(r, evaluated, options, tta)
     computed, status = run_sections(ctx, SECTIONS)

@@ -9,6 +9,7 @@ shows how to add one (volumes, shortcut checks).
 from __future__ import annotations
 
 from .base import Context, Options, ReportPart, Section, SectionResult, not_applied, run_sections
+from .baselines import Baselines
 from .compare import ExternalComparison, Subgroups
 from .decision import Decision
 from .examples import Examples
@@ -16,8 +17,8 @@ from .internal import InternalMetrics
 from .patients import Patients
 from .shift import Shift
 
-SECTIONS: tuple[Section, ...] = (InternalMetrics(), Patients(), Decision(), ExternalComparison(), Subgroups(), Shift(),
-                                 Examples())
+SECTIONS: tuple[Section, ...] = (InternalMetrics(), Patients(), Decision(), ExternalComparison(), Subgroups(), Baselines(),
+                                 Shift(), Examples())
 
 
 def section(name: str) -> Section:

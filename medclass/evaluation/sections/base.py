@@ -64,6 +64,7 @@ class Options:
     n_boot: int = 1000  # bootstrap replicates (0 = no CIs)
     cam_samples: int = 4  # Grad-CAM images per cell (0 = none)
     subgroups: tuple[SubgroupSpec, ...] = ()  # --subgroups
+    baselines: tuple[str, ...] = ()  # --baselines: metadata columns of the metadata baselines
     recalibrate: bool = False  # --recalibrate (external, binary)
     external: bool = False  # the evaluated data came with --data
     batch_size: int = 64
