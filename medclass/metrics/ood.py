@@ -95,6 +95,15 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray | None, val_feature
     return MahalanobisOOD(means, precision, threshold, quantile, len(x), len(val_features))
 
 
+def score_text(value: float) -> str:
+    """An OOD score or threshold as every output prints it (console, report, model card, web app): one decimal.
+
+    >>> score_text(933.5714), score_text(12.04)
+    ('933.6', '12.0')
+    """
+    return f"{value:.1f}"
+
+
 def false_alarm_sentence(ood: dict) -> str:
     """'' for external data; else the held-out false-alarm rate with its CI beside the rate the threshold aims at."""
     fa = ood.get("false_alarm_rate")
@@ -105,4 +114,4 @@ def false_alarm_sentence(ood: dict) -> str:
             f"{100 * fa['expected']:.0f}% the threshold was fitted for on validation.")
 
 
-__all__ = ["DEFAULT_QUANTILE", "MahalanobisOOD", "false_alarm_sentence", "fit_mahalanobis"]
+__all__ = ["DEFAULT_QUANTILE", "MahalanobisOOD", "false_alarm_sentence", "fit_mahalanobis", "score_text"]

@@ -22,7 +22,7 @@ from ..data.splits import patient_groups
 from ..data.table import DataTable
 from ..inference import Predictions, predict_dataset, to_probs
 from ..metrics.calibration import fit_temperature
-from ..metrics.ood import MahalanobisOOD, fit_mahalanobis
+from ..metrics.ood import MahalanobisOOD, fit_mahalanobis, score_text
 from ..metrics.rare import FALLBACK_THRESHOLD, positive_patients, too_few_patients
 from ..metrics.threshold import choose_threshold
 from ..utils import write_json
@@ -108,8 +108,8 @@ def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_fe
         log.warning("too few readable training/validation images to fit out-of-distribution statistics")
         return None
     ood = fit_mahalanobis(fit.stage_features, None if one_group else fit.labels, val_features)
-    log.info("out-of-distribution statistics fitted on %d training images; threshold %.4g (%.0f%% of validation)",
-             ood.n_train, ood.threshold, 100 * ood.quantile)
+    log.info("out-of-distribution statistics fitted on %d training images; threshold %s (%.0f%% of validation)",
+             ood.n_train, score_text(ood.threshold), 100 * ood.quantile)
     return ood
 
 
