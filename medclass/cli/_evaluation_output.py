@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ..evaluation._render import ci_text
 from ..metrics.external import evaluated_label
-from ..metrics.ood import false_alarm_sentence
+from ..metrics.ood import false_alarm_sentence, threshold_text
 from ._common import _num, metrics_table
 
 
@@ -84,7 +84,7 @@ def print_evaluation(console: Console, m: dict) -> None:
     ood = m.get("ood") or {}
     if ood.get("available"):
         console.print(f"{ood['n_flagged']} of {ood['n_scored']} images ({100 * ood['share_flagged']:.1f}%) flagged "
-                      f"out-of-distribution (score above the {100 * ood['quantile']:.0f}th percentile of validation). "
+                      f"out-of-distribution (score above {threshold_text(ood)}). "
                       + false_alarm_sentence(ood))
     for table in (external_table(m), subgroups_table(m)):
         if table is not None:

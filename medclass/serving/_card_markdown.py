@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..metrics.external import evaluated_label
-from ..metrics.ood import false_alarm_sentence, score_text
+from ..metrics.ood import false_alarm_sentence, threshold_text
 from ._card import _number
 
 _NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy",
@@ -116,9 +116,8 @@ def _ood(ev: dict[str, Any]) -> list[str]:
         return [*head, ood.get("note") or "No out-of-distribution scores in this evaluation.",
                 "The model returns a score for any image, including images unlike its training data."]
     text = (f"{ood['n_flagged']} of {ood['n_scored']} evaluated images ({100 * ood['share_flagged']:.1f} %) are flagged "
-            f"out-of-distribution: their {ood['method']} feature score is above {score_text(ood['threshold'])}, the "
-            f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores. `predict`, the web app and "
-            "the REST API flag such inputs (their predictions are unreliable).")
+            f"out-of-distribution: their {ood['method']} feature score is above {threshold_text(ood)}. `predict`, "
+            "the web app and the REST API flag such inputs (their predictions are unreliable).")
     if false_alarm_sentence(ood):
         text += " " + false_alarm_sentence(ood)
     return [*head, text]
