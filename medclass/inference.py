@@ -87,13 +87,31 @@ def _captured(model: torch.nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]
             handle.remove()
 
 
-def forward_with_features(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(logits, penultimate features, stage statistics)`` of one batch in one forward pass.
+def band_limited(x: torch.Tensor, lowpass: float) -> torch.Tensor:
+    """A 2-D input batch resampled to ``lowpass`` of its side (antialiased) and back: the detail that an image stored at
+    another resolution has or lacks is gone. ``lowpass >= 1`` or a volume batch (5-D): ``x`` as is.
+
+    >>> band_limited(torch.rand(1, 1, 64, 64), 0.5).shape
+    torch.Size([1, 1, 64, 64])
+    """
+    if lowpass >= 1.0 or x.ndim != 4:
+        return x
+    h, w = x.shape[-2:]
+    small = F.interpolate(x.float(), size=(max(1, round(h * lowpass)), max(1, round(w * lowpass))), mode="bilinear",
+                          antialias=True, align_corners=False)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).to(x.dtype)
+
+
+def forward_with_features(model: torch.nn.Module, x: torch.Tensor,
+                          lowpass: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(logits, penultimate features, stage statistics)`` of one batch.
 
     The penultimate features are the input of ``model.get_classifier()``, flattened to ``(n, d)``: for
     timm models ``forward_head(forward_features(x), pre_logits=True)`` (pooled backbone features), for
     SimpleCNN its hidden dense layer. The stage statistics are :func:`stage_statistics` of every stage
-    (:func:`stage_names`), concatenated.
+    (:func:`stage_names`), concatenated: of the same forward pass, or with ``lowpass < 1`` of a second pass
+    over :func:`band_limited` input (the out-of-distribution features, :data:`medclass.metrics.ood.LOWPASS`;
+    the logits and penultimate features always come from ``x`` as is).
 
     >>> from medclass.models import create_model
     >>> logits, feats, stages = forward_with_features(create_model("resnet18", 2, in_chans=1).eval(),
@@ -103,25 +121,30 @@ def forward_with_features(model: torch.nn.Module, x: torch.Tensor) -> tuple[torc
     """
     with _captured(model) as seen:
         logits = model(x)
+        penultimate = seen["classifier"][-1].flatten(1)
+        if lowpass < 1.0 and x.ndim == 4:
+            seen["stages"].clear()
+            model(band_limited(x, lowpass))
     stages = torch.cat(seen["stages"], dim=1) if seen["stages"] else torch.zeros(len(x), 0)
-    return logits, seen["classifier"][-1].flatten(1), stages
+    return logits, penultimate, stages
 
 
-def _forward(model: torch.nn.Module, x: torch.Tensor, features: bool) -> tuple[torch.Tensor, ...]:
+def _forward(model: torch.nn.Module, x: torch.Tensor, features: bool, lowpass: float = 1.0) -> tuple[torch.Tensor, ...]:
     """``(logits,)``, or with ``features`` the three outputs of :func:`forward_with_features` (no hooks without)."""
-    return forward_with_features(model, x) if features else (model(x),)
+    return forward_with_features(model, x, lowpass) if features else (model(x),)
 
 
 @torch.no_grad()
 def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int = 32, num_workers: int = 0,
                     temperature: float = 1.0, tta: bool = False, device: str | torch.device | None = None,
                     collate_fn=None, stall_timeout: float = TrainConfig.stall_timeout,
-                    features: bool = False, multi_label: bool | None = None) -> Predictions:
+                    features: bool = False, multi_label: bool | None = None, lowpass: float = 1.0) -> Predictions:
     """Run ``model`` in eval mode over ``dataset`` (dict samples) and collect logits and probabilities.
 
     ``tta=True`` averages the logits (and features) of the image and its horizontal flip. ``multi_label``
     (default: the dataset's own ``multi_label``) gives one sigmoid per output.
-    ``features=True`` also collects the penultimate features (:func:`forward_with_features`). Batches whose samples
+    ``features=True`` also collects the penultimate features and the stage statistics (:func:`forward_with_features`,
+    the latter band-limited by ``lowpass``: pass the checkpoint's ``ood.lowpass``). Batches whose samples
     were all unreadable are skipped; their paths are listed in ``Predictions.skipped``. With workers,
     a batch that takes longer than ``stall_timeout`` seconds (0 = no limit) stops with a DatasetError.
     """
@@ -142,9 +165,9 @@ def predict_dataset(model: torch.nn.Module, dataset: Dataset, *, batch_size: int
             skipped.extend(batch.get("skipped", []))
             mark_reported(batch.get("skipped", []))
             x = batch["image"].to(device)
-            outputs = _forward(model, x, features)
+            outputs = _forward(model, x, features, lowpass)
             if tta:
-                flipped = _forward(model, torch.flip(x, dims=[3]), features)
+                flipped = _forward(model, torch.flip(x, dims=[3]), features, lowpass)
                 outputs = tuple((a.float() + b.float()) / 2 for a, b in zip(outputs, flipped))
             logits.append(outputs[0].float().cpu())
             if features:

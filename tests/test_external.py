@@ -305,7 +305,20 @@ def test_cli_external_evaluation_with_subgroups_and_pdf(tmp_path):
     assert (run / "metrics.json").is_file()  # the internal test evaluated first, for the comparison
     folder = run / "evaluation-labels-test"
     assert (folder / "report.pdf").is_file() and (folder / "model_card.md").is_file()
-    assert json.loads((folder / "metrics.json").read_text())["subgroups"]["spec"] == "sex,age:18:65"
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["subgroups"]["spec"] == "sex,age:18:65"
+    # what the user reads (issue 26): the subgroup table, the data named as external (not "(test)"), the per-patient
+    # counts per class with the few-patients warning (3 + 3 patients), full cells in piped output (no "…" cut)
+    text = out.output
+    assert "Subgroups (sex,age:18:65)" in text and "sex=M" in text and "age=<18" in text
+    assert "images (external data)" in text and "(test)" not in text
+    counts = m["patients"]["patients_per_class"]
+    assert counts == {"NORMAL": 3, "PNEUMONIA": 3}
+    assert "Per patient: 6 patients (NORMAL 3, PNEUMONIA 3" in text and "rest on only 3 NORMAL patients" in text
+    assert "…" not in text
+    card = (folder / "model_card.md").read_text()
+    assert "Per patient (patient label = any positive image): 6 patients, NORMAL 3, PNEUMONIA 3." in card
+    assert "**Warning: few patients.**" in card and "External validation" in card and "(external data)" in card
 
 
 def test_calibration_fit_converges_far_from_the_start():
@@ -388,3 +401,23 @@ def test_model_card_states_the_ood_section_in_words():
     assert "{" not in text
     missing = "\n".join(_ood({"ood": {"available": False, "note": "This checkpoint has no OOD statistics."}}))
     assert "no OOD statistics" in missing and "{" not in missing
+
+
+def test_the_shift_warning_is_printed_once_with_enough_digits():
+    """`evaluate --data` printed the large-shift warning twice (a log line and the console) and rounded a domain AUC of
+    0.998 to "1.00 (1.00-1.00)"."""
+    import io
+
+    from rich.console import Console
+
+    from medclass.cli._evaluation_output import print_evaluation
+    from medclass.evaluation._shift import shift_warning
+
+    warning = shift_warning({"domain_classifier": {"auc": 0.998, "low": 0.9951, "high": 0.99962}}, 0.3)
+    assert "AUC 0.998 (0.995-0.9996)" in warning and "1.00" not in warning
+    m = {"leak_check": {"statement": "held out", "checked": True, "clean": True}, "task": "binary",
+         "shift": {"large": True, "warning": warning}, "model": {"name": "m"}, "classes": ["a", "b"],
+         "data": {"n_predicted": 4, "source": "external", "split": "test"}, "metrics": {"roc_auc": 0.9}, "ci": {}}
+    buf = io.StringIO()
+    print_evaluation(Console(file=buf, width=200), m)
+    assert buf.getvalue().count("Large dataset shift") == 1

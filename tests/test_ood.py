@@ -65,14 +65,27 @@ def _direct_scores(x: np.ndarray, train: np.ndarray, labels: np.ndarray) -> np.n
 
 def test_mahalanobis_matches_a_direct_computation_and_threshold_is_the_validation_quantile() -> None:
     rng = np.random.default_rng(0)
-    train = rng.normal(size=(60, 10)) * rng.uniform(0.5, 3, 10)  # fewer rows than 10 x 10 covariance entries
+    scale = rng.uniform(0.5, 3, 10)
+    train = rng.normal(size=(60, 10)) * scale  # fewer rows than 10 x 10 covariance entries
     labels = rng.integers(0, 3, 60)
     train[labels == 2] += 4
     val, probe = rng.normal(size=(40, 10)), rng.normal(size=(7, 10)) * 3
     ood = fit_mahalanobis(train, labels, val, quantile=0.9)
     np.testing.assert_allclose(ood.scores(probe), _direct_scores(probe, train, labels), rtol=1e-8)
-    assert ood.threshold == pytest.approx(np.quantile(_direct_scores(val, train, labels), 0.9))
-    assert ood.flags(val).mean() == pytest.approx(0.1, abs=0.03)
+    # the threshold: the conformal 0.9 quantile of the validation scores and the 5-fold cross-fitted training scores
+    from sklearn.model_selection import KFold
+
+    held_out = [_direct_scores(val, train, labels)]
+    held_out += [_direct_scores(train[b], train[a], labels[a]) for a, b in KFold(5, shuffle=True, random_state=0).split(train)]
+    scores = np.sort(np.concatenate(held_out))
+    assert ood.n_calibration == len(scores) == 100 and ood.n_val == 40
+    assert ood.threshold == pytest.approx(scores[int(np.ceil(101 * 0.9)) - 1])
+    new = rng.normal(size=(2000, 10)) * scale  # new images of the training distribution: ~10% flagged
+    new[rng.integers(0, 3, 2000) == 2] += 4
+    assert ood.flags(new).mean() == pytest.approx(0.1, abs=0.05)
+    only_val = fit_mahalanobis(train, labels, val, quantile=0.9, folds=0)
+    assert only_val.n_calibration == 40 and only_val.threshold == pytest.approx(
+        np.sort(_direct_scores(val, train, labels))[int(np.ceil(41 * 0.9)) - 1])
     assert ood.flags(val[:1] + 100).all()
     with pytest.raises(ValueError, match=r"shape \(n, 10\)"):
         ood.scores(np.zeros((2, 3)))
@@ -104,7 +117,7 @@ def ood_ckpt(tmp_path_factory) -> tuple[Path, MahalanobisOOD]:
     with torch.no_grad():
         x = (torch.from_numpy(rng.uniform(0.4, 0.6, (300, 1, 1, 1)).astype(np.float32)) - 0.5) / 0.25
         feats = forward_with_features(model, x.expand(300, 1, 64, 64).contiguous())[2].numpy()
-    ood = fit_mahalanobis(feats[:250], np.arange(250) % 2, feats[250:])
+    ood = fit_mahalanobis(feats[:250], np.arange(250) % 2, feats[250:], lowpass=0.5)
     return save_checkpoint(path, model, meta, ood=ood), ood
 
 
@@ -114,6 +127,7 @@ def test_checkpoint_round_trip_with_and_without_ood(ood_ckpt, tmp_path) -> None:
     np.testing.assert_array_equal(loaded.means, ood.means)
     np.testing.assert_array_equal(loaded.precision, ood.precision)
     assert (loaded.threshold, loaded.quantile, loaded.n_train, loaded.n_val) == (ood.threshold, 0.95, 250, 50)
+    assert (loaded.n_calibration, loaded.lowpass) == (300, 0.5)
     meta = read_meta(path)
     assert meta.ood.feature_dim == ood.feature_dim and meta.ood.method == "mahalanobis"
     model, _ = load_checkpoint(path)  # the OOD tensors are not model weights
@@ -290,3 +304,42 @@ def test_predict_dataset_collects_features_only_when_asked_and_averages_them_wit
         one, flipped = forward_with_features(model, images), forward_with_features(model, torch.flip(images, dims=[3]))
     np.testing.assert_allclose(tta.features, ((one[1] + flipped[1]) / 2).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(tta.stage_features, ((one[2] + flipped[2]) / 2).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_conformal_threshold_holds_its_rate_on_new_images() -> None:
+    """The finite-sample rank: over many draws, new in-distribution points exceed the threshold at most ~5% of the time
+    (the plain 95th percentile of 40 scores exceeds it more often)."""
+    from medclass.metrics.ood import conformal_threshold
+
+    rng = np.random.default_rng(3)
+    conformal, plain = [], []
+    for _ in range(400):
+        cal, new = rng.standard_exponential(40), rng.standard_exponential(200)
+        conformal.append((new > conformal_threshold(cal, 0.95)).mean())
+        plain.append((new > np.quantile(cal, 0.95)).mean())
+    assert np.mean(conformal) <= 0.05 + 0.005 < np.mean(plain)
+    assert conformal_threshold(np.arange(10.0), 0.95) == 9.0  # rank ceil(11 * 0.95) = 11 > 10: the largest
+
+
+def test_band_limited_features_do_not_depend_on_the_stored_resolution() -> None:
+    """The same picture stored sharp (224 px) and small (96 px), both resized to the model input: their inputs differ
+    in fine detail, which the band limit of the OOD features removes."""
+    import torch.nn.functional as F
+
+    from medclass.inference import band_limited
+    from medclass.metrics.ood import LOWPASS
+
+    torch.manual_seed(0)
+    sharp = F.interpolate(torch.rand(1, 1, 28, 28), size=224, mode="bilinear") + 0.2 * torch.rand(1, 1, 224, 224)
+    big = F.interpolate(sharp, size=128, mode="bilinear", antialias=True)
+    small = F.interpolate(F.interpolate(sharp, size=96, mode="bilinear", antialias=True), size=128, mode="bilinear")
+    before = (big - small).abs().mean()
+    after = (band_limited(big, LOWPASS) - band_limited(small, LOWPASS)).abs().mean()
+    assert after < 0.5 * before
+    model = create_model("simple_cnn", 2, in_chans=1).eval()
+    with torch.no_grad():
+        logits, _, stages = forward_with_features(model, big, LOWPASS)
+        plain_logits, _, plain_stages = forward_with_features(model, big)
+        _, _, limited = forward_with_features(model, band_limited(big, LOWPASS))
+    torch.testing.assert_close(logits, plain_logits)  # the prediction uses the input as is
+    torch.testing.assert_close(stages, limited) and not torch.allclose(stages, plain_stages)

@@ -51,7 +51,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, meta: CheckpointMe
         raise CheckpointError(f"Checkpoint path {path} must end in .safetensors.")
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     meta = meta.with_ood(None if ood is None else OODSpec("mahalanobis", float(ood.threshold), float(ood.quantile),
-                                                          ood.n_train, ood.n_val, ood.feature_dim))
+                                                          ood.n_train, ood.n_val, ood.feature_dim,
+                                                          ood.n_calibration, float(ood.lowpass)))
     if ood is not None:
         tensors[OOD_PREFIX + "means"] = torch.from_numpy(ood.means.astype("float64")).contiguous()
         tensors[OOD_PREFIX + "precision"] = torch.from_numpy(ood.precision.astype("float64")).contiguous()
@@ -140,7 +141,8 @@ def load_ood(path: str | Path) -> MahalanobisOOD | None:
     if means.ndim != 2 or means.shape[1] != d or precision.shape != (d, d):
         raise CheckpointError(f"{path} is not a valid medclass checkpoint: OOD tensors of shapes {means.shape} and "
                               f"{precision.shape} do not fit feature_dim {d}.")
-    return MahalanobisOOD(means, precision, spec.threshold, spec.quantile, spec.n_train, spec.n_val)
+    return MahalanobisOOD(means, precision, spec.threshold, spec.quantile, spec.n_train, spec.n_val, spec.n_calibration,
+                          spec.lowpass)
 
 
 def _check_path(path: str | Path) -> Path:

@@ -141,17 +141,22 @@ class OODSpec:
 
     method: str  # 'mahalanobis' (medclass.metrics.ood)
     threshold: float  # scores above it are flagged
-    quantile: float  # of the validation images' scores, where the threshold was set
+    quantile: float  # the conformal quantile of the held-out scores where the threshold was set
     n_train: int  # training images the statistics were fitted on
-    n_val: int  # validation images the threshold was set on
-    feature_dim: int  # length of the penultimate feature vector
+    n_val: int  # validation images among the held-out scores
+    feature_dim: int  # length of the feature vector (the stage statistics)
+    n_calibration: int = 0  # held-out scores the threshold was set on (0 in older files: the validation images alone)
+    lowpass: float = 1.0  # the features' band limit (medclass.metrics.ood.LOWPASS; 1.0 in older files: none)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "OODSpec":
         """Validated from the ``ood`` entry."""
         w = "ood."
         spec = cls(_text(d, "method", w), _number(d, "threshold", w), _number(d, "quantile", w),
-                   _integer(d, "n_train", w), _integer(d, "n_val", w), _integer(d, "feature_dim", w))
+                   _integer(d, "n_train", w), _integer(d, "n_val", w), _integer(d, "feature_dim", w),
+                   _integer(d, "n_calibration", w, 0, minimum=0), _number(d, "lowpass", w, 1.0))
+        if not 0.0 < spec.lowpass <= 1.0:
+            raise _Invalid(f"ood.lowpass must lie in (0, 1], got {spec.lowpass}")
         if spec.method != "mahalanobis" or not 0.0 < spec.quantile < 1.0:
             raise _Invalid(f"ood must have method 'mahalanobis' and a quantile in (0, 1), got {spec.method!r} and "
                            f"{spec.quantile}")

@@ -163,7 +163,8 @@ class CVDir:
     quality = _File("quality.json", "Images dropped by the quality filter.")
     audit = _File("audit.json", "Duplicates linked before the folds were drawn.")
     summary = _File("cv_summary.json", "Mean, SD and pooled metrics.")
-    fold_table = _File("cv_folds.csv", "One row of metrics per fold.")
+    fold_table = _File("cv_folds.csv", "One row of metrics per fold (best_epoch: the 0-based index of metrics.csv, as "
+                                        "in comparison.csv; printed tables count epochs from 1).")
     oof = _File("oof_predictions.csv", "Out-of-fold predictions.")
 
     @property

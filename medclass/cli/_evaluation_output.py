@@ -8,7 +8,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..evaluation._render import ci_text
-from ..metrics.ood import false_alarm_sentence
+from ..metrics.external import evaluated_label
+from ..metrics.ood import false_alarm_sentence, threshold_text
 from ._baselines_output import print_baselines
 from ._common import _num, metrics_table
 
@@ -72,12 +73,19 @@ def print_evaluation(console: Console, m: dict) -> None:
     console.print(f"[{style}]{escape(leak['statement'])}[/]")
     if (m.get("shift") or {}).get("large"):
         console.print(f"[bold red]{escape(m['shift']['warning'])}[/]")
-    title = f"{m['model']['name']} on {m['data']['n_predicted']} images ({m['data']['split']})"
+    title = f"{m['model']['name']} on {m['data']['n_predicted']} images ({evaluated_label(m['data'])})"
     console.print(findings_table(m, title) if m.get("task") == "multi_label" else metrics_table(m, title))
+    pat = m.get("patients") or {}
+    if pat.get("patients_per_class"):
+        console.print(f"Per patient: {pat['n_patients']} patients ("
+                      + ", ".join(f"{escape(c)} {n}" for c, n in pat["patients_per_class"].items())
+                      + f"; patient label = {escape(pat['label_rule'])}).")
+    if pat.get("warning"):
+        console.print(f"[yellow]{escape(pat['warning'])}[/]")
     ood = m.get("ood") or {}
     if ood.get("available"):
         console.print(f"{ood['n_flagged']} of {ood['n_scored']} images ({100 * ood['share_flagged']:.1f}%) flagged "
-                      f"out-of-distribution (score above the {100 * ood['quantile']:.0f}th percentile of validation). "
+                      f"out-of-distribution (score above {threshold_text(ood)}). "
                       + false_alarm_sentence(ood))
     for table in (external_table(m), subgroups_table(m)):
         if table is not None:

@@ -53,6 +53,7 @@ def ood_fit_command(
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 0,
 ) -> None:
     """Add out-of-distribution statistics to a run trained before they existed (training and validation images)."""
+    from ..metrics.ood import threshold_text
     from ..training.finalize import add_ood
 
     with friendly_errors():
@@ -61,7 +62,8 @@ def ood_fit_command(
         console.print("[yellow]Too few readable training/validation images: no OOD statistics stored.[/]")
     else:
         console.print(f"OOD statistics stored in {run}: fitted on {ood.n_train} training images, threshold "
-                      f"{ood.threshold:.4g} ({100 * ood.quantile:.0f}th percentile of {ood.n_val} validation images).")
+                      + threshold_text({"threshold": ood.threshold, "quantile": ood.quantile,
+                                        "n_calibration": ood.n_calibration, "n_val": ood.n_val}) + ".")
 
 
 def register(app: typer.Typer) -> None:

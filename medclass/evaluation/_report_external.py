@@ -131,10 +131,25 @@ def subgroup_findings_html(m: dict) -> str:
 
 
 def card_html(markdown_text: str) -> str:
-    """The model card's Markdown as HTML (raw HTML in it is escaped, not rendered)."""
+    """The model card's Markdown as HTML inside the report (raw HTML in it is escaped, not rendered).
+
+    Its headings are set two levels down (the card's title becomes an ``h3`` under the report's "Model card"
+    section, never larger than the report's own title), and its "Not a medical device" lines are left out:
+    the report ends with its own disclaimer, so the statement appears once.
+
+    >>> card_html("# Model card: x\\n\\n## Limitations\\n\\nSome.")
+    '<h3>Model card: x</h3>\\n<h4>Limitations</h4>\\n<p>Some.</p>\\n'
+    """
+    import re
+
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown_text)
+    from ..serving._card import DISCLAIMER
+
+    text = markdown_text.replace(f"**{DISCLAIMER}**", "")
+    text = re.sub(r"^## Not a medical device\s*\n(?:(?!#).*\n?)*", "", text, flags=re.M)
+    html = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return re.sub(r"<(/?)h([1-6])>", lambda m: f"<{m[1]}h{min(int(m[2]) + 2, 6)}>", html)
 
 
 __all__ = ["card_html", "external_findings_html", "external_html", "shift_box", "subgroup_findings_html", "subgroups_html"]

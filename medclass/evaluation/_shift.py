@@ -28,7 +28,7 @@ from ..data.transforms import inference_transform
 from ..errors import ImageReadError
 from ..inference import Predictions, predict_dataset
 from ..metrics.html import esc, fmt, table
-from ..metrics.ood import MahalanobisOOD, false_alarm_sentence
+from ..metrics.ood import MahalanobisOOD, false_alarm_sentence, threshold_text
 from ..metrics.shift import (LARGE_DOMAIN_AUC, LARGE_OOD_SHARE, STAT_ROWS, category_shares, domain_auc,
                              frechet_distance, image_statistics, pixel_summary, shift_is_large)
 from ..metrics.stats import wilson_interval
@@ -44,7 +44,7 @@ def ood_section(pred: Predictions, ood: MahalanobisOOD | None, in_distribution: 
 
     ``share_flagged_ci`` is a Wilson interval over images. ``in_distribution`` (the run's own held-out rows,
     not external data) adds ``false_alarm_rate``: every flag there is a false alarm, to compare with the
-    rate the threshold was fitted for (``1 - quantile`` of the validation scores)."""
+    rate the threshold was set for (``1 - quantile``)."""
     if ood is None or pred.stage_features is None:
         return ({"available": False, "note": "This checkpoint has no OOD statistics (trained before they existed)."},
                 np.full(len(pred.labels), np.nan))
@@ -52,6 +52,7 @@ def ood_section(pred: Predictions, ood: MahalanobisOOD | None, in_distribution: 
     flagged = scores > ood.threshold
     low, high = wilson_interval(int(flagged.sum()), len(scores))
     out = {"available": True, "method": "mahalanobis", "threshold": ood.threshold, "quantile": ood.quantile,
+           "n_val": ood.n_val, "n_calibration": ood.n_calibration, "lowpass": ood.lowpass,
            "n_scored": int(len(scores)), "n_flagged": int(flagged.sum()), "share_flagged": float(flagged.mean()),
            "share_flagged_ci": [low, high], "ci_method": "95% Wilson interval over images",
            "median_score": float(np.median(scores)),
@@ -143,9 +144,17 @@ def shift_and_ood(model: torch.nn.Module, meta: CheckpointMeta, checkpoint: Path
         return ood, None, scores
     shift = shift_section(model, meta, train, evaluated, pred, ood.get("share_flagged"), batch_size=batch_size,
                           num_workers=num_workers)
-    if shift["large"]:
-        log.warning("%s", shift["warning"])
-    return ood, shift, scores
+    return ood, shift, scores  # a large shift's warning is shown once: by the CLI and the report, from metrics.json
+
+
+def _digits(value: float) -> str:
+    """Three decimals, four where three would round a value below 1 up to 1.000 (0.9996 is not 1).
+
+    >>> _digits(0.998), _digits(0.99962), _digits(1.0)
+    ('0.998', '0.9996', '1.000')
+    """
+    text = f"{value:.3f}"
+    return f"{value:.4f}" if text == "1.000" and value < 1 else text
 
 
 def shift_warning(shift: dict, ood_share: float | None) -> str:
@@ -153,8 +162,8 @@ def shift_warning(shift: dict, ood_share: float | None) -> str:
     parts = []
     d = shift.get("domain_classifier")
     if d and d["auc"] > LARGE_DOMAIN_AUC:
-        parts.append(f"a classifier tells training from external images apart with AUC {d['auc']:.2f} "
-                     f"({d['low']:.2f}-{d['high']:.2f})")
+        parts.append(f"a classifier tells training from external images apart with AUC {_digits(d['auc'])} "
+                     f"({_digits(d['low'])}-{_digits(d['high'])})")
     if ood_share is not None and ood_share >= LARGE_OOD_SHARE:
         parts.append(f"{100 * ood_share:.0f}% of the external images are flagged out-of-distribution")
     return ("Large dataset shift: " + " and ".join(parts) + ". The model's internal results may not carry over to "
@@ -167,8 +176,7 @@ def shift_html(m: dict) -> str:
     body = ""
     if ood.get("available"):
         body += (f"<p>{ood['n_flagged']} of {ood['n_scored']} evaluated images ({100 * ood['share_flagged']:.1f}%) are "
-                 f"flagged out-of-distribution (Mahalanobis score above {fmt(ood['threshold'])}, the "
-                 f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores). "
+                 f"flagged out-of-distribution (Mahalanobis score above {esc(threshold_text(ood))}). "
                  f"{esc(false_alarm_sentence(ood))}</p>")
     else:
         body += f"<p class='muted'>{esc(ood.get('note', 'No OOD scores.'))}</p>"

@@ -80,7 +80,8 @@ def _predict(r: LoadedRun, evaluated: DataTable, options: Options, tta: bool) ->
     pre = meta.preprocessing
     ds = ImageDataset(evaluated, classes=list(meta.classes), transform=inference_transform(pre), window=pre.window)
     pred = predict_dataset(r.model, ds, batch_size=options.batch_size, num_workers=options.num_workers,
-                           temperature=meta.temperature, tta=tta, multi_label=meta.multi_label, features=True)
+                           temperature=meta.temperature, tta=tta, multi_label=meta.multi_label, features=True,
+                           lowpass=meta.ood.lowpass if meta.ood is not None else 1.0)
     if not len(pred.labels):
         raise DatasetError(f"None of the {len(evaluated)} images to evaluate could be read; see the warnings above.")
     frame = (prediction_frame(pred, evaluated, meta) if meta.multi_label

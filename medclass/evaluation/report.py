@@ -20,6 +20,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..metrics import plots
+from ..metrics.external import evaluated_label
 from ..metrics.html import Raw, esc, fmt, page, section, table
 from ..utils import atomic_write_text, epoch_number
 from ._multilabel import headline_html
@@ -29,8 +30,8 @@ from .result import EvaluationResult
 from .sections import SECTIONS, Section
 from .sections.examples import _caption  # noqa: F401  (tile captions, tested with the report of issue 12)
 
-DISCLAIMER = ("This report describes a research model. It is not a medical device and must not be used for diagnosis "
-              "or treatment decisions. Performance on other hospitals, devices or populations may differ.")
+DISCLAIMER = ("This report describes a research model, for research and education only: it must not be used for "
+              "diagnosis or treatment decisions. Performance on other hospitals, devices or populations may differ.")
 HELD_OUT = {True: "The metrics come from held-out data that the model did not see during training or model selection "
                   "(checked: see the leak check section).",
             False: "The leak check found evaluated images or patients that were used in training or validation: these "
@@ -86,7 +87,7 @@ def _summary(m: dict) -> str:
         ("Model", f"{model['name']} ({model.get('in_chans')} channel(s), {m['preprocessing']['image_size']} px)"),
         ("Checkpoint", m["checkpoint"]),
         ("Classes" if m.get("task") != "multi_label" else "Findings", ", ".join(m["classes"])),
-        ("Evaluated data", f"{d['path']} (split {d['split']!r}, {d['source']})"),
+        ("Evaluated data", f"{d['path']} ({evaluated_label(d)})"),
         ("Images / patients", f"{d['n_predicted']} images predicted of {d['n_images']}; {d['n_patients']} patients"),
         ("Decision", _decision_text(m)),
         ("Temperature / TTA", f"{temperature} / {'on' if m['tta'] else 'off'}"),
@@ -180,7 +181,9 @@ def _baseline(m: dict) -> str:
             ("ROC AUC" if "metrics" in m else "macro AUC", base.get("val_auc"), trained.get("val_auc"), now["roc_auc"])]
     shown = f"best epoch {epoch_number(best)}" if best is not None and best >= 0 else "trained model"
     return (table(["metric", "untrained model (validation)", f"{shown} (validation)", "this evaluation"], rows)
-            + "<p class='muted'>The untrained model shows what chance-level performance looks like on this data.</p>")
+            + "<p class='muted'>The untrained model (before the first training step) and the trained model's "
+              "validation columns were measured on the run's own validation split, not on the evaluated data; the "
+              "untrained model shows what chance-level performance looks like there.</p>")
 
 
 def _section_list(result: EvaluationResult, figs: dict[str, bytes]) -> list[tuple[str, str, str]]:
@@ -214,7 +217,7 @@ def write_report(result: EvaluationResult, out_path: str | Path, pdf: bool = Fal
     sections = _section_list(result, pngs)
     body = "".join(section(sid, title, html) for sid, title, html in sections)
     m = result.metrics
-    subtitle = f"{m['model']['name']} on {m['data']['path']} ({m['data']['split']}) · {time.strftime('%Y-%m-%d %H:%M')}"
+    subtitle = f"{m['model']['name']} on {m['data']['path']} ({evaluated_label(m['data'])}) · {time.strftime('%Y-%m-%d %H:%M')}"
     atomic_write_text(out_path, page("medclass evaluation report" if m.get("task") != "multi_label" else "medclass multi-label evaluation report", subtitle, [(s[0], s[1].split(":")[0]) for s in sections], body))
     if pdf:
         from matplotlib.backends.backend_pdf import PdfPages

@@ -52,6 +52,17 @@ class CalibrationFit:
         return asdict(self)
 
 
+def evaluated_label(data: dict) -> str:
+    """What an evaluation was run on, in words, for titles and tables: the run's split or "external data".
+
+    ``data`` is ``metrics.json``'s ``data`` (``source`` ``"external"`` for data given with ``--data``).
+
+    >>> evaluated_label({"source": "external", "split": "test"}), evaluated_label({"source": "run split", "split": "test"})
+    ('external data', 'test split')
+    """
+    return "external data" if data.get("source") == "external" else f"{data.get('split', 'test')} split"
+
+
 def _logistic(X: np.ndarray, y: np.ndarray, offset: np.ndarray, iterations: int = 100) -> np.ndarray:
     """Unpenalised maximum-likelihood coefficients of ``logit P(y=1) = X @ beta + offset`` (Newton-Raphson with
     step halving, so that far-off starts such as probabilities near 0 or 1 converge).
@@ -240,5 +251,5 @@ def recalibrate_split(y_true: ArrayLike, p: ArrayLike, groups: ArrayLike, thresh
                           "recalibrated": summary(apply_temperature(z[ev], factor), new_threshold)}}
 
 
-__all__ = ["COMPARED", "CalibrationFit", "OPTIMISTIC", "calibration_fit", "compare_sets", "compared_metrics",
+__all__ = ["COMPARED", "CalibrationFit", "OPTIMISTIC", "calibration_fit", "compare_sets", "compared_metrics", "evaluated_label",
            "operating_points", "patient_halves", "prevalence", "recalibrate_split", "shift_warnings"]

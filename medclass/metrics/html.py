@@ -17,7 +17,7 @@ nav{background:#fff;border-bottom:1px solid #dde3ea;padding:8px 24px;font-size:1
 nav a{margin-right:14px;color:#17324d;text-decoration:none} nav a:hover{text-decoration:underline}
 section{background:#fff;border:1px solid #dde3ea;border-radius:8px;padding:16px 20px;margin:18px 0}
 h2{margin-top:0;font-size:19px;color:#17324d}
-h3{font-size:15px;margin:14px 0 6px}
+h3{font-size:15px;margin:14px 0 6px} h4{font-size:14px;margin:12px 0 4px} h5,h6{font-size:13px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0 10px}
 th,td{border:1px solid #dde3ea;padding:4px 9px;text-align:left;vertical-align:top}
 th{background:#eef2f6} td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -27,6 +27,13 @@ img{max-width:100%;height:auto}
 .bad{border-left:6px solid #c62828;background:#fdecea;padding:10px 14px;border-radius:4px;font-weight:600}
 .warn{border-left:6px solid #ef8f00;background:#fff4e0;padding:10px 14px;border-radius:4px}
 .muted{color:#5f6b7a;font-size:13px}
+.tiles{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start;margin:8px 0 14px}
+figure.tile{margin:0;padding:6px;border:3px solid #dde3ea;border-radius:6px;background:#fff}
+figure.tile.right{border-color:#2e7d32} figure.tile.wrong{border-color:#c62828}
+.tile .pics{display:flex;gap:6px} .tile img{display:block}
+.tile figcaption{width:0;min-width:100%;font-size:12px;line-height:1.35;margin-top:5px;overflow-wrap:anywhere}
+.tile figcaption .name{color:#5f6b7a}
+.scale{display:flex;align-items:center;gap:8px;font-size:12px;color:#5f6b7a;margin:6px 0}
 code{background:#eef2f6;padding:1px 4px;border-radius:3px;font-size:12px}
 """
 

@@ -6,9 +6,21 @@ Lee et al. also found stronger than the last layer alone); an input's score is i
 A multi-label model (findings overlap, an image belongs to several or none) gets one Gaussian: all
 training images one group (``labels=None``), its score the distance to that single mean.
 The covariance is estimated with Ledoit-Wolf shrinkage (scikit-learn), which stays invertible when
-there are fewer images than feature dimensions. The flagging threshold is a quantile of the scores
-of the run's *validation* images (default 0.95: about 5% of in-distribution images are flagged by
-construction; the rate on the test set is measured, not assumed).
+there are fewer images than feature dimensions.
+
+**The threshold** (default: flag 5% of in-distribution images) is a split-conformal quantile of held-out
+scores: the validation images' scores under the fitted Gaussians, plus every training image scored by
+Gaussians fitted *without* it (:data:`CALIBRATION_FOLDS`-fold cross-fitting; a training image's in-sample
+score is far lower than a new image's, so it cannot be used as is). A few hundred calibration scores instead
+of the ~100 validation images of a small run make the threshold far less noisy; the rank
+``ceil((n + 1) q)`` of the ``n`` sorted scores (:func:`conformal_threshold`) is the finite-sample correction
+under which a new exchangeable image is flagged with probability at most ``1 - q`` (and at least
+``1 - q - 1/(n + 1)``). The rate on the test set is measured, not assumed.
+
+**Resolution.** The scores are computed on the model input band-limited to :data:`LOWPASS` of its side
+(:func:`medclass.inference.forward_with_features`), so that the same kind of image stored at another
+resolution (a 224 px original and its 96 px copy, both resized to the model's input) scores alike: without
+it, 24% of the originals of a run trained on the 96 px copies were flagged (bench/README_ood.md).
 
 Pure numpy / scikit-learn: no model code.
 
@@ -25,7 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_QUANTILE = 0.95  # of the validation scores: the threshold above which an input is flagged
+DEFAULT_QUANTILE = 0.95  # conformal quantile of the held-out scores: the threshold above which an input is flagged
+CALIBRATION_FOLDS = 5  # cross-fitting folds that give every training image a held-out score for the threshold
+LOWPASS = 0.5  # OOD features of the model input band-limited to this share of its side (1 = the input as is)
 
 
 @dataclass(frozen=True)
@@ -34,7 +48,9 @@ class MahalanobisOOD:
 
     ``means`` ``(k, d)``: one row per class seen in training (one row when fitted as one group); ``precision`` ``(d, d)``: the inverse of
     the shared (shrunk) covariance; ``threshold``: scores above it are flagged; ``quantile``: the
-    validation quantile it was set at; ``n_train`` / ``n_val``: images it was fitted / set on.
+    conformal quantile it was set at; ``n_train`` / ``n_val``: training / validation images it was fitted
+    on; ``n_calibration``: the held-out scores the threshold was set on (0 in files from before cross-fitting:
+    the validation images alone); ``lowpass``: the band limit of the features (1.0 in files from before it).
     """
 
     means: np.ndarray
@@ -43,6 +59,8 @@ class MahalanobisOOD:
     quantile: float = DEFAULT_QUANTILE
     n_train: int = 0
     n_val: int = 0
+    n_calibration: int = 0
+    lowpass: float = 1.0
 
     @property
     def feature_dim(self) -> int:
@@ -65,16 +83,43 @@ class MahalanobisOOD:
         return self.scores(features) > self.threshold
 
 
-def fit_mahalanobis(features: np.ndarray, labels: np.ndarray | None, val_features: np.ndarray,
-                    quantile: float = DEFAULT_QUANTILE) -> MahalanobisOOD:
-    """Class means and Ledoit-Wolf shared covariance on ``features``; threshold at ``quantile`` of ``val_features``' scores.
+def _gaussians(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class means and the Ledoit-Wolf precision of the class-centred rows."""
+    from sklearn.covariance import LedoitWolf
 
-    ``labels``: one class per row, or None for one Gaussian over every row (multi-label models).
+    classes = np.unique(y)
+    means = np.stack([x[y == c].mean(axis=0) for c in classes])
+    centred = x - means[np.searchsorted(classes, y)]
+    return means, LedoitWolf(assume_centered=True).fit(centred).precision_
+
+
+def conformal_threshold(scores: np.ndarray, quantile: float) -> float:
+    """The ``ceil((n + 1) quantile)``-th smallest of ``n`` held-out scores (the largest when that rank exceeds ``n``).
+
+    A new image exchangeable with the calibration images scores above it with probability at most
+    ``1 - quantile`` (split conformal prediction; Vovk et al. 2005, Angelopoulos & Bates 2021).
+
+    >>> conformal_threshold(np.arange(1.0, 101.0), 0.95)  # rank ceil(101 * 0.95) = 96
+    96.0
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))
+    rank = int(np.ceil((len(s) + 1) * quantile))
+    return float(s[min(rank, len(s)) - 1])
+
+
+def fit_mahalanobis(features: np.ndarray, labels: np.ndarray | None, val_features: np.ndarray,
+                    quantile: float = DEFAULT_QUANTILE, folds: int = CALIBRATION_FOLDS,
+                    lowpass: float = 1.0) -> MahalanobisOOD:
+    """Class means and Ledoit-Wolf shared covariance on ``features``; the threshold at the conformal ``quantile`` of the
+    validation scores and the ``folds``-fold cross-fitted scores of the training rows (``folds < 2``: validation only).
+
+    ``labels``: one class per row, or None for one Gaussian over every row (multi-label models). ``lowpass``
+    only records how the features were computed (see :data:`LOWPASS`).
 
     Raises:
         ValueError: fewer than 2 training or 1 validation image, or a quantile outside (0, 1).
     """
-    from sklearn.covariance import LedoitWolf
+    from sklearn.model_selection import KFold
 
     x = np.asarray(features, dtype=np.float64)
     y = np.zeros(len(x), np.int64) if labels is None else np.asarray(labels)
@@ -86,13 +131,41 @@ def fit_mahalanobis(features: np.ndarray, labels: np.ndarray | None, val_feature
                          f"{len(x)} and {len(val_features)}.")
     if not 0.0 < quantile < 1.0:
         raise ValueError(f"quantile must lie in (0, 1), got {quantile}.")
-    classes = np.unique(y)
-    means = np.stack([x[y == c].mean(axis=0) for c in classes])
-    centred = x - means[np.searchsorted(classes, y)]
-    precision = LedoitWolf(assume_centered=True).fit(centred).precision_
-    fitted = MahalanobisOOD(means, precision, np.inf, quantile, len(x), len(val_features))
-    threshold = float(np.quantile(fitted.scores(val_features), quantile))
-    return MahalanobisOOD(means, precision, threshold, quantile, len(x), len(val_features))
+    means, precision = _gaussians(x, y)
+    fitted = MahalanobisOOD(means, precision, np.inf, quantile)
+    held_out = [fitted.scores(val_features)]
+    if folds >= 2 and len(x) >= 2 * folds:
+        for fit_rows, out_rows in KFold(folds, shuffle=True, random_state=0).split(x):
+            fold = MahalanobisOOD(*_gaussians(x[fit_rows], y[fit_rows]), np.inf)
+            held_out.append(fold.scores(x[out_rows]))
+    scores = np.concatenate(held_out)
+    return MahalanobisOOD(means, precision, conformal_threshold(scores, quantile), quantile, len(x), len(val_features),
+                          len(scores), lowpass)
+
+
+def threshold_text(ood: dict) -> str:
+    """How the threshold of an evaluation's ``ood`` section (or a checkpoint's spec as a dict) was set, in words.
+
+    >>> threshold_text({"threshold": 933.57, "quantile": 0.95, "n_calibration": 516, "n_val": 91})
+    '933.6, the conformal 95% quantile of 516 held-out scores (91 validation images and the training images, cross-fitted)'
+    >>> threshold_text({"threshold": 933.57, "quantile": 0.95, "n_val": 91})
+    "933.6, the 95th percentile of the validation images' scores"
+    """
+    head = f"{score_text(ood['threshold'])}, the "
+    n_cal, n_val = ood.get("n_calibration") or 0, ood.get("n_val")  # both absent in evaluations before cross-fitting
+    if n_cal:
+        return (head + f"conformal {100 * ood['quantile']:.0f}% quantile of {n_cal} held-out scores ({n_val} validation "
+                "images and the training images, cross-fitted)")
+    return head + f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores"
+
+
+def score_text(value: float) -> str:
+    """An OOD score or threshold as every output prints it (console, report, model card, web app): one decimal.
+
+    >>> score_text(933.5714), score_text(12.04)
+    ('933.6', '12.0')
+    """
+    return f"{value:.1f}"
 
 
 def false_alarm_sentence(ood: dict) -> str:
@@ -102,7 +175,8 @@ def false_alarm_sentence(ood: dict) -> str:
         return ""
     return (f"On these held-out images of the training distribution every flag is a false alarm: "
             f"{100 * fa['value']:.1f}% ({100 * fa['low']:.1f}-{100 * fa['high']:.1f}%, 95% Wilson CI) against the "
-            f"{100 * fa['expected']:.0f}% the threshold was fitted for on validation.")
+            f"{100 * fa['expected']:.0f}% the threshold was set for.")
 
 
-__all__ = ["DEFAULT_QUANTILE", "MahalanobisOOD", "false_alarm_sentence", "fit_mahalanobis"]
+__all__ = ["CALIBRATION_FOLDS", "DEFAULT_QUANTILE", "LOWPASS", "MahalanobisOOD", "conformal_threshold", "false_alarm_sentence",
+           "fit_mahalanobis", "score_text", "threshold_text"]

@@ -107,7 +107,8 @@ def _curve_figure(curves: Mapping[str, Mapping], points: Sequence[Mapping], x: s
         label = f"{name} ({score} {c[score]:.3f})" if c.get(score) is not None and math.isfinite(c[score]) else name
         ax.plot(c[x], c[y], color=color, lw=1.8, label=label, drawstyle="steps-post" if x == "recall" else "default")
         if chance and name in chance:
-            ax.axhline(chance[name], color=color, ls=":", lw=1)
+            ax.axhline(chance[name], color=color, ls=":", lw=1,
+                       label=f"chance: prevalence of {name} ({chance[name]:.3f})")
     if not chance:
         ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
     for p in points:
@@ -134,8 +135,9 @@ def pr_figure(curves: Mapping[str, Mapping], operating_points: Sequence[Mapping]
               prevalence: Mapping[str, float] | None = None, title: str = "Precision-recall curve") -> Figure:
     """PR curves ``{name: {"recall", "precision", "ap"}}``; dotted lines at each class's prevalence (chance).
 
-    >>> pr_figure({"p": {"recall": [0, 1], "precision": [1, 0.5], "ap": 0.7}}, prevalence={"p": 0.5}).axes[0].get_ylabel()
-    'precision (PPV)'
+    >>> ax = pr_figure({"p": {"recall": [0, 1], "precision": [1, 0.5], "ap": 0.7}}, prevalence={"p": 0.5}).axes[0]
+    >>> ax.get_ylabel(), [t.get_text() for t in ax.get_legend().get_texts()]
+    ('precision (PPV)', ['p (ap 0.700)', 'chance: prevalence of p (0.500)'])
     """
     return _curve_figure(curves, operating_points, "recall", "precision", "recall (sensitivity)",
                          "precision (PPV)", title, "ap", prevalence or {})
@@ -253,7 +255,7 @@ def image_grid_figure(items: Sequence[GridItem], ncols: int = 6, title: str = ""
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
     lines = max((item.caption.count("\n") + 1 for item in items), default=1)
-    fig = Figure(figsize=(tile * ncols, (tile + 0.17 * lines) * nrows + (0.4 if title else 0)))
+    fig = Figure(figsize=(tile * ncols, (tile + 0.17 * lines) * nrows + (0.4 if title else 0)), layout="constrained")
     for i, item in enumerate(items):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         image, cmap = _as_display(item.image)

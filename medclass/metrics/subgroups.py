@@ -151,6 +151,19 @@ def patients_per_class(y: np.ndarray, patients: np.ndarray, classes: Sequence[st
     return {c: int(counts.get(k, 0)) for k, c in enumerate(classes)}
 
 
+def few_patients_warning(per_class: dict[str, int], what: str = "The per-patient metrics") -> str:
+    """``''``, or a warning when a class has fewer than :data:`MIN_PATIENTS` patients (the subgroup rule's number).
+
+    >>> few_patients_warning({"NORMAL": 7, "PNEUMONIA": 40})
+    'The per-patient metrics rest on only 7 NORMAL patients (fewer than 10 of a class): their CIs are wide and one patient moves them a lot.'
+    """
+    few = {c: n for c, n in per_class.items() if n < MIN_PATIENTS}
+    if not few:
+        return ""
+    return (f"{what} rest on only " + " and ".join(f"{n} {c} patient{'s' if n != 1 else ''}" for c, n in few.items())
+            + f" (fewer than {MIN_PATIENTS} of a class): their CIs are wide and one patient moves them a lot.")
+
+
 def _flagged(ci: dict, point: dict, names: Sequence[str], flaggable: bool, n_boot: int) -> list[str]:
     """The metrics whose CI upper bound lies below the overall point (only in a subgroup large enough to flag)."""
     return [n for n in names if n_boot > 0 and flaggable and ci[n].get("high") is not None
@@ -201,5 +214,5 @@ def _order(value: str, spec: SubgroupSpec) -> tuple:
     return (0, value)
 
 
-__all__ = ["MIN_PATIENTS", "MISSING", "SubgroupSpec", "check_columns", "iter_subgroups", "parse_subgroups",
+__all__ = ["MIN_PATIENTS", "MISSING", "SubgroupSpec", "check_columns", "few_patients_warning", "iter_subgroups", "parse_subgroups",
            "patients_per_class", "subgroup_findings_metrics", "subgroup_labels", "subgroup_metrics"]

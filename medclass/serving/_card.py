@@ -102,6 +102,9 @@ def evaluation_summary(metrics: dict[str, Any]) -> dict[str, Any]:
             {k: g[k] for k in ("column", "subgroup", "n_images", "n_patients", "flagged", "patients_per_class",
                                "not_flaggable") if k in g}  # the last two: evaluations since the per-class rule
             | {"metrics": {n: g["metrics"][n] for n in sub["metrics"]}} for g in sub["groups"]]}
+    pat = metrics.get("patients") or {}
+    if pat.get("patients_per_class"):
+        out["patients"] = {k: pat[k] for k in ("n_patients", "patients_per_class", "label_rule", "warning")}
     if metrics.get("ood") is not None:
         out["ood"] = metrics["ood"]
     return out

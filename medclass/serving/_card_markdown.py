@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..metrics.ood import false_alarm_sentence
+from ..metrics.external import evaluated_label
+from ..metrics.ood import false_alarm_sentence, threshold_text
 from ._card import _number
 
 _NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy",
@@ -58,10 +59,16 @@ def _results(ev: dict[str, Any]) -> list[str]:
     d = ev["data"]
     kind = "External validation" if "external" in ev else "Internal validation (held-out test split)"
     held = {True: "checked held out", False: "OVERLAPS the training data", None: "not checked"}[ev["held_out"]]
-    lines = [f"## {kind}", "", f"Evaluated on `{d['path']}` ({d['split']}): {d['n_images']} images, "
+    lines = [f"## {kind}", "", f"Evaluated on `{d['path']}` ({evaluated_label(d)}): {d['n_images']} images, "
              f"{d['n_patients']} patients ({held}). 95% CIs from a bootstrap resampling patients.", ""]
     if ev.get("patient_ids_warning"):
         lines += [f"> **Warning: patients.** {ev['patient_ids_warning']}", ""]
+    pat = ev.get("patients")
+    if pat:
+        lines += [f"Per patient (patient label = {pat['label_rule']}): {pat['n_patients']} patients, "
+                  + ", ".join(f"{c} {n}" for c, n in pat["patients_per_class"].items()) + ".", ""]
+        if pat.get("warning"):
+            lines += [f"> **Warning: few patients.** {pat['warning']}", ""]
     ext = ev.get("external") or {}
     if "comparison" in ext:
         lines += ["| metric | internal test | external | difference |", "|---|---|---|---|"]
@@ -109,9 +116,8 @@ def _ood(ev: dict[str, Any]) -> list[str]:
         return [*head, ood.get("note") or "No out-of-distribution scores in this evaluation.",
                 "The model returns a score for any image, including images unlike its training data."]
     text = (f"{ood['n_flagged']} of {ood['n_scored']} evaluated images ({100 * ood['share_flagged']:.1f} %) are flagged "
-            f"out-of-distribution: their {ood['method']} feature score is above {ood['threshold']:.3g}, the "
-            f"{100 * ood['quantile']:.0f}th percentile of the validation images' scores. `predict`, the web app and "
-            "the REST API flag such inputs (their predictions are unreliable).")
+            f"out-of-distribution: their {ood['method']} feature score is above {threshold_text(ood)}. `predict`, "
+            "the web app and the REST API flag such inputs (their predictions are unreliable).")
     if false_alarm_sentence(ood):
         text += " " + false_alarm_sentence(ood)
     return [*head, text]

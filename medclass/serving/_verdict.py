@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..metrics.ood import score_text
+
 OOD_COLOUR, OOD_TEXT = "#b3261e", "#ffffff"
 _BAR, _MARK = "#3b6fb6", "#111111"
 
@@ -114,8 +116,8 @@ def ood_banner(score: float, threshold: float) -> str:
     """The coloured banner shown above everything for an out-of-distribution image."""
     return (f'<div class="medclass-ood" role="alert" style="background:{OOD_COLOUR};color:{OOD_TEXT};padding:12px 16px;'
             f'border-radius:6px;font-size:1.1em"><strong style="color:inherit">Out-of-distribution: do not trust this prediction.</strong> '
-            f"This image looks unlike the images the model was trained on (score {score:.4g} above the threshold "
-            f"{threshold:.4g}): another body part, modality or kind of picture? The probabilities and the Grad-CAM "
+            f"This image looks unlike the images the model was trained on (score {score_text(score)} above the threshold "
+            f"{score_text(threshold)}): another body part, modality or kind of picture? The probabilities and the Grad-CAM "
             "are hidden; show them only to inspect the model.</div>")
 
 

@@ -160,7 +160,8 @@ class Predictor:
         if self.ood is None:
             return np.column_stack([self.probabilities(batch), np.full(len(batch), np.nan)])
         with self._lock, torch.inference_mode():
-            logits, _, features = forward_with_features(self.model, torch.from_numpy(np.asarray(batch)).to(self.device))
+            logits, _, features = forward_with_features(self.model, torch.from_numpy(np.asarray(batch)).to(self.device),
+                                                        self.ood.lowpass)
             if self.backend != "torch":
                 logits = torch.from_numpy(np.asarray(self._forward(batch)))
         probs = to_probs(logits.float().cpu(), self.temperature, self.multi_label).numpy()

@@ -3,8 +3,9 @@
 Both are stored in ``best.safetensors``; every later prediction uses them. So are the
 out-of-distribution statistics (:mod:`medclass.metrics.ood`): class means (one mean for a multi-label
 model, whose findings overlap) and a shrunk covariance of
-the stage statistics (:func:`medclass.inference.forward_with_features`) of (at most :data:`OOD_MAX_TRAIN`) training images, and a flagging
-threshold at the 95th percentile of the validation images' scores. Test data is never touched here.
+the stage statistics (:func:`medclass.inference.forward_with_features`, band-limited: :data:`medclass.metrics.ood.LOWPASS`)
+of (at most :data:`OOD_MAX_TRAIN`) training images, and a flagging threshold at the conformal 95% quantile of the
+validation images' scores and the training images' cross-fitted scores. Test data is never touched here.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ..data.splits import patient_groups
 from ..data.table import DataTable
 from ..inference import Predictions, predict_dataset, to_probs
 from ..metrics.calibration import fit_temperature
-from ..metrics.ood import MahalanobisOOD, fit_mahalanobis
+from ..metrics.ood import LOWPASS, MahalanobisOOD, fit_mahalanobis, threshold_text
 from ..metrics.rare import FALLBACK_THRESHOLD, positive_patients, too_few_patients
 from ..metrics.threshold import choose_threshold
 from ..utils import write_json
@@ -44,7 +45,7 @@ def finalize_run(run: RunDir, dm: SplitDataModule, cfg: RunConfig) -> dict:
         return {}
     model, meta = load_checkpoint(run.best)
     pred = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
-                           num_workers=cfg.train.num_workers, features=True)
+                           num_workers=cfg.train.num_workers, features=True, lowpass=LOWPASS)
     meta, info = _decide_findings(meta, pred, cfg) if meta.multi_label else _decide_classes(meta, pred, cfg)
     ood = _fit_ood(model, dm, cfg, pred.stage_features, cfg.train.num_workers, one_group=meta.multi_label)
     if ood is not None:
@@ -88,7 +89,7 @@ def add_ood(run: str | Path, num_workers: int = 0) -> MahalanobisOOD | None:
     dm = SplitDataModule(DataTable.from_csv(folder.split, list(meta.classes)), cfg, list(meta.preprocessing.mean),
                          list(meta.preprocessing.std))
     val = predict_dataset(model, dm.dataset("val", train=False), batch_size=cfg.train.batch_size,
-                          num_workers=num_workers, features=True)
+                          num_workers=num_workers, features=True, lowpass=LOWPASS)
     ood = _fit_ood(model, dm, cfg, val.stage_features, num_workers, one_group=meta.multi_label)
     if ood is not None:
         save_checkpoint(folder.best_checkpoint(), model, meta, ood=ood)
@@ -103,13 +104,14 @@ def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_fe
     train = dm.dataset("train", train=False)
     rows = np.random.default_rng(cfg.train.seed).permutation(len(train))[:OOD_MAX_TRAIN]
     fit = predict_dataset(model, Subset(train, sorted(rows.tolist())), batch_size=cfg.train.batch_size,
-                          num_workers=num_workers, features=True)
+                          num_workers=num_workers, features=True, lowpass=LOWPASS)
     if val_features is None or len(val_features) < 1 or len(fit.labels) < 2:
         log.warning("too few readable training/validation images to fit out-of-distribution statistics")
         return None
-    ood = fit_mahalanobis(fit.stage_features, None if one_group else fit.labels, val_features)
-    log.info("out-of-distribution statistics fitted on %d training images; threshold %.4g (%.0f%% of validation)",
-             ood.n_train, ood.threshold, 100 * ood.quantile)
+    ood = fit_mahalanobis(fit.stage_features, None if one_group else fit.labels, val_features, lowpass=LOWPASS)
+    log.info("out-of-distribution statistics fitted on %d training images; threshold %s", ood.n_train,
+             threshold_text({"threshold": ood.threshold, "quantile": ood.quantile, "n_calibration": ood.n_calibration,
+                             "n_val": ood.n_val}))
     return ood
 
 

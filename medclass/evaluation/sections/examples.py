@@ -15,7 +15,7 @@ from ...metrics import plots
 from ...metrics.html import esc, img
 from .._examples import Example, load_views, pick_cells, pick_gallery
 from .._multilabel import wrong_examples
-from .._render import figures_html
+from .._tiles import short_name, tiles
 from .base import Context, ReportPart, Section
 
 log = logging.getLogger(__name__)
@@ -92,23 +92,33 @@ def _cam_examples(ctx: Context) -> list[Example]:
     return out
 
 
+def _lines(ex: Example, kind: str) -> list[str]:
+    """Caption lines of a tile (the file name comes after them); every probability says its class (p(true) or p(pred))."""
+    if kind == "top_losses":
+        return [f"true {ex.label}, p(true)={ex.prob_true:.2f}", f"pred {ex.predicted}", f"loss {ex.loss:.2f}"]
+    if kind == "cam":
+        return [f"true {ex.label}", f"pred {ex.predicted}, p(pred)={ex.prob_predicted:.2f}", f"CAM for {ex.cam_class}"]
+    return [f"true {ex.label}", f"pred {ex.predicted}, p(pred)={ex.prob_predicted:.2f}"]
+
+
 def _caption(ex: Example, kind: str) -> str:
-    """Tile caption; every probability says which class it is for (p(true) or p(pred))."""
+    """The PDF grid's tile caption: :func:`_lines` and the file name shortened at a separator (the HTML shows it whole)."""
     from pathlib import Path
 
-    name = Path(ex.path).name
-    name = name if len(name) <= 24 else name[:10] + "…" + name[-12:]
-    if kind == "top_losses":
-        return f"true {ex.label}, p(true)={ex.prob_true:.2f}\npred {ex.predicted}\nloss {ex.loss:.2f}\n{name}"
-    if kind == "cam":
-        return f"true {ex.label}\npred {ex.predicted}, p(pred)={ex.prob_predicted:.2f}\nCAM for {ex.cam_class}"
-    return f"true {ex.label}\npred {ex.predicted}, p(pred)={ex.prob_predicted:.2f}\n{name}"
+    return "\n".join([*_lines(ex, kind), short_name(Path(ex.path).name)])
 
 
 def _grid(examples: list[Example], kind: str, title: str = ""):
     items = [plots.GridItem(ex.overlay if kind == "cam" and ex.overlay is not None else ex.image, _caption(ex, kind),
                             ex.correct) for ex in examples]
     return plots.image_grid_figure(items, ncols=8 if kind == "cam" else 6, title=title)
+
+
+def _tiles_html(examples: list, kind: str, note: str = "") -> str:
+    """HTML tiles of :mod:`.._tiles` (``Not available.`` without examples, e.g. a report rebuilt from metrics.json)."""
+    shown = [e for e in examples if isinstance(e, Example)]
+    body = tiles(shown, [_lines(e, kind) for e in shown], cam=kind == "cam")
+    return (f"<p class='muted'>{esc(note)}</p>" if note else "") + (body or "<p>Not available.</p>")
 
 
 class Examples(Section):
@@ -158,11 +168,17 @@ class Examples(Section):
             html = "".join(f"<h3>{esc(k.split(':', 1)[1])}</h3>" + img(png, k) for k, png in figures.items()
                            if k.startswith("most_wrong:"))
             return [("most-wrong", "Most wrong images per finding", f"<p class=\"muted\">{esc(m['cam_note'])}</p>" + html)]
-        cams = sorted(n for n in figures if n.startswith("cam_"))
-        note = f"{m['cam_method']} explaining the predicted class; a sample of correct and wrong images of each class."
-        return [("gallery", "Prediction gallery", figures_html(figures, ["gallery"])),
-                ("top-losses", "Top losses", figures_html(figures, ["top_losses"])),
-                ("cam", "Grad-CAM overlays", figures_html(figures, cams, note))]
+        ex = result.examples or {}
+        note = (f"{m['cam_method']} explaining the predicted class; a sample of correct and wrong images of each class: "
+                "each image as the model saw it, beside its overlay.")
+        cams = "".join(f"<h3>True class {esc(cls)}</h3>" + _tiles_html(
+            [e for e in ex.get("cam", []) if isinstance(e, Example) and e.label == cls], "cam")
+            for cls in m["classes"] if any(isinstance(e, Example) and e.label == cls for e in ex.get("cam", [])))
+        return [("gallery", "Prediction gallery", _tiles_html(ex.get("gallery", []), "gallery",
+                                                              "Green frame: correct; red frame: wrong.")),
+                ("top-losses", "Top losses", _tiles_html(ex.get("top_losses", []), "top_losses",
+                                                         "Highest losses (most confidently wrong) first.")),
+                ("cam", "Grad-CAM overlays", f"<p class='muted'>{esc(note)}</p>" + (cams or "<p>Not available.</p>"))]
 
 
 __all__ = ["Examples", "ExamplesResult", "GALLERY_SIZE", "TOP_LOSSES", "summarised_cam_warnings"]

@@ -18,6 +18,7 @@ from ...metrics.bootstrap import bootstrap_metrics
 from ...metrics.html import Raw, esc, fmt, table
 from ...metrics.metrics import UndefinedMetricWarning, compute_metrics, predict_labels
 from ...metrics.patients import aggregate_by_patient, patient_errors
+from ...metrics.subgroups import few_patients_warning, patients_per_class
 from ...utils import atomic_write_text
 from .._multilabel import findings_table_html, patient_findings
 from .._render import METRIC_LABELS
@@ -55,6 +56,8 @@ def single_label_patients(ctx: Context) -> PatientsResult:
         table_[f"{how}_predicted"] = [classes[i] for i in predict_labels(P_pat, threshold)]
     table_.insert(2, "n_images", pd.Series(groups).value_counts().reindex(table_["patient"]).to_numpy())
     out["n_patients"] = int(len(table_))
+    out["patients_per_class"] = patients_per_class(y_pat, ids, classes)  # by the patient label rule above
+    out["warning"] = few_patients_warning(out["patients_per_class"])
     out["errors"] = patient_errors(pred.paths, groups, pred.labels, predict_labels(pred.probs, threshold), pred.probs,
                                    order=ctx.frame["frame"].to_numpy(), class_names=classes)
     return PatientsResult(out, table_)
@@ -64,8 +67,12 @@ def patients_html(m: dict) -> str:
     """Single-label: both aggregations with CIs, then the patients with wrong images."""
     p = m["patients"]
     keys = [k for k in ("accuracy", "roc_auc", "sensitivity", "specificity", "balanced_accuracy") if k in p["mean"]]
-    body = (f"<p>{p['n_patients']} patients; patient label = {esc(p['label_rule'])}; images without a patient id "
-            "count as their own patient. Patient probability = mean or maximum of the image probabilities.</p>")
+    per_class = p.get("patients_per_class")  # absent in evaluations written before the per-class counts
+    counts = f" ({', '.join(f'{esc(c)} {n}' for c, n in per_class.items())})" if per_class else ""
+    body = (f"<p>{p['n_patients']} patients{counts}; patient label = {esc(p['label_rule'])}; images without a patient "
+            "id count as their own patient. Patient probability = mean or maximum of the image probabilities.</p>")
+    if p.get("warning"):
+        body += f"<p class='warn'>{esc(p['warning'])}</p>"
     ci = p.get("ci", {})
 
     def cell(how: str, k: str) -> Raw:
