@@ -9,6 +9,7 @@ shows how to add one (volumes, shortcut checks).
 from __future__ import annotations
 
 from .base import Context, Options, ReportPart, Section, SectionResult, not_applied, run_sections
+from .cam_location import CamLocation
 from .compare import ExternalComparison, Subgroups
 from .decision import Decision
 from .examples import Examples
@@ -17,7 +18,7 @@ from .patients import Patients
 from .shift import Shift
 
 SECTIONS: tuple[Section, ...] = (InternalMetrics(), Patients(), Decision(), ExternalComparison(), Subgroups(), Shift(),
-                                 Examples())
+                                 Examples(), CamLocation())
 
 
 def section(name: str) -> Section:

@@ -63,6 +63,8 @@ class Options:
 
     n_boot: int = 1000  # bootstrap replicates (0 = no CIs)
     cam_samples: int = 4  # Grad-CAM images per cell (0 = none)
+    mask_column: str = ""  # --mask-column: the evaluated rows' column with a lesion mask file ('' = none)
+    mask_root: str = ""  # folder relative mask paths are read from (the run's CSV folder or data.image_root)
     subgroups: tuple[SubgroupSpec, ...] = ()  # --subgroups
     recalibrate: bool = False  # --recalibrate (external, binary)
     external: bool = False  # the evaluated data came with --data
