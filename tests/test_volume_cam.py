@@ -186,6 +186,30 @@ def _manifest(folder: Path, n: int = 24) -> Path:
     return folder / "labels.csv"
 
 
+def _explain_and_serve(run: Path, ct: Path, tmp_path: Path) -> None:
+    """`medclass explain` on a NIfTI file and a DICOM series folder; Predictor and the web app's volume view."""
+    from PIL import Image
+
+    from _volumes import write_series
+    from medclass.serving.predictor import Predictor
+    from medclass.serving.webapp import volume_analysis
+
+    nifti = ct / "images" / "v1.nii.gz"
+    series = write_series(np.asarray(nib.load(str(nifti)).dataobj, np.float32), (1.0, 1.0, 1.0), tmp_path / "series")
+    out = runner.invoke(app, ["explain", str(run), str(nifti), str(series), "--out", str(tmp_path / "cams")])
+    assert out.exit_code == 0, out.output
+    views, montage = Image.open(tmp_path / "cams" / "v1_gradcam.png"), Image.open(tmp_path / "cams" / "v1_gradcam_montage.png")
+    assert views.size[0] > 2.5 * views.size[1] > 0 and montage.size[0] > 3 * montage.size[1]  # 3 views; k slices wide
+    assert (tmp_path / "cams" / "series_gradcam_montage.png").is_file()
+    predictor = Predictor.from_checkpoint(run / "best.safetensors")
+    found = predictor.explain_volume(nifti)
+    assert found.cam.shape == found.volume.shape == (16, 16, 16) and 0 <= found.cam.min() <= found.cam.max() <= 1
+    overlay, probs = predictor.explain(str(nifti))
+    assert np.array_equal(overlay, found.views) and probs.shape == (2,) and probs.sum() == pytest.approx(1)
+    page = volume_analysis(predictor, nifti)
+    assert np.array_equal(page.overlay, found.views) and "nodule" in page.bars and page.decision
+
+
 def test_evaluate_shows_slice_montages_and_cam_share_inside_masks(tmp_path: Path) -> None:
     data = _manifest(tmp_path / "ct")
     out = runner.invoke(app, ["train", "--data", str(data), "--path-column", "image", "--patient-column", "patient_id",
@@ -211,6 +235,7 @@ def test_evaluate_shows_slice_montages_and_cam_share_inside_masks(tmp_path: Path
     assert "Grad-CAM inside the lesion mask" in html
     assert 'alt="top losses"' in html and 'alt="gallery"' in html
     assert "2-D only" not in html
+    _explain_and_serve(run, data.parent, tmp_path)
     card = (tmp_path / "ev" / "model_card.md").read_text()
     assert ("Grad-CAM location" in card) == bool(loc["n"])
     # without the flag the section says why it did not run

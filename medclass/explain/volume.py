@@ -50,7 +50,16 @@ def volume_cams(model: nn.Module, inputs: torch.Tensor, prep: VolumePrep, target
     ``'2.5d'`` (whose map is spread over the stacked slices only; see the module docstring).
     ``target_class``, ``method`` and ``target_layer`` are those of :func:`compute_cam`.
     """
-    maps = compute_cam(model, inputs, target_class=target_class, method=method, target_layer=target_layer)
+    return stack_cam(compute_cam(model, inputs, target_class=target_class, method=method, target_layer=target_layer), prep)
+
+
+def stack_cam(maps: np.ndarray, prep: VolumePrep) -> np.ndarray:
+    """CAMs of model inputs as volume maps ``(N, X, Y, Z)``: 3-D ones unchanged, 2.5-D in-plane maps ``(N, X, Y)``
+    placed on the stacked slices (zero on the others).
+
+    >>> stack_cam(np.ones((1, 4, 4)), VolumePrep(size=(4, 4, 8), input="2.5d", in_chans=3))[0, 0, 0].tolist()
+    [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    """
     if prep.input != "2.5d":
         return maps
     out = np.zeros((len(maps), *maps.shape[1:], prep.size[2]), np.float32)
@@ -175,5 +184,5 @@ def _text(image: np.ndarray, text: str, origin: tuple[int, int]) -> None:
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.35, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-__all__ = ["MONTAGE_SLICES", "VIEWS", "cam_peak", "colour_bar", "display_plane", "montage_slices", "orthogonal_views", "slice_montage",
-           "volume_cams"]
+__all__ = ["MONTAGE_SLICES", "VIEWS", "cam_peak", "colour_bar", "display_plane", "montage_slices", "orthogonal_views",
+           "slice_montage", "stack_cam", "volume_cams"]
