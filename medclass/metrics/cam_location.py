@@ -64,7 +64,8 @@ def summarise_cam_location(shares: np.ndarray, peaks: np.ndarray, fractions: np.
     """Means over images of the share inside, the peak-inside rate and the chance share, with patient-bootstrap CIs.
 
     Images whose share is NaN (an all-zero CAM) are left out of all three and counted. Each value is
-    ``{"value", "low", "high"}``; ``excess`` is share minus chance on the same resamples.
+    ``{"value", "low", "high"}``; ``excess`` is share minus chance on the same resamples; ``n_boot=0``: no
+    interval (``low``/``high`` None).
 
     >>> out = summarise_cam_location(np.array([0.6, 0.8, 0.7]), np.array([1, 1, 0]), np.array([0.1, 0.1, 0.2]),
     ...                              np.array(["a", "b", "c"]), n_boot=200)
@@ -84,6 +85,9 @@ def summarise_cam_location(shares: np.ndarray, peaks: np.ndarray, fractions: np.
         return out | {k: {"value": None, "low": None, "high": None} for k in values}
     kept_groups = None if groups is None else np.asarray(groups)[ok]
     stacked = np.stack(list(values.values()), axis=1)  # (n, metrics)
+    if n_boot < 1:
+        return out | {name: {"value": float(stacked[:, j].mean()), "low": None, "high": None}
+                      for j, name in enumerate(values)}
     reps = []
     for W in resample_weights(len(stacked), kept_groups, n_boot, seed):
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -97,7 +97,7 @@ class CamLocation(Section):
                                            "mask_voxels"])
         groups = None if frame.empty else frame["patient"].astype(str).to_numpy()
         summary = summarise_cam_location(frame["share_inside"].to_numpy(float), frame["peak_inside"].to_numpy(float),
-                                         frame["chance_share"].to_numpy(float), groups, n_boot=max(ctx.options.n_boot, 1),
+                                         frame["chance_share"].to_numpy(float), groups, n_boot=ctx.options.n_boot,
                                          seed=ctx.options.seed)
         summary |= {"n_masks_listed": int(len(rows)), "n_empty_mask": int((frame["mask_voxels"] == 0).sum()),
                     "cam_method": cfg.eval.cam_method, "explained": "predicted class",
@@ -128,10 +128,13 @@ class CamLocation(Section):
         if not s.get("n"):
             return []
         share, chance, peak = s["share_inside"], s["chance_share"], s["peak_inside"]
+
+        def ci(c: dict, form: str) -> str:
+            return f" (95% CI {c['low']:{form}}-{c['high']:{form}})" if c.get("low") is not None else ""
+
         return [f"- Grad-CAM location ({s['n']} test volumes with lesion masks): {share['value']:.2f} of the CAM mass "
-                f"inside the lesion (95% CI {share['low']:.2f}-{share['high']:.2f}; {chance['value']:.2f} expected from "
-                f"an evenly spread map); peak inside the lesion for {peak['value']:.0%} (95% CI {peak['low']:.0%}-"
-                f"{peak['high']:.0%})."]
+                f"inside the lesion{ci(share, '.2f')}, {chance['value']:.2f} expected from an evenly spread map; peak "
+                f"inside the lesion for {peak['value']:.0%}{ci(peak, '.0%')}."]
 
 
 __all__ = ["CamLocation", "CamLocationResult"]
