@@ -156,4 +156,5 @@ def volume_figures(examples: dict[str, list], classes: list[str]) -> dict[str, F
     return figs
 
 
-__all__ = ["TOP_VOLUMES", "VolumeExample", "batched", "is_volume_examples", "load_volumes", "montage_figure", "volume_examples", "volume_figures"]
+__all__ = ["TOP_VOLUMES", "VolumeExample", "batched", "is_volume_examples", "load_volumes", "montage_figure",
+           "volume_examples", "volume_figures"]

@@ -50,7 +50,8 @@ def volume_cams(model: nn.Module, inputs: torch.Tensor, prep: VolumePrep, target
     ``'2.5d'`` (whose map is spread over the stacked slices only; see the module docstring).
     ``target_class``, ``method`` and ``target_layer`` are those of :func:`compute_cam`.
     """
-    return stack_cam(compute_cam(model, inputs, target_class=target_class, method=method, target_layer=target_layer), prep)
+    maps = compute_cam(model, inputs, target_class=target_class, method=method, target_layer=target_layer)
+    return stack_cam(maps, prep)
 
 
 def stack_cam(maps: np.ndarray, prep: VolumePrep) -> np.ndarray:
@@ -126,7 +127,7 @@ def orthogonal_views(volume: np.ndarray, cam: np.ndarray | None = None, point: t
     if point is None:
         point = cam_peak(cam) if cam is not None else tuple(s // 2 for s in volume.shape)
     x, y, z = (int(np.clip(p, 0, s - 1)) for p, s in zip(point, volume.shape))
-    cuts = {"axial": (np.s_[:, :, z], f"z={z}"), "coronal": (np.s_[:, y, :], f"y={y}"), "sagittal": (np.s_[x, :, :], f"x={x}")}
+    cuts = dict(zip(VIEWS, [(np.s_[:, :, z], f"z={z}"), (np.s_[:, y, :], f"y={y}"), (np.s_[x, :, :], f"x={x}")]))
     tiles = [_tile(volume[cut], None if cam is None else cam[cut], tile, alpha, colormap) for cut, _ in cuts.values()]
     row = _row(tiles, [f"{view} {where}" for view, (_, where) in cuts.items()])
     return np.concatenate([row, colour_bar(row.shape[0], colormap)], axis=1) if cam is not None else row
