@@ -31,6 +31,7 @@ from ...utils import atomic_write_text
 from .._render import ci_cell
 from .._volume_examples import CAM_BATCH, batched, load_volumes
 from .base import Context, ReportPart, Section
+from .examples import summarised_cam_warnings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ class CamLocation(Section):
         return ""
 
     def compute(self, ctx: Context) -> CamLocationResult:
+        with summarised_cam_warnings():  # one line for all the empty maps, not one per batch
+            return self._compute(ctx)
+
+    def _compute(self, ctx: Context) -> CamLocationResult:
         from ...explain.volume import volume_cams
 
         model, cfg, prep = ctx.run.model, ctx.run.config, ctx.dataset.transform.prep
