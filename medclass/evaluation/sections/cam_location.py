@@ -59,10 +59,10 @@ class CamLocation(Section):
 
     def skip_reason(self, ctx: Context) -> str:
         column = ctx.options.mask_column
+        if ctx.table.spatial_dims != 3:
+            return "CT/MRI volumes with --mask-column only; 2-D images are not measured here"
         if not column:
             return "no lesion masks (give --mask-column COLUMN: a CSV column with a mask file per image)"
-        if ctx.table.spatial_dims != 3:
-            return "this section measures CT/MRI volumes; 2-D masks are not read here"
         if column not in ctx.table.frame.columns:
             return f"the evaluated rows have no column {column!r} (columns: {', '.join(ctx.table.frame.columns)})"
         if ctx.options.cam_samples <= 0:
