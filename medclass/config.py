@@ -59,6 +59,7 @@ class DataConfig:
     path_column: str = "path"  # csv: column with the image path or id
     label_column: str = "label"  # csv: column with the class (name or number)
     patient_column: str = ""  # csv: column with the patient id ('' = none)
+    mask_column: str = ""  # csv: column with a lesion mask file per image (relative like the images; '' = none); evaluate reports the share of the Grad-CAM inside it
     path_template: str = "{}"  # csv: turns the path column into a file name, e.g. "{:03d}.png"
     class_names: list[str] = field(default_factory=list)  # csv/npz: names for numeric labels, in order
     preset: str = ""  # rules of a published data set ('' = none; kermany_chest_xray: patient ids and sub-labels from its file names)

@@ -32,7 +32,7 @@ def _n_hooks(model: nn.Module) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models(spatial_dims=2)])  # 3-D CAM: not yet
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in list_models(spatial_dims=2)])  # 3-D: test_volume_cam.py
 def test_cam_for_every_registered_model(name: str) -> None:
     model = _binary_gray(name).train()
     assert find_target_layer(model) is model.get_submodule(model_info(name).cam_layer)

@@ -96,13 +96,13 @@ def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_p
     assert meta.model.name == "resnet10_3d" and meta.preprocessing.volume["size"] == [16, 16, 16]
     assert meta.preprocessing.volume["spacing"] == [] and meta.preprocessing.volume["input"] == "3d"
     assert list((tmp_path / "ws" / ".cache" / "volumes").rglob("*.npy"))  # prepared once, memory-mapped after
-    # evaluate: every section that applies to volumes runs; the 2-D examples say why they do not
+    # evaluate: every section that applies to volumes runs; examples are slice montages (tests/test_volume_cam.py)
     out = runner.invoke(app, ["evaluate", str(run), "--split", "val", "--n-boot", "20", "--cam-samples", "0"])  # no test rows here
     assert out.exit_code == 0, out.output
     found = sorted(run.rglob("metrics.json"))  # the val split's evaluation folder
     assert len(found) == 1, found
     metrics = json.loads(found[0].read_text())
-    assert metrics["sections"]["examples"]["applied"] is False and "2-D only" in metrics["sections"]["examples"]["reason"]
+    assert metrics["sections"]["examples"]["applied"] is True
     assert 0.0 <= metrics["metrics"]["roc_auc"] <= 1.0 and (found[0].parent / "report.html").is_file()
     # predict: a real NIfTI and the same CT written as a DICOM series folder give the same probability
     nifti, voxels, spacing = lidc_volume(shared_data, 3)

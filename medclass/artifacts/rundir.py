@@ -48,6 +48,7 @@ class EvalDir:
     metrics = _File("metrics.json", "Every number of the evaluation (format medclass-evaluation/1).")
     predictions = _File("predictions.csv", "One row per evaluated image.")
     patients = _File("patients.csv", "One row per patient (aggregated probabilities).")
+    cam_location = _File("cam_location.csv", "Volumes with a lesion mask: share of the Grad-CAM inside it, peak inside.")
     report = _File("report.html", "The self-contained report (report.pdf beside it on request).")
     model_card = _File("model_card.md", "The model card of the evaluated checkpoint (Markdown).")
 

@@ -162,6 +162,7 @@ class DataFlags:
     path_column: str | None = None
     label_column: str | None = None
     patient_column: str | None = None
+    mask_column: str | None = None
     patient_regex: str | None = None
     split_by: str | None = None
     label_map: str | None = None
@@ -198,6 +199,9 @@ _DATA_OPTIONS: dict[str, Any] = {
     "patient_column": Annotated[Optional[str], typer.Option(
         help="CSV column with the patient id (keeps a patient's images on one side of every split).",
         rich_help_panel=_DATA_PANEL)],
+    "mask_column": Annotated[Optional[str], typer.Option(
+        help="CSV column with a lesion mask file per image (relative like the images), e.g. mask: evaluate reports "
+             "the share of the Grad-CAM inside the mask and how often its peak lies inside.", rich_help_panel=_DATA_PANEL)],
     "patient_regex": Annotated[Optional[str], typer.Option(
         help="Patient id from the file name: a regex with one group, e.g. '^(\\d+)_', or 'chest_xray'.",
         rich_help_panel=_DATA_PANEL)],

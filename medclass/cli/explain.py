@@ -14,7 +14,8 @@ from ._common import console, friendly_errors
 
 def explain_command(
     run: Annotated[Path, typer.Argument(help="Run folder or checkpoint (.safetensors).")],
-    images: Annotated[list[Path], typer.Argument(help="Image, DICOM or npz files to explain.")],
+    images: Annotated[list[Path], typer.Argument(help="Image, DICOM or npz files to explain; for a CT/MRI volume model "
+                                                     "NIfTI files or DICOM series folders.")],
     out: Annotated[Path, typer.Option(help="Folder for the overlay PNGs.")] = Path("explanations"),
     method: Annotated[Optional[str], typer.Option(help=f"{' | '.join(choices(CamMethod))} (default: the run's).")] = None,
     target_class: Annotated[Optional[str], typer.Option(help="Class to explain (default: the predicted class).")] = None,
@@ -26,7 +27,8 @@ def explain_command(
     with friendly_errors():
         rows = explain_images(run, [str(p) for p in images], out, method=method, target_class=target_class, layer=layer)
     table = Table(title="Predictions and explanations",
-                  caption=f"overlays written to {escape(str(out))}/. predicted: the checkpoint's decision rule (for two "
+                  caption=f"overlays written to {escape(str(out))}/ (volumes: orthogonal views through the CAM peak, and "
+                          "<name>_montage.png with axial slices). predicted: the checkpoint's decision rule (for two "
                           "classes its stored threshold, chosen on validation), so p(predicted) can be below 0.5")
     table.add_column("image", min_width=16, overflow="fold")  # file names only: full paths folded into slivers
     for col in ("predicted", "p(predicted)", "explained class"):

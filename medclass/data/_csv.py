@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
              patient_column: str = "", image_root: str | Path = "", path_template: str = "{}",
              class_names: Sequence[str] = (), split_column: str = "auto",
              patient_regex: str = "none", findings: FindingSpec | None = None,
-             uncertain: str = "ignore") -> DataTable:
+             uncertain: str = "ignore", mask_column: str = "") -> DataTable:
     """Rows from a CSV manifest (header names are stripped of spaces, every cell read as text).
 
     * ``path_template`` turns the path column into a file name relative to ``image_root`` (default:
@@ -65,7 +66,7 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     df = df.apply(lambda col: col.str.strip())
     split_column = ("split" if "split" in df.columns else "") if split_column == "auto" else split_column
     used = {"path_column": path_column, "label_column": "" if findings else label_column,
-            "patient_column": patient_column, "split_column": split_column}
+            "patient_column": patient_column, "split_column": split_column, "mask_column": mask_column}
     if findings:
         used.update({("labels_from" if findings.labels_from else f"label_columns[{i}]"): c
                      for i, c in enumerate(findings.source_columns())})
@@ -82,13 +83,13 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
                 f"{csv_path} has no column {column!r} (data.{option}); its columns are {list(df.columns)}."
                 + did_you_mean(column, df.columns)
             )
-    root = Path(image_root) if str(image_root) else csv_path.parent
+    root = csv_image_root(csv_path, image_root)
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} (data.image_root) for {csv_path} does not exist.")
     skipped: list[dict] = []
     patient_of = patient_rule(patient_regex)
     locate = _Locator(root, path_template)
-    extras = [c for c in df.columns if c not in used.values() and c not in REQUIRED_COLUMNS]
+    extras = [c for c in df.columns if c not in used.values() and c not in REQUIRED_COLUMNS] + ([mask_column] if mask_column else [])
     names = findings.findings(df) if findings else []
     rows, values, lines = [], [], []
     for line, rec in enumerate(df.to_dict("records"), start=2):
@@ -110,6 +111,8 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
             continue
         split = _split_value(rec[split_column], where) if split_column else ""
         extra = {c: rec[c] for c in extras}
+        if mask_column:  # a lesion mask file, found like the images (blank: none)
+            extra[mask_column] = resolve_mask(rec[mask_column], root)
         for row in file_rows(path, kind, "" if findings else rec[label_column], split, patient_of, skipped):
             if patient_column:
                 row["patient"] = rec[patient_column]
@@ -130,6 +133,21 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
         return DataTable(with_findings(frame, names, matrix), names, skipped, "csv", str(csv_path), MULTI)
     frame["label"], classes = name_labels(frame["label"], class_names, str(csv_path))
     return DataTable(frame, classes, skipped, "csv", str(csv_path))
+
+
+def csv_image_root(csv_path: str | Path, image_root: str | Path = "") -> Path:
+    """The folder a manifest's relative paths (images, masks) are read from: ``image_root``, else the CSV's folder."""
+    return Path(image_root) if str(image_root) else Path(csv_path).parent
+
+
+def resolve_mask(value: Any, root: str | Path) -> str:
+    """A mask column's cell as a path: absolute paths kept, relative ones under ``root``; blank -> ``''``.
+
+    >>> resolve_mask("masks/a.nii.gz", "/data"), resolve_mask("", "/data")
+    ('/data/masks/a.nii.gz', '')
+    """
+    text = "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()
+    return str((Path(root) / text).absolute()) if text else ""
 
 
 def _single_rows(rows: list[dict], values: list, lines: list[int], csv_path: Path, skipped: list[dict]) -> list[int]:

@@ -268,7 +268,7 @@ def load_source(cfg: DataConfig, seed: int = 0) -> DataTable:
         findings = FindingSpec.from_config(cfg) if task == MULTI else None
         table = from_csv(csv_path, cfg.path_column, cfg.label_column, cfg.patient_column, cfg.image_root,
                          cfg.path_template, cfg.class_names, patient_regex=rule, findings=findings,
-                         uncertain=cfg.uncertain)
+                         uncertain=cfg.uncertain, mask_column=cfg.mask_column)
     elif kind == "npz":
         table = from_npz(cfg.path, cfg.class_names, cfg.task)
     else:

@@ -36,6 +36,7 @@ import torch
 
 from ..artifacts import EvalDir
 from ..config import DataConfig
+from ..data._csv import csv_image_root
 from ..data.dataset import ImageDataset
 from ..data.table import DataTable
 from ..data.transforms import inference_transform
@@ -72,6 +73,16 @@ def _single_label_frame(pred: Predictions, table: DataTable, classes: list[str],
     df["correct"] = decided == pred.labels
     df["loss"] = per_image_loss(pred.probs, pred.labels)
     return df
+
+
+def _mask_settings(r: LoadedRun, data: Any, data_settings: Mapping[str, Any] | None) -> tuple[str, str]:
+    """The lesion-mask column (``--mask-column``, else the run's ``data.mask_column``) and the folder its relative
+    paths are read from (the evaluated CSV's, else the run's data source's)."""
+    column = (data_settings or {}).get("mask_column") or r.config.data.mask_column
+    dcfg = data if isinstance(data, DataConfig) else r.config.data
+    source = dcfg.path if data is None or isinstance(data, DataConfig) else str(data)
+    image_root = (data_settings or {}).get("image_root") or dcfg.image_root
+    return column, str(csv_image_root(source, image_root)) if column else ""
 
 
 def _predict(r: LoadedRun, evaluated: DataTable, options: Options, tta: bool) -> Context:
@@ -114,9 +125,11 @@ def _header(ctx: Context, data: Any, split: str, leak: dict, summary: dict, data
 
 
 def _check_flags(r: LoadedRun, data: Any, data_settings: Mapping[str, Any] | None, recalibrate: bool) -> None:
-    if data_settings and data is None:
+    # --mask-column names a column of the evaluated rows (which rows are read does not change): allowed on the run's split
+    if data_settings and set(data_settings) - {"mask_column"} and data is None:
         raise ConfigError("Data settings (image root, columns, --where, --label-map) apply to external data given "
-                          "with --data; the run's own split was read with its recorded config.")
+                          "with --data; the run's own split was read with its recorded config (--mask-column may be "
+                          "given for it).")
     if recalibrate and (data is None or r.meta.multi_label or len(r.meta.classes) != 2):
         raise ConfigError("--recalibrate fits a threshold and a binary temperature on external data: it needs a "
                           f"two-class single-label model (this one is {r.meta.task} with {len(r.meta.classes)} "
@@ -202,9 +215,10 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
     pre = r.meta.preprocessing
     leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.window,
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=fingerprint_cache(r.run_dir))
+    mask_column, mask_root = _mask_settings(r, data, data_settings)
     options = Options(n_boot=n_boot, cam_samples=cam_samples, subgroups=tuple(specs), baselines=baseline_columns,
-                      recalibrate=recalibrate,
-                      external=data is not None, batch_size=batch_size, num_workers=num_workers)
+                      recalibrate=recalibrate, external=data is not None, batch_size=batch_size,
+                      num_workers=num_workers, mask_column=mask_column, mask_root=mask_root)
     ctx = _predict(r, evaluated, options, tta)
     computed, status = run_sections(ctx, SECTIONS)
     metrics = {**_header(ctx, data, split, leak, summary, data_settings, tta), **computed, "sections": status}

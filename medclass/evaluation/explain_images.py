@@ -48,7 +48,9 @@ def explain_images(checkpoint: str | Path, paths: Sequence[str | Path], out: str
 
     Returns:
         ``{"path", "predicted", "probability", "probs": {class: p}, "explained_class", "overlay"}`` per image,
-        or ``{"path", "error"}`` for an image that cannot be read.
+        or ``{"path", "error"}`` for an image that cannot be read. For a volume model (NIfTI files, DICOM
+        series folders) ``overlay`` shows the axial, coronal and sagittal slices through the CAM's peak and
+        ``montage`` (``<stem>_<method>_montage.png``) evenly spaced axial slices with the CAM.
 
     Example:
         >>> explain_images("run/best.safetensors", ["a.png"], "out", method="gradcam++")  # doctest: +SKIP
@@ -66,8 +68,13 @@ def explain_images(checkpoint: str | Path, paths: Sequence[str | Path], out: str
     out.mkdir(parents=True, exist_ok=True)
     results, used = [], set()
     for path in paths:
+        montage = None
         try:
-            overlay, probs = predictor.explain(path, target_class=target, method=method, target_layer=layer)
+            if predictor.volume is not None:  # CT/MRI: orthogonal views through the CAM peak, and a slice montage
+                found = predictor.explain_volume(path, target_class=target, method=method, target_layer=layer)
+                overlay, probs, montage = found.views, found.probs, found.montage
+            else:
+                overlay, probs = predictor.explain(path, target_class=target, method=method, target_layer=layer)
         except ImageReadError as e:
             log.warning("Cannot explain %s: %s", e.path, e.reason)
             results.append({"path": str(path), "error": e.reason})
@@ -76,11 +83,17 @@ def explain_images(checkpoint: str | Path, paths: Sequence[str | Path], out: str
         # multi-label: the decision lists the present findings; the CAM explains one finding (default the most probable)
         predicted = int(probs.argmax()) if predictor.multi_label else classes.index(decision)
         explained = target if target is not None else predicted
-        file = _free_name(out, Path(path).stem, method.replace("+", "p"), used)
+        name = Path(path).name
+        stem = name[:-len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(path).stem  # v1.nii.gz -> v1
+        file = _free_name(out, stem, method.replace("+", "p"), used)
         Image.fromarray(overlay).save(file)
-        results.append({"path": str(path), "predicted": decision, "probability": float(probs[explained]),
-                        "probs": {c: float(p) for c, p in zip(classes, probs)},
-                        "explained_class": classes[explained], "overlay": str(file)})
+        row = {"path": str(path), "predicted": decision, "probability": float(probs[explained]),
+               "probs": {c: float(p) for c, p in zip(classes, probs)}, "explained_class": classes[explained],
+               "overlay": str(file)}
+        if montage is not None:
+            row["montage"] = str(file.with_name(f"{file.stem}_montage.png"))
+            Image.fromarray(montage).save(row["montage"])
+        results.append(row)
     return results
 
 

@@ -1,12 +1,15 @@
 """Grad-CAM targets and target layers for every registered model (used by ``cam.py``)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..errors import ConfigError, did_you_mean
 
 _PROBE_SIZE = 128  # dummy input side for the automatic search (>= inception_v3's 75 px, leaves maps > 1 x 1)
+_PROBE_SIZE_3D = 32  # the same for 3-D networks (densenet121_3d needs >= 32 voxels)
 
 
 class ClassTarget:
@@ -39,8 +42,9 @@ def find_target_layer(model: nn.Module, name: str | None = None) -> nn.Module:
     ``name`` (a dotted module name such as ``"layer4.1"``) wins; otherwise the registry's choice for
     ``model.medclass_name`` (resnets: last block of ``layer4``; densenet: ``features.norm5``;
     inception_v3: ``Mixed_7c``; efficientnets: ``bn2``; convnext: the last stage; vgg16_bn: the
-    last conv block's ReLU; simple_cnn: its last block); otherwise the last module whose output is
-    a 4-D map larger than 1 x 1 on a dummy input.
+    last conv block's ReLU; simple_cnn: its last block; 3-D ResNets: ``backbone.layer4``;
+    densenet121_3d: ``backbone.features.norm5``); otherwise the last module whose output is a spatial
+    map (4-D, or 5-D for a 3-D network) larger than one position on a dummy input.
 
     >>> from medclass.models import create_model
     >>> find_target_layer(create_model("resnet18", 2)) is create_model("resnet18", 2).layer4[1]   # doctest: +SKIP
@@ -58,28 +62,37 @@ def find_target_layer(model: nn.Module, name: str | None = None) -> nn.Module:
             raise ConfigError(
                 f"Target layer {name!r} is not a module of {type(model).__name__}." + did_you_mean(name, names)
                 + f" Top-level modules: {', '.join(n for n, _ in model.named_children())}."
-                + f" Candidates (last 4-D outputs): {', '.join(_spatial_modules(model)[-5:])}."
+                + f" Candidates (last spatial outputs): {', '.join(_spatial_modules(model)[-5:])}."
             ) from None
     return model.get_submodule(_spatial_modules(model)[-1])
 
 
-MIN_CAM_SIDE = 3  # an automatically chosen CAM layer must give maps of at least 3 x 3 on the real input
+MIN_CAM_SIDE = 3  # an automatically chosen CAM layer must give maps of at least 3 x 3 (x 3) on the real input
 
 
 def _spatial_modules(model: nn.Module, x: torch.Tensor | None = None) -> list[str]:
-    """Names of modules producing an ``(N, C, H, W)`` output with ``H * W > 1``, in order of completion."""
-    return [n for n, h, w in _map_sizes(model, x) if h * w > 1]
+    """Names of modules producing a spatial map (``(N, C, H, W)``, or ``(N, C, X, Y, Z)`` for a 3-D network)
+    with more than one position, in order of completion."""
+    return [n for n, shape in _map_sizes(model, x) if math.prod(shape) > 1]
 
 
-def _map_sizes(model: nn.Module, x: torch.Tensor | None = None) -> list[tuple[str, int, int]]:
-    """``(name, H, W)`` of every module with a 4-D output, in order of completion, for input ``x``
-    (default: one blank ``_PROBE_SIZE`` image)."""
+def _probe(model: nn.Module) -> torch.Tensor:
+    """One blank input for the automatic search: ``_PROBE_SIZE`` px for a 2-D network, ``_PROBE_SIZE_3D`` voxels a side
+    for a 3-D one (its first convolution says which)."""
+    conv = next(m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d)))
+    side, dims = (_PROBE_SIZE_3D, 3) if isinstance(conv, nn.Conv3d) else (_PROBE_SIZE, 2)
+    return torch.zeros(1, conv.in_channels, *(side,) * dims, device=next(model.parameters()).device)
+
+
+def _map_sizes(model: nn.Module, x: torch.Tensor | None = None) -> list[tuple[str, tuple[int, ...]]]:
+    """``(name, spatial shape)`` of every module whose output has the input's rank (4-D for images, 5-D for
+    volumes), in order of completion, for input ``x`` (default: one blank probe, :func:`_probe`)."""
     if x is None:
-        in_chans = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
-        x = torch.zeros(1, in_chans, _PROBE_SIZE, _PROBE_SIZE, device=next(model.parameters()).device)
-    sizes: list[tuple[str, int, int]] = []
-    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: sizes.append((n, out.shape[-2], out.shape[-1]))
-                                       if isinstance(out, torch.Tensor) and out.dim() == 4 else None)
+        x = _probe(model)
+    rank = x.dim()
+    sizes: list[tuple[str, tuple[int, ...]]] = []
+    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: sizes.append((n, tuple(out.shape[2:])))
+                                       if isinstance(out, torch.Tensor) and out.dim() == rank else None)
                for n, m in model.named_modules() if n]
     was_training = model.training
     try:
@@ -113,19 +126,27 @@ def layer_for_input(model: nn.Module, x: torch.Tensor, name: str | None = None) 
     modules = dict(model.named_modules())
     default_name = next((n for n, m in modules.items() if m is default), "")
     sizes = _map_sizes(model, x)
-    found = [(h, w) for n, h, w in sizes if n == default_name]
+    found = [shape for n, shape in sizes if n == default_name]
     if not found or min(found[-1]) >= MIN_CAM_SIDE:
         return default, ""
+    # the model itself and the default layer's ancestors (e.g. the ``backbone`` of a 3-D network) hold stages too
+    ancestors = {default_name.rsplit(".", i)[0] for i in range(1, default_name.count(".") + 1)}
 
-    def is_stage(n: str) -> bool:  # a child of the model or of a plain container, not a branch inside a block
-        parent = modules[n.rpartition(".")[0]]
-        return parent is model or isinstance(parent, (nn.Sequential, nn.ModuleList, nn.ModuleDict))
+    def is_stage(n: str) -> bool:  # a child of the model, of a plain container or of an ancestor; not a branch in a block
+        parent_name = n.rpartition(".")[0]
+        parent = modules[parent_name]
+        return (parent is model or parent_name in ancestors
+                or isinstance(parent, (nn.Sequential, nn.ModuleList, nn.ModuleDict)))
 
-    candidates = [(n, h, w) for n, h, w in sizes if min(h, w) >= MIN_CAM_SIDE and is_stage(n)]
+    candidates = [(n, shape) for n, shape in sizes if min(shape) >= MIN_CAM_SIDE and is_stage(n)]
     if not candidates:
         return default, ""
-    n, h, w = candidates[-1]
-    note = (f"Grad-CAM: the default layer {default_name} gives {found[-1][0]} x {found[-1][1]} maps for "
-            f"{x.shape[-2]} x {x.shape[-1]} inputs (no spatial detail); using {n} ({h} x {w}) instead. "
+    n, shape = candidates[-1]
+    note = (f"Grad-CAM: the default layer {default_name} gives {_side(found[-1])} maps for "
+            f"{_side(tuple(x.shape[2:]))} inputs (no spatial detail); using {n} ({_side(shape)}) instead. "
             "Set model.target_layer (or --layer) to choose another layer, or train at a larger image size.")
     return model.get_submodule(n), note
+
+
+def _side(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(s) for s in shape)

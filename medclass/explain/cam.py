@@ -3,6 +3,11 @@
 Arrays first, pictures second: :func:`compute_cam` returns ``(N, H, W)`` maps in [0, 1];
 :func:`overlay_cam` is a pure function that draws one of them on its image.
 
+Volumes: pytorch-grad-cam (>= 1.5) handles 3-D convolutions itself (5-D activations, channel weights
+averaged over all three axes, maps upsampled to the volume by ``scipy.ndimage.zoom``), so a
+``(N, C, X, Y, Z)`` batch into a 3-D network gives ``(N, X, Y, Z)`` maps through the same call;
+:func:`volume_cams` also covers 2.5-D inputs and :mod:`.montage` draws the maps.
+
 >>> import torch
 >>> from medclass.models import create_model
 >>> model = create_model("simple_cnn", num_classes=2, in_chans=1)
@@ -41,7 +46,8 @@ __all__ = ["METHODS", "COLORMAPS", "ClassTarget", "compute_cam", "find_target_la
 
 def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list[int] | None = None,
                 method: str = "gradcam", target_layer: str | nn.Module | None = None) -> np.ndarray:
-    """Class activation maps of ``images`` (normalised model input, ``(N, C, H, W)``).
+    """Class activation maps of ``images`` (normalised model input, ``(N, C, H, W)``, or ``(N, C, X, Y, Z)`` volumes
+    into a 3-D network).
 
     Args:
         model: a registry model (one logit for binary tasks, N logits otherwise).
@@ -51,17 +57,18 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
         method: ``gradcam`` | ``gradcam++`` | ``eigencam`` (Eigen-CAM ignores the class).
         target_layer: a dotted module name (``"layer4.1"``), a module, or ``None`` for the model's
             default layer (:func:`find_target_layer`), replaced by an earlier stage when its maps would
-            be smaller than 3 x 3 for these images (:func:`~medclass.explain._targets.layer_for_input`).
+            be smaller than 3 x 3 (x 3) for these images (:func:`~medclass.explain._targets.layer_for_input`).
 
     Returns:
-        ``float32`` array ``(N, H, W)``, each map scaled to [0, 1]. The model's hooks are removed and
+        ``float32`` array ``(N, H, W)`` (volumes: ``(N, X, Y, Z)``), each map scaled to [0, 1]. The model's hooks are removed and
         its train/eval mode restored afterwards.
 
     >>> cams = compute_cam(model, images, target_class=[0, 1], method="gradcam++")   # doctest: +SKIP
     """
     cam_class = METHODS[check_choice("explain method", method, choices(CamMethod))]
-    if images.dim() != 4:
-        raise ValueError(f"images must be a batch (N, C, H, W), got shape {tuple(images.shape)}.")
+    if images.dim() not in (4, 5):
+        raise ValueError(f"images must be a batch (N, C, H, W) or of volumes (N, C, X, Y, Z), got shape "
+                         f"{tuple(images.shape)}.")
     if isinstance(target_layer, nn.Module):
         layer = target_layer
     else:
@@ -83,7 +90,8 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
         log.warning("%s: %d of %d maps are empty (no positive class evidence at the target layer; common for an "
                     "untrained model or a class the model does not predict for the image): their overlays show no "
                     "heat.", method, empty, len(maps))
-    return maps.astype(np.float32)
+    # the 3-D upsampling (cubic spline zoom) over- and undershoots a little; maps stay in [0, 1]
+    return np.clip(maps, 0.0, 1.0).astype(np.float32)
 
 
 def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:

@@ -339,11 +339,12 @@ def _volume_builder(arch: str) -> Builder:
     return build
 
 
-for _name, _arch, _min, _desc in [
-    ("resnet10_3d", "resnet10", 16, "3-D ResNet-10 for CT/MRI volumes (MONAI, Hara et al. 2018; from scratch)"),
-    ("resnet18_3d", "resnet18", 16, "3-D ResNet-18 for CT/MRI volumes (MONAI; from scratch)"),
-    ("densenet121_3d", "densenet121", 32, "3-D DenseNet-121 for CT/MRI volumes (MONAI; from scratch; needs >= 32 voxels)"),
+for _name, _arch, _min, _layer, _desc in [
+    ("resnet10_3d", "resnet10", 16, "backbone.layer4", "3-D ResNet-10 for CT/MRI volumes (MONAI, Hara et al. 2018; from scratch)"),
+    ("resnet18_3d", "resnet18", 16, "backbone.layer4", "3-D ResNet-18 for CT/MRI volumes (MONAI; from scratch)"),
+    ("densenet121_3d", "densenet121", 32, "backbone.features.norm5",
+     "3-D DenseNet-121 for CT/MRI volumes (MONAI; from scratch; needs >= 32 voxels)"),
 ]:
     register_model(_name, _volume_builder(_arch), info=ModelInfo(
         name=_name, family="monai", timm_name="", mean=(0.5,) * 3, std=(0.25,) * 3, min_input_size=_min,
-        default_image_size=32, description=_desc, has_pretrained=False, cam_layer="", spatial_dims=3))
+        default_image_size=32, description=_desc, has_pretrained=False, cam_layer=_layer, spatial_dims=3))

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -333,18 +334,53 @@ class Predictor:
                 target_layer: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Grad-CAM overlay of one image: ``(overlay uint8 HxWx3 at the image's own size, probabilities)``.
 
+        A volume model (a NIfTI file or a DICOM series folder) gives the axial, coronal and sagittal
+        slices through the CAM's peak side by side instead (:meth:`explain_volume` has the maps).
+
         ``target_class`` defaults to the decided class (multi-label: a finding index, default the most probable finding); ``method`` to the checkpoint's
         ``eval.cam_method`` (gradcam); ``target_layer`` to the checkpoint's ``model.target_layer``
         or the layer found automatically. Runs the PyTorch model even when the backend is ONNX.
 
         >>> overlay, probs = p.explain("person1_virus_6.jpeg")  # doctest: +SKIP
         """
-        from ..explain.cam import compute_cam, overlay_cam
+        from ..explain.cam import overlay_cam
+
+        if self.volume is not None:
+            found = self.explain_volume(image, target_class, method, target_layer)
+            return found.views, found.probs
+        unit = self.load(image)
+        cam, probs = self._cam(unit, target_class, method, target_layer)
+        return overlay_cam(unit, cam[0]), probs  # the square map is stretched back like the input was
+
+    def explain_volume(self, path: str | Path, target_class: int | None = None, method: str | None = None,
+                       target_layer: str | None = None) -> VolumeExplanation:
+        """Grad-CAM of one volume (a NIfTI file or a DICOM series folder) prepared as the checkpoint says.
+
+        Returns its :class:`VolumeExplanation`: the prepared volume and its CAM ``(X, Y, Z)``, the
+        probabilities, a slice montage and the three orthogonal views through the CAM's peak
+        (:mod:`medclass.explain.volume`; 2.5-D models: the CAM lies on the stacked slices only).
+
+        >>> p.explain_volume("nodule.nii.gz").views.shape   # doctest: +SKIP
+        (206, 612, 3)
+        """
+        from ..explain.volume import orthogonal_views, slice_montage, stack_cam
+
+        if self.volume is None:
+            raise TypeError("explain_volume needs a volume model (CT/MRI); this checkpoint takes 2-D images: use explain().")
+        prepared = self.load(path)
+        cam, probs = self._cam(prepared, target_class, method, target_layer)
+        cam = stack_cam(cam, self.volume)[0]
+        volume = np.asarray(prepared, dtype=np.float32)[0]
+        return VolumeExplanation(volume, cam, probs, slice_montage(volume, cam), orthogonal_views(volume, cam))
+
+    def _cam(self, unit: np.ndarray, target_class: int | None, method: str | None,
+             target_layer: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(CAM of the model input, probabilities)`` of one loaded image or prepared volume."""
+        from ..explain.cam import compute_cam
 
         config = self.meta.run_config
         method = method or config.eval.cam_method
         target_layer = target_layer or config.model.target_layer or None
-        unit = self.load(image)
         x = self.transform(unit)[None].to(self.device)
         with self._lock:
             with torch.no_grad():
@@ -355,4 +391,15 @@ class Predictor:
             elif target_class is None:
                 target_class = self.classes.index(self.decide(probs)[0])
             cam = compute_cam(self.model, x, target_class=target_class, method=method, target_layer=target_layer)
-        return overlay_cam(unit, cam[0]), probs[0]  # the square map is stretched back like the input was
+        return cam, probs[0]
+
+
+@dataclass(frozen=True)
+class VolumeExplanation:
+    """The Grad-CAM of one volume (:meth:`Predictor.explain_volume`)."""
+
+    volume: np.ndarray  # the prepared volume (X, Y, Z) in [0, 1], as the model saw it before normalisation
+    cam: np.ndarray  # the CAM (X, Y, Z) in [0, 1]
+    probs: np.ndarray  # class probabilities
+    montage: np.ndarray  # uint8 RGB: evenly spaced axial slices, the same with the CAM, a colour scale
+    views: np.ndarray  # uint8 RGB: axial, coronal and sagittal slices through the CAM's peak

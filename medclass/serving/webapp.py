@@ -163,6 +163,23 @@ def analysis(predictor: Predictor, image: np.ndarray) -> Analysis:
                     bars=probability_bars(predictor.decision_rule, probs), overlay=overlay, flagged=flagged)
 
 
+def volume_analysis(predictor: Predictor, path: str | Path) -> Analysis:
+    """The page's view of one CT/MRI volume (a NIfTI file or a DICOM series folder) for a volume model: the
+    decision and bars as for an image, and as the overlay the axial, coronal and sagittal slices through the
+    Grad-CAM's peak (:meth:`Predictor.explain_volume`).
+
+    >>> volume_analysis(Predictor.from_checkpoint("best.safetensors"), "nodule.nii.gz").overlay.shape  # doctest: +SKIP
+    (206, 612, 3)
+    """
+    found = predictor.explain_volume(path)
+    score = float(predictor.probabilities_with_ood(predictor.preprocess([found.volume[None]]))[0, -1])
+    flagged = bool(predictor.is_ood(score))
+    line = decision_line(predictor.decision_rule, found.probs)
+    return Analysis(banner=ood_banner(score, predictor.ood.threshold) if flagged else "",
+                    decision=line + (" (unreliable: out-of-distribution)" if flagged else ""),
+                    bars=probability_bars(predictor.decision_rule, found.probs), overlay=found.views, flagged=flagged)
+
+
 def _read_uploaded(path: str, uploaded: set[str]) -> bytes:
     """The bytes of a file that this app's upload route wrote, else :class:`UploadError` (403).
 

@@ -86,7 +86,8 @@ class VolumePrep:
         return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _deterministic(prep: VolumePrep):
+def _deterministic(prep: VolumePrep, mask: bool = False):
+    """The cached half; ``mask``: the same geometry for a label mask (nearest neighbour, no intensity window)."""
     from monai.transforms import (Compose, Orientationd, ResizeWithPadOrCropd, ScaleIntensityRanged,
                                   ScaleIntensityRangePercentilesd, Spacingd)
 
@@ -94,7 +95,9 @@ def _deterministic(prep: VolumePrep):
     if prep.orientation:
         steps.append(Orientationd("image", axcodes=prep.orientation, labels=(("L", "R"), ("P", "A"), ("I", "S"))))
     if prep.spacing:
-        steps.append(Spacingd("image", pixdim=prep.spacing, mode="bilinear"))
+        steps.append(Spacingd("image", pixdim=prep.spacing, mode="nearest" if mask else "bilinear"))
+    if mask:
+        return Compose([*steps, ResizeWithPadOrCropd("image", spatial_size=prep.size, mode="constant")])
     spec = parse_window(prep.window)
     if spec is not None:
         center, width = spec
@@ -109,10 +112,25 @@ def _deterministic(prep: VolumePrep):
 
 def prepare(volume: Volume, prep: VolumePrep) -> np.ndarray:
     """The deterministic half: oriented, resampled, windowed to [0, 1], cropped/padded; float32 ``(1, X, Y, Z)``."""
+    return _apply(_deterministic(prep), volume)
+
+
+def prepare_mask(mask: Volume, prep: VolumePrep) -> np.ndarray:
+    """A lesion mask brought onto its prepared image's voxels: the same orientation, resampling (nearest neighbour)
+    and crop/pad as :func:`prepare`, no window; bool ``(X, Y, Z)`` (non-zero = lesion).
+
+    >>> prepare_mask(read_volume("masks/nodule.nii.gz"), prep).shape   # doctest: +SKIP
+    (32, 32, 32)
+    """
+    return _apply(_deterministic(prep, mask=True), mask)[0] > 0.5
+
+
+def _apply(transform, volume: Volume) -> np.ndarray:
     from monai.data import MetaTensor
 
-    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(volume.array))[None], affine=torch.from_numpy(volume.affine))
-    out = _deterministic(prep)({"image": image})["image"]
+    image = MetaTensor(torch.from_numpy(np.ascontiguousarray(volume.array, dtype=np.float32))[None],
+                       affine=torch.from_numpy(volume.affine))
+    out = transform({"image": image})["image"]
     return np.ascontiguousarray(out.as_tensor().numpy() if hasattr(out, "as_tensor") else np.asarray(out), dtype=np.float32)
 
 
@@ -149,10 +167,18 @@ class VolumeTransform:
             x = x.as_tensor() if hasattr(x, "as_tensor") else torch.as_tensor(x)
         x = (x.float() - self.prep.mean) / self.prep.std
         if self.prep.input == "2.5d":
-            k, depth = self.prep.in_chans, x.shape[-1]
-            start = (depth - k) // 2
-            x = x[0, :, :, start:start + k].permute(2, 0, 1)
+            x = x[0, :, :, stack_slices(x.shape[-1], self.prep.in_chans)].permute(2, 0, 1)
         return x.contiguous()
+
+
+def stack_slices(depth: int, k: int) -> slice:
+    """The ``k`` axial slices around the centre of a ``depth``-slice volume that a 2.5-D input stacks as channels.
+
+    >>> stack_slices(32, 3)
+    slice(14, 17, None)
+    """
+    start = (depth - k) // 2
+    return slice(start, start + k)
 
 
 class VolumeCache:
@@ -230,4 +256,5 @@ def volume_dataset(table, prep: VolumePrep, *, train: bool = False, augment: boo
                         reader=VolumeCache(cache_dir, prep) if cache_dir else transform.reader)
 
 
-__all__ = ["volume_dataset", "VolumePrep", "VolumeTransform", "VolumeCache", "prepare", "read_prepared"]
+__all__ = ["volume_dataset", "VolumePrep", "VolumeTransform", "VolumeCache", "prepare", "read_prepared", "stack_slices",
+           "prepare_mask"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .base import Context, Options, ReportPart, Section, SectionResult, not_applied, run_sections
 from .baselines import Baselines
+from .cam_location import CamLocation
 from .compare import ExternalComparison, Subgroups
 from .decision import Decision
 from .examples import Examples
@@ -18,7 +19,7 @@ from .patients import Patients
 from .shift import Shift
 
 SECTIONS: tuple[Section, ...] = (InternalMetrics(), Patients(), Decision(), ExternalComparison(), Subgroups(), Baselines(),
-                                 Shift(), Examples())
+                                 Shift(), Examples(), CamLocation())
 
 
 def section(name: str) -> Section:

@@ -63,6 +63,8 @@ class Options:
 
     n_boot: int = 1000  # bootstrap replicates (0 = no CIs)
     cam_samples: int = 4  # Grad-CAM images per cell (0 = none)
+    mask_column: str = ""  # --mask-column: the evaluated rows' column with a lesion mask file ('' = none)
+    mask_root: str = ""  # folder relative mask paths are read from (the run's CSV folder or data.image_root)
     subgroups: tuple[SubgroupSpec, ...] = ()  # --subgroups
     baselines: tuple[str, ...] = ()  # --baselines: metadata columns of the metadata baselines
     recalibrate: bool = False  # --recalibrate (external, binary)

@@ -127,12 +127,18 @@ class Examples(Section):
     name, title = "examples", "Examples and Grad-CAM"
 
     def skip_reason(self, ctx: Context) -> str:
-        if ctx.table.spatial_dims == 3:
-            return "galleries and Grad-CAM overlays are 2-D only so far (slice montages of volumes are not built yet)"
+        if ctx.table.spatial_dims == 3 and ctx.multi_label:
+            return "multi-label volumes: slice montages per finding are not built yet (single-label volumes have them)"
         return ""
 
     def compute(self, ctx: Context) -> ExamplesResult:
         cfg, cam = ctx.run.config, ctx.options.cam_samples > 0
+        if ctx.table.spatial_dims == 3:  # CT/MRI volumes: slice montages (medclass.evaluation._volume_examples)
+            from .._volume_examples import volume_examples
+
+            with summarised_cam_warnings():
+                examples, order = volume_examples(ctx, GALLERY_SIZE)
+            return ExamplesResult(examples, top_losses=ctx.frame.iloc[order].to_dict(orient="records"))
         with summarised_cam_warnings():
             if ctx.multi_label:
                 wrong = wrong_examples(ctx.run.model, ctx.run.meta, cfg.eval.cam_method, cfg.model.target_layer,
@@ -149,6 +155,10 @@ class Examples(Section):
 
     def figures(self, result) -> dict:
         ex, figs = result.examples, {}
+        from .._volume_examples import is_volume_examples, volume_figures
+
+        if is_volume_examples(ex):
+            return volume_figures(ex, result.metrics["classes"])
         for kind, title in (("gallery", "Predictions (green = correct, red = wrong)"),
                             ("top_losses", "Highest losses (most confidently wrong first)")):
             if ex.get(kind):
