@@ -3,6 +3,7 @@ Predictor's probabilities, and every hostile upload (tests/_hostile_volumes.py) 
 problem, with no server error, nothing written outside a private temporary folder, and that folder removed."""
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from medclass.serving._volume_upload import VolumeLimits, check_zip, extract_series
 from medclass.serving._upload import UploadError
@@ -109,13 +111,15 @@ def test_a_second_series_of_a_zip_is_picked_by_frame(client, shared_data, tmp_pa
     assert r.status_code == 422 and "series 2 requested but the folder holds 2 series" in r.json()["detail"]
 
 
-def test_models_refuse_the_other_kind_of_upload_and_cam_is_not_offered_for_volumes(client, shared_data, tmp_path):
+def test_models_refuse_the_other_kind_of_upload_and_a_volume_gets_its_3d_cam(client, shared_data, tmp_path, predictor):
     xray = xray_paths()[0]
     r = post(client, xray.name, xray.read_bytes(), "image/jpeg")
     assert r.status_code == 415 and "upload a NIfTI file (.nii, .nii.gz) or a .zip" in r.json()["detail"]
     nifti = lidc_volume(shared_data, 3)[0]
-    r = post(client, nifti.name, nifti.read_bytes(), cam="true")
-    assert r.status_code == 422 and "cam=true is not available for volume models yet" in r.json()["detail"]
+    r = post(client, nifti.name, nifti.read_bytes(), cam="true")  # orthogonal slices through the 3-D CAM's peak
+    assert r.status_code == 200, r.text
+    views = np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["cam"]))))
+    assert views.shape == predictor.explain_volume(nifti).views.shape and views.shape[1] > 2 * views.shape[0]
     with TestClient(create_api(make_checkpoint(tmp_path / "xray.safetensors"))) as images:
         for name in (nifti.name, "series.zip"):
             r = post(images, name, nifti.read_bytes() if name.endswith("gz") else zip_bytes({"a.dcm": b"x"}))

@@ -3,7 +3,7 @@
 ``POST /predict`` takes a multipart upload (field ``file``: PNG, JPEG, TIFF, ... or DICOM; for a
 volume model a NIfTI file ``.nii``/``.nii.gz`` or a ``.zip`` of one DICOM series, see
 :mod:`._volume_upload`) and answers the class probabilities, the decision at the checkpoint's
-threshold and, with ``?cam=true``, a Grad-CAM overlay as a base64 PNG (2-D models). Every bad
+threshold and, with ``?cam=true``, a Grad-CAM overlay as a base64 PNG (a volume: the axial, coronal and sagittal slices through the CAM's peak). Every bad
 input is a 4xx with a JSON ``{"detail": "..."}``: 413 too large (bytes, pixels, voxels, a zip
 bomb), 415 wrong content type or an image for a volume model (and the reverse), 422 empty,
 non-image, corrupt or truncated data, DICOM without pixels, an unsafe or inconsistent zip.
@@ -151,7 +151,7 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float | None =
     def predict(
         file: UploadFile = File(alias=UPLOAD_FIELD, description="Image (PNG, JPEG, TIFF, BMP, ...) or DICOM file; for a "
                                 "volume model a NIfTI file (.nii, .nii.gz) or a .zip of one DICOM series."),
-        cam: bool = Query(False, description="Also return a Grad-CAM overlay (base64 PNG)."),
+        cam: bool = Query(False, description="Also return a Grad-CAM overlay (base64 PNG; a volume: orthogonal slices through the CAM peak)."),
         frame: int = Query(-1, ge=-1, le=100_000, description="Frame of a multi-frame DICOM, or the series (0, 1, ...) of "
                            "a zip holding several (-1 = a single-frame file, a zip of one series)."),
     ) -> dict[str, Any]:
@@ -160,8 +160,6 @@ def create_api(checkpoint: str | Path | Predictor, max_upload_mb: float | None =
         data = read_limited(file.file, max_bytes)
         kind = volume_kind(data, file.filename)
         check_model_takes(kind, predictor.volume is not None)
-        if kind and cam:  # the 3-D Grad-CAM (orthogonal views) is not served yet
-            raise UploadError(422, "cam=true is not available for volume models yet; ask without cam.")
         if kind:  # read and prepared exactly as `medclass predict` reads a NIfTI file or a series folder
             image = read_volume_upload(data, file.filename, predictor.load, frame=frame, limits=limits)
         else:

@@ -352,9 +352,10 @@ class Predictor:
         cam, probs = self._cam(unit, target_class, method, target_layer)
         return overlay_cam(unit, cam[0]), probs  # the square map is stretched back like the input was
 
-    def explain_volume(self, path: str | Path, target_class: int | None = None, method: str | None = None,
+    def explain_volume(self, path: str | Path | np.ndarray, target_class: int | None = None, method: str | None = None,
                        target_layer: str | None = None) -> VolumeExplanation:
-        """Grad-CAM of one volume (a NIfTI file or a DICOM series folder) prepared as the checkpoint says.
+        """Grad-CAM of one volume (a NIfTI file or a DICOM series folder, or a volume already prepared by
+        :meth:`load`: ``(1, X, Y, Z)``, e.g. an upload) prepared as the checkpoint says.
 
         Returns its :class:`VolumeExplanation`: the prepared volume and its CAM ``(X, Y, Z)``, the
         probabilities, a slice montage and the three orthogonal views through the CAM's peak
@@ -367,7 +368,7 @@ class Predictor:
 
         if self.volume is None:
             raise TypeError("explain_volume needs a volume model (CT/MRI); this checkpoint takes 2-D images: use explain().")
-        prepared = self.load(path)
+        prepared = path if isinstance(path, np.ndarray) else self.load(path)
         cam, probs = self._cam(prepared, target_class, method, target_layer)
         cam = stack_cam(cam, self.volume)[0]
         volume = np.asarray(prepared, dtype=np.float32)[0]

@@ -140,7 +140,7 @@ class Analysis:
     banner: str  # HTML of the out-of-distribution banner ('' when the image is in distribution or not scored)
     decision: str  # the decision in one line: class, probability, threshold
     bars: str  # HTML probability bars with the threshold marked
-    overlay: np.ndarray | None  # Grad-CAM overlay (RGB uint8); None for a volume until the 3-D CAM is shown
+    overlay: np.ndarray | None  # Grad-CAM overlay (RGB uint8); a volume: orthogonal slices through the CAM's peak
     flagged: bool  # out-of-distribution: bars and overlay are held back until asked for
 
 
@@ -150,12 +150,12 @@ def analysis(predictor: Predictor, image: np.ndarray) -> Analysis:
     >>> analysis(Predictor.from_checkpoint("best.safetensors"), image).decision  # doctest: +SKIP
     'NORMAL: P(PNEUMONIA) = 0.352 < threshold 0.400'
     """
-    if predictor.volume is not None:  # the 3-D Grad-CAM (explain's orthogonal_views(volume, cam)) goes here
-        scored = predictor.probabilities_with_ood(predictor.preprocess([image]))[0]
-        overlay, probs, score = None, scored[:-1], float(scored[-1])
+    if predictor.volume is not None:  # axial, coronal and sagittal slices through the 3-D Grad-CAM's peak
+        found = predictor.explain_volume(image)
+        overlay, probs = found.views, found.probs
     else:
         overlay, probs = predictor.explain(image)
-        score = float(predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1])
+    score = float(predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1])
     flagged = bool(predictor.is_ood(score))
     line = decision_line(predictor.decision_rule, probs)
     return Analysis(banner=ood_banner(score, predictor.ood.threshold) if flagged else "",
@@ -171,13 +171,7 @@ def volume_analysis(predictor: Predictor, path: str | Path) -> Analysis:
     >>> volume_analysis(Predictor.from_checkpoint("best.safetensors"), "nodule.nii.gz").overlay.shape  # doctest: +SKIP
     (206, 612, 3)
     """
-    found = predictor.explain_volume(path)
-    score = float(predictor.probabilities_with_ood(predictor.preprocess([found.volume[None]]))[0, -1])
-    flagged = bool(predictor.is_ood(score))
-    line = decision_line(predictor.decision_rule, found.probs)
-    return Analysis(banner=ood_banner(score, predictor.ood.threshold) if flagged else "",
-                    decision=line + (" (unreliable: out-of-distribution)" if flagged else ""),
-                    bars=probability_bars(predictor.decision_rule, found.probs), overlay=found.views, flagged=flagged)
+    return analysis(predictor, predictor.load(path))
 
 
 def _read_uploaded(path: str, uploaded: set[str]) -> bytes:

@@ -15,6 +15,7 @@ from ...metrics import plots
 from ...metrics.html import esc, img
 from .._examples import Example, load_views, pick_cells, pick_gallery
 from .._multilabel import wrong_examples
+from .._render import figures_html
 from .._tiles import short_name, tiles
 from .base import Context, ReportPart, Section
 
@@ -179,6 +180,14 @@ class Examples(Section):
                            if k.startswith("most_wrong:"))
             return [("most-wrong", "Most wrong images per finding", f"<p class=\"muted\">{esc(m['cam_note'])}</p>" + html)]
         ex = result.examples or {}
+        from .._volume_examples import is_volume_examples
+
+        if is_volume_examples(ex):  # CT/MRI: wide slice montages, one per row, as rendered figures
+            cams = sorted(n for n in figures if n.startswith("cam_"))
+            note = f"{m['cam_method']} explaining the predicted class; a sample of correct and wrong volumes of each class."
+            return [("gallery", "Prediction gallery", figures_html(figures, ["gallery"])),
+                    ("top-losses", "Top losses", figures_html(figures, ["top_losses"])),
+                    ("cam", "Grad-CAM overlays", figures_html(figures, cams, note))]
         note = (f"{m['cam_method']} explaining the predicted class; a sample of correct and wrong images of each class: "
                 "each image as the model saw it, beside its overlay.")
         cams = "".join(f"<h3>True class {esc(cls)}</h3>" + _tiles_html(
