@@ -75,8 +75,8 @@ def test_augmentation_is_seeded_per_sample_and_epoch(tmp_path):
         VolumePrep(input="3d", in_chans=3)
 
 
-def _npz_3d(path: Path, n: int = 26) -> Path:
-    rng = np.random.default_rng(0)
+def _npz_3d(path: Path, n: int = 26, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
     labels = np.arange(n) % 2
     images = rng.normal(100, 20, (n, 16, 16, 16))
     images[labels == 1, 4:12, 4:12, 4:12] += 80
@@ -118,3 +118,12 @@ def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_p
     wrong = runner.invoke(app, ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32",
                                 "--epochs", "1", "--split-by", "image", "--quiet", "--set", f"workspace={tmp_path / 'ws'}"])
     assert wrong.exit_code != 0 and "simple_cnn is a 2-D network but the data are CT/MRI volumes" in wrong.output
+    # external volumes: the shift section describes them from their voxels (not the 2-D image reader's skips)
+    other = _npz_3d(tmp_path / "other3d.npz", n=12, seed=1)
+    out = runner.invoke(app, ["evaluate", str(run), "--data", str(other), "--split", "train", "--n-boot", "0",
+                              "--cam-samples", "0", "--out", str(tmp_path / "ext")])
+    assert out.exit_code == 0, out.output
+    assert "not an image" not in out.output and "skipped" not in out.output.lower(), out.output
+    shift = json.loads((tmp_path / "ext" / "metrics.json").read_text())["shift"]["image_statistics"]
+    assert shift["external"]["modes"] == {"volume": 1.0} and shift["external"]["n"] == 12
+    assert shift["training"]["modes"] == {"volume": 1.0} and shift["external"]["width"]["median"] == 16
