@@ -25,6 +25,11 @@ def evaluate_command(
                                                 "cut points: sex,age:18:65,view (age bins <18, 18-65, >=65).")] = "",
     recalibrate: Annotated[bool, typer.Option(help="External data: also fit a threshold and temperature on a "
                                                    "patient-disjoint half and evaluate them on the other half (declared).")] = False,
+    shortcuts: Annotated[str, typer.Option(help="Shortcut checks: occlusion (border-only / centre-only AUC), cam (Grad-CAM "
+                                                "share in the border band or mask), all, or none.")] = "all",
+    shortcut_images: Annotated[int, typer.Option(help="Images (a seeded sample) whose Grad-CAM the cam check measures.")] = 200,
+    mask_column: Annotated[str, typer.Option(help="CSV column with one mask image per row (lungs, lesion): mask-only / "
+                                                  "mask-removed occlusion, CAM share and peak inside the mask.")] = "",
     *, data_flags: DataFlags,
 ) -> None:
     """Evaluate a trained model on held-out data: metrics.json, predictions.csv and report.html."""
@@ -34,7 +39,8 @@ def evaluate_command(
     with friendly_errors():
         result = evaluate(run, data=data, split=split, out=out, n_boot=n_boot, cam_samples=cam_samples, tta=tta,
                           batch_size=batch_size, num_workers=num_workers, report=not pdf,
-                          data_settings=data_flags.values(), subgroups=subgroups, recalibrate=recalibrate)
+                          data_settings=data_flags.values(), subgroups=subgroups, recalibrate=recalibrate,
+                          shortcuts=shortcuts, shortcut_images=shortcut_images, mask_column=mask_column)
         if pdf:
             from ..evaluation.report import write_report
 

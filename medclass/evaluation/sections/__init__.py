@@ -15,9 +15,10 @@ from .examples import Examples
 from .internal import InternalMetrics
 from .patients import Patients
 from .shift import Shift
+from .shortcuts import Shortcuts
 
 SECTIONS: tuple[Section, ...] = (InternalMetrics(), Patients(), Decision(), ExternalComparison(), Subgroups(), Shift(),
-                                 Examples())
+                                 Shortcuts(), Examples())
 
 
 def section(name: str) -> Section:
