@@ -86,6 +86,35 @@ def test_occlusion_aucs_match_sklearn_and_differences_are_paired():
     assert not above_chance(out["border_only"]) and above_chance(out["full"])
 
 
+def test_multi_label_occlusion_auc_is_the_macro_auc_of_the_findings():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, (80, 3)).astype(float)
+    y[:10, 2] = np.nan  # masked labels: left out of that finding only
+    p = np.clip(0.4 * np.nan_to_num(y) + rng.uniform(0, 0.6, (80, 3)), 0, 1)
+    out = occlusion_aucs(y, {"full": p, "border_only": p[::-1]}, groups=None, n_boot=100)
+    known = [~np.isnan(y[:, k]) for k in range(3)]
+    macro = np.mean([roc_auc_score(y[m, k], p[m, k]) for k, m in enumerate(known)])
+    assert out["full"]["value"] == pytest.approx(macro) and out["full"]["low"] < macro < out["full"]["high"]
+    flipped = np.mean([roc_auc_score(y[m, k], p[::-1][m, k]) for k, m in enumerate(known)])
+    assert out["border_only"]["difference"]["value"] == pytest.approx(flipped - macro)
+
+
+def test_occlusion_of_a_volume_input_keeps_the_band_along_every_axis():
+    from medclass.evaluation._occlusion import Occluded
+
+    class OneVolume(torch.utils.data.Dataset):
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            return {"image": torch.ones(1, 16, 8, 8), "index": i, "path": "v.nii.gz"}
+
+    border = Occluded(OneVolume(), "border_only")[0]["image"][0].numpy()
+    centre = Occluded(OneVolume(), "centre_only")[0]["image"][0].numpy()
+    assert (border == border_band((16, 8, 8))).all() and (centre == ~border_band((16, 8, 8))).all()
+    assert centre.sum() == 12 * 6 * 6
+
+
 def test_unknown_check_is_refused_with_a_hint():
     with pytest.raises(ConfigError, match="occlusion"):
         parse_shortcuts("oclusion")

@@ -138,11 +138,12 @@ class Occluded(Dataset):
 
 def occluded_probs(model: torch.nn.Module, dataset: ImageDataset, keep: str, indices: np.ndarray, n_classes: int, *,
                    masks: MaskSource | None = None, fraction: float = BORDER_FRACTION, batch_size: int = 64,
-                   num_workers: int = 0, temperature: float = 1.0, tta: bool = False) -> np.ndarray:
+                   num_workers: int = 0, temperature: float = 1.0, tta: bool = False,
+                   multi_label: bool = False) -> np.ndarray:
     """Probabilities ``(len(indices), n_classes)`` of the occluded inputs, row-aligned with ``indices`` (dataset rows
     of the reference prediction); NaN rows where an occluded input could not be built (e.g. no mask)."""
     pred = predict_dataset(model, Occluded(dataset, keep, fraction, masks), batch_size=batch_size,
-                           num_workers=num_workers, temperature=temperature, tta=tta, multi_label=False)
+                           num_workers=num_workers, temperature=temperature, tta=tta, multi_label=multi_label)
     out = np.full((len(indices), n_classes), np.nan)
     at = pd.Index(indices).get_indexer(pred.indices)
     out[at[at >= 0]] = pred.probs[at >= 0]

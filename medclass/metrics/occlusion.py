@@ -20,15 +20,30 @@ from collections.abc import Mapping
 import numpy as np
 
 from .bootstrap import bootstrap_replicates, percentile_interval
+from .findings import _macro, finding_replicates
 from .metrics import ArrayLike, scalar_metric
+from .multilabel import finding_aucs, macro_auc
 
 CHANCE_MARGIN = 0.05  # an AUC is "clearly above chance" when its CI's lower bound exceeds 0.5 + this
 
 
+def _auc(y: np.ndarray, P: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int) -> tuple[float, np.ndarray]:
+    """(AUC on all rows, AUC on each of ``n_boot`` replicates): ROC AUC, macro one-vs-rest for more than two classes;
+    multi-label (``y`` of shape (n, K), NaN = masked): the mean AUC of the findings defined on all rows."""
+    if y.ndim == 1:
+        reps = bootstrap_replicates(y, P, groups, ["roc_auc"], n_boot=n_boot, seed=seed)["roc_auc"] if n_boot else None
+        return float(scalar_metric("roc_auc", y, P)), reps
+    if not n_boot:
+        return macro_auc(y, P), None
+    block = finding_replicates(y, P, groups, [0.5] * y.shape[1], ["roc_auc"], n_boot, seed)["roc_auc"]
+    return macro_auc(y, P), _macro(block, np.isfinite(finding_aucs(y, P)))
+
+
 def occlusion_aucs(y_true: ArrayLike, probs: Mapping[str, ArrayLike], groups: ArrayLike | None, n_boot: int = 1000,
                    alpha: float = 0.05, seed: int = 0, reference: str = "full") -> dict[str, dict]:
-    """ROC AUC (binary; macro one-vs-rest for more classes) of each entry of ``probs`` on the rows where it is
-    defined (no NaN), with a patient-bootstrap CI and its paired difference to ``reference`` on the same rows.
+    """ROC AUC (binary; macro one-vs-rest for more classes; multi-label: the macro AUC of the findings) of each entry
+    of ``probs`` on the rows where it is defined (no NaN), with a patient-bootstrap CI and its paired difference to
+    ``reference`` on the same rows.
 
     Returns ``{name: {"value", "low", "high", "n", "difference": {"value", "low", "high"}}}`` (no
     ``difference`` for the reference itself; ``low``/``high`` None with ``n_boot=0``).
@@ -40,14 +55,12 @@ def occlusion_aucs(y_true: ArrayLike, probs: Mapping[str, ArrayLike], groups: Ar
     for name, p in probs.items():
         P = np.asarray(p, dtype=np.float64)
         ok = ~np.isnan(P).any(axis=1)
-        pair = {"variant": P[ok], "reference": ref[ok]}
-        point = {k: float(scalar_metric("roc_auc", y[ok], v)) for k, v in pair.items()}
+        sub = None if g is None else g[ok]
+        scored = {k: _auc(y[ok], v, sub, n_boot, seed) for k, v in (("variant", P[ok]), ("reference", ref[ok]))}
+        point = {k: v[0] for k, v in scored.items()}
+        reps = {k: v[1] for k, v in scored.items() if v[1] is not None}
         entry: dict = {"value": point["variant"], "low": None, "high": None, "n": int(ok.sum())}
-        reps = {}
-        if n_boot > 0:
-            sub = None if g is None else g[ok]
-            reps = {k: bootstrap_replicates(y[ok], v, sub, ["roc_auc"], n_boot=n_boot, seed=seed)["roc_auc"]
-                    for k, v in pair.items()}
+        if reps:
             entry["low"], entry["high"], _ = percentile_interval(reps["variant"], alpha, f"{name} AUC")
         if name != reference:
             diff = {"value": point["variant"] - point["reference"], "low": None, "high": None}

@@ -3,14 +3,14 @@
 Two checks, both on the trained model as it is (no retraining), chosen with ``--shortcuts`` (default: both;
 ``none`` turns them off):
 
-- ``occlusion``: the test AUC with only the border band kept (``border_only``: the centre set to the
+- ``occlusion``: the test AUC (multi-label: the macro AUC of the findings) with only the border band kept (``border_only``: the centre set to the
   normalisation mean, i.e. the training mean the model reads as neutral) and with only the centre kept
   (``centre_only``); with ``--mask-column`` also with only the masked region kept (``mask_only``) and with it
   removed (``mask_removed``). Two (four) more prediction passes over the evaluated images. A border-only AUC
   clearly above chance (:func:`~medclass.metrics.occlusion.above_chance`) means the model reads something
   outside the centre of the image: the verdict says so.
 - ``cam``: over a seeded sample of ``--shortcut-images`` images, the share of the Grad-CAM mass (explaining the
-  predicted class) in the border band and, with masks, inside the mask, and the hit rate (map's peak inside
+  predicted class; multi-label: the most probable finding) in the border band and, with masks, inside the mask, and the hit rate (map's peak inside
   the mask), each a mean with a patient-bootstrap CI; the images whose maps lie most outside are shown.
 
 The band is ``BORDER_FRACTION`` of each side (:mod:`medclass.metrics.cam_location`). Volumes: occlusion works
@@ -93,8 +93,11 @@ def _pct(x: float) -> str:
 
 
 def _occlusion_verdicts(variants: dict[str, dict], fraction: float) -> tuple[list[str], bool]:
-    border, centre = variants["border_only"], variants["centre_only"]
-    out, flagged = [], above_chance(border)
+    full, border, centre = variants["full"], variants["border_only"], variants["centre_only"]
+    out, flagged, skilled = [], above_chance(border), above_chance(full)
+    if not skilled:
+        out.append(f"Full image: AUC {ci_text(full)}, not clearly above chance: the model has little skill to lose, so "
+                   "a low occluded AUC says nothing about where it looks.")
     if flagged:
         out.append(f"Border only (the outer {_pct(fraction)} of each side): AUC {ci_text(border)}, clearly above chance. "
                    "The model still separates the classes when it sees only the image's border: it reads something "
@@ -106,9 +109,11 @@ def _occlusion_verdicts(variants: dict[str, dict], fraction: float) -> tuple[lis
     if above_chance(centre):
         out.append(f"Centre only: AUC {ci_text(centre)} (full image minus centre only: "
                    f"{ci_text(_negated(centre['difference']))}): the centre carries the decision.")
-    else:
+    elif skilled:
         out.append(f"Centre only: AUC {ci_text(centre)}, not clearly above chance: with the border hidden the model "
                    "loses its skill, either because it depends on the border or because it fails on occluded inputs.")
+    else:
+        out.append(f"Centre only: AUC {ci_text(centre)}.")
     if "mask_removed" in variants:
         removed, only = variants["mask_removed"], variants["mask_only"]
         if above_chance(removed):
@@ -116,8 +121,8 @@ def _occlusion_verdicts(variants: dict[str, dict], fraction: float) -> tuple[lis
             out.append(f"Mask removed: AUC {ci_text(removed)}, clearly above chance: the model reads something outside "
                        "the masked region.")
         else:
-            out.append(f"Mask removed: AUC {ci_text(removed)}, not clearly above chance: without the masked region the "
-                       "model loses its skill.")
+            out.append(f"Mask removed: AUC {ci_text(removed)}, not clearly above chance"
+                       + (": without the masked region the model loses its skill." if skilled else "."))
         out.append(f"Mask only: AUC {ci_text(only)}.")
     return out, flagged
 
@@ -134,7 +139,7 @@ def _occlusion(ctx: Context, masks) -> dict[str, Any]:
     for keep in variants:
         probs[keep] = occluded_probs(ctx.run.model, ctx.dataset, keep, ctx.pred.indices, len(ctx.classes), masks=masks,
                                      batch_size=opts.batch_size, num_workers=opts.num_workers,
-                                     temperature=meta.temperature, tta=opts.tta)
+                                     temperature=meta.temperature, tta=opts.tta, multi_label=ctx.multi_label)
     aucs = occlusion_aucs(ctx.pred.labels, probs, ctx.groups, n_boot=opts.n_boot, seed=opts.seed)
     for name, entry in aucs.items():
         entry["kept"] = OCCLUSIONS.get(name, "the whole image")
@@ -147,13 +152,16 @@ def _cam(ctx: Context, masks) -> tuple[dict[str, Any], list]:
     opts, cfg = ctx.options, ctx.run.config
     n = len(ctx.pred.labels)
     rows = np.sort(np.random.default_rng(opts.seed).permutation(n)[:opts.shortcut_images])
-    predicted = ctx.frame["predicted"].map({c: i for i, c in enumerate(ctx.classes)}).to_numpy()
+    # the predicted class; multi-label: the most probable finding
+    predicted = (ctx.pred.probs.argmax(axis=1) if ctx.multi_label
+                 else ctx.frame["predicted"].map({c: i for i, c in enumerate(ctx.classes)}).to_numpy())
     with summarised_cam_warnings():
         locs = cam_locations(ctx.run.model, ctx.dataset, ctx.pred.indices[rows], predicted[rows],
                              method=cfg.eval.cam_method, target_layer=cfg.model.target_layer or None, masks=masks,
                              keep_worst=MOST_OUTSIDE)
     groups = ctx.groups[rows]
-    out: dict[str, Any] = {"n_images": int(len(rows)), "method": cfg.eval.cam_method, "explains": "the predicted class",
+    explains = "the most probable finding" if ctx.multi_label else "the predicted class"
+    out: dict[str, Any] = {"n_images": int(len(rows)), "method": cfg.eval.cam_method, "explains": explains,
                            "empty_maps": locs.empty, "band_area": locs.band_area,
                            "border_share": mean_ci(locs.border_share, groups, opts.n_boot, seed=opts.seed)}
     if locs.mask_share is not None:
@@ -163,10 +171,17 @@ def _cam(ctx: Context, masks) -> tuple[dict[str, Any], list]:
     what = "outside the mask" if masks is not None else "in the border band"
     out["most_outside"] = [{"path": str(ctx.frame["path"].iloc[rows[p]]), f"share {what}": round(score, 4)}
                            for score, p, _, _ in locs.outside]
-    items = [plots.GridItem(overlay_cam(view, cam), f"{_pct(score)} {what}\ntrue {ctx.frame['label'].iloc[rows[p]]}, "
-                            f"pred {ctx.frame['predicted'].iloc[rows[p]]}\n{_short(ctx.frame['path'].iloc[rows[p]])}",
-                            bool(ctx.frame["correct"].iloc[rows[p]])) for score, p, view, cam in locs.outside]
+    items = [plots.GridItem(overlay_cam(view, cam), _caption(ctx, rows[p], predicted[rows[p]], f"{_pct(score)} {what}"),
+                            None if ctx.multi_label else bool(ctx.frame["correct"].iloc[rows[p]]))
+             for score, p, view, cam in locs.outside]
     return out, items
+
+
+def _caption(ctx: Context, row: int, explained: int, share: str) -> str:
+    name = _short(ctx.frame["path"].iloc[row])
+    if ctx.multi_label:
+        return f"{share}\nCAM for {ctx.classes[explained]}\n{name}"
+    return f"{share}\ntrue {ctx.frame['label'].iloc[row]}, pred {ctx.frame['predicted'].iloc[row]}\n{name}"
 
 
 def _short(path: str) -> str:
@@ -192,12 +207,12 @@ def _cam_verdicts(cam: dict[str, Any]) -> list[str]:
 class Shortcuts(Section):
     """Occlusion tests (border only, centre only, mask) and the share of Grad-CAM in the border band or mask."""
 
-    name, title, tasks = "shortcuts", "Shortcuts: occlusion and where the model looks", ("single_label",)
+    name, title = "shortcuts", "Shortcuts: occlusion and where the model looks"
 
     def skip_reason(self, ctx: Context) -> str:
         if not ctx.options.shortcuts:
             return "turned off (--shortcuts none)"
-        if len(np.unique(ctx.pred.labels)) < 2:
+        if not ctx.multi_label and len(np.unique(ctx.pred.labels)) < 2:
             return "the evaluated images hold one class only, so no AUC can be compared"
         return ""
 
