@@ -89,7 +89,12 @@ class ShortcutsResult:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.0f}%"
+    """A share as a percentage for people.
+
+    >>> _pct(0.125), _pct(0.4375), _pct(0.2)
+    ('12.5%', '43.8%', '20%')
+    """
+    return f"{100 * x:.3g}%"
 
 
 def _occlusion_verdicts(variants: dict[str, dict], fraction: float) -> tuple[list[str], bool]:
@@ -168,7 +173,7 @@ def _cam(ctx: Context, masks) -> tuple[dict[str, Any], list]:
         out |= {"mask_area": locs.mask_area,
                 "mask_share": mean_ci(locs.mask_share, groups, opts.n_boot, seed=opts.seed),
                 "mask_hit_rate": mean_ci(locs.mask_hit, groups, opts.n_boot, seed=opts.seed)}
-    what = "outside the mask" if masks is not None else "in the border band"
+    what = "outside the mask" if masks is not None else "in the band"
     out["most_outside"] = [{"path": str(ctx.frame["path"].iloc[rows[p]]), f"share {what}": round(score, 4)}
                            for score, p, _, _ in locs.outside]
     items = [plots.GridItem(overlay_cam(view, cam), _caption(ctx, rows[p], predicted[rows[p]], f"{_pct(score)} {what}"),
@@ -181,7 +186,7 @@ def _caption(ctx: Context, row: int, explained: int, share: str) -> str:
     name = _short(ctx.frame["path"].iloc[row])
     if ctx.multi_label:
         return f"{share}\nCAM for {ctx.classes[explained]}\n{name}"
-    return f"{share}\ntrue {ctx.frame['label'].iloc[row]}, pred {ctx.frame['predicted'].iloc[row]}\n{name}"
+    return f"{share}\ntrue {ctx.frame['label'].iloc[row]}\npred {ctx.frame['predicted'].iloc[row]}\n{name}"
 
 
 def _short(path: str) -> str:
@@ -189,12 +194,18 @@ def _short(path: str) -> str:
     return name if len(name) <= 24 else name[:10] + "…" + name[-12:]
 
 
+def _lean(share: dict, area: float) -> str:
+    """Whether the mean share (its CI, else its value) lies above or below the band's area."""
+    low, high = (share["value"], share["value"]) if share["low"] is None else (share["low"], share["high"])
+    return ("; the maps lean towards the border." if low > area else "; the maps lean towards the centre." if high < area
+            else ".")
+
+
 def _cam_verdicts(cam: dict[str, Any]) -> list[str]:
     share, area = cam["border_share"], cam["band_area"]
     out = [f"Grad-CAM on {cam['n_images']} images: {ci_text(share)} of its mass lies in the border band, which covers "
            f"{_pct(area)} of the image (an evenly spread map would put {_pct(area)} there)"
-           + ("; the maps lean towards the border." if (share["value"] if share["low"] is None else share["low"]) > area
-              else ".")]
+           + _lean(share, area)]
     if "mask_share" in cam:
         out.append(f"Inside the mask (which covers {_pct(cam['mask_area'])} of the image on average): "
                    f"{ci_text(cam['mask_share'])} of the mass; the map's peak lies in the mask in "
@@ -244,7 +255,7 @@ class Shortcuts(Section):
         items = result.examples.get("cam_outside")
         if not items:
             return {}
-        return {"cam_outside": plots.image_grid_figure(items, ncols=4, title="Grad-CAM most outside")}
+        return {"cam_outside": plots.image_grid_figure(items, ncols=4, title="Grad-CAM most outside", tile=2.6)}
 
     def report(self, result, figures: dict[str, bytes]) -> list[ReportPart]:
         s = result.metrics["shortcuts"]
