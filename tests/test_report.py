@@ -15,7 +15,7 @@ from medclass.evaluation.evaluate import evaluate
 from medclass.evaluation.report import write_report
 
 SECTIONS = ["summary", "leak-check", "data", "metrics", "confusion-matrix", "curves", "calibration", "training",
-            "baseline", "gallery", "top-losses", "cam", "patients", "disclaimer"]
+            "baseline", "gallery", "top-losses", "cam", "patients", "shortcuts", "disclaimer"]
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def test_self_contained_with_every_section(report):
     srcs = re.findall(r'src="([^"]*)"', html)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r'(href|src)="(https?:|//)', html) and "<link" not in html and "<script" not in html
-    # confusion matrix, ROC, PR, calibration, training, gallery, top losses, one CAM grid per class
-    assert len(srcs) == 7 + 3
+    # confusion matrix, ROC, PR, calibration, training, gallery, top losses, one CAM grid per class, CAM most outside
+    assert len(srcs) == 7 + 3 + 1
     assert "not a medical device" in html.lower()
     assert result.metrics["leak_check"]["statement"].split(":")[0] in html
 
@@ -81,7 +81,7 @@ def test_renders_in_headless_chromium(report, tmp_path):
                              capture_output=True, text=True, timeout=120).stdout
     for sid in SECTIONS:
         assert f'id="{sid}"' in dom
-    assert dom.count("<img") == 10
+    assert dom.count("<img") == 11
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",

@@ -255,7 +255,7 @@ class Shortcuts(Section):
         items = result.examples.get("cam_outside")
         if not items:
             return {}
-        return {"cam_outside": plots.image_grid_figure(items, ncols=4, title="Grad-CAM most outside", tile=2.6)}
+        return {"shortcuts_cam": plots.image_grid_figure(items, ncols=4, title="Grad-CAM most outside", tile=2.6)}
 
     def report(self, result, figures: dict[str, bytes]) -> list[ReportPart]:
         s = result.metrics["shortcuts"]
@@ -275,7 +275,7 @@ class Shortcuts(Section):
                          ("peak inside the mask (hit rate)", ci_cell(cam["mask_hit_rate"]), "–")]
             body += (f"<h3>Where the model looks ({esc(cam['method'])}, {cam['n_images']} images, "
                      f"{esc(cam['explains'])})</h3>" + table(["measure", "mean (95% CI)", "area of the region"], rows)
-                     + figures_html(figures, ["cam_outside"], "The images whose maps lie most outside."))
+                     + figures_html(figures, ["shortcuts_cam"], "The images whose maps lie most outside."))
         body += "<h3>What these checks cannot rule out</h3><ul>" + "".join(f"<li>{esc(c)}</li>"
                                                                           for c in s["cannot_rule_out"]) + "</ul>"
         if s["not_run"]:
