@@ -154,14 +154,13 @@ def occluded_probs(model: torch.nn.Module, dataset: ImageDataset, keep: str, ind
 class CamLocations:
     """Per sampled image: share of the CAM in the border band (and in the mask, a peak-in-mask hit)."""
 
-    rows: np.ndarray  # positions in the prediction result
     border_share: np.ndarray  # NaN for an empty map
     mask_share: np.ndarray | None = None
     mask_hit: np.ndarray | None = None  # 1.0 / 0.0, NaN for an empty map or a missing mask
     band_area: float = float("nan")  # share of the input in the band (what an even map gives)
     mask_area: float = float("nan")  # mean share of the input inside the mask
     empty: int = 0  # maps with no positive evidence
-    outside: list[tuple[float, int, np.ndarray, np.ndarray]] = field(default_factory=list)  # (score, row, view, cam)
+    outside: list[tuple[float, int, np.ndarray, np.ndarray]] = field(default_factory=list)  # (score, position, view, cam)
 
 
 def cam_locations(model: torch.nn.Module, dataset: ImageDataset, indices: np.ndarray, classes: np.ndarray, *,
@@ -203,7 +202,7 @@ def cam_locations(model: torch.nn.Module, dataset: ImageDataset, indices: np.nda
             if not np.isnan(score):
                 worst.append((float(score), int(p), view, cam))
         worst = sorted(worst, key=lambda t: -t[0])[:keep_worst]
-    return CamLocations(np.arange(n), border, inside if masks is not None else None,
+    return CamLocations(border, inside if masks is not None else None,
                         hit if masks is not None else None, band_area,
                         float(np.mean(areas)) if areas else float("nan"), empty, worst)
 

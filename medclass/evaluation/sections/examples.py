@@ -92,12 +92,21 @@ def _cam_examples(ctx: Context) -> list[Example]:
     return out
 
 
-def _caption(ex: Example, kind: str) -> str:
-    """Tile caption; every probability says which class it is for (p(true) or p(pred))."""
+def short_name(path: str) -> str:
+    """The file name of ``path``, cut in the middle to fit under an image tile.
+
+    >>> short_name("/data/person1324_virus_2284_long_name.jpeg")
+    'person1324…ng_name.jpeg'
+    """
     from pathlib import Path
 
-    name = Path(ex.path).name
-    name = name if len(name) <= 24 else name[:10] + "…" + name[-12:]
+    name = Path(path).name
+    return name if len(name) <= 24 else name[:10] + "…" + name[-12:]
+
+
+def _caption(ex: Example, kind: str) -> str:
+    """Tile caption; every probability says which class it is for (p(true) or p(pred))."""
+    name = short_name(ex.path)
     if kind == "top_losses":
         return f"true {ex.label}, p(true)={ex.prob_true:.2f}\npred {ex.predicted}\nloss {ex.loss:.2f}\n{name}"
     if kind == "cam":
@@ -165,4 +174,4 @@ class Examples(Section):
                 ("cam", "Grad-CAM overlays", figures_html(figures, cams, note))]
 
 
-__all__ = ["Examples", "ExamplesResult", "GALLERY_SIZE", "TOP_LOSSES", "summarised_cam_warnings"]
+__all__ = ["Examples", "ExamplesResult", "GALLERY_SIZE", "TOP_LOSSES", "short_name", "summarised_cam_warnings"]

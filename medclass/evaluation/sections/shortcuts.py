@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +33,7 @@ from ...metrics.occlusion import above_chance, occlusion_aucs
 from .._occlusion import OCCLUSIONS, cam_locations, mask_source, occluded_probs
 from .._render import ci_cell, ci_text, figures_html
 from .base import Context, ReportPart, Section
-from .examples import summarised_cam_warnings
+from .examples import short_name, summarised_cam_warnings
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +173,8 @@ def _cam(ctx: Context, masks) -> tuple[dict[str, Any], list]:
                 "mask_share": mean_ci(locs.mask_share, groups, opts.n_boot, seed=opts.seed),
                 "mask_hit_rate": mean_ci(locs.mask_hit, groups, opts.n_boot, seed=opts.seed)}
     what = "outside the mask" if masks is not None else "in the band"
-    out["most_outside"] = [{"path": str(ctx.frame["path"].iloc[rows[p]]), f"share {what}": round(score, 4)}
+    key = "share_outside_mask" if masks is not None else "share_in_band"
+    out["most_outside"] = [{"path": str(ctx.frame["path"].iloc[rows[p]]), key: round(score, 4)}
                            for score, p, _, _ in locs.outside]
     items = [plots.GridItem(overlay_cam(view, cam), _caption(ctx, rows[p], predicted[rows[p]], f"{_pct(score)} {what}"),
                             None if ctx.multi_label else bool(ctx.frame["correct"].iloc[rows[p]]))
@@ -183,15 +183,10 @@ def _cam(ctx: Context, masks) -> tuple[dict[str, Any], list]:
 
 
 def _caption(ctx: Context, row: int, explained: int, share: str) -> str:
-    name = _short(ctx.frame["path"].iloc[row])
+    name = short_name(ctx.frame["path"].iloc[row])
     if ctx.multi_label:
         return f"{share}\nCAM for {ctx.classes[explained]}\n{name}"
     return f"{share}\ntrue {ctx.frame['label'].iloc[row]}\npred {ctx.frame['predicted'].iloc[row]}\n{name}"
-
-
-def _short(path: str) -> str:
-    name = Path(path).name
-    return name if len(name) <= 24 else name[:10] + "…" + name[-12:]
 
 
 def _lean(share: dict, area: float) -> str:
