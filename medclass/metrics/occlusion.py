@@ -52,11 +52,14 @@ def occlusion_aucs(y_true: ArrayLike, probs: Mapping[str, ArrayLike], groups: Ar
     g = None if groups is None else np.asarray(groups)
     ref = np.asarray(probs[reference], dtype=np.float64)
     out: dict[str, dict] = {}
+    on_rows: dict[bytes, tuple[float, np.ndarray | None]] = {}  # the reference on each set of rows, scored once
     for name, p in probs.items():
         P = np.asarray(p, dtype=np.float64)
         ok = ~np.isnan(P).any(axis=1)
         sub = None if g is None else g[ok]
-        scored = {k: _auc(y[ok], v, sub, n_boot, seed) for k, v in (("variant", P[ok]), ("reference", ref[ok]))}
+        if ok.tobytes() not in on_rows:
+            on_rows[ok.tobytes()] = _auc(y[ok], ref[ok], sub, n_boot, seed)
+        scored = {"variant": _auc(y[ok], P[ok], sub, n_boot, seed), "reference": on_rows[ok.tobytes()]}
         point = {k: v[0] for k, v in scored.items()}
         reps = {k: v[1] for k, v in scored.items() if v[1] is not None}
         entry: dict = {"value": point["variant"], "low": None, "high": None, "n": int(ok.sum())}
