@@ -15,7 +15,7 @@ from medclass.evaluation.evaluate import evaluate
 from medclass.evaluation.report import write_report
 
 SECTIONS = ["summary", "leak-check", "data", "metrics", "confusion-matrix", "curves", "calibration", "training",
-            "baseline", "gallery", "top-losses", "cam", "patients", "disclaimer"]
+            "baseline", "gallery", "top-losses", "cam", "patients", "shortcuts", "disclaimer"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_self_contained_with_every_section(report):
     srcs = re.findall(r'src="([^"]*)"', html)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r'(href|src)="(https?:|//)', html) and "<link" not in html and "<script" not in html
-    assert len(srcs) == _n_images(result)
+    assert len(srcs) == _n_images(result) + 1  # + the shortcuts part's "CAM most outside" grid
     main = html.split("<main>")[1]
     assert main.lower().count("not a medical device") == 1  # once: the report's own last section, not the card's too
     assert result.metrics["leak_check"]["statement"].split(":")[0] in html
@@ -89,7 +89,7 @@ def test_renders_in_headless_chromium(report, tmp_path):
                              capture_output=True, text=True, timeout=120).stdout
     for sid in SECTIONS:
         assert f'id="{sid}"' in dom
-    assert dom.count("<img") == _n_images(report[0])
+    assert dom.count("<img") == _n_images(report[0]) + 1  # + the shortcuts part's "CAM most outside" grid
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}",
@@ -134,7 +134,7 @@ def test_tiles_captions_card_heading_and_disclaimer_in_the_browser(report, tmp_p
     from medclass.serving._card import DISCLAIMER
 
     result, _ = report
-    examples = {k: [dataclasses.replace(e, path=LONG.format(f"{k}{i}")) for i, e in enumerate(v)]
+    examples = {k: [dataclasses.replace(e, path=LONG.format(f"{k}{i}")) if hasattr(e, "path") else e for i, e in enumerate(v)]
                 for k, v in result.examples.items()}
     card = (f"# Model card: simple_cnn\n\n**{DISCLAIMER}**\n\n## Limitations\n\nSome.\n\n"
             f"## Not a medical device\n\n{DISCLAIMER}\n")

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..evaluation._render import ci_text
+from ..evaluation.sections.shortcuts import console_lines as shortcut_lines
 from ..metrics.external import evaluated_label
 from ..metrics.ood import false_alarm_sentence, threshold_text
 from ._baselines_output import print_baselines
@@ -103,6 +104,8 @@ def print_evaluation(console: Console, m: dict) -> None:
     rare = m.get("rare_findings") or []
     for r in rare:
         console.print(f"[yellow]Rare finding {escape(r['finding'])} ({r['where']}): {escape(r['reason'])}[/]")
+    for style, line in shortcut_lines(m):
+        console.print(f"[{style}]{escape(line)}[/]")
     for name, status in (m.get("sections") or {}).items():
         if not status["applied"]:
             console.print(f"[dim]{status['title']}: not applied ({escape(status['reason'])})[/]")

@@ -28,6 +28,9 @@ def evaluate_command(
                                                 "model, with a warning when the model does not beat it.")] = "",
     recalibrate: Annotated[bool, typer.Option(help="External data: also fit a threshold and temperature on a "
                                                    "patient-disjoint half and evaluate them on the other half (declared).")] = False,
+    shortcuts: Annotated[str, typer.Option(help="Shortcut checks: occlusion (border-only / centre-only AUC), cam (Grad-CAM "
+                                                "share in the border band or mask), all, or none.")] = "all",
+    shortcut_images: Annotated[int, typer.Option(help="Images (a seeded sample) whose Grad-CAM the cam check measures.")] = 200,
     *, data_flags: DataFlags,
 ) -> None:
     """Evaluate a trained model on held-out data: metrics.json, predictions.csv and report.html."""
@@ -38,7 +41,7 @@ def evaluate_command(
         result = evaluate(run, data=data, split=split, out=out, n_boot=n_boot, cam_samples=cam_samples, tta=tta,
                           batch_size=batch_size, num_workers=num_workers, report=not pdf,
                           data_settings=data_flags.values(), subgroups=subgroups, recalibrate=recalibrate,
-                          baselines=baselines)
+                          baselines=baselines, shortcuts=shortcuts, shortcut_images=shortcut_images)
         if pdf:
             from ..evaluation.report import write_report
 

@@ -136,8 +136,12 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
 
 
 def csv_image_root(csv_path: str | Path, image_root: str | Path = "") -> Path:
-    """The folder a manifest's relative paths (images, masks) are read from: ``image_root``, else the CSV's folder."""
-    return Path(image_root) if str(image_root) else Path(csv_path).parent
+    """The folder a manifest's relative paths (images, masks) are read from: ``image_root``, else the CSV's folder
+    (for a folder of images given as the data source: that folder)."""
+    if str(image_root):
+        return Path(image_root)
+    source = Path(csv_path)
+    return source if source.is_dir() else source.parent
 
 
 def resolve_mask(value: Any, root: str | Path) -> str:

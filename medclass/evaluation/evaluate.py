@@ -54,6 +54,7 @@ from .report import write_report
 from .result import EvaluationResult
 from .sections import SECTIONS, Context, Options, run_sections
 from .sections.baselines import check_baseline_columns, parse_baselines, training_rows
+from .sections.shortcuts import parse_shortcuts
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def _check_flags(r: LoadedRun, data: Any, data_settings: Mapping[str, Any] | Non
 def _write(ctx: Context, metrics: dict, ev: EvalDir, report: bool, start: float) -> EvaluationResult:
     """predictions.csv, the sections' own files, metrics.json, model_card.md and report.html."""
     ev.path.mkdir(parents=True, exist_ok=True)
-    examples = getattr(ctx.results.get("examples"), "examples", {})
+    examples = {k: v for res in ctx.results.values() for k, v in getattr(res, "examples", {}).items()}
     history = run_files(ctx.run.run_dir)[1]
     result = EvaluationResult(metrics, ev.path, predictions=ctx.frame, examples=examples, history=history)
     atomic_write_text(ev.predictions, ctx.frame.to_csv(index=False))
@@ -163,7 +164,8 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
              out: str | Path | None = None, n_boot: int = 1000, cam_samples: int = 4, tta: bool | None = None,
              batch_size: int = 64, num_workers: int = 2, report: bool = True, device: str | None = None,
              data_settings: Mapping[str, Any] | None = None, subgroups: str = "",
-             recalibrate: bool = False, baselines: str = "") -> EvaluationResult:
+             recalibrate: bool = False, baselines: str = "", shortcuts: str = "all",
+             shortcut_images: int = 200) -> EvaluationResult:
     """Evaluate a run folder (or checkpoint) on its held-out split or on external data; write metrics and a report.
 
     Args:
@@ -186,6 +188,12 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
             of it and evaluate them on the other half (declared as such in ``metrics["external"]``).
         baselines: metadata columns, e.g. ``"view,sex,age"``: a logistic regression on them alone, fitted on the run's
             training rows, against the image model with paired patient-bootstrap CIs; in ``metrics["baselines"]``.
+        shortcuts: shortcut checks to run (:mod:`.sections.shortcuts`): ``occlusion`` (border-only / centre-only
+            AUC), ``cam`` (share of Grad-CAM in the border band or mask), comma-separated; ``"all"`` or ``"none"``.
+        shortcut_images: Grad-CAM maps (a seeded sample of the evaluated images) for the ``cam`` check.
+        (the mask column is the data flag ``--mask-column`` in ``data_settings``, else the run's ``data.mask_column``: a
+            column with one mask image per row, lungs or lesion; it adds mask-only / mask-removed occlusion and the
+            CAM share and peak inside the mask; volumes: the ``cam_location`` section.)
 
     Example:
         >>> res = evaluate("workspace/default/simple_cnn-1", n_boot=200, cam_samples=2)  # doctest: +SKIP
@@ -201,7 +209,8 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
                  "external data with it.", r.run_dir.path)
         try:
             evaluate(r.run_dir.path, n_boot=n_boot, cam_samples=cam_samples, tta=tta, batch_size=batch_size,
-                     num_workers=num_workers, report=report, device=device)
+                     num_workers=num_workers, report=report, device=device, shortcuts=shortcuts,
+                     shortcut_images=shortcut_images)
         except DatasetError as e:  # e.g. a run without test rows: the external section says there is no comparison
             log.warning("The run's own test split could not be evaluated (%s).", e)
     evaluated, reference, ref_names = load_tables(r, data, split, data_settings)
@@ -212,13 +221,15 @@ def evaluate(run: str | Path, data: str | Path | DataConfig | None = None, split
         train_rows = training_rows(r)
         check_baseline_columns(baseline_columns, evaluated.metadata_columns(),
                                train_rows.metadata_columns() if train_rows is not None else None)
+    checks = parse_shortcuts(shortcuts)
     pre = r.meta.preprocessing
     leak, summary = check_held_out(evaluated, reference, ref_names=ref_names, window=pre.window,
                                    near_duplicates=r.config.data.near_duplicates, cache_dir=fingerprint_cache(r.run_dir))
     mask_column, mask_root = _mask_settings(r, data, data_settings)
     options = Options(n_boot=n_boot, cam_samples=cam_samples, subgroups=tuple(specs), baselines=baseline_columns,
                       recalibrate=recalibrate, external=data is not None, batch_size=batch_size,
-                      num_workers=num_workers, mask_column=mask_column, mask_root=mask_root)
+                      num_workers=num_workers, tta=tta, shortcuts=checks, shortcut_images=shortcut_images,
+                      mask_column=mask_column, mask_root=mask_root)
     ctx = _predict(r, evaluated, options, tta)
     computed, status = run_sections(ctx, SECTIONS)
     metrics = {**_header(ctx, data, split, leak, summary, data_settings, tta), **computed, "sections": status}

@@ -17,9 +17,10 @@ from .examples import Examples
 from .internal import InternalMetrics
 from .patients import Patients
 from .shift import Shift
+from .shortcuts import Shortcuts
 
 SECTIONS: tuple[Section, ...] = (InternalMetrics(), Patients(), Decision(), ExternalComparison(), Subgroups(), Baselines(),
-                                 Shift(), Examples(), CamLocation())
+                                 Shift(), Shortcuts(), Examples(), CamLocation())
 
 
 def section(name: str) -> Section:

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ...artifacts import EvalDir
+from ...choices import ShortcutCheck, choices
 from ...data.dataset import ImageDataset
 from ...data.table import DataTable
 from ...inference import Predictions
@@ -72,6 +73,9 @@ class Options:
     batch_size: int = 64
     num_workers: int = 2
     seed: int = 0
+    tta: bool = False  # the prediction pass used flip TTA (the occluded passes do the same)
+    shortcuts: tuple[str, ...] = choices(ShortcutCheck)  # --shortcuts: the checks to run (all by default; () = none)
+    shortcut_images: int = 200  # --shortcut-images: Grad-CAM maps for "where the model looks" (a seeded sample)
 
 
 @dataclass
