@@ -120,7 +120,32 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         show.click(lambda: (gr.Column(visible=True), gr.Button(visible=False)), outputs=[details, show],
                    api_visibility="private")
     demo.state_session_capacity = SESSIONS_KEPT  # read when the app is created (launch() or mount_gradio_app)
+    demo.temp_file_sets.append(_StrayFiles(upload.GRADIO_CACHE))
     return demo
+
+
+class _StrayFiles(set):
+    """The loose ``tmp*`` files directly in the upload folder, listed afresh each time Gradio's ``delete_cache``
+    round asks (it removes those older than its age), so they are deleted with the uploads.
+
+    ``gr.File(type="filepath")`` creates an empty temporary file there on every event and never removes
+    it (Gradio 6, ``components/file.py``); uploads and shown images live in sub-folders, and an upload in
+    flight is a young ``tmp*`` file that the age keeps.
+    """
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            with os.scandir(self.folder) as entries:
+                return iter([e.path for e in entries if e.name.startswith("tmp") and e.is_file(follow_symlinks=False)])
+        except OSError:
+            return iter([])
+
+    def __isub__(self, removed: Any) -> "_StrayFiles":
+        return self  # nothing to forget: the folder is listed again next round
 
 
 @dataclass(frozen=True)
