@@ -18,6 +18,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -48,25 +49,38 @@ def wait_ready(url: str, timeout: float = 60.0, process: subprocess.Popen | None
 
 
 def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16,
-                     max_upload_mb: float | None = None) -> subprocess.Popen:
-    """``create_api(checkpoint)`` under uvicorn in a subprocess on 127.0.0.1:port (``max_upload_mb``: the API's default)."""
-    limit = "" if max_upload_mb is None else f", max_upload_mb={max_upload_mb}"
-    code = ("import uvicorn; from medclass.serving.api import create_api; "
-            f"uvicorn.run(create_api({str(checkpoint)!r}, max_batch={max_batch}{limit}), "
-            f"host='127.0.0.1', port={port}, log_level='warning')")
-    process = subprocess.Popen([sys.executable, "-c", code])
-    wait_ready(f"http://127.0.0.1:{port}/health", process=process)
+                     max_upload_mb: float | None = None, web: bool = False, **options: Any) -> subprocess.Popen:
+    """``create_api(checkpoint)`` under uvicorn in a subprocess on 127.0.0.1:port (``max_upload_mb``: the API's
+    default); ``web``: what ``medclass serve`` runs instead, ``create_app`` (the web app with the API) in a private
+    upload folder. ``options``: more keyword arguments of the app factory."""
+    options = {"max_batch": max_batch, **({} if max_upload_mb is None else {"max_upload_mb": max_upload_mb}), **options}
+    options = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    run = f"uvicorn.run(%s({str(checkpoint)!r}, {options}), host='127.0.0.1', port={port}, log_level='warning')"
+    code = ("import uvicorn; from medclass.serving.webapp import create_app, private_upload_folder\n"
+            f"with private_upload_folder(): {run % 'create_app'}" if web else
+            f"import uvicorn; from medclass.serving.api import create_api; {run % 'create_api'}")
+    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}  # the app's own private folder
+    process = subprocess.Popen([sys.executable, "-c", code], env=env)
+    wait_ready(f"http://127.0.0.1:{port}/health", timeout=300, process=process)  # a busy machine starts slowly
     return process
 
 
-def timed_post(client: httpx.Client, url: str, name: str, data: bytes, content_type: str) -> tuple[int, float]:
-    """``(HTTP status or -1 on a transport error, seconds)`` of one upload in the field ``file``."""
+def timed_post(client: httpx.Client, url: str, name: str, data: bytes, content_type: str,
+               field: str = "file") -> tuple[int, float]:
+    """``(HTTP status or -1 on a transport error, seconds)`` of one upload in the form field ``field``."""
+    status, _, seconds = timed_upload(client, url, name, data, content_type, field)
+    return status, seconds
+
+
+def timed_upload(client: httpx.Client, url: str, name: str, data: bytes, content_type: str,
+                 field: str = "file") -> tuple[int, httpx.Response | None, float]:
+    """``(HTTP status or -1 on a transport error, the response or None, seconds)`` of one multipart upload."""
     start = time.perf_counter()
     try:
-        status = client.post(url, files={"file": (name, data, content_type)}).status_code
+        response = client.post(url, files={field: (name, data, content_type)})
     except httpx.HTTPError:
-        status = -1
-    return status, time.perf_counter() - start
+        return -1, None, time.perf_counter() - start
+    return response.status_code, response, time.perf_counter() - start
 
 
 def run_load(url: str, payloads: list[tuple[str, bytes, str]], n_requests: int = 200, concurrency: int = 8) -> dict:

@@ -52,11 +52,13 @@ def payloads(n_xrays: int = 8, root: Path | None = None) -> list[tuple[str, byte
     return out
 
 
-def slow_client(port: int, stop: threading.Event, results: list[str]) -> None:
-    """Open a connection, declare a 1 MiB upload and send it one byte every 0.2 s until ``stop``."""
-    head = (f"POST /predict HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: multipart/form-data; boundary=xx\r\n"
-            f"Content-Length: {2**20}\r\n\r\n--xx\r\nContent-Disposition: form-data; name=\"file\"; filename=\"s.png\"\r\n"
-            "Content-Type: image/png\r\n\r\n").encode()
+def slow_client(port: int, stop: threading.Event, results: list[str], path: str = "/predict", field: str = "file",
+                declared: int = 2**20) -> None:
+    """Open a connection, declare a ``declared``-byte upload to ``path`` (form field ``field``) and send it one byte
+    every 0.2 s until ``stop``."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: multipart/form-data; boundary=xx\r\n"
+            f"Content-Length: {declared}\r\n\r\n--xx\r\nContent-Disposition: form-data; name=\"{field}\"; "
+            "filename=\"s.png\"\r\nContent-Type: image/png\r\n\r\n").encode()
     try:
         with socket.create_connection((HOST, port), timeout=5) as s:
             s.sendall(head)

@@ -211,10 +211,11 @@ def test_a_running_train_refuses_a_second_one_and_ctrl_c_exits_130(tmp_path: Pat
     assert (run / "train.lock").read_text() == ""  # released: the next run has nothing to report
 
 
-def _bench_api_load():
+def _bench_api_load(name: str = "bench_api_load"):
+    """A load benchmark of bench/ as a module (``bench_api_load`` or ``bench_webapp_load``)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_api_load", REPO / "bench" / "bench_api_load.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
@@ -312,3 +313,52 @@ def test_hostile_volume_uploads_to_a_real_server_leave_no_traceback_and_no_file(
     text = log.read_text()
     assert "Traceback" not in text and " 500 " not in text and " 422 " in text, text[-3000:]
     assert list(server_tmp.iterdir()) == []
+
+
+def test_web_app_under_mixed_load_with_a_slow_upload_gives_no_server_error_and_deletes_old_files(tmp_path: Path) -> None:
+    """A short run of bench/bench_webapp_load.py against what `medclass serve` runs (127.0.0.1 only): uploads go
+    through the page's upload route and queued event, every payload gets the outcome the page must show, a client
+    trickling a large upload into the upload route holds no worker, and uploads and shown images are deleted
+    once older than ``keep_files_s``, with the empty temporary file Gradio's File component leaves per event."""
+    bench = _bench_api_load("bench_webapp_load")
+    from medclass.data.catalog import sample_path
+
+    items = bench.payloads(4, root=sample_path())  # the packaged X-rays: no ../shared needed
+    port = bench.free_port()
+    server = bench.start_api_server(bench._random_checkpoint(tmp_path, "simple_cnn", 32), port,
+                                    max_upload_mb=bench.MAX_UPLOAD_MB, web=True, keep_files_s=10)
+    try:
+        base = f"http://{bench.HOST}:{port}"
+        r = bench.run(base, port, items, n_requests=len(items), concurrency=8, max_seconds=240,
+                      server_pid=server.pid, n_slow=1, slow_bytes=bench.MAX_UPLOAD_MB * 2**20 - 4096)
+        time.sleep(14)  # past keep_files_s and one deletion round (every 2 s)
+        files_later, _ = bench.folder_usage(r["upload_folder"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert r["requests"] == len(items) and r["server_errors"] == 0 and r["unexpected"] == 0, r
+    assert r["outcomes"] == {"complete": 8, "error": 5, "http 413": 1}, r["outcomes"]
+    assert r["slow_clients"] == ["held"] and r["valid_p50_ms"] > 0
+    assert r["upload_folder_files"] >= 8 and files_later == 0, (r["upload_folder_files"], files_later)
+
+
+def test_web_app_keeps_the_state_of_a_bounded_number_of_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every API call (and page load) is a Gradio session holding its component updates; only the newest
+    SESSIONS_KEPT are kept, so memory does not grow with the number of users (Gradio's default kept 10,000)."""
+    from fastapi.testclient import TestClient
+    from starlette.routing import Mount
+
+    from medclass.data.catalog import sample_path
+    from medclass.serving import webapp
+
+    bench = _bench_api_load("bench_webapp_load")
+    monkeypatch.setattr(webapp, "SESSIONS_KEPT", 3)
+    xray = next(sample_path().glob("NORMAL/*.jpeg"))
+    with webapp.private_upload_folder():
+        app = webapp.create_app(bench._random_checkpoint(tmp_path, "simple_cnn", 32))
+        with TestClient(app) as client:
+            outcomes = [bench.analyse(client, "", xray.name, xray.read_bytes() + bytes([i]), "image/jpeg")[0]
+                        for i in range(6)]
+        blocks = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "").get_blocks()
+    assert outcomes == ["complete"] * 6
+    assert len(blocks.state_holder.session_data) == 3

@@ -87,9 +87,18 @@ def unsupported_reason(path: Path) -> str:
     return f"unsupported file extension {suffix}; images must be one of {known}"
 
 
-def walk_files(folder: Path, skipped: list[dict]) -> Iterator[tuple[Path, str]]:
-    """Every supported file under ``folder`` (sorted, recursive) with its kind; the rest go to ``skipped``."""
+def walk_files(folder: Path, skipped: list[dict], series: bool = False) -> Iterator[tuple[Path, str]]:
+    """Every supported file under ``folder`` (sorted, recursive) with its kind; the rest go to ``skipped``.
+
+    ``series``: a sub-folder of ``folder`` whose DICOM files are slices of a cross-sectional series (see
+    :func:`is_series_folder`) is one item of kind ``'series'`` (a volume), not one image per slice; the
+    series reader groups the files under it (its sub-folders included) by SeriesInstanceUID.
+    """
     for dirpath, dirnames, filenames in os.walk(folder):
+        if series and dirpath != str(folder) and is_series_folder(Path(dirpath), filenames):
+            dirnames[:] = []
+            yield Path(dirpath), "series"
+            continue
         for name in sorted(d for d in dirnames if is_hidden(d)):
             skip(skipped, Path(dirpath) / name, "hidden folder")
         dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
@@ -103,6 +112,26 @@ def walk_files(folder: Path, skipped: list[dict]) -> Iterator[tuple[Path, str]]:
                 yield path, kind
             else:
                 skip(skipped, path, unsupported_reason(path))
+
+
+def is_series_folder(folder: Path, names: Sequence[str]) -> bool:
+    """Whether the first DICOM file among ``names`` (the files directly in ``folder``) is a slice of a CT, MR, PET...
+    series: its header has ImagePositionPatient and ImageOrientationPatient (a radiograph or a secondary
+    capture has neither). Only that one header is read (no pixels); an unreadable one gives False (each file
+    is then reported on its own)."""
+    from .dicom import read_dataset
+
+    for name in sorted(names):
+        path = folder / name
+        if is_hidden(name) or file_kind(path) != "dicom":
+            continue
+        try:
+            ds = read_dataset(path, stop_before_pixels=True, specific_tags=["ImagePositionPatient",
+                                                                           "ImageOrientationPatient"])
+        except ImageReadError:
+            return False
+        return bool(ds.get("ImagePositionPatient")) and bool(ds.get("ImageOrientationPatient"))
+    return False
 
 
 def file_rows(path: Path, kind: str, label: str, split: str, patient_of: Callable[[str], str],
@@ -133,9 +162,10 @@ def file_rows(path: Path, kind: str, label: str, split: str, patient_of: Callabl
 
 
 def _series_rows(folder: Path, base: dict, patient_of: Callable[[str], str], skipped: list[dict]) -> list[dict]:
-    """Rows of a DICOM series folder: one per series (``frame`` = its index when the folder holds several);
-    a folder without DICOM files or with a broken series gives no row and a ``skipped`` entry."""
-    from .volumes.series import series_header, series_uids
+    """Rows of a DICOM series folder: one per series (``frame`` = its index when the folder holds several;
+    patient = the series' PatientID, else the folder-name rule); a folder without DICOM files or with a
+    broken series gives no row and a ``skipped`` entry."""
+    from .volumes.series import series_header, series_patient, series_uids
 
     try:
         uids = series_uids(folder)
@@ -145,7 +175,7 @@ def _series_rows(folder: Path, base: dict, patient_of: Callable[[str], str], ski
     except ImageReadError as e:
         skip(skipped, folder, e.reason)
         return []
-    return [{**base, "patient": patient_of(folder.name), "frame": f} for f in frames]
+    return [{**base, "patient": series_patient(folder, f) or patient_of(folder.name), "frame": f} for f in frames]
 
 
 def name_labels(labels: pd.Series, class_names: Sequence[str], where: str) -> tuple[pd.Series, list[str]]:

@@ -80,7 +80,7 @@ def from_folders(root: str | Path, patient_regex: str = "none",
         class_dirs = [(d, "") for d in subdirs]
     rows = []
     for class_dir, split in class_dirs:
-        found = [r for path, kind in walk_files(class_dir, skipped)
+        found = [r for path, kind in walk_files(class_dir, skipped, series=True)
                  for r in file_rows(path, kind, class_dir.name, split, patient_of, skipped)]
         if not found:
             log.warning("class folder %s holds no images", class_dir)

@@ -46,11 +46,22 @@ from .predictor import Predictor
 
 MAX_PIXELS = 50_000_000
 DISPLAY_SIDE = 336  # smallest height of the images shown
+ANALYSES_AT_ONCE = 4  # analyses run at the same time (Gradio's default, 1, queues every user behind one analysis)
+KEEP_FILES_S = 3600  # uploads and shown images are deleted this many seconds after they were written
+# browser sessions (page loads, API calls) whose component updates Gradio keeps (its default, 10,000, is ~90 KB
+# each here: memory grew by ~0.9 GB); an evicted session only loses what the next analysis sets again
+SESSIONS_KEPT = 500
 
 
 def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXELS,
-                  max_volume_mb: float = MAX_VOLUME_MB) -> gr.Blocks:
+                  max_volume_mb: float = MAX_VOLUME_MB, keep_files_s: int = KEEP_FILES_S) -> gr.Blocks:
     """The Gradio UI for one checkpoint (a path or a loaded :class:`Predictor`).
+
+    Under load: up to :data:`ANALYSES_AT_ONCE` analyses run at once (the predictor is thread-safe; Grad-CAM
+    takes its lock); every upload and shown image is deleted ``keep_files_s`` seconds after it was written
+    (checked every quarter of that), and the component state of at most :data:`SESSIONS_KEPT` sessions is
+    kept, so the upload folder, Gradio's list of uploaded files and the memory stay bounded on a server
+    that runs for weeks.
 
     What a person sees after an upload, from the top: a coloured out-of-distribution banner (when the
     image looks unlike the training images), the decision in one line (class, probability,
@@ -102,7 +113,8 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
     # '.gz' too: some browsers match only the last extension of '.nii.gz' in the file dialog
     accepted = [*VOLUME_SUFFIXES, ".gz"] if volumes else list(IMAGE_EXTENSIONS + DICOM_EXTENSIONS)
 
-    with gr.Blocks(title=f"medclass: {', '.join(predictor.classes)}", analytics_enabled=False) as demo:
+    with gr.Blocks(title=f"medclass: {', '.join(predictor.classes)}", analytics_enabled=False,
+                   delete_cache=(max(keep_files_s // 4, 1), keep_files_s)) as demo:
         gr.Markdown(f"## medclass: {' / '.join(predictor.classes)} classifier\n**{card['disclaimer']}**\n\n{what}",
                     elem_id="intro")
         banner = gr.HTML(visible=False, elem_id="ood-banner")
@@ -126,11 +138,38 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         # evaluate's model_card.md (held-out results with CIs) when saved beside the checkpoint
         gr.Markdown(saved_card(predictor.checkpoint_path) or card_markdown(card), elem_id="card")
         outputs = [banner, decision, preview, bars, overlay, details, show, frame_info]
-        upload.change(analyse, inputs=[upload, frame], outputs=outputs, api_visibility="undocumented")
-        frame.submit(analyse, inputs=[upload, frame], outputs=outputs, api_visibility="undocumented")
+        at_once = dict(concurrency_limit=ANALYSES_AT_ONCE, concurrency_id="analyse")  # one limit for both events
+        upload.change(analyse, inputs=[upload, frame], outputs=outputs, api_visibility="undocumented", **at_once)
+        frame.submit(analyse, inputs=[upload, frame], outputs=outputs, api_visibility="undocumented", **at_once)
         show.click(lambda: (gr.Column(visible=True), gr.Button(visible=False)), outputs=[details, show],
                    api_visibility="private")
+    demo.state_session_capacity = SESSIONS_KEPT  # read when the app is created (launch() or mount_gradio_app)
+    demo.temp_file_sets.append(_StrayFiles(upload.GRADIO_CACHE))
     return demo
+
+
+class _StrayFiles(set):
+    """The loose ``tmp*`` files directly in the upload folder, listed afresh each time Gradio's ``delete_cache``
+    round asks (it removes those older than its age), so they are deleted with the uploads.
+
+    ``gr.File(type="filepath")`` creates an empty temporary file there on every event and never removes
+    it (Gradio 6, ``components/file.py``); uploads and shown images live in sub-folders, and an upload in
+    flight is a young ``tmp*`` file that the age keeps.
+    """
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            with os.scandir(self.folder) as entries:
+                return iter([e.path for e in entries if e.name.startswith("tmp") and e.is_file(follow_symlinks=False)])
+        except OSError:
+            return iter([])
+
+    def __isub__(self, removed: Any) -> "_StrayFiles":
+        return self  # nothing to forget: the folder is listed again next round
 
 
 @dataclass(frozen=True)
@@ -205,8 +244,10 @@ def _display(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BILINEAR))
 
 
-def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_options: Any) -> FastAPI:
-    """One FastAPI app: the REST API (when ``api``) with the Gradio UI mounted at ``/``.
+def create_app(checkpoint: str | Path | Predictor, api: bool = True, keep_files_s: int = KEEP_FILES_S,
+               **api_options: Any) -> FastAPI:
+    """One FastAPI app: the REST API (when ``api``) with the Gradio UI mounted at ``/``
+    (``keep_files_s``: see :func:`create_webapp`; ``api_options``: those of :func:`~.api.create_api`).
 
     Build it inside :func:`private_upload_folder` (as :func:`serve` does) to keep uploads and
     previews out of the shared ``/tmp/gradio``.
@@ -218,7 +259,7 @@ def create_app(checkpoint: str | Path | Predictor, api: bool = True, **api_optio
     predictor = checkpoint if isinstance(checkpoint, Predictor) else Predictor.from_checkpoint(checkpoint)
     app = create_api(predictor, **api_options) if api else FastAPI(title="medclass")
     demo = create_webapp(predictor, api_options.get("max_pixels", MAX_PIXELS),
-                         api_options.get("max_volume_mb", MAX_VOLUME_MB))
+                         api_options.get("max_volume_mb", MAX_VOLUME_MB), keep_files_s)
     upload_mb = api_options.get("max_upload_mb") or default_upload_mb(predictor.volume is not None)
     max_bytes = int(upload_mb * 2**20)
     # no "Use via API" footer: it documents the page's internal events; the REST API is /predict (see /docs)

@@ -49,6 +49,7 @@ class _Slice:
     orientation: tuple[float, ...]  # ImageOrientationPatient (6 direction cosines)
     pixel_spacing: tuple[float, float]  # (row spacing, column spacing) mm
     size: tuple[int, int]  # (Rows, Columns)
+    patient: str = ""  # PatientID
 
 
 def _dicom_files(folder: Path) -> list[Path]:
@@ -77,7 +78,7 @@ def _scan(folder: str, stamp: int) -> dict[str, tuple[_Slice, ...]]:
         groups.setdefault(str(ds.get("SeriesInstanceUID", "") or ""), []).append(_Slice(
             str(path), _floats(ds, "ImagePositionPatient"), _floats(ds, "ImageOrientationPatient"),
             (spacing[0], spacing[1]) if len(spacing) == 2 else (0.0, 0.0),
-            (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))))
+            (int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)), str(ds.get("PatientID", "") or "")))
     return {uid: tuple(s) for uid, s in sorted(groups.items())}
 
 
@@ -96,6 +97,11 @@ def series_in(folder: str | Path) -> dict[str, tuple[_Slice, ...]]:
 def series_uids(folder: str | Path) -> list[str]:
     """SeriesInstanceUIDs of a folder in the order ``frame`` numbers them."""
     return list(series_in(folder))
+
+
+def series_patient(folder: str | Path, frame: int = -1) -> str:
+    """The PatientID of series ``frame`` of a folder ('' when its first slice has none)."""
+    return _pick(folder, frame)[1][0].patient
 
 
 def _pick(folder: str | Path, frame: int) -> tuple[str, tuple[_Slice, ...]]:
