@@ -136,7 +136,7 @@ def test_cam_location_functions_are_n_dimensional() -> None:
     assert cam_peak_inside(cam2d, np.array([[0, 0], [1, 0]])) and not cam_peak_inside(cam2d, np.array([[0, 1], [0, 0]]))
     assert np.isnan(cam_share_inside(np.zeros((3, 3, 3)), np.ones((3, 3, 3))))
     assert mask_fraction(np.ones((2, 2, 2))) == 1.0
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match="the map has shape .* but the mask"):
         cam_share_inside(np.ones((2, 2)), np.ones((2, 3)))
     with pytest.raises(ValueError, match="non-negative"):
         cam_share_inside(-np.ones((2, 2)), np.ones((2, 2)))
@@ -238,6 +238,7 @@ def test_evaluate_shows_slice_montages_and_cam_share_inside_masks(tmp_path: Path
     _explain_and_serve(run, data.parent, tmp_path)
     card = (tmp_path / "ev" / "model_card.md").read_text()
     assert ("Grad-CAM location" in card) == bool(loc["n"])
+    assert "- **Input:** CT/MRI volume: 16 x 16 x 16 voxels" in card and " px," not in card  # not "16 x 16 px"
     # without the flag the section says why it did not run
     out = runner.invoke(app, ["evaluate", str(run), "--n-boot", "0", "--cam-samples", "0", "--num-workers", "0",
                               "--out", str(tmp_path / "ev0")])

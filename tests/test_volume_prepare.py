@@ -104,10 +104,10 @@ def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_p
     metrics = json.loads(found[0].read_text())
     assert metrics["sections"]["examples"]["applied"] is True
     assert 0.0 <= metrics["metrics"]["roc_auc"] <= 1.0 and (found[0].parent / "report.html").is_file()
-    shortcuts = metrics["shortcuts"]  # occlusion runs on the 3-D input (band along every axis); CAM shares are 2-D only
+    shortcuts = metrics["shortcuts"]  # occlusion runs on the 3-D input (band along every axis); CAM shares inside masks: cam_location
     assert set(shortcuts["occlusion"]["variants"]) == {"full", "border_only", "centre_only"}
     assert shortcuts["occlusion"]["variants"]["full"]["value"] == pytest.approx(metrics["metrics"]["roc_auc"])
-    assert "2-D only" in shortcuts["not_run"]["cam"]
+    assert "cam_location" in shortcuts["not_run"]["cam"]
     # predict: a real NIfTI and the same CT written as a DICOM series folder give the same probability
     nifti, voxels, spacing = lidc_volume(shared_data, 3)
     series = write_series(voxels, spacing, tmp_path / "series")

@@ -180,6 +180,25 @@ def _number(value: Any) -> str:
     return f"{value:.4g}"
 
 
+def input_text(pre: dict[str, Any]) -> str:
+    """What the model takes, in words: ``128 x 128 px``, or for a CT/MRI volume model its voxel grid, spacing and
+    whether the slices are channels (2.5-D).
+
+    >>> input_text({"image_size": 128})
+    '128 x 128 px'
+    >>> input_text({"image_size": 32, "volume": {"size": [32, 32, 16], "spacing": [1.0, 1.0, 1.0], "input": "2.5d",
+    ...                                          "orientation": "RAS", "in_chans": 3}})
+    'CT/MRI volume: 32 x 32 x 16 voxels at 1 x 1 x 1 mm (RAS), 2.5-D (3 neighbouring slices as channels)'
+    """
+    v = pre.get("volume")
+    if not v:
+        return f"{pre['image_size']} x {pre['image_size']} px"
+    spacing = " x ".join(f"{float(s):g}" for s in v.get("spacing") or ()) or "the stored spacing"
+    grid = " x ".join(str(int(n)) for n in v["size"])
+    how = (f"2.5-D ({v.get('in_chans')} neighbouring slices as channels)" if v.get("input") == "2.5d" else "3-D")
+    return f"CT/MRI volume: {grid} voxels at {spacing}{' mm' if v.get('spacing') else ''} ({v.get('orientation') or 'as stored'}), {how}"
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """The card as Markdown (for the web app when ``medclass evaluate`` saved no ``model_card.md``).
 
@@ -200,8 +219,8 @@ def card_markdown(card: dict[str, Any]) -> str:
         + (f" (threshold {card['threshold']:.3g}, rule {card['threshold_rule'] or 'fixed'})" if card["threshold"] is not None else ""),
         f"- **Data:** {card['data']['name'] or 'not recorded'}"
         + (f" ({card['data']['label_from_name']})" if card["data"]["label_from_name"] else ""),
-        f"- **Input:** {pre['image_size']} x {pre['image_size']} px, {pre['in_chans']} channel(s), "
-        f"DICOM window {pre.get('window') or 'from the file'}",
+        f"- **Input:** {input_text(pre)}, {pre['in_chans']} channel(s), "
+        f"{'HU' if pre.get('volume') else 'DICOM'} window {pre.get('window') or 'from the file'}",
         f"- **Intended use:** {card['intended_use']}",
         f"- **Limitations:** {card['limitations']}",
         "",

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..metrics.external import evaluated_label
 from ..metrics.ood import false_alarm_sentence, threshold_text
-from ._card import _number
+from ._card import _number, input_text
 
 _NAMES = {"roc_auc": "ROC AUC", "sensitivity": "Sensitivity", "specificity": "Specificity", "accuracy": "Accuracy",
           "macro_auc": "Macro AUC", "micro_auc": "Micro AUC"}
@@ -134,7 +134,7 @@ def card_document(card: dict[str, Any]) -> str:
              "## Intended use", "", card["intended_use"], "",
              "## Model", "",
              f"- **Architecture:** {card['model']['name']}, {card['model'].get('in_chans')} input channel(s)",
-             f"- **Input:** {pre['image_size']} x {pre['image_size']} px, normalised with mean {pre['mean']} / std {pre['std']}",
+             f"- **Input:** {input_text(pre)}, normalised with mean {pre['mean']} / std {pre['std']}",
              f"- **Output:** {', '.join(classes)}; decision: {card['decision_rule']}"
              + (f" at threshold {_number(card['threshold'])} ({card['threshold_rule'] or 'fixed'} rule, chosen on validation)"
                 if card["threshold"] is not None else ""),

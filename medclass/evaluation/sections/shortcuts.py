@@ -14,7 +14,8 @@ Two checks, both on the trained model as it is (no retraining), chosen with ``--
   the mask), each a mean with a patient-bootstrap CI; the images whose maps lie most outside are shown.
 
 The band is ``BORDER_FRACTION`` of each side (:mod:`medclass.metrics.cam_location`). Volumes: occlusion works
-on 3-D inputs (the band runs along every axis); Grad-CAM shares and masks are 2-D only here.
+on 3-D inputs (the band runs along every axis); for volumes the Grad-CAM share inside lesion masks is the
+``cam_location`` section's (masks resampled onto the model's voxels), not repeated here.
 """
 from __future__ import annotations
 
@@ -233,7 +234,8 @@ class Shortcuts(Section):
         result = ShortcutsResult(list(opts.shortcuts), BORDER_FRACTION, cannot_rule_out=list(CANNOT_RULE_OUT))
         masks = None
         if opts.mask_column and volumes:
-            result.not_run["mask"] = "masks of volumes are not resampled onto the model's grid yet (2-D masks only)"
+            result.not_run["mask"] = ("volumes: masks are used by the section 'Grad-CAM inside the lesion mask' "
+                                      "(cam_location); mask occlusion is for 2-D images")
         elif opts.mask_column:
             masks = mask_source(ctx.table.frame, ctx.dataset, opts.mask_column, opts.mask_root)
         if "occlusion" in opts.shortcuts:
@@ -244,7 +246,8 @@ class Shortcuts(Section):
             verdicts, result.flagged = _occlusion_verdicts(result.occlusion["variants"], BORDER_FRACTION)
             result.verdicts += verdicts
         if "cam" in opts.shortcuts and volumes:
-            result.not_run["cam"] = "Grad-CAM location shares are 2-D only in this section so far"
+            result.not_run["cam"] = ("volumes: the Grad-CAM share inside the lesion masks is in the section "
+                                     "'Grad-CAM inside the lesion mask' (cam_location, with --mask-column)")
         elif "cam" in opts.shortcuts and opts.shortcut_images < 1:
             result.not_run["cam"] = "--shortcut-images 0"
         elif "cam" in opts.shortcuts:
