@@ -50,6 +50,8 @@ def predict_command(
     with friendly_errors():
         if resume and out is None:
             raise typer.BadParameter("--resume needs --out, the file a killed run was writing.")
+        if out is not None and any(out.resolve() == Path(p).resolve() for p in paths):
+            raise typer.BadParameter(f"--out {out} is also an input; write the predictions to another file.")
         predictor = Predictor.from_checkpoint(checkpoint, device=device, onnx=onnx)
         manifest = data_flags.apply(RunConfig()).data
         tally = Tally()

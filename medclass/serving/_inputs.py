@@ -177,13 +177,16 @@ def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: li
     ``patient``); every other column is carried through as metadata."""
     root = Path(settings.image_root) if settings.image_root else csv_path.parent
     patient_column = settings.patient_column or "patient"
+    labels: set[str] = set()  # every label seen: a label_map naming none of them is refused at the end
+    mapping = dict(settings.label_map)
     for df in iter_manifest(csv_path, MANIFEST_CHUNK_ROWS):
         column = _path_column(df.columns, settings, csv_path)
         if settings.where:
             df = df[where_mask(df, settings.where).to_numpy()]
-        if settings.label_map and settings.label_column in df.columns:
-            df = df.assign(**{settings.label_column: map_label_values(df[settings.label_column], settings.label_map,
-                                                                        str(csv_path))})
+        if mapping and settings.label_column in df.columns:
+            labels.update(df[settings.label_column].unique())
+            mapped = df[settings.label_column].map(mapping).fillna(df[settings.label_column])
+            df = df.assign(**{settings.label_column: mapped})
             df = df[df[settings.label_column] != DROP]
         metadata = [c for c in df.columns if c not in (column, patient_column, "frame")]
         for line, rec in zip(df.index + 2, df.to_dict("records")):
@@ -197,3 +200,5 @@ def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: li
             patient = str(rec.get(patient_column, "")).strip()
             yield from ({**r, "patient": patient or r["patient"], "metadata": {c: rec[c] for c in metadata}}
                         for r in found)
+    if labels:
+        map_label_values(pd.Series(sorted(labels)), mapping, str(csv_path))  # raises for a label it never saw
