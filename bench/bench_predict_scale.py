@@ -3,7 +3,9 @@
 Two inputs, each run as the CLI a user types, in its own process (peak RSS from ``os.wait4``):
 
 - ``folder``: N distinct tiny PNGs (32 x 32 grey) in 100 sub-folders, walked one file at a time;
-- ``manifest``: a CSV of N rows pointing at 8 tiny PNGs (the manifest is read in chunks).
+- ``manifest``: a CSV of N rows pointing at 8 tiny PNGs (the manifest is read in chunks);
+- ``unlisted``: a CSV of N rows naming files that do not exist (every row an error row, no model call): the
+  listing, the parts and the output writer alone, at sizes where predicting would take hours here.
 
 The checkpoint is a simple_cnn with random weights at 32 px (the model's cost is not what is measured); torch
 runs one thread (``OMP_NUM_THREADS=1``: on a shared 2-core machine two threads were 9x slower). Each
@@ -58,6 +60,12 @@ def make_folder(root: Path, n: int) -> Path:
     return folder
 
 
+def make_unlisted(root: Path, n: int) -> Path:
+    manifest = root / f"unlisted_{n}.csv"
+    pd.DataFrame({"path": [f"gone/{i:07d}.png" for i in range(n)], "site": ["a"] * n}).to_csv(manifest, index=False)
+    return manifest
+
+
 def make_manifest(root: Path, n: int) -> Path:
     images = root / "few"
     images.mkdir(exist_ok=True)
@@ -90,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--folder", type=int, nargs="*", default=[2000, 20000], help="files in the folder runs")
     parser.add_argument("--manifest", type=int, nargs="*", default=[10000, 100000], help="rows in the manifest runs")
+    parser.add_argument("--unlisted", type=int, nargs="*", default=[], help="rows in the runs of missing files")
     parser.add_argument("--format", choices=["csv", "parquet", "jsonl"], default="csv")
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json and results.md")
     args = parser.parse_args(argv)
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         root = Path(tmp)
         ckpt = make_checkpoint(root / "m.safetensors")
         jobs = [("folder", n, make_folder) for n in args.folder] + [("manifest", n, make_manifest) for n in args.manifest]
+        jobs += [("unlisted", n, make_unlisted) for n in args.unlisted]
         for kind, n, make in jobs:
             source = make(root, n)
             result = {"input": kind, "rows": n, **run(ckpt, source, root / f"predictions_{kind}_{n}.{args.format}")}
