@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -58,9 +59,15 @@ def open_cluster(spec: str) -> Iterator[Any]:
     distributed = _distributed()
     local = _LOCAL.match(check_cluster(spec))
     if local:
-        with distributed.LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-            yield client
+        nanny = logging.getLogger("distributed.nanny")
+        level = nanny.level
+        try:
+            with distributed.LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1, processes=True,
+                                          dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                yield client
+                nanny.setLevel(logging.ERROR)  # closing: "worker process still alive after 4 s, killing" is routine
+        finally:
+            nanny.setLevel(level)
     else:
         with distributed.Client(spec) as client:
             yield client
