@@ -171,17 +171,23 @@ def _run(tasks: list[tuple[str, int, str]], workers: int, progress: bool, cluste
 
 
 def _fingerprint_new(todo: list[tuple[str, int]], key_of: dict[tuple[str, int], str], window: str, workers: int,
-                     progress: bool, cache_dir: Path | None, cluster: str = "") -> dict[tuple[str, int], dict[str, Any]]:
-    """Fingerprint ``todo``, writing every :data:`FLUSH_ROWS` results to a cache part as they come."""
-    fresh: dict[tuple[str, int], dict[str, Any]] = {}
-    pending: list[tuple[str, int]] = []
-    for item, result in zip(todo, _run([(p, f, window) for p, f in todo], workers, progress, cluster)):
-        fresh[item] = result
-        pending.append(item)
-        if cache_dir is not None and len(pending) >= FLUSH_ROWS:
-            _write_part(cache_dir, [key_of[i] for i in pending], [fresh[i] for i in pending])
-            pending = []
-    return fresh
+                     progress: bool, cache_dir: Path | None, cluster: str = "") -> pd.DataFrame:
+    """Fingerprint ``todo`` (columns ``path, frame`` and :data:`FIELDS`, in its order), writing every
+    :data:`FLUSH_ROWS` results to a cache part as they come; results are kept as tables of that many rows, not
+    one dict per row (a quarter of the memory)."""
+    chunks: list[pd.DataFrame] = []
+    results = _run([(p, f, window) for p, f in todo], workers, progress, cluster)
+    try:
+        for start in range(0, len(todo), FLUSH_ROWS):
+            items = todo[start:start + FLUSH_ROWS]
+            pending = [next(results) for _ in items]
+            if cache_dir is not None:
+                _write_part(cache_dir, [key_of[i] for i in items], pending)
+            chunk = pd.DataFrame(pending, columns=list(FIELDS))
+            chunks.append(chunk.assign(path=[p for p, _ in items], frame=[f for _, f in items]))
+    finally:
+        results.close()  # the worker pool (or the cluster connection) ends here, not at garbage collection
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=["path", "frame", *FIELDS])
 
 
 def fingerprint(
@@ -222,15 +228,17 @@ def fingerprint(
         log.info("Fingerprinting %d image(s) with %d worker(s); %d from the cache.", len(todo), workers, len(paths) - len(todo))
     fresh = _fingerprint_new(todo, dict(zip(zip(paths, frames), keys)), window, workers, progress, cache_dir, cluster)
     out = cache.reindex(keys).reset_index(drop=True)[list(FIELDS)]
-    is_fresh = [(p, f) in fresh for p, f in zip(paths, frames)]
-    if fresh:
-        new_rows = [fresh[(p, f)] for (p, f), new in zip(zip(paths, frames), is_fresh) if new]
-        out.loc[is_fresh, list(FIELDS)] = pd.DataFrame(new_rows, columns=list(FIELDS), index=out.index[is_fresh])
+    at = pd.MultiIndex.from_frame(fresh[["path", "frame"]].astype({"frame": int})).get_indexer(
+        pd.MultiIndex.from_arrays([paths, frames])) if len(fresh) else np.full(len(paths), -1)
+    is_fresh = at >= 0
+    if is_fresh.any():
+        new_rows = fresh.iloc[at[is_fresh]][list(FIELDS)]
+        out.loc[is_fresh, list(FIELDS)] = new_rows.set_axis(out.index[is_fresh])
     out.insert(0, "frame", frames)
     out.insert(0, "path", paths)
     out = out.astype({"width": int, "height": int, "channels": int, "mean": float, "std": float})
     out[list(_TEXT_FIELDS)] = out[list(_TEXT_FIELDS)].fillna("").astype(str)
-    if cache_dir is not None and (fresh or parts):  # one file again: the cache read plus this pass
+    if cache_dir is not None and (len(fresh) or parts):  # one file again: the cache read plus this pass
         new = out.assign(key=keys)[is_fresh]
         merged = pd.concat([cache.reset_index(), new[new["key"] != ""]]).drop_duplicates("key", keep="last")
         atomic_write_text(cache_dir / CACHE_FILE, merged[["key", *FIELDS]].to_csv(index=False))
