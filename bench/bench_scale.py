@@ -11,6 +11,14 @@ Stages (each run in a fresh process, so its peak RSS is its own; synthetic data,
 - ``audit``: :func:`~medclass.data.audit.audit_leaks` on the split table with those hashes and 1% byte-identical
   copies, plus its JSON report (``LeakReport.to_dict``), up to ``--audit-max`` rows.
 
+Two stages decode real files and run only when named (``--stages fingerprint cache``, up to ``--decode-max``
+rows): N distinct 32 x 32 grey PNGs are written first (not timed), then
+
+- ``fingerprint``: :func:`~medclass.data.fingerprint.fingerprint` with 2 worker processes and a cache folder
+  (the data check's decode pass: sha256, 256-bit phash, size, mean/std, written to the cache every 2,048 rows);
+- ``cache``: :func:`~medclass.data.cache.build_cache` at 32 px, 1 channel, 2 worker processes (the memory-mapped
+  training cache).
+
 ``result`` is what the stage found (patients, test rows, pairs within 16 bits, bytes of the JSON report):
 the search and the brute force give the same number of pairs on the same hashes.
 
@@ -27,6 +35,7 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 STAGES = ("table", "split", "search", "brute", "audit")
+DECODE_STAGES = ("fingerprint", "cache")  # decode real files: only when named
 THRESHOLD = 16  # bits of 256, the audit's default
 PLANTED = (0, 3, 15, 16, 17)  # bit flips of the planted copies: identical, close, under, at and over the threshold
 
@@ -71,6 +81,23 @@ def fingerprints(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"path": frame["path"], "frame": -1, "sha256": sha, "phash": phash, "error": ""})
 
 
+def image_table(n: int, folder: Path):
+    """A DataTable of ``n`` distinct 32 x 32 grey PNGs written under ``folder`` (100 sub-folders)."""
+    from PIL import Image
+
+    from medclass.data.table import DataTable
+
+    frame = table_frame(n)
+    paths = []
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        path = folder / f"{i % 100:02d}" / f"img{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    return DataTable(frame.assign(path=paths), ["A", "B"])
+
+
 def run_stage(stage: str, n: int) -> dict:
     """Build the inputs, then time ``stage`` alone; peak RSS (MiB) before and after it."""
     from medclass.config import DataConfig
@@ -82,6 +109,9 @@ def run_stage(stage: str, n: int) -> dict:
 
     frame = table_frame(n)
     prepared: dict = {}
+    tmp = tempfile.TemporaryDirectory()
+    if stage in DECODE_STAGES:
+        prepared["table"] = image_table(n, Path(tmp.name) / "images")
     if stage in ("search", "brute"):
         prepared["words"] = hashes(n)
     elif stage in ("split", "audit"):
@@ -103,7 +133,16 @@ def run_stage(stage: str, n: int) -> dict:
     elif stage == "audit":
         report = audit_leaks(prepared["table"], prepared["fp"], max_distance=THRESHOLD)
         found = len(json.dumps(report.to_dict()))
+    elif stage == "fingerprint":
+        from medclass.data.fingerprint import fingerprint
+
+        found = int((fingerprint(prepared["table"], workers=2, cache_dir=Path(tmp.name) / "fp")["error"] == "").sum())
+    elif stage == "cache":
+        from medclass.data.cache import build_cache
+
+        found = int(build_cache(prepared["table"], 32, 1, folder=Path(tmp.name) / "cache", workers=2).valid.sum())
     seconds = time.perf_counter() - start
+    tmp.cleanup()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"stage": stage, "rows": n, "seconds": seconds, "peak_rss_mib": peak, "inputs_rss_mib": before,
             "result": found}
@@ -119,7 +158,7 @@ def slope(rows: list[int], seconds: list[float]) -> float | None:
 def markdown(results: list[dict]) -> str:
     lines = ["| stage | rows | seconds | peak RSS MiB (inputs) | result | slope (all sizes) | slope (two largest) |",
              "|---|---|---|---|---|---|---|"]
-    for stage in STAGES:
+    for stage in (*STAGES, *DECODE_STAGES):
         mine = sorted((r for r in results if r["stage"] == stage), key=lambda r: r["rows"])
         fit = slope([r["rows"] for r in mine], [r["seconds"] for r in mine])
         top = slope([r["rows"] for r in mine[-2:]], [r["seconds"] for r in mine[-2:]])
@@ -138,14 +177,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--brute-max", type=int, default=10_000, help="largest size the brute force runs at")
     parser.add_argument("--audit-max", type=int, default=100_000, help="largest size the audit runs at")
     parser.add_argument("--table-max", type=int, default=1_000_000, help="largest size of the table stage")
-    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
+    parser.add_argument("--decode-max", type=int, default=100_000, help="largest size of the decoding stages")
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES + DECODE_STAGES)
     parser.add_argument("--one", nargs=2, metavar=("STAGE", "ROWS"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("bench_scale.json"))
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(run_stage(args.one[0], int(args.one[1]))))
         return
-    limits = {"brute": args.brute_max, "audit": args.audit_max, "table": args.table_max}
+    limits = {"brute": args.brute_max, "audit": args.audit_max, "table": args.table_max,
+              "fingerprint": args.decode_max, "cache": args.decode_max}
     results = []
     for stage in args.stages:
         for n in sorted(args.sizes):

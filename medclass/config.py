@@ -86,6 +86,7 @@ class DataConfig:
     window: Window = ""  # DICOM window ('' = the file's VOI window, else min-max)
     limit_per_class: NonNegInt = 0  # use at most this many images per class (multi-label: per rarest positive finding, or none) (0 = all); for quick runs
     cache: str = ""  # folder for a memory-mapped uint8 cache of resized images ('' = no cache)
+    cluster: str = ""  # Dask cluster that reads the images for the fingerprints and the image cache: tcp://HOST:8786 or local:N ('' = this machine's cores; pip install "medclass[cluster]"; see README "More than one machine")
 
 
 @dataclass

@@ -197,9 +197,19 @@ def test_copy_of_checkpoint_in_run_folder_is_found(ckpt, tmp_path, xrays):
     assert Predictor.from_checkpoint(tmp_path).predict(xrays[:1]) == Predictor.from_checkpoint(ckpt).predict(xrays[:1])
 
 
-def test_cli_predict_streams_its_csv_and_resumes_after_a_kill(ckpt, xrays, tmp_path, monkeypatch):
-    """A run killed after its first part leaves those rows (and half a line) in the CSV; --resume keeps them,
-    predicts only the rest and gives the same file as one uninterrupted run."""
+def read_output(path: Path) -> pd.DataFrame:
+    """A `predict --out` file of any format as a table, sorted by path."""
+    reader = {".csv": pd.read_csv, ".jsonl": lambda p: pd.read_json(p, lines=True), ".json": pd.read_json,
+              ".parquet": pd.read_parquet}[path.suffix]
+    df = reader(path)
+    df["error"] = df["error"].fillna("").astype(str)
+    return df.sort_values("path", ignore_index=True)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json", ".parquet"])
+def test_cli_predict_streams_its_output_and_resumes_after_a_kill(ckpt, xrays, tmp_path, monkeypatch, suffix):
+    """A run killed after its first part leaves those rows (and, for the line formats, half a line) on disk;
+    --resume keeps them, predicts only the rest and gives the same file as one uninterrupted run."""
     from typer.testing import CliRunner
 
     from medclass.cli import _register_all, app
@@ -211,9 +221,10 @@ def test_cli_predict_streams_its_csv_and_resumes_after_a_kill(ckpt, xrays, tmp_p
     folder.mkdir()
     for path in xrays:
         shutil.copy(path, folder / path.name)
-    whole, killed = tmp_path / "whole.csv", tmp_path / "killed.csv"
+    (folder / "notes.txt").write_text("not an image")  # a row with its reason, met while walking
+    whole, killed = tmp_path / f"whole{suffix}", tmp_path / f"killed{suffix}"
     monkeypatch.setattr(predictor_module, "STREAM_ROWS", 2)
-    assert runner.invoke(app, ["predict", str(ckpt), str(folder), "--out", str(whole), "--quiet"]).exit_code == 0
+    assert runner.invoke(app, ["predict", str(ckpt), str(folder), "--output", str(whole), "--quiet"]).exit_code == 0
 
     real = predictor_module.Predictor.iter_predict_files
 
@@ -224,16 +235,25 @@ def test_cli_predict_streams_its_csv_and_resumes_after_a_kill(ckpt, xrays, tmp_p
 
     monkeypatch.setattr(predictor_module.Predictor, "iter_predict_files", killed_after_one_part)
     runner.invoke(app, ["predict", str(ckpt), str(folder), "--out", str(killed), "--quiet"])
-    assert len(pd.read_csv(killed)) == 2
-    with open(killed, "a") as f:
-        f.write("/half/a/li")  # what a kill in the middle of a write leaves
+    assert not killed.exists() or suffix in (".csv", ".jsonl")  # .json and .parquet are finished at the end only
+    journal = {".json": tmp_path / "killed.json.partial"}.get(suffix, killed)
+    if suffix != ".parquet":
+        with open(journal, "a") as f:
+            f.write('/half/a/li')  # what a kill in the middle of a write leaves
     monkeypatch.setattr(predictor_module.Predictor, "iter_predict_files", real)
     seen = []
     monkeypatch.setattr(predictor_module, "read_image", lambda path, **kw: seen.append(path) or read_image(path, **kw))
     result = runner.invoke(app, ["predict", str(ckpt), str(folder), "--out", str(killed), "--resume", "--quiet"])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "2 row(s) already written" in said and len(seen) == len(xrays) - 2
-    pd.testing.assert_frame_equal(pd.read_csv(killed).sort_values("path", ignore_index=True),
-                                  pd.read_csv(whole).sort_values("path", ignore_index=True))
-    assert f"{len(xrays)} predicted" in said
+    assert "2 row(s) already written" in said and len(seen) == len(xrays) - 2  # the text file is never read
+    pd.testing.assert_frame_equal(read_output(killed), read_output(whole))
+    assert f"{len(xrays)} predicted" in said and "1 unreadable" in said
+    assert not any(tmp_path.glob("killed*.partial")) and not any(tmp_path.glob("killed*.parts"))
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.ParquetFile(killed).num_row_groups == 3  # one per part: 5 rows in parts of 2
+    if suffix == ".json":  # a finished array is not appended to: said, and the file is left as it is
+        again = runner.invoke(app, ["predict", str(ckpt), str(folder), "--out", str(killed), "--resume", "--quiet"])
+        assert again.exit_code == 2 and "use .jsonl" in " ".join(again.output.split())

@@ -31,7 +31,10 @@ err_console = Console(stderr=True, width=_width(sys.stderr))
 
 #: optional packages and the extra of pyproject.toml that installs them
 OPTIONAL_EXTRAS = {"mlflow": "mlflow", "optuna": "tune", "gradio": "web", "fastapi": "api", "uvicorn": "api",
-                   "onnx": "onnx", "onnxruntime": "onnx", "pylibjpeg": "dicom-codecs"}
+                   "onnx": "onnx", "onnxruntime": "onnx", "pylibjpeg": "dicom-codecs", "distributed": "cluster",
+                   "dask": "cluster", "pyarrow": "parquet"}
+CLUSTER_HELP = ("Run on a Dask cluster: tcp://HOST:8786 (a running `dask scheduler`) or local:N (N local worker "
+                "processes); needs pip install \"medclass[cluster]\" and paths the workers see.")
 #: errors a user can cause and fix (bad input, missing file...): one line, exit code 2, no traceback
 EXPECTED_ERRORS = (MedclassError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 

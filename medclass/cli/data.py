@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ._common import DataFlags, console, data_options, friendly_errors
+from ._common import CLUSTER_HELP, DataFlags, console, data_options, friendly_errors
 
 data_app = typer.Typer(help="Inspect data sets: counts, patients, sizes, leaks, quality.", no_args_is_help=True)
 _SHOW = 10  # groups / files listed per table (the JSON report has them all)
@@ -146,6 +146,7 @@ def check(
     near_duplicates: Annotated[bool, typer.Option(help="Look for near-duplicates by perceptual hash.")] = True,
     workers: Annotated[int | None, typer.Option(help="Processes reading images (default: all cores).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Fingerprint cache folder (fast re-checks).")] = None,
+    cluster: Annotated[str, typer.Option(help=CLUSTER_HELP)] = "",
     *, data_flags: DataFlags,
 ) -> None:
     """Counts per class/split, patients, image sizes, leak audit, quality flags and unreadable files.
@@ -158,7 +159,7 @@ def check(
     with friendly_errors():
         cfg = data_flags.apply(RunConfig.from_dict({"data": {"path": path, "source": source, "preset": preset}})).data
         report = check_data(cfg, out=out, near_duplicates=near_duplicates, workers=workers, cache_dir=cache_dir,
-                            progress=True, log_warnings=False)
+                            progress=True, log_warnings=False, cluster=cluster)
     print_report(report)
     if out is not None:
         console.print(f"Report written to {out / REPORT_FILE}")

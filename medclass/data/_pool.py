@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from ..errors import DatasetError
+from .cluster import ClusterPool, open_cluster
 
 
 def _single_threaded() -> None:
@@ -41,6 +42,24 @@ def worker_pool(workers: int) -> multiprocessing.pool.Pool:
     return multiprocessing.get_context().Pool(workers, initializer=_single_threaded)
 
 
+@contextlib.contextmanager
+def decode_pool(workers: int, cluster: str = "") -> Iterator[multiprocessing.pool.Pool | ClusterPool | None]:
+    """Where :func:`watched_imap` runs: the Dask cluster ``cluster`` names (:func:`~.cluster.open_cluster`), else
+    ``workers`` local processes (:func:`worker_pool`), else this process (``workers`` <= 1: ``None``)."""
+    if cluster:
+        with open_cluster(cluster) as client:
+            yield ClusterPool(client)
+    elif workers > 1:
+        pool = worker_pool(workers)
+        try:
+            yield pool
+        finally:
+            pool.terminate()
+            pool.join()
+    else:
+        yield None
+
+
 def stall_error(what: str, seconds: float) -> DatasetError:
     """The error of a data step that made no progress for ``seconds`` (names the setting to change)."""
     return DatasetError(
@@ -50,18 +69,21 @@ def stall_error(what: str, seconds: float) -> DatasetError:
     )
 
 
-def watched_imap(pool: multiprocessing.pool.Pool | None, func: Callable[[Any], Any], items: Iterable[Any], *,
+def watched_imap(pool: multiprocessing.pool.Pool | ClusterPool | None, func: Callable[[Any], Any], items: Iterable[Any], *,
                  stall_timeout: float, what: str, chunksize: int = 1) -> Iterator[Any]:
     """``pool.imap(func, items)`` in order, each result awaited at most ``stall_timeout`` seconds (0 = forever).
 
-    Without a pool the items are mapped in this process. On a stall the pool is terminated and
-    :func:`stall_error` is raised.
+    Without a pool the items are mapped in this process; a :class:`~.cluster.ClusterPool` sends the same chunks to
+    a Dask cluster. On a stall the pool is terminated and :func:`stall_error` is raised.
     """
     if pool is None:
         yield from map(func, items)
         return
     items = list(items)
     chunks = [(func, items[i:i + chunksize]) for i in range(0, len(items), max(1, chunksize))]
+    if isinstance(pool, ClusterPool):
+        yield from pool.imap_chunks(_map_chunk, chunks, what=what, stall_timeout=stall_timeout)
+        return
     results = pool.imap(_map_chunk, chunks)  # chunked by hand: imap(chunksize > 1) has no per-result timeout
     while True:
         try:

@@ -34,14 +34,24 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
     A UTF-8 byte-order mark (Excel's "CSV UTF-8") is dropped; an empty, binary or non-UTF-8 file
     and a malformed table raise :class:`DatasetError` naming the file.
     """
+    return next(iter_manifest(csv_path, chunk_rows=None))
+
+
+def iter_manifest(csv_path: Path, chunk_rows: int | None = 65536) -> Iterator[pd.DataFrame]:
+    """The rows of a manifest read as :func:`read_manifest` reads them, ``chunk_rows`` at a time (``None`` = one
+    table), so that a manifest of millions of rows is never whole in memory. Each chunk keeps its file line
+    numbers minus 2 as its index (0 = the first row under the header)."""
     with open(csv_path, "rb") as file:
         head = file.read(8192)
     if b"\x00" in head:
         raise DatasetError(f"{csv_path} is a binary file, not a CSV text table; a manifest has a header row "
                            "(e.g. path,label) and one row per image.")
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig",
-                         sep="\t" if csv_path.suffix.lower() == ".tsv" else ",")
+        chunks = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig",
+                             sep="\t" if csv_path.suffix.lower() == ".tsv" else ",", chunksize=chunk_rows)
+        for df in [chunks] if chunk_rows is None else chunks:
+            df.columns = [str(c).strip() for c in df.columns]
+            yield df
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{csv_path} is empty; a manifest has a header row (e.g. path,label) and one row per "
                            "image.") from None
@@ -50,8 +60,6 @@ def read_manifest(csv_path: Path) -> pd.DataFrame:
                            f"{e.start}); save it as UTF-8 (e.g. Excel's 'CSV UTF-8').") from None
     except pd.errors.ParserError as e:
         raise DatasetError(f"{csv_path} is not a well-formed CSV table: {str(e).strip()}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
 
 
 def skip(skipped: list[dict], path: str | Path, reason: str) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..errors import ConfigError, DatasetError, ImageReadError
 from ..utils import write_json
-from ._pool import watched_imap, worker_pool
+from ._pool import decode_pool, watched_imap
 from .fingerprint import default_workers
 from .table import DataTable
 from .transforms import prepare_image, quantize_uint8
@@ -159,13 +159,15 @@ def _check_disk(folder: Path, needed: int) -> None:
 
 def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = "", folder: str | Path = ".cache",
                 workers: int | None = None, progress: bool = False, keep_aspect: bool = False,
-                stall_timeout: float = TrainConfig.stall_timeout) -> ImageCache:
+                stall_timeout: float = TrainConfig.stall_timeout, cluster: str = "") -> ImageCache:
     """Build (or reuse) the memory-mapped cache of ``table`` at ``image_size`` and ``in_chans``.
 
     Reuses a complete cache with the same key. Unreadable rows are marked invalid, listed in the
     side JSON and reported in one warning; the dataset skips them like unreadable files. Workers run
     torch single-threaded (a forked worker could otherwise wait forever on the parent's thread pool)
     and a build that gets no image for ``stall_timeout`` seconds stops with a :class:`DatasetError`.
+    ``cluster`` (``tcp://HOST:8786`` or ``local:N``, :mod:`medclass.data.cluster`): decode on a Dask cluster's workers
+    instead; this process writes the same file (put ``folder`` on storage the training nodes read).
 
     Example::
 
@@ -189,9 +191,9 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
     tasks = [(str(p), int(f), window, image_size, in_chans, keep_aspect)
              for p, f in zip(table.frame["path"], table.frame["frame"])]
     workers = min(workers or default_workers(), max(1, n))
-    pool = worker_pool(workers) if workers > 1 else None
     try:
-        _fill(images, valid, reasons, tasks, pool, workers, progress, stall_timeout)
+        with decode_pool(workers, cluster) as pool:
+            _fill(images, valid, reasons, tasks, pool, workers, progress, stall_timeout)
         images.flush()
         del images
         np.save(final.with_suffix(".valid.npy"), valid)
@@ -203,10 +205,6 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     if reasons:
         log.warning("Image cache: %d of %d rows could not be read and will be skipped, e.g. %s", len(reasons), n,
                     "; ".join(f"{tasks[i][0]}: {r}" for i, r in list(reasons.items())[:3]))

@@ -82,6 +82,7 @@ def check_data(
     thresholds: QualityThresholds | None = None,
     progress: bool = False,
     log_warnings: bool = True,
+    cluster: str = "",
 ) -> dict[str, Any]:
     """Load a data source, fingerprint it and report counts, sizes, leaks, quality and skipped files.
 
@@ -95,6 +96,8 @@ def check_data(
         thresholds: quality thresholds (defaults of :class:`QualityThresholds`).
         progress: show a progress bar while reading images.
         log_warnings: also log every warning (off where the caller prints the report's warnings itself).
+        cluster: read the images on this Dask cluster (``tcp://HOST:8786`` or ``local:N``,
+            :mod:`medclass.data.cluster`); put ``cache_dir`` on shared storage to keep the fingerprints.
 
     Returns:
         A JSON-able dict with keys ``source, counts, patients, sizes, audit, quality, unreadable, skipped, listed,
@@ -113,7 +116,7 @@ def check_data(
 
     cfg = path_or_cfg if isinstance(path_or_cfg, DataConfig) else DataConfig(path=str(path_or_cfg))
     table = load_source(cfg)
-    fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=cfg.window)
+    fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=cfg.window, cluster=cluster)
     audit = audit_leaks(table, fp, near_duplicates=near_duplicates)
     quality = quality_report(table, fp, thresholds)
     unreadable = fp[fp["error"] != ""]

@@ -59,7 +59,8 @@ def clean_data(dcfg: DataConfig, seed: int = 42, cache_dir: str | Path | None = 
             "Check the label column (--label-column), data.where / data.label_map / data.classes, or that the "
             "folder holds one sub-folder per class.")
     patient_ids = require_patient_ids(table, dcfg)
-    fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=dcfg.window)
+    fp = fingerprint(table, workers=workers, cache_dir=cache_dir, progress=progress, window=dcfg.window,
+                     cluster=dcfg.cluster)
     errors = fp["error"].fillna("").astype(str)
     if len(table) and (errors != "").all():
         raise DatasetError(f"None of the {len(table)} images of {dcfg.path} can be read ({_reasons(errors)}); "

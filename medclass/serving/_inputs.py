@@ -1,5 +1,5 @@
 """Input handling for the predictor: in-memory images checked against the pixel convention, and
-the list of files (one row per image or DICOM frame) behind the paths a user gives.
+the files (one row per image or DICOM frame) behind the paths a user gives, found one at a time.
 
 In-memory images must follow the convention of :func:`medclass.data.io.read_image`: float
 ``(H, W)`` or ``(H, W, C)`` with ``C`` in {1, 3} and values in [0, 1]. Two conversions are
@@ -11,7 +11,7 @@ converts channels the way training did.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from ..config import DataConfig
-from ..data._scan import file_kind, file_rows, read_manifest, skip, unsupported_reason, walk_files
+from ..data._scan import file_kind, file_rows, iter_manifest, skip, unsupported_reason, walk_files
 from ..data.filters import DROP, map_label_values, where_mask
 from ..data.patients import patient_rule
 from ..data.transforms import check_image
@@ -30,6 +30,7 @@ _PIL_KEEP_MODES = ("L", "RGB", "I;16")
 _INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _MANIFEST_SUFFIXES = (".csv", ".tsv")
 _PATH_COLUMNS = ("path", "file", "filename", "image")
+MANIFEST_CHUNK_ROWS = 65536  # manifest rows read at a time
 
 
 def to_unit_image(x: Any, where: str = "image") -> np.ndarray:
@@ -79,41 +80,63 @@ def image_batch(images_or_paths: Any) -> list[Any]:
     return list(images_or_paths)
 
 
-def collect_files(inputs: Iterable[str | Path], patient_regex: str = "none",
-                  manifest: DataConfig | None = None, volumes: bool = False) -> tuple[pd.DataFrame, list[dict]]:
-    """Rows (path, frame, patient, metadata...) for files, folders (recursive) and CSV/TSV manifests.
+def iter_inputs(inputs: Iterable[str | Path], patient_regex: str = "none", manifest: DataConfig | None = None,
+                volumes: bool = False) -> Iterator[dict]:
+    """Rows (path, frame, patient, metadata...) for files, folders (recursive) and CSV/TSV manifests, one at a
+    time: folders are walked and manifests read :data:`MANIFEST_CHUNK_ROWS` rows at a time, so a million files are
+    never listed in memory.
 
     A DICOM file gives one row per frame (patient = PatientID); other files take the patient from
     their name with ``patient_regex`` (see :func:`~medclass.data.patients.patient_rule`). Anything
-    that cannot be a row (missing file, unsupported extension, DICOM without pixels...) is returned
-    in the second list as ``{path, frame, reason}``. ``manifest`` holds the data settings a CSV is
+    that cannot be a row (missing file, unsupported extension, DICOM without pixels...) is a row
+    ``{path, frame, reason}`` where it is met. ``manifest`` holds the data settings a CSV is
     read with (image root, path/patient/label columns, ``where``, ``label_map``), as in training;
-    a manifest's other columns are kept as metadata.
+    a manifest's other columns are kept as metadata (:func:`metadata_columns` names them up front).
 
     ``volumes`` (a volume model): a folder holding DICOM files is a DICOM series (one row per series,
     grouped by SeriesInstanceUID), other folders give their NIfTI files.
 
-    >>> rows, problems = collect_files(["../shared/data/chest_xray/NORMAL"], "chest_xray")  # doctest: +SKIP
+    >>> next(iter_inputs(["../shared/data/chest_xray/NORMAL"], "chest_xray"))["path"]  # doctest: +SKIP
     """
     patient_of = patient_rule(patient_regex)
-    rows: list[dict] = []
+    settings = manifest or DataConfig()
     skipped: list[dict] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir() and volumes and _holds_dicom(path):
-            rows += file_rows(path, "series", "", "", patient_of, skipped)
+            found: Iterable[dict] = file_rows(path, "series", "", "", patient_of, skipped)
         elif path.is_dir():
-            for file, kind in walk_files(path, skipped):
-                rows += file_rows(file, kind, "", "", patient_of, skipped)
+            found = (row for file, kind in walk_files(path, skipped)
+                     for row in file_rows(file, kind, "", "", patient_of, skipped))
         elif path.is_file() and path.suffix.lower() in _MANIFEST_SUFFIXES:
-            rows += _manifest_rows(path, patient_of, skipped, manifest or DataConfig())
+            found = _manifest_rows(path, patient_of, skipped, settings)
         else:
-            rows += _file_rows(path, patient_of, skipped)
-    metadata = dict.fromkeys(k for r in rows for k in r.get("metadata", {}))
-    rows = [{"path": r["path"], "frame": r["frame"], "patient": r["patient"], **r.get("metadata", {})} for r in rows]
-    frame = pd.DataFrame(rows, columns=["path", "frame", "patient", *metadata]).astype({"path": str, "frame": int, "patient": str})
-    problems = [{"path": s["path"], "frame": s.get("frame", -1), "reason": s["reason"]} for s in skipped]
-    return frame, problems
+            found = _file_rows(path, patient_of, skipped)
+        for row in found:
+            yield from _problems(skipped)  # met while finding this row (a hidden file, an unreadable header)
+            yield {"path": row["path"], "frame": int(row["frame"]), "patient": row["patient"], **row.get("metadata", {})}
+        yield from _problems(skipped)
+
+
+def _problems(skipped: list[dict]) -> Iterator[dict]:
+    while skipped:
+        s = skipped.pop(0)
+        yield {"path": s["path"], "frame": int(s.get("frame", -1)), "patient": "", "reason": s["reason"]}
+
+
+def metadata_columns(inputs: Iterable[str | Path], manifest: DataConfig | None = None) -> list[str]:
+    """The metadata columns :func:`iter_inputs` gives: every manifest's columns but its path, patient and frame
+    columns (read from the header lines only)."""
+    settings = manifest or DataConfig()
+    columns: dict[str, None] = {}
+    for item in inputs:
+        path = Path(item)
+        if path.is_file() and path.suffix.lower() in _MANIFEST_SUFFIXES:
+            header = next(iter_manifest(path, chunk_rows=1)).columns
+            column = _path_column(header, settings, path)
+            columns.update(dict.fromkeys(c for c in header if c not in (column, settings.patient_column or "patient",
+                                                                        "frame")))
+    return list(columns)
 
 
 def _holds_dicom(folder: Path) -> bool:
@@ -132,38 +155,50 @@ def _file_rows(path: Path, patient_of: Callable[[str], str], skipped: list[dict]
     return file_rows(path, kind, "", "", patient_of, skipped)
 
 
-def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: list[dict],
-                   settings: DataConfig) -> list[dict]:
-    """Rows of a manifest: ``settings.path_column`` (by default the first of path/file/filename/image),
-    relative to ``settings.image_root`` or the CSV's folder; ``settings.where`` keeps rows and
-    ``settings.label_map`` renames the label column when there is one; an optional ``frame`` column
-    picks one DICOM frame; the patient comes from ``settings.patient_column`` (default ``patient``);
-    every other column is carried through as metadata."""
-    df = read_manifest(csv_path)
+def _path_column(columns: Iterable[str], settings: DataConfig, csv_path: Path) -> str:
+    """The manifest's path column (``settings.path_column``, by default the first of path/file/filename/image);
+    checks the patient column too."""
+    columns = list(columns)
     wanted = [settings.path_column] if settings.path_column != "path" else list(_PATH_COLUMNS)
-    column = next((c for c in wanted if c in df.columns), None)
+    column = next((c for c in wanted if c in columns), None)
     patient_column = settings.patient_column or "patient"
-    if column is None or (settings.patient_column and patient_column not in df.columns):
+    if column is None or (settings.patient_column and patient_column not in columns):
         missing = wanted if column is None else [patient_column]
         raise DatasetError(f"Manifest {csv_path} has no column {' / '.join(missing)}; its columns are "
-                           f"{list(df.columns)}. Pick them with --path-column / --patient-column.")
-    if settings.where:
-        df = df[where_mask(df, settings.where).to_numpy()]
-    if settings.label_map and settings.label_column in df.columns:
-        df = df.assign(**{settings.label_column: map_label_values(df[settings.label_column], settings.label_map,
-                                                                    str(csv_path))})
-        df = df[df[settings.label_column] != DROP]
+                           f"{columns}. Pick them with --path-column / --patient-column.")
+    return column
+
+
+def _manifest_rows(csv_path: Path, patient_of: Callable[[str], str], skipped: list[dict],
+                   settings: DataConfig) -> Iterator[dict]:
+    """Rows of a manifest, chunk by chunk: ``settings.path_column`` relative to ``settings.image_root`` or the CSV's
+    folder; ``settings.where`` keeps rows and ``settings.label_map`` renames the label column when there is one; an
+    optional ``frame`` column picks one DICOM frame; the patient comes from ``settings.patient_column`` (default
+    ``patient``); every other column is carried through as metadata."""
     root = Path(settings.image_root) if settings.image_root else csv_path.parent
-    metadata = [c for c in df.columns if c not in (column, patient_column, "frame")]
-    rows = []
-    for line, rec in zip(df.index + 2, df.to_dict("records")):
-        path = Path(rec[column].strip())
-        found = _file_rows(path if path.is_absolute() else root / path, patient_of, skipped)
-        frame = str(rec.get("frame", "")).strip()
-        if frame not in ("", "-1"):
-            found = [r for r in found if str(r["frame"]) == frame]
-            if not found:
-                skip(skipped, f"{csv_path}:{line}", f"frame {frame!r} of {path} is not a frame of that file")
-        patient = str(rec.get(patient_column, "")).strip()
-        rows += [{**r, "patient": patient or r["patient"], "metadata": {c: rec[c] for c in metadata}} for r in found]
-    return rows
+    patient_column = settings.patient_column or "patient"
+    labels: set[str] = set()  # every label seen: a label_map naming none of them is refused at the end
+    mapping = dict(settings.label_map)
+    for df in iter_manifest(csv_path, MANIFEST_CHUNK_ROWS):
+        column = _path_column(df.columns, settings, csv_path)
+        if settings.where:
+            df = df[where_mask(df, settings.where).to_numpy()]
+        if mapping and settings.label_column in df.columns:
+            labels.update(df[settings.label_column].unique())
+            mapped = df[settings.label_column].map(mapping).fillna(df[settings.label_column])
+            df = df.assign(**{settings.label_column: mapped})
+            df = df[df[settings.label_column] != DROP]
+        metadata = [c for c in df.columns if c not in (column, patient_column, "frame")]
+        for line, rec in zip(df.index + 2, df.to_dict("records")):
+            path = Path(rec[column].strip())
+            found = _file_rows(path if path.is_absolute() else root / path, patient_of, skipped)
+            frame = str(rec.get("frame", "")).strip()
+            if frame not in ("", "-1"):
+                found = [r for r in found if str(r["frame"]) == frame]
+                if not found:
+                    skip(skipped, f"{csv_path}:{line}", f"frame {frame!r} of {path} is not a frame of that file")
+            patient = str(rec.get(patient_column, "")).strip()
+            yield from ({**r, "patient": patient or r["patient"], "metadata": {c: rec[c] for c in metadata}}
+                        for r in found)
+    if labels:
+        map_label_values(pd.Series(sorted(labels)), mapping, str(csv_path))  # raises for a label it never saw

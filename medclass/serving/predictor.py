@@ -20,9 +20,11 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +42,9 @@ from ..inference import forward_with_features, to_probs
 from ..metrics.ood import MahalanobisOOD
 from ..utils import torch_device
 from ._backends import OnnxBackend, TorchBackend
-from ._inputs import collect_files, image_batch, to_unit_image
+from ._inputs import image_batch, iter_inputs, metadata_columns, to_unit_image
 from ._verdict import DecisionRule
+from .prediction_file import DoneRows
 
 STREAM_ROWS = 1024  # rows of one part of iter_predict_files (what `medclass predict --out x.csv` writes at a time)
 
@@ -68,6 +71,7 @@ class Predictor:
         self.temperature = meta.temperature
         self.device = torch_device(device)
         self.model = model.to(self.device).eval()
+        self._onnx = onnx
         self._forward = OnnxBackend(onnx, meta, str(device)) if onnx is not None else TorchBackend(self.model, self.device)
         self.window: str = meta.preprocessing.window
         # a volume model (CT/MRI): the checkpoint's own spacing, size, orientation and window (medclass.data.volumes)
@@ -262,53 +266,83 @@ class Predictor:
 
     def iter_predict_files(self, paths: str | Path | Iterable[str | Path], batch_size: int = 32,
                            progress: bool = True, manifest: DataConfig | None = None,
-                           skip: frozenset[tuple[str, int]] | set[tuple[str, int]] = frozenset(),
-                           part_rows: int | None = None) -> Iterator[pd.DataFrame]:
+                           skip: DoneRows | None = None, part_rows: int | None = None,
+                           cluster: Any = None) -> Iterator[pd.DataFrame]:
         """The rows of :meth:`predict_files`, as tables of at most ``part_rows`` (default :data:`STREAM_ROWS`) rows
-        each, yielded as soon as they are computed (one table of unlisted files last); ``(path, frame)`` pairs in
-        ``skip`` (rows a killed run already wrote) are left out. Memory stays that of one part.
+        each, yielded as soon as they are computed, in the order the files are found; rows in ``skip`` (the
+        :class:`~medclass.serving.prediction_file.DoneRows` of a killed run's output) are left out. Files are found one at a time
+        (:func:`~medclass.serving._inputs.iter_inputs`: folders walked, manifests read in chunks), so memory stays
+        that of one part however many files there are; the progress bar counts rows (the total is not known).
+
+        ``cluster``: a Dask ``distributed.Client`` (:func:`medclass.data.cluster.open_cluster`): each part is
+        predicted on a cluster worker by this checkpoint loaded there (the checkpoint and the images must be on
+        storage the workers see); the parts come back in order, at most a few per worker in flight.
 
         >>> for part in p.iter_predict_files(["scans/"], skip=done):  # doctest: +SKIP
         ...     part.to_csv(f, header=False, index=False)
         """
-        from rich.progress import Progress
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         from ..data.presets import effective_patient_rule
 
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         rule = effective_patient_rule(self.meta.run_config.data)
-        files, problems = collect_files(paths, rule, manifest, volumes=self.volume is not None)
-        records = files.to_dict("records")
-        extra = list(dict.fromkeys(k for r in records + problems for k in r
-                                   if k not in ("path", "frame", "patient", "reason")))  # a manifest's columns
-        if skip:
-            records = [r for r in records if (str(r["path"]), int(r["frame"])) not in skip]
-            problems = [r for r in problems if (str(r["path"]), int(r.get("frame", -1))) not in skip]
-        part_rows = part_rows or STREAM_ROWS
-        with Progress(disable=not progress, transient=True) as bar:
-            task = bar.add_task("predicting", total=len(records))
-            for part_start in range(0, len(records), part_rows):
-                part = records[part_start : part_start + part_rows]
-                probs = np.full((len(part), len(self.classes) + 1), np.nan, np.float64)  # + the OOD score
-                errors = [""] * len(part)
-                for start in range(0, len(part), batch_size):
-                    images, ok = [], []
-                    for i in range(start, min(start + batch_size, len(part))):
-                        try:
-                            images.append(self._read(part[i]["path"], part[i]["frame"]))
-                            ok.append(i)
-                        except ImageReadError as e:
-                            errors[i] = e.reason
-                    if ok:
-                        probs[ok] = self.probabilities_with_ood(self.preprocess(images))
-                    bar.advance(task, min(batch_size, len(part) - start))
-                yield self._table(part, probs, errors, extra)
-        if problems or not records:
-            yield self._table(problems, np.zeros((0, len(self.classes) + 1)), [p["reason"] for p in problems], extra)
+        extra = metadata_columns(paths, manifest)
+        parts = _batched(iter_inputs(paths, rule, manifest, volumes=self.volume is not None), part_rows or STREAM_ROWS)
+        if skip is not None and len(skip):
+            parts = (kept for part in parts if (kept := _not_done(part, skip)))
+        columns = (SpinnerColumn(), TextColumn("predicting: {task.completed:,.0f} rows"), TimeElapsedColumn())
+        with Progress(*columns, disable=not progress, transient=True) as bar:
+            task = bar.add_task("predicting", total=None)
+            if cluster is None:
+                tables = (self.predict_rows(part, batch_size, extra, lambda n: bar.advance(task, n)) for part in parts)
+            else:
+                tables = self._on_cluster(cluster, parts, batch_size, extra)
+            empty = True
+            for table in tables:
+                if cluster is not None:
+                    bar.advance(task, len(table))
+                empty = False
+                yield table
+        if empty:
+            yield self._table([], np.zeros((0, len(self.classes) + 1)), [], extra)
 
-    def _table(self, records: list[dict], scored: np.ndarray, errors: list[str], extra: list[str]) -> pd.DataFrame:
-        unread = np.full((len(records) - len(scored), len(self.classes) + 1), np.nan)  # files never listed
-        scored = np.concatenate([scored, unread])
+    def predict_rows(self, records: list[dict], batch_size: int, extra: Sequence[str] = (),
+                     advance: Callable[[int], Any] | None = None) -> pd.DataFrame:
+        """One part of :meth:`iter_predict_files`: rows of :func:`~medclass.serving._inputs.iter_inputs` (those with
+        a ``reason`` are files that could not be listed) -> their table, read and predicted ``batch_size`` at a time;
+        ``advance(n)`` is called after each batch."""
+        probs = np.full((len(records), len(self.classes) + 1), np.nan, np.float64)  # + the OOD score
+        errors = [r.get("reason", "") for r in records]
+        todo = [i for i, e in enumerate(errors) if not e]
+        for start in range(0, len(todo), batch_size):
+            images, ok = [], []
+            for i in todo[start:start + batch_size]:
+                try:
+                    images.append(self._read(records[i]["path"], records[i]["frame"]))
+                    ok.append(i)
+                except ImageReadError as e:
+                    errors[i] = e.reason
+            if ok:
+                probs[ok] = self.probabilities_with_ood(self.preprocess(images))
+            if advance is not None:
+                advance(len(todo[start:start + batch_size]))
+        if advance is not None and len(records) > len(todo):
+            advance(len(records) - len(todo))
+        return self._table(records, probs, errors, extra)
+
+    def _on_cluster(self, client: Any, parts: Iterable[list[dict]], batch_size: int,
+                    extra: Sequence[str]) -> Iterator[pd.DataFrame]:
+        from ..data.cluster import ordered_map
+
+        if self.checkpoint_path is None:
+            raise ValueError("Prediction on a cluster loads the checkpoint on each worker: build the Predictor with "
+                             "Predictor.from_checkpoint(path) (a path the workers can read), not from a model in memory.")
+        source = (str(self.checkpoint_path), str(self._onnx) if self._onnx else None, str(self.device))
+        jobs = ((source, part, batch_size, list(extra)) for part in parts)
+        yield from ordered_map(client, predict_rows_on_worker, jobs, what="Prediction on the cluster")
+
+    def _table(self, records: list[dict], scored: np.ndarray, errors: list[str], extra: Sequence[str]) -> pd.DataFrame:
         probs = scored[:, :-1]
         df = pd.DataFrame({"path": [r["path"] for r in records], "frame": [int(r["frame"]) for r in records],
                            "patient": [r.get("patient", "") for r in records]})
@@ -404,3 +438,27 @@ class VolumeExplanation:
     probs: np.ndarray  # class probabilities
     montage: np.ndarray  # uint8 RGB: evenly spaced axial slices, the same with the CAM, a colour scale
     views: np.ndarray  # uint8 RGB: axial, coronal and sagittal slices through the CAM's peak
+
+
+def _not_done(part: list[dict], done: DoneRows) -> list[dict]:
+    finished = done.mask([r["path"] for r in part], [r["frame"] for r in part])
+    return [r for r, seen in zip(part, finished) if not seen]
+
+
+def _batched(rows: Iterable[dict], n: int) -> Iterator[list[dict]]:
+    """Lists of ``n`` rows (the last one shorter); ``itertools.batched`` from Python 3.12."""
+    it = iter(rows)
+    while part := list(islice(it, n)):
+        yield part
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_predictor(checkpoint: str, onnx: str | None, device: str) -> Predictor:
+    return Predictor.from_checkpoint(checkpoint, device=device, onnx=onnx)
+
+
+def predict_rows_on_worker(source: tuple[str, str | None, str], records: list[dict], batch_size: int,
+                           extra: list[str]) -> pd.DataFrame:
+    """:meth:`Predictor.predict_rows` in a cluster worker; ``source`` = (checkpoint, onnx file or None, device), loaded
+    once per worker process."""
+    return _worker_predictor(*source).predict_rows(records, batch_size, extra)

@@ -369,7 +369,7 @@ def build_caches(table: DataTable, cfg: RunConfig) -> dict:
 
     return {split: build_cache(table.subset(split), cfg.model.image_size, cfg.model.in_chans, cfg.data.window,
                                folder, workers=cfg.train.num_workers or None,
-                               stall_timeout=cfg.train.stall_timeout)
+                               stall_timeout=cfg.train.stall_timeout, cluster=cfg.data.cluster)
             for split in ("train", "val") if (table.frame["split"] == split).any()}
 
 
