@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +62,10 @@ def open_cluster(spec: str) -> Iterator[Any]:
     if local:
         nanny = logging.getLogger("distributed.nanny")
         level = nanny.level
+        # distributed writes its workers' settings (OMP_NUM_THREADS=1, PYTHONHASHSEED, MALLOC_TRIM_THRESHOLD_...) into
+        # this process's os.environ and leaves them there: restored after, so later work (training, DataLoader
+        # workers, subprocesses) runs as it would have without the cluster
+        environ = dict(os.environ)
         try:
             with distributed.LocalCluster(n_workers=int(local.group(1)), threads_per_worker=1, processes=True,
                                           dashboard_address=None) as cluster, distributed.Client(cluster) as client:
@@ -68,6 +73,9 @@ def open_cluster(spec: str) -> Iterator[Any]:
                 nanny.setLevel(logging.ERROR)  # closing: "worker process still alive after 4 s, killing" is routine
         finally:
             nanny.setLevel(level)
+            for key in set(os.environ) - set(environ):
+                del os.environ[key]
+            os.environ.update(environ)
     else:
         with distributed.Client(spec) as client:
             yield client
