@@ -111,8 +111,6 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
             continue
         split = _split_value(rec[split_column], where) if split_column else ""
         extra = {c: rec[c] for c in extras}
-        if mask_column:  # a lesion mask file, found like the images (blank: none)
-            extra[mask_column] = resolve_mask(rec[mask_column], root)
         for row in file_rows(path, kind, "" if findings else rec[label_column], split, patient_of, skipped):
             if patient_column:
                 row["patient"] = rec[patient_column]
@@ -125,6 +123,8 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     if not rows:
         raise DatasetError(f"No usable rows in {csv_path} (images looked up in {root})." + skipped_summary(skipped))
     frame = pd.DataFrame(rows)
+    if mask_column:  # a lesion mask file per row, relative to the images' folder (blank: none)
+        frame[mask_column] = resolve_masks(frame[mask_column], root)
     if findings:
         if len(names) < 2:
             raise DatasetError(f"{csv_path}: multi-label data needs at least 2 findings, found {names}; for one finding "
@@ -144,14 +144,18 @@ def csv_image_root(csv_path: str | Path, image_root: str | Path = "") -> Path:
     return source if source.is_dir() else source.parent
 
 
-def resolve_mask(value: Any, root: str | Path) -> str:
-    """A mask column's cell as a path: absolute paths kept, relative ones under ``root``; blank -> ``''``.
+def resolve_masks(values: Any, root: str | Path) -> np.ndarray:
+    """A mask column's cells as paths, all at once: absolute paths kept, relative ones under ``root``; blank -> ``''``.
 
-    >>> resolve_mask("masks/a.nii.gz", "/data"), resolve_mask("", "/data")
-    ('/data/masks/a.nii.gz', '')
+    The one rule for mask paths (``--mask-column``), used when a CSV is read and again by the sections that
+    read masks (a table built elsewhere may hold relative paths).
+
+    >>> resolve_masks(["masks/a.nii.gz", "", None, "/abs/b.png"], "/data").tolist()
+    ['/data/masks/a.nii.gz', '', '', '/abs/b.png']
     """
-    text = "" if value is None or (isinstance(value, float) and value != value) else str(value).strip()
-    return str((Path(root) / text).absolute()) if text else ""
+    text = pd.Series(values, dtype=object).fillna("").astype(str).str.strip()
+    relative = (text != "") & ~text.map(os.path.isabs).astype(bool)
+    return text.where(~relative, str(Path(root).absolute()) + os.sep + text).to_numpy(dtype=object)
 
 
 def _single_rows(rows: list[dict], values: list, lines: list[int], csv_path: Path, skipped: list[dict]) -> list[int]:

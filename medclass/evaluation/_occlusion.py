@@ -9,7 +9,6 @@ image file is written. The regions are the border band of :func:`~medclass.metri
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from ..data._csv import resolve_masks
 from ..data.dataset import ImageDataset
 from ..data.transforms import prepare_image
 from ..errors import ConfigError, ImageReadError
@@ -64,10 +64,7 @@ def mask_source(frame: pd.DataFrame, dataset: ImageDataset, column: str, root: s
         raise ConfigError(f"--mask-column {column!r} is not a column of the evaluated data (columns: "
                           f"{[c for c in frame.columns if c not in ('path', 'label', 'split', 'frame')]}); name the "
                           "CSV column that holds each row's mask image.")
-    values = frame[column].fillna("").astype(str).str.strip()
-    relative = (values != "") & ~values.map(os.path.isabs)
-    resolved = values.where(~relative, str(root) + os.sep + values)
-    return MaskSource(resolved.to_numpy(), dataset.reader, getattr(dataset.transform, "keep_aspect", False))
+    return MaskSource(resolve_masks(frame[column], root), dataset.reader, getattr(dataset.transform, "keep_aspect", False))
 
 
 class Occluded(Dataset):

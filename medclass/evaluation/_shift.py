@@ -73,14 +73,14 @@ def _sample(table: DataTable, seed: int) -> DataTable:
 def _image_rows(table: DataTable, window: str) -> list[dict]:
     """Size, mode and intensity statistics per row, through the guarded readers (a CT/MRI volume: its voxel
     grid as width/height, mode ``volume``, intensities after the run's HU window)."""
+    from ..data.volumes.fingerprint import unit_window
+    from ..data.volumes.read import read_volume
+
     rows = []
     volumes = table.spatial_dims == 3
     for path, frame in zip(table.frame["path"], table.frame["frame"] if "frame" in table.frame else [-1] * len(table)):
         try:
             if volumes:
-                from ..data.volumes.fingerprint import unit_window
-                from ..data.volumes.read import read_volume
-
                 volume = read_volume(path, frame=int(frame))
                 rows.append({"width": volume.shape[0], "height": volume.shape[1], "mode": "volume", "channels": 1,
                              **pixel_summary(unit_window(volume.array, window))})

@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 
 from ...artifacts import EvalDir
-from ...data._csv import resolve_mask
+from ...data._csv import resolve_masks
 from ...data.volumes.prepare import VolumePrep, prepare_mask, stack_slices
 from ...data.volumes.read import read_volume
 from ...errors import ImageReadError
@@ -78,8 +78,9 @@ class CamLocation(Section):
 
         model, cfg, prep = ctx.run.model, ctx.run.config, ctx.dataset.transform.prep
         device = next(model.parameters()).device
-        masks = ctx.table.frame[ctx.options.mask_column].to_numpy()[ctx.pred.indices]
-        rows = np.flatnonzero([bool(resolve_mask(m, ctx.options.mask_root)) for m in masks])
+        masks = resolve_masks(ctx.table.frame[ctx.options.mask_column].to_numpy()[ctx.pred.indices],
+                              ctx.options.mask_root)
+        rows = np.flatnonzero(masks != "")
         out: list[dict[str, Any]] = []
         for batch in batched(load_volumes(ctx.dataset, ctx.pred.indices[rows]), CAM_BATCH):
             positions = [int(rows[pos]) for pos, _, _ in batch]
@@ -87,7 +88,7 @@ class CamLocation(Section):
             maps = volume_cams(model, torch.stack([x for _, _, x in batch]).to(device), prep, target_class=predicted,
                                method=cfg.eval.cam_method, target_layer=cfg.model.target_layer or None)
             for row, cam in zip(positions, maps):
-                path = resolve_mask(masks[row], ctx.options.mask_root)
+                path = masks[row]
                 try:
                     mask = prepare_mask(read_volume(path), prep)
                 except (ImageReadError, OSError, ValueError) as e:
