@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a benchmark run (about a minute): CI's slow stage
 def test_bench_scale_measures_every_stage(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
     cmd = [sys.executable, str(ROOT / "bench" / "bench_scale.py"), "--sizes", "500", "2000", "--brute-max", "2000",

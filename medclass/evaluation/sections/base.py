@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +155,8 @@ def not_applied(section: Section, ctx: Context) -> str:
 def run_sections(ctx: Context, sections: Sequence[Section]) -> tuple[dict[str, Any], dict[str, dict]]:
     """Run each section that applies, in order: ``(its metrics.json keys merged, status per section)``.
 
-    The status says ``{"applied": True}`` or ``{"applied": False, "reason": ...}`` for every section.
+    The status says ``{"applied": True, "seconds": ...}`` (its compute time) or ``{"applied": False, "reason": ...}``
+    for every section.
     """
     metrics: dict[str, Any] = {}
     status: dict[str, dict] = {}
@@ -164,10 +166,12 @@ def run_sections(ctx: Context, sections: Sequence[Section]) -> tuple[dict[str, A
             status[section.name] = {"title": section.title, "applied": False, "reason": reason}
             log.info("evaluation section %r not applied: %s", section.name, reason)
             continue
+        start = time.perf_counter()
         result = section.compute(ctx)
         ctx.results[section.name] = result
         metrics.update(result.to_dict())
-        status[section.name] = {"title": section.title, "applied": True}
+        status[section.name] = {"title": section.title, "applied": True,
+                                "seconds": round(time.perf_counter() - start, 2)}
     return metrics, status
 
 
