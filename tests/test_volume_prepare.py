@@ -139,7 +139,7 @@ def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_p
 def test_volumes_train_without_a_model_name_on_the_volume_default(tmp_path):
     """`medclass train --data volumes.npz` as typed, no --model: the measured volume default (config.DEFAULT_MODELS,
     VOLUME_DEFAULT) trains at its own voxel side, the output says which model and why, the checkpoint records it."""
-    from medclass.config import DEFAULT_MODELS, VOLUME_DEFAULT
+    from medclass.config import DEFAULT_MODELS, VOLUME_DEFAULT, VOLUME_DEFAULT_WHY
 
     default = DEFAULT_MODELS[VOLUME_DEFAULT]
     data = _npz_3d(tmp_path / "organ3d.npz", n=20)
@@ -149,7 +149,7 @@ def test_volumes_train_without_a_model_name_on_the_volume_default(tmp_path):
     assert out.exit_code == 0, out.output
     said = " ".join(out.output.split())
     assert f"model: {default.name} (volume.input={VOLUME_DEFAULT}" in said and "no model named" in said, said
-    assert "default for CT/MRI volumes" in said and "--model" in said
+    assert f"default for CT/MRI volumes: {VOLUME_DEFAULT_WHY}" in said and "--model" in said  # which and why
     run = next((tmp_path / "ws" / "default").glob(f"{default.name}-*"))  # the run is named after the chosen model
     meta = load_checkpoint(run / "best.safetensors")[1]
     assert meta.model.name == default.name and meta.model.in_chans == default.in_chans
