@@ -25,7 +25,7 @@ Precision = Literal["auto", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf1
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 CamMethod = Literal["gradcam", "gradcam++", "eigencam"]
 Task = Literal["auto", "single_label", "multi_label"]  # auto: multi_label when data.labels_from/label_columns is set or an .npz has (n, K>1) labels
-VolumeInput = Literal["3d", "2.5d"]  # how a prepared CT/MRI volume feeds the network (volume.input)
+VolumeInput = Literal["auto", "3d", "2.5d"]  # how a prepared CT/MRI volume feeds the network (volume.input)
 Uncertain = Literal["ignore", "ones", "zeros"]  # multi-label: uncertain (-1) and blank labels masked out, or read as 1 / 0
 ShortcutCheck = Literal["occlusion", "cam"]  # medclass evaluate --shortcuts: occlusion tests, where Grad-CAM looks
 

@@ -93,7 +93,7 @@ class DataConfig:
 class ModelConfig:
     """The architecture and how its weights start."""
 
-    name: str = "resnet18"  # a registered model name: see `medclass models`
+    name: str = "auto"  # a registered model name (see `medclass models`), or auto: resnet18 for 2-D images, the volume default for CT/MRI volumes (`medclass train --help` names it; measured on lidc_nodules)
     pretrained: bool = False  # ImageNet weights: offline where an installed package ships them (efficientnet_lite0), else downloaded from the timm hub
     weights: str = ""  # local weights file (.safetensors or tensor-only .pth) to start from
     in_chans: InChans = 3  # 1 for grayscale input (pretrained RGB first conv is summed), 3 for RGB
@@ -101,6 +101,36 @@ class ModelConfig:
     dropout: UnitFraction = 0.0  # dropout before the classifier
     pool: Pool = "avg"  # global pooling
     target_layer: str = ""  # layer for Grad-CAM ('' = found automatically)
+
+
+AUTO = "auto"  # model.name and volume.input: chosen from the data and the model when the run starts (choose_model)
+
+
+@dataclass(frozen=True)
+class DefaultModel:
+    """What ``model.name=auto`` (the default) becomes on one kind of data, and why (`medclass train` says it)."""
+
+    name: str  # a registered model name
+    why: str  # the rule or measurement that chose it, in one line
+    volume_input: str = ""  # the volume.input it takes ('' = 2-D images)
+    in_chans: int = 0  # model.in_chans it takes where that still has its 2-D default (0 = keep)
+    image_size: int = 0  # side in voxels where model.image_size still has its 2-D default (0 = keep)
+
+
+# The defaults, in one place: 2-D images, and the two volume inputs (the one for volume.input=auto is VOLUME_DEFAULT).
+DEFAULT_MODELS: dict[str, DefaultModel] = {
+    "image": DefaultModel("resnet18", "ResNet-18 (timm), from scratch unless --pretrained"),
+    "3d": DefaultModel("resnet10_3d", "the 3-D network for volume.input=3d (MONAI ResNet-10, from scratch)",
+                       volume_input="3d", in_chans=1, image_size=32),
+    "2.5d": DefaultModel("simple_cnn", "the 2-D network for volume.input=2.5d: 3 neighbouring slices as channels",
+                         volume_input="2.5d", in_chans=3, image_size=32),
+}
+# Measured on lidc_nodules (bench/bench_volumes.py, README "Which network for volumes"): a tie within the CIs, so the
+# cheaper one. Same 4 epochs, same patient split: 3-D minus 2.5-D test AUC +0.002 (95 % CI -0.044 to +0.047).
+VOLUME_DEFAULT = "2.5d"
+VOLUME_DEFAULT_WHY = ("on lidc_nodules it tied with the 3-D resnet10_3d (test AUC difference 3-D minus 2.5-D +0.002, 95% "
+                      "CI -0.044 to +0.047) at half the training time per epoch or less, a third to a fifth of the "
+                      "prediction time and less memory")
 
 
 @dataclass
@@ -162,7 +192,7 @@ class VolumeConfig:
     ``train.augment`` (the 2-D presets) does not apply to volumes: ``volume.augment`` does.
     """
 
-    input: VolumeInput = "3d"  # 3d: the volume (1 channel) feeds a 3-D network such as resnet10_3d | 2.5d: model.in_chans neighbouring axial slices around the centre become the channels of a 2-D network
+    input: VolumeInput = "auto"  # 3d: the volume (1 channel) feeds a 3-D network such as resnet10_3d | 2.5d: model.in_chans neighbouring axial slices around the centre become the channels of a 2-D network | auto: 3d for a 3-D network, 2.5d for a 2-D one
     orientation: AxisCodes = "RAS"  # axis codes every volume is turned to before resampling ('' = as stored)
     spacing: Spacing = field(default_factory=lambda: [1.0, 1.0, 1.0])  # voxel size in mm to resample to, along the oriented x, y, z ([] = keep each volume's own)
     size: VoxelSize = field(default_factory=list)  # voxels (x, y, z) after a centred crop or zero pad ([] = model.image_size along every axis)
@@ -223,15 +253,64 @@ class RunConfig:
                               "patients for training; make their sum less than 1 (e.g. 0.15 and 0.15).")
         from .models.registry import model_info  # the registry owns the names: a lookup, no model is built
 
-        info = model_info(self.model.name)
-        if self.model.image_size < info.min_input_size:
-            raise ConfigError(f"model.image_size={self.model.image_size} is below the minimum {info.min_input_size} px "
-                              f"of {self.model.name}; use at least {info.min_input_size}.")
+        if self.model.name != AUTO:  # auto is checked once the data have chosen the model (choose_model)
+            info = model_info(self.model.name)
+            if self.model.image_size < info.min_input_size:
+                raise ConfigError(f"model.image_size={self.model.image_size} is below the minimum {info.min_input_size} px "
+                                  f"of {self.model.name}; use at least {info.min_input_size}.")
         if self.model.pretrained and self.model.weights:
             raise ConfigError(f"Both model.pretrained=true and model.weights={self.model.weights!r} are set; choose one.")
         if devices:
             check_devices(self.train.accelerator, self.train.devices)
         return self
+
+
+def default_model(spatial_dims: int, volume_input: str = AUTO) -> DefaultModel:
+    """The model ``model.name=auto`` becomes for 2-D images (``spatial_dims=2``) or volumes (3) with this volume.input.
+
+    >>> default_model(2).name
+    'resnet18'
+    >>> default_model(3, "3d").name
+    'resnet10_3d'
+    """
+    if spatial_dims != 3:
+        return DEFAULT_MODELS["image"]
+    return DEFAULT_MODELS[VOLUME_DEFAULT if volume_input == AUTO else volume_input]
+
+
+def choose_model(cfg: RunConfig, spatial_dims: int) -> tuple[RunConfig, str]:
+    """``cfg`` with ``model.name=auto`` and ``volume.input=auto`` made concrete for data of ``spatial_dims``.
+
+    ``model.name=auto``: :func:`default_model` (with its channels, and its voxel side where
+    ``model.image_size`` is still the 2-D default); ``volume.input=auto``: ``3d`` for a 3-D network,
+    ``2.5d`` for a 2-D one. Returns the config and a line saying which model was chosen and why ('' when
+    the model was named).
+
+    >>> cfg, why = choose_model(RunConfig(), 3)
+    >>> cfg.model.name == default_model(3).name, cfg.model.image_size, cfg.volume.input == default_model(3).volume_input
+    (True, 32, True)
+    """
+    from .models.registry import model_info  # the registry owns the names: a lookup, no model is built
+
+    m, plain, overrides, why = cfg.model, ModelConfig(), [], ""
+    if m.name == AUTO:
+        choice = default_model(spatial_dims, cfg.volume.input)
+        overrides.append(f"model.name={choice.name}")
+        if choice.in_chans and m.in_chans == plain.in_chans:
+            overrides.append(f"model.in_chans={choice.in_chans}")
+        if choice.image_size and m.image_size == plain.image_size:
+            overrides.append(f"model.image_size={choice.image_size}")
+    name = overrides[0].split("=", 1)[1] if overrides else m.name
+    if cfg.volume.input == AUTO:
+        overrides.append(f"volume.input={'3d' if model_info(name).spatial_dims == 3 else '2.5d'}")
+    out = apply_overrides(cfg, overrides)
+    if m.name == AUTO:
+        size = f"{out.model.image_size} px" if spatial_dims == 2 else (
+            f"volume.input={out.volume.input}, {out.model.in_chans} channel(s), {out.model.image_size} voxels a side")
+        reason = VOLUME_DEFAULT_WHY if spatial_dims == 3 and cfg.volume.input == AUTO else choice.why
+        why = (f"{name} ({size}): no model named, so the default for {'CT/MRI volumes' if spatial_dims == 3 else '2-D images'}"
+               f": {reason}; choose another with --model")
+    return out, why
 
 
 def check_devices(accelerator: str, devices: str) -> None:
@@ -323,6 +402,6 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
-__all__ = ["RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "VolumeConfig", "apply_overrides", "with_data_settings", "load_config",
+__all__ = ["RunConfig", "AUTO", "DEFAULT_MODELS", "VOLUME_DEFAULT", "VOLUME_DEFAULT_WHY", "DefaultModel", "choose_model", "default_model", "DataConfig", "ModelConfig", "TrainConfig", "EvalConfig", "VolumeConfig", "apply_overrides", "with_data_settings", "load_config",
            "save_config", "commented_yaml", "choices", "check_devices", "parse_window", "parse_threshold_rule", "parse_class_weights",
            "parse_devices", "parse_mapping", "load_yaml_mapping", "WINDOW_PRESETS", "DEFAULT_DATA"]

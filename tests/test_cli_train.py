@@ -19,7 +19,8 @@ def test_config_prints_every_section() -> None:
     out = runner.invoke(app, ["config"])
     assert out.exit_code == 0, out.output
     d = yaml.safe_load(out.output)
-    assert set(d) >= {"data", "model", "train", "eval"} and d["model"]["name"] == "resnet18"
+    assert set(d) >= {"data", "model", "train", "eval"} and d["model"]["name"] == "auto"
+    assert "auto: resnet18 for 2-D images" in out.output  # what auto becomes is said beside it
 
 
 def test_train_then_resume_from_the_cli(tmp_path: Path) -> None:
@@ -42,6 +43,17 @@ def test_train_then_resume_from_the_cli(tmp_path: Path) -> None:
     out = runner.invoke(app, ["train", "--resume", str(run), "--quiet"])
     assert out.exit_code == 0, out.output
     assert list(pd.read_csv(run / "metrics.csv")["epoch"]) == [0, 1]
+
+
+def test_images_without_a_model_name_train_the_2d_default_and_say_so(tmp_path: Path) -> None:
+    data = make_images(tmp_path / "data", n_per_class=12)
+    out = runner.invoke(app, ["train", "--data", str(data), "--image-size", "32", "--epochs", "1", "--batch-size", "8",
+                              "--quiet", "--set", f"workspace={tmp_path / 'ws'}", "--set", r"data.patient_regex=^(p[a-z]+\d+)_",
+                              "--set", "train.num_workers=0", "--set", "train.baseline=false"])
+    assert out.exit_code == 0, out.output
+    said = " ".join(out.output.split())
+    assert "model: resnet18 (32 px): no model named, so the default for 2-D images" in said, said
+    assert len(list((tmp_path / "ws" / "default").glob("resnet18-*"))) == 1
 
 
 def test_unknown_model_gets_a_suggestion(tmp_path: Path) -> None:

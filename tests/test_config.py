@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from medclass import config as C
-from medclass.config import RunConfig, apply_overrides, choices, commented_yaml, load_config
+from medclass.config import (DEFAULT_MODELS, VOLUME_DEFAULT, RunConfig, apply_overrides, choices, choose_model, commented_yaml,
+                             load_config)
 from medclass.errors import ConfigError
 
 
@@ -56,11 +57,33 @@ from medclass.errors import ConfigError
     ("data.path=[a, b]", r"data.path=\['a', 'b'\]: expected text, got a list"),
     ("train.deterministic=maybe", r"train.deterministic='maybe' is not a valid bool: expected true or false"),
     ("model.name=resnet81", r"Unknown model 'resnet81'.*Did you mean 'resnet18'"),
-    ("model.image_size=8", r"model.image_size=8 is below the minimum 32 px of resnet18"),
 ])
 def test_bad_values_are_refused_with_the_field_and_what_was_expected(override: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         apply_overrides(RunConfig(), [override]).validate(devices=False)
+
+
+def test_a_named_model_gets_its_minimum_input_size_checked_at_once_auto_once_the_data_chose_it() -> None:
+    with pytest.raises(ConfigError, match=r"model.image_size=8 is below the minimum 32 px of resnet18"):
+        apply_overrides(RunConfig(), ["model.name=resnet18", "model.image_size=8"]).validate(devices=False)
+    auto = apply_overrides(RunConfig(), ["model.image_size=8"]).validate(devices=False)  # volumes may take 8 voxels
+    images, why = choose_model(auto, 2)
+    assert images.model.name == "resnet18" and "default for 2-D images" in why
+    with pytest.raises(ConfigError, match=r"model.image_size=8 is below the minimum 32 px of resnet18"):
+        images.validate(devices=False)
+
+
+def test_auto_model_and_volume_input_are_chosen_from_the_data() -> None:
+    cfg, why = choose_model(RunConfig(), 3)  # volumes, nothing named: the measured volume default
+    chosen = DEFAULT_MODELS[VOLUME_DEFAULT]
+    assert (cfg.model.name, cfg.volume.input, cfg.model.in_chans, cfg.model.image_size) == \
+        (chosen.name, VOLUME_DEFAULT, chosen.in_chans, chosen.image_size)
+    assert why.startswith(f"{chosen.name} (volume.input={VOLUME_DEFAULT}") and "--model" in why
+    three_d, _ = choose_model(apply_overrides(RunConfig(), ["volume.input=3d", "model.image_size=48"]), 3)
+    assert (three_d.model.name, three_d.model.in_chans, three_d.model.image_size) == ("resnet10_3d", 1, 48)  # kept
+    named, why = choose_model(apply_overrides(RunConfig(), ["model.name=simple_cnn"]), 3)
+    assert (named.model.name, named.volume.input, named.model.image_size, why) == ("simple_cnn", "2.5d", 224, "")
+    assert choose_model(apply_overrides(RunConfig(), ["model.name=resnet10_3d"]), 3)[0].volume.input == "3d"
 
 
 def test_values_set_in_code_are_checked_too() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from medclass.artifacts import load_checkpoint
@@ -120,8 +121,10 @@ def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_p
     out = runner.invoke(app, ["predict", str(run), str(broken), "--out", str(tmp_path / "q.csv"), "--quiet"])
     assert out.exit_code == 0 and "missing DICOM slice" in pd.read_csv(tmp_path / "q.csv")["error"].iloc[0]
     wrong = runner.invoke(app, ["train", "--data", str(data), "--model", "simple_cnn", "--image-size", "32",
-                                "--epochs", "1", "--split-by", "image", "--quiet", "--set", f"workspace={tmp_path / 'ws'}"])
+                                "--epochs", "1", "--split-by", "image", "--quiet", "--set", f"workspace={tmp_path / 'ws'}",
+                                "--set", "volume.input=3d"])  # a 2-D network asked to take the whole volume
     assert wrong.exit_code != 0 and "simple_cnn is a 2-D network but the data are CT/MRI volumes" in wrong.output
+    assert "resnet10_3d" in wrong.output and "volume.input=2.5d" in wrong.output  # the 3-D names, or slices
     # external volumes: the shift section describes them from their voxels (not the 2-D image reader's skips)
     other = _npz_3d(tmp_path / "other3d.npz", n=12, seed=1)
     out = runner.invoke(app, ["evaluate", str(run), "--data", str(other), "--split", "train", "--n-boot", "0",
@@ -131,3 +134,28 @@ def test_a_3d_npz_trains_by_flags_only_and_predicts_nifti_and_dicom_series(tmp_p
     shift = json.loads((tmp_path / "ext" / "metrics.json").read_text())["shift"]["image_statistics"]
     assert shift["external"]["modes"] == {"volume": 1.0} and shift["external"]["n"] == 12
     assert shift["training"]["modes"] == {"volume": 1.0} and shift["external"]["width"]["median"] == 16
+
+
+def test_volumes_train_without_a_model_name_on_the_volume_default(tmp_path):
+    """`medclass train --data volumes.npz` as typed, no --model: the measured volume default (config.DEFAULT_MODELS,
+    VOLUME_DEFAULT) trains at its own voxel side, the output says which model and why, the checkpoint records it."""
+    from medclass.config import DEFAULT_MODELS, VOLUME_DEFAULT, VOLUME_DEFAULT_WHY
+
+    default = DEFAULT_MODELS[VOLUME_DEFAULT]
+    data = _npz_3d(tmp_path / "organ3d.npz", n=20)
+    out = runner.invoke(app, ["train", "--data", str(data), "--epochs", "1", "--batch-size", "4", "--split-by", "image",
+                              "--quiet", "--set", f"workspace={tmp_path / 'ws'}", "--set", "train.num_workers=0",
+                              "--set", "volume.spacing=[]", "--set", "train.baseline=false"])
+    assert out.exit_code == 0, out.output
+    said = " ".join(out.output.split())
+    assert f"model: {default.name} (volume.input={VOLUME_DEFAULT}" in said and "no model named" in said, said
+    assert f"default for CT/MRI volumes: {VOLUME_DEFAULT_WHY}" in said and "--model" in said  # which and why
+    run = next((tmp_path / "ws" / "default").glob(f"{default.name}-*"))  # the run is named after the chosen model
+    meta = load_checkpoint(run / "best.safetensors")[1]
+    assert meta.model.name == default.name and meta.model.in_chans == default.in_chans
+    assert meta.preprocessing.volume["input"] == VOLUME_DEFAULT
+    assert meta.preprocessing.volume["size"] == [default.image_size] * 3  # not the 2-D default of 224 px
+    saved = yaml.safe_load((run / "config.yaml").read_text())  # auto resolved before the run folder was written
+    assert (saved["model"]["name"], saved["volume"]["input"]) == (default.name, VOLUME_DEFAULT)
+    help_text = " ".join(runner.invoke(app, ["train", "--help"], terminal_width=200).output.replace("│", " ").split())
+    assert f"for CT/MRI volumes {default.name} ({VOLUME_DEFAULT}" in help_text, help_text

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
+from ..config import DEFAULT_MODELS, VOLUME_DEFAULT
 from ..pipeline import QUICKSTART
 from ._common import DataFlags, console, data_options, friendly_errors, metrics_table, show_progress
 
@@ -15,11 +16,17 @@ if TYPE_CHECKING:
     from ..training import RunResult
 
 
+_IMAGE, _VOLUME = DEFAULT_MODELS["image"], DEFAULT_MODELS[VOLUME_DEFAULT]
+MODEL_HELP = (f"Registered model name (see `medclass models`). Default: {_IMAGE.name} for 2-D images; for CT/MRI volumes "
+              f"{_VOLUME.name} ({VOLUME_DEFAULT}, {_VOLUME.image_size} voxels a side unless --image-size is given), "
+              "chosen on lidc_nodules (README, 'CT and MRI as volumes'); the output says which model was used and why.")
+
+
 @data_options
 def train_command(
     config: Annotated[Optional[Path], typer.Argument(help="YAML config (any subset of fields; see `medclass config`).")] = None,
     data: Annotated[Optional[str], typer.Option(help="Data: class folders, CSV manifest, .npz, DICOM folder or a `medclass datasets` name.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Registered model name (see `medclass models`).")] = None,
+    model: Annotated[Optional[str], typer.Option(help=MODEL_HELP)] = None,
     project: Annotated[Optional[str], typer.Option(help="Workspace project.")] = None,
     experiment: Annotated[Optional[str], typer.Option(help="Experiment name (default: model and time).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Maximum epochs.")] = None,
@@ -71,6 +78,7 @@ def train_command(
             cfg = data_flags.apply(apply_overrides(cfg, overrides + list(set_ or []))).validate()  # before torch is even imported
             if _data_line(cfg.data.path):
                 console.print(_data_line(cfg.data.path), soft_wrap=True)
+            cfg = _chosen_model(cfg)
             if folds:
                 from ..experiments.crossval import cross_validate
 
@@ -95,6 +103,16 @@ def _print_positive(checkpoint: Path) -> None:
     meta = read_meta(checkpoint)
     if meta.binary:
         console.print(positive_line(meta.classes[1]) + f"; threshold {meta.threshold:.3f} (chosen on validation)")
+
+
+def _chosen_model(cfg: "RunConfig") -> "RunConfig":
+    """``cfg`` with ``model.name=auto`` replaced by the default for its data, said on the console (which and why)."""
+    from ..training.runner import resolve_model
+
+    cfg, why = resolve_model(cfg)
+    if why:
+        console.print(f"[bold]model:[/] {why}", soft_wrap=True)
+    return cfg
 
 
 def _data_line(path: str) -> str:

@@ -40,7 +40,7 @@ from ..models import create_model, model_info
 from ..utils import atomic_write_bytes, atomic_write_text
 from .datamodule import SplitDataModule
 from .module import ClassifierModule
-from .runner import build_caches, class_weight_vector, make_trainer
+from .runner import build_caches, class_weight_vector, make_trainer, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def find_lr(cfg: RunConfig, min_lr: float = 1e-6, max_lr: float = 1.0, num_steps
         raise ConfigError(f"The LR range needs 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}.")
     if num_steps < 4:
         raise ConfigError(f"num_steps={num_steps} is too few for a suggestion; use at least 4 (about 100 is usual).")
-    cfg.validate()
+    cfg = resolve_model(cfg)[0].validate()  # model.name=auto: the default for the data
     out = Path(out) if out is not None else (Path(cfg.workspace) / cfg.project / "lr_find"
                                              / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import pytorch_lightning as pl
 import torch
 
 from ..artifacts import RunDir, build_meta
-from ..config import RunConfig, load_config, parse_class_weights, parse_devices, save_config
+from ..config import AUTO, RunConfig, choose_model, load_config, parse_class_weights, parse_devices, save_config
 from ..data._pool import loader_watchdog
 from ..data.prepare import prepare_data
 from ..data.table import DataTable
@@ -62,8 +62,40 @@ class RunResult:
     early_stop: str = ""  # how early stopping ended the run before train.epochs ('' = it did not)
 
 
-def resolve_experiment(cfg: RunConfig) -> RunConfig:
-    """Give the run a name (``<model>-<timestamp>``) when ``cfg.experiment`` is empty."""
+def resolve_model(cfg: RunConfig, table: DataTable | None = None) -> tuple[RunConfig, str]:
+    """``model.name=auto`` and ``volume.input=auto`` made concrete (:func:`~medclass.config.choose_model`) for the
+    run's data: ``table``, else the source that ``cfg.data`` names (read only when the model is auto).
+
+    Returns the config and the line saying which model was chosen and why ('' when the model was named).
+    """
+    if cfg.model.name != AUTO and cfg.volume.input != AUTO:
+        return cfg, ""
+    if cfg.model.name == AUTO and table is None:
+        from ..data.sources import load_source
+
+        with _below_warnings():  # the listing only (no pixel read); its warnings come when the run reads the data
+            table = load_source(cfg.data, seed=cfg.split_seed)
+    return choose_model(cfg, table.spatial_dims if table is not None else 2)
+
+
+@contextlib.contextmanager
+def _below_warnings() -> Iterator[None]:
+    """medclass's log records below errors left out (a first look at data that is read again right after)."""
+    logger = logging.getLogger("medclass")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def resolve_experiment(cfg: RunConfig, table: DataTable | None = None) -> RunConfig:
+    """Choose the model if it is ``auto`` (:func:`resolve_model`), then name the run (``<model>-<timestamp>``) when
+    ``cfg.experiment`` is empty."""
+    cfg, why = resolve_model(cfg, table)
+    if why:
+        log.info("%s", why)
     if cfg.experiment:
         return cfg
     return dataclasses.replace(cfg, experiment=f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -137,6 +169,7 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
     Optuna pruning callback).
     """
     start = time.perf_counter()
+    why = ""
     if resume is not None:
         run = RunDir(resume)
         if not run.is_run:
@@ -146,7 +179,8 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
         if run.resume_state.exists():
             ResumeState.check(run.resume_state)
     else:
-        cfg = resolve_experiment(cfg or RunConfig()).validate()
+        cfg, why = resolve_model(cfg or RunConfig(), table)
+        cfg = resolve_experiment(cfg).validate()
         run = RunDir(cfg.run_dir())
         run.path.mkdir(parents=True, exist_ok=True)
     with _run_lock(run) as previous, run_log(run.log), _interrupts_name(run.path):
@@ -155,6 +189,8 @@ def train(cfg: RunConfig | None = None, *, resume: str | Path | None = None, tab
                 raise ConfigError(f"Run folder {run.path} already holds a run; resume it with `medclass train --resume "
                                   f"{run.path}` or choose another experiment name.")
             save_config(cfg, run.config)
+        if why:
+            log.info("%s", why)
         _report_faults(run, previous)
         prepared = _prepared_table(run) if resume is not None else None
         if prepared is not None:
