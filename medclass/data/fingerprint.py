@@ -202,12 +202,14 @@ def fingerprint(
         todo = np.flatnonzero(at < 0)
         same = pd.DataFrame({"path": paths.to_numpy()[todo], "frame": frames[todo]}).groupby(
             ["path", "frame"], sort=False).ngroup().to_numpy()  # a file listed twice is read once
-        first = todo[np.unique(same, return_index=True)[1]]
+        is_first = np.zeros(len(todo), dtype=bool)
+        is_first[np.unique(same, return_index=True)[1]] = True
+        first = todo[is_first]
         if len(todo):
             log.info("Fingerprinting %d image(s) with %d worker(s); %d from the cache.", len(first), workers, len(cached))
-        tasks = _Tasks(paths, frames, first, window)
-        _fingerprint_new(out, first, tasks, keys[first], workers, progress, store, cluster)
-        out.put(todo, out.take(first[same]))
+        _fingerprint_new(out, first, _Tasks(paths, frames, first, window), keys[first], workers, progress, store, cluster)
+        if not is_first.all():  # the second listing of a file: a copy of the first
+            out.put(todo[~is_first], out.take(first[same[~is_first]]))
         if store is not None:
             store.compact()
     return out.frame(paths, frames)
