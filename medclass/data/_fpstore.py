@@ -13,13 +13,12 @@ versions (``fingerprints.csv`` and its ``.part-*.csv``) is converted once, in ch
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -140,12 +139,11 @@ class Columns:
         cols.update(width=self.width, height=self.height, channels=self.channels,
                     mode=np.asarray(self.modes, dtype=object)[self.mode], mean=self.mean, std=self.std,
                     error=np.asarray(self.errors, dtype=object)[self.error])
-        return pd.DataFrame(cols)
+        return pd.DataFrame(cols, copy=False)  # the arrays as they are: no second copy of every column
 
-    def to_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        np.savez(buffer, **self._arrays(), modes=np.asarray(self.modes, dtype=str), errors=np.asarray(self.errors, dtype=str))
-        return buffer.getvalue()
+    def save(self, file: BinaryIO) -> None:
+        """Write as ``.npz`` (numbers and two short text arrays; no pickle)."""
+        np.savez(file, **self._arrays(), modes=np.asarray(self.modes, dtype=str), errors=np.asarray(self.errors, dtype=str))
 
     @classmethod
     def load(cls, path: Path) -> "Columns":
@@ -173,28 +171,28 @@ def _key_digest(key: str) -> bytes:
 
 
 class Store:
-    """The cache folder: read it, look rows up, append parts, compact."""
+    """The cache folder: look rows up, append parts, compact (no table kept in between)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         _convert_legacy(folder)
-        self.parts = sorted(folder.glob(PART_GLOB))
-        self.table = Columns.concat([Columns.load(p) for p in self.parts])
-        keys = self.table.key.view("V16").ravel()
-        last = len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1]  # the newest entry of each key
-        self.sorted_keys = keys[last]  # np.unique sorted them
-        self.at = last
 
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Position in :attr:`table` of each key, -1 where it is not cached (or has no key)."""
+    def _latest(self) -> Columns:
+        """Every cached row, the newest entry of each key only, sorted by key."""
+        table = Columns.concat([Columns.load(p) for p in sorted(self.folder.glob(PART_GLOB))])
+        keys = table.key.view("V16").ravel()
+        return table.take(len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1])
+
+    def read(self, keys: np.ndarray) -> tuple[np.ndarray, Columns]:
+        """The positions of the ``keys`` (``(n, 2)`` uint64 of :func:`row_keys`) that are cached, and their rows."""
+        latest = self._latest()
+        cached = latest.key.view("V16").ravel()
         query = np.ascontiguousarray(keys, dtype=np.uint64).view("V16").ravel()
-        pos = np.minimum(np.searchsorted(self.sorted_keys, query), max(len(self.sorted_keys) - 1, 0))
-        hit = keys.any(axis=1)
-        if len(self.sorted_keys):
-            hit &= self.sorted_keys[pos] == query
-        else:
-            hit[:] = False
-        return np.where(hit, self.at[pos] if len(self.at) else -1, -1)
+        pos = np.searchsorted(cached, query)
+        hit = keys.any(axis=1) & (pos < len(cached))
+        hit[hit] = cached[pos[hit]] == query[hit]
+        rows = np.flatnonzero(hit)
+        return rows, latest.take(pos[rows])
 
     def append(self, part: Columns) -> None:
         """Write the rows of ``part`` that have a key as one new part."""
@@ -205,8 +203,7 @@ class Store:
         parts = sorted(self.folder.glob(PART_GLOB))
         if len(parts) <= COMPACT_PARTS:
             return
-        merged = Store(self.folder)
-        latest = merged.table.take(np.sort(merged.at))
+        latest = self._latest()
         name = _write_part(self.folder, latest)
         for part in parts:
             part.unlink(missing_ok=True)
@@ -218,7 +215,7 @@ def _write_part(folder: Path, part: Columns) -> str:
     if not len(part):
         return ""
     name = PART_GLOB.replace("*", f"{time.time_ns()}-{os.getpid()}")
-    atomic_write_bytes(folder / name, part.to_bytes())
+    atomic_write_bytes(folder / name, part.save)
     return name
 
 

@@ -195,21 +195,23 @@ def fingerprint(
         store = Store(cache_dir) if cache_dir is not None else None
         keys = row_keys(paths, frames, window)
         out = Columns.empty(len(table))
-        at = store.lookup(keys) if store is not None else np.full(len(table), -1)
-        cached = np.flatnonzero(at >= 0)
         if store is not None:
-            out.put(cached, store.table.take(at[cached]))
-        todo = np.flatnonzero(at < 0)
-        same = pd.DataFrame({"path": paths.to_numpy()[todo], "frame": frames[todo]}).groupby(
-            ["path", "frame"], sort=False).ngroup().to_numpy()  # a file listed twice is read once
-        is_first = np.zeros(len(todo), dtype=bool)
-        is_first[np.unique(same, return_index=True)[1]] = True
-        first = todo[is_first]
+            cached, rows = store.read(keys)
+            out.put(cached, rows)
+            del rows
+        else:
+            cached = np.zeros(0, dtype=np.int64)
+        todo = np.setdiff1d(np.arange(len(table)), cached, assume_unique=True)
+        keyed = todo[keys[todo].any(axis=1)]  # rows without a key (no such file) are each tried
+        _, at, same = np.unique(keys[keyed].view("V16").ravel(), return_index=True, return_inverse=True)
+        source = keyed[at][same]  # the row whose file is read for each keyed row: a file listed twice is read once
+        first = np.union1d(np.setdiff1d(todo, keyed, assume_unique=True), keyed[at])
         if len(todo):
             log.info("Fingerprinting %d image(s) with %d worker(s); %d from the cache.", len(first), workers, len(cached))
         _fingerprint_new(out, first, _Tasks(paths, frames, first, window), keys[first], workers, progress, store, cluster)
-        if not is_first.all():  # the second listing of a file: a copy of the first
-            out.put(todo[~is_first], out.take(first[same[~is_first]]))
+        copies = source != keyed
+        if copies.any():
+            out.put(keyed[copies], out.take(source[copies]))
         if store is not None:
             store.compact()
     return out.frame(paths, frames)
