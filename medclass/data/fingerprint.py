@@ -23,7 +23,7 @@ error       '' or the reason the image cannot be read (then the other fields are
 ==========  ====================================================================================
 
 Every field is fixed-width in memory (hashes as uint64 words, not hex text; ``mode`` and ``error`` share
-one text object per distinct value): about 110 bytes a row besides the path, see :mod:`._fpstore`.
+one text object per distinct value): the returned table takes about 125 bytes a row, see :mod:`._fpstore`.
 Images are read in worker processes one at a time (never all in memory). With ``cache_dir`` the
 results are kept in parts ``fingerprints.part-*.npz`` keyed by absolute path, size, mtime_ns, frame
 and window, so that a second pass over unchanged files only stats them. While a pass runs, every
