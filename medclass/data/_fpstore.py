@@ -183,16 +183,28 @@ class Store:
         keys = table.key.view("V16").ravel()
         return table.take(len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1])
 
-    def read(self, keys: np.ndarray) -> tuple[np.ndarray, Columns]:
-        """The positions of the ``keys`` (``(n, 2)`` uint64 of :func:`row_keys`) that are cached, and their rows."""
-        latest = self._latest()
-        cached = latest.key.view("V16").ravel()
+    def read_into(self, keys: np.ndarray, out: Columns) -> np.ndarray:
+        """Copy the cached rows of ``keys`` (``(n, 2)`` uint64 of :func:`row_keys`) into the same rows of ``out``;
+        their positions. Only the parts' keys are held at once, then one part at a time."""
+        files = sorted(self.folder.glob(PART_GLOB))
+        part_keys = [np.load(f, allow_pickle=False)["key"] for f in files]
+        bounds = np.cumsum([0, *(len(k) for k in part_keys)])
+        every = np.concatenate(part_keys or [np.zeros((0, 2), np.uint64)]).view("V16").ravel()
+        del part_keys
+        newest = len(every) - 1 - np.unique(every[::-1], return_index=True)[1]  # sorted by key
+        cached = every[newest]
         query = np.ascontiguousarray(keys, dtype=np.uint64).view("V16").ravel()
         pos = np.searchsorted(cached, query)
         hit = keys.any(axis=1) & (pos < len(cached))
         hit[hit] = cached[pos[hit]] == query[hit]
         rows = np.flatnonzero(hit)
-        return rows, latest.take(pos[rows])
+        source = newest[pos[rows]]  # index into all parts, in order
+        part_of = np.searchsorted(bounds, source, side="right") - 1
+        for i, file in enumerate(files):
+            mine = part_of == i
+            if mine.any():
+                out.put(rows[mine], Columns.load(file).take(source[mine] - bounds[i]))
+        return rows
 
     def append(self, part: Columns) -> None:
         """Write the rows of ``part`` that have a key as one new part."""

@@ -195,12 +195,7 @@ def fingerprint(
         store = Store(cache_dir) if cache_dir is not None else None
         keys = row_keys(paths, frames, window)
         out = Columns.empty(len(table))
-        if store is not None:
-            cached, rows = store.read(keys)
-            out.put(cached, rows)
-            del rows
-        else:
-            cached = np.zeros(0, dtype=np.int64)
+        cached = store.read_into(keys, out) if store is not None else np.zeros(0, dtype=np.int64)
         todo = np.setdiff1d(np.arange(len(table)), cached, assume_unique=True)
         keyed = todo[keys[todo].any(axis=1)]  # rows without a key (no such file) are each tried
         _, at, same = np.unique(keys[keyed].view("V16").ravel(), return_index=True, return_inverse=True)
