@@ -73,12 +73,13 @@ def table_frame(n: int, seed: int = 0) -> pd.DataFrame:
 def fingerprints(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     n = len(frame)
     words = hashes(n, seed)
-    phash = np.frombuffer(words.astype(">u8").tobytes().hex().encode(), dtype="S64").astype(str)
-    sha = ("s" + pd.Series(np.arange(n)).astype(str)).to_numpy(dtype=object)
+    sha = np.zeros((n, 4), dtype=np.uint64)
+    sha[:, 0] = np.arange(n)
     rng = np.random.default_rng(seed + 1)
     copies, of = rng.integers(0, n, n // 100), rng.integers(0, n, n // 100)  # 1% byte-identical files
-    sha[copies], phash[copies] = sha[of], phash[of]
-    return pd.DataFrame({"path": frame["path"], "frame": -1, "sha256": sha, "phash": phash, "error": ""})
+    sha[copies], words[copies] = sha[of], words[of]
+    columns = {f"{name}_{w}": values[:, w] for name, values in (("sha256", sha), ("phash", words)) for w in range(4)}
+    return pd.DataFrame({"path": frame["path"], "frame": -1, **columns, "error": ""})
 
 
 def image_table(n: int, folder: Path):

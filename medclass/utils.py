@@ -9,9 +9,9 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -27,8 +27,10 @@ TMP_SUFFIX = ".tmp"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes | Callable[[BinaryIO], Any]) -> None:
     """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never half of it.
+
+    ``data``: the bytes, or a function that writes them to the open file (large content, streamed).
 
     The bytes go to a temporary file beside ``path``, are flushed to disk, then moved over it. A full
     disk raises :class:`~medclass.errors.DiskFullError` (the previous file is unchanged, the temporary
@@ -39,7 +41,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            data(f) if callable(data) else f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

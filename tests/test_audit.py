@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import imagehash
@@ -11,9 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medclass.data.audit import _hash_words, apply_leak_policy, audit_leaks
+from medclass.data._fpstore import hex_words
+from medclass.data.audit import apply_leak_policy, audit_leaks
 from medclass.data.neardup import hamming_pairs as _phash_pairs
-from medclass.data.fingerprint import CACHE_FILE, fingerprint
+from medclass.data.fingerprint import PART_GLOB, fingerprint, from_hex, hex_digests
 from medclass.data.splits import split_patients
 from medclass.data.table import DataTable
 from medclass.errors import ConfigError, LeakError
@@ -39,7 +41,9 @@ ROWS = [
 def make():
     df = pd.DataFrame(ROWS, columns=["path", "label", "patient", "split", "sha256", "phash"])
     table = DataTable(df[["path", "label", "patient", "split"]].copy(), ["A", "B"])
-    fp = df[["path", "sha256", "phash"]].assign(frame=-1, error=np.where(df["sha256"] == "", "broken", ""))
+    sha = [hashlib.sha256(s.encode()).hexdigest() if s else "" for s in df["sha256"]]  # 's1' stands for a digest
+    fp = from_hex(df[["path"]].assign(sha256=sha, phash=df["phash"].str.rjust(64, "0").where(df["phash"] != "", ""),
+                                      error=np.where(df["sha256"] == "", "broken", "")))
     return table, fp
 
 
@@ -56,14 +60,14 @@ def test_phash_pairs_match_a_brute_force_count():
 
 
 def test_multi_word_hashes_add_their_bit_differences():
-    hashes = _hash_words(["00" * 8 + "00" * 8, "ff" * 8 + "00" * 8, "00" * 8 + "0f" + "00" * 7, "f0" * 16])
+    hashes = hex_words(["00" * 8 + "00" * 8, "ff" * 8 + "00" * 8, "00" * 8 + "0f" + "00" * 7, "f0" * 16], words=2)
     assert hashes.shape == (4, 2) and hashes.dtype == np.uint64
     a, b = _phash_pairs(hashes, 64)
     assert set(zip(a.tolist(), b.tolist())) == {(0, 1), (0, 2), (0, 3), (1, 3)}  # d(1, 2) = d(2, 3) = 68
     a, b = _phash_pairs(hashes, 4)
     assert set(zip(a.tolist(), b.tolist())) == {(0, 2)}
-    with pytest.raises(ValueError, match="mixed or odd lengths"):
-        _hash_words(["00" * 8, "00" * 16])
+    with pytest.raises(ValueError, match=r"Hashes of \[16, 32\] hex digits where 64 were expected"):
+        hex_words(["00" * 8, "00" * 16])
 
 
 def test_audit_finds_patients_exact_and_near_duplicates():
@@ -171,8 +175,9 @@ def pngs(tmp_path):
 def test_fingerprint_fields_match_the_libraries(pngs):
     fp = fingerprint(pngs, workers=1)
     first = Path(fp["path"][0])
-    assert fp["sha256"][0] == hashlib.sha256(first.read_bytes()).hexdigest()
-    assert fp["phash"][0] == str(imagehash.phash(Image.open(first), hash_size=16))
+    assert fp["sha256_0"].dtype == np.uint64 and fp["phash_3"].dtype == np.uint64  # fixed width, no hex text
+    assert hex_digests(fp, "sha256")[0] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert hex_digests(fp, "phash")[0] == str(imagehash.phash(Image.open(first), hash_size=16))
     assert (fp["width"][0], fp["height"][0], fp["channels"][0], fp["mode"][0]) == (48, 64, 1, "L")
     pixels = np.asarray(Image.open(first), dtype=np.float32) / 255
     assert fp["mean"][0] == pytest.approx(pixels.mean(), abs=1e-6)
@@ -182,14 +187,14 @@ def test_fingerprint_fields_match_the_libraries(pngs):
     report = audit_leaks(pngs, fp)
     assert [sorted(Path(p).name for p in g["paths"]) for g in report.near_groups] == [["smooth.png", "smooth_q70.jpg"]]
     assert report.near_groups[0]["cross_split"]
-    assert fp["sha256"][6] != fp["sha256"][7]
+    assert hex_digests(fp, "sha256")[6] != hex_digests(fp, "sha256")[7]
 
 
 def test_fingerprint_in_parallel_and_from_the_cache(pngs, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     cold = fingerprint(pngs, workers=2, cache_dir=cache)
     pd.testing.assert_frame_equal(cold, fingerprint(pngs, workers=1))
-    assert len(pd.read_csv(cache / CACHE_FILE)) == len(pngs)
+    assert sum(len(np.load(p)["key"]) for p in cache.glob(PART_GLOB)) == len(pngs)
 
     def no_reading(*args):
         raise AssertionError(f"read {args} although it is cached")
@@ -210,8 +215,9 @@ def test_fingerprint_of_frames_hashes_pixels(shared_data):
     table = DataTable(pd.DataFrame({"path": [path, path, path], "label": "x", "frame": [0, 1, 0]}), ["x"])
     fp = fingerprint(table, workers=1)
     assert (fp["error"] == "").all(), fp["error"].tolist()
-    assert fp["sha256"][0] == fp["sha256"][2] != fp["sha256"][1]
-    assert fp["sha256"][0] != hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    sha = hex_digests(fp, "sha256")
+    assert sha[0] == sha[2] != sha[1]
+    assert sha[0] != hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_an_interrupted_fingerprint_pass_resumes_from_its_cache_parts(pngs, tmp_path, monkeypatch):
@@ -229,11 +235,34 @@ def test_an_interrupted_fingerprint_pass_resumes_from_its_cache_parts(pngs, tmp_
     monkeypatch.setattr(fp_module, "fingerprint_image", dies_at_the_fifth)
     with pytest.raises(KeyboardInterrupt):
         fingerprint(pngs, workers=1, cache_dir=cache)
-    assert len(list(cache.glob(fp_module.PART_GLOB))) == 2 and not (cache / CACHE_FILE).exists()  # 4 kept
+    assert len(list(cache.glob(PART_GLOB))) == 2  # 4 kept, in two parts
 
     calls.clear()
     monkeypatch.setattr(fp_module, "fingerprint_image", lambda *args: calls.append(args[0]) or real(*args))
     resumed = fingerprint(pngs, workers=1, cache_dir=cache)
     assert len(calls) == len(pngs) - 4  # only the images not done before the interruption
     pd.testing.assert_frame_equal(resumed, fingerprint(pngs, workers=1))
-    assert not list(cache.glob(fp_module.PART_GLOB)) and len(pd.read_csv(cache / CACHE_FILE)) == len(pngs)
+    assert sum(len(np.load(p)["key"]) for p in cache.glob(PART_GLOB)) == len(pngs)  # the rest appended
+
+
+def test_the_cache_is_fixed_width_parts_merged_when_many_and_an_old_csv_is_converted(pngs, tmp_path, monkeypatch):
+    from medclass.data import _fpstore, fingerprint as fp_module
+
+    cache = tmp_path / "cache"
+    cold = fingerprint(pngs, workers=1)
+    monkeypatch.setattr(fp_module, "FLUSH_ROWS", 2)
+    monkeypatch.setattr(_fpstore, "COMPACT_PARTS", 3)
+    pd.testing.assert_frame_equal(fingerprint(pngs, workers=1, cache_dir=cache), cold)
+    (part,) = cache.glob(PART_GLOB)  # 4 parts of 2 rows written as the pass went, then merged into one
+    with np.load(part, allow_pickle=False) as npz:  # numbers, no pickled Python objects
+        assert npz["sha256"].dtype == np.uint64 and npz["key"].shape == (len(pngs), 2)
+
+    # the CSV cache of earlier versions: read once (no image decoded), converted to a part, removed
+    part.unlink()
+    keys = [f"{Path(p).resolve()}|{os.stat(p).st_size}|{os.stat(p).st_mtime_ns}|-1|" for p in cold["path"]]
+    old = cold.drop(columns=[c for c in cold if c[:-2] in ("sha256", "phash")]).assign(
+        key=keys, sha256=hex_digests(cold, "sha256"), phash=hex_digests(cold, "phash"))
+    old.drop(columns=["path", "frame"]).to_csv(cache / "fingerprints.csv", index=False)
+    monkeypatch.setattr(fp_module, "fingerprint_image", lambda *a: pytest.fail(f"decoded {a} although cached"))
+    pd.testing.assert_frame_equal(fingerprint(pngs, workers=1, cache_dir=cache), cold)
+    assert not (cache / "fingerprints.csv").exists() and list(cache.glob(PART_GLOB))

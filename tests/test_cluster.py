@@ -63,15 +63,15 @@ def images(tmp_path_factory) -> Path:
 
 def test_fingerprints_and_image_cache_on_the_cluster_equal_one_machine(scheduler, images, tmp_path):
     from medclass.data.cache import build_cache
-    from medclass.data.fingerprint import fingerprint
+    from medclass.data.fingerprint import PART_GLOB, SHA256_COLUMNS, fingerprint
     from medclass.data.sources import load_source
 
     table = load_source(DataConfig(path=str(images), split_by="image"))
     here = fingerprint(table, workers=1)
     there = fingerprint(table, cluster=scheduler, cache_dir=tmp_path / "shared")  # the cache: on shared storage
     pd.testing.assert_frame_equal(there, here)
-    assert (there["error"] != "").sum() == 1 and there["sha256"].duplicated().sum() == 1
-    assert (tmp_path / "shared" / "fingerprints.csv").is_file()
+    assert (there["error"] != "").sum() == 1 and there.duplicated(list(SHA256_COLUMNS)).sum() == 1
+    assert list((tmp_path / "shared").glob(PART_GLOB))
     local = build_cache(table, 32, 1, folder=tmp_path / "local", workers=1)
     remote = build_cache(table, 32, 1, folder=tmp_path / "remote", cluster=scheduler)
     np.testing.assert_array_equal(remote.images, local.images)
@@ -118,3 +118,37 @@ def test_a_local_cluster_leaves_this_process_environment_as_it_was():
     with open_cluster("local:1") as client:
         assert sum(client.nthreads().values()) == 1
     assert dict(os.environ) == before
+
+
+def test_volumes_are_prepared_on_the_cluster_before_training(scheduler, tmp_path):
+    """volume.cache on the cluster (data.cluster): the workers write every prepared volume into the shared cache
+    folder before training, the same values one machine prepares; a broken file is counted, not fatal."""
+    nib = pytest.importorskip("nibabel")
+    from medclass.config import RunConfig, apply_overrides
+    from medclass.data.table import DataTable
+    from medclass.data.volumes.prepare import VolumeCache, prepare, prepare_volumes
+    from medclass.data.volumes.read import read_volume
+    from medclass.models import model_info
+    from medclass.training.datamodule import volume_cache_dir, volume_prep
+    from medclass.training.runner import build_caches
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(4):
+        path = tmp_path / f"v{i}.nii.gz"
+        nib.save(nib.Nifti1Image(rng.normal(0, 300, (10, 9, 6)).astype(np.float32), np.diag([0.9, 0.9, 2.0, 1])), path)
+        rows.append({"path": str(path), "label": "ab"[i % 2], "split": ("train", "val")[i // 2]})
+    (tmp_path / "broken.nii.gz").write_bytes(b"not a volume")
+    rows.append({"path": str(tmp_path / "broken.nii.gz"), "label": "a", "split": "train"})
+    table = DataTable(pd.DataFrame(rows), ["a", "b"])
+    cfg = apply_overrides(RunConfig(), ["model.in_chans=1", "volume.size=[12,12,8]", f"data.cache={tmp_path / 'shared'}",
+                                        f"data.cluster={scheduler}"])
+    assert build_caches(table, cfg) == {}  # volumes: no 2-D image cache, but ...
+    folder = volume_cache_dir(cfg)
+    prep = volume_prep(cfg, *model_info(cfg.model.name).mean_std(1))
+    assert len(list(folder.rglob("*.npy"))) == 4  # ... every readable volume prepared by the cluster's workers
+    for row in rows[:4]:
+        there = np.load(VolumeCache(folder, prep).file(row["path"], -1))
+        np.testing.assert_array_equal(there, prepare(read_volume(row["path"]), prep).astype(np.float16))
+    assert prepare_volumes(table, prep, folder, cluster=scheduler) == {"volumes": 5, "unreadable": 1}
+    assert len(list(folder.rglob("*.npy"))) == 4  # the second pass finds them (nothing rewritten or added)

@@ -13,6 +13,7 @@ from medclass.cli import _register_all, app
 from medclass.config import DataConfig
 from medclass.data.audit import audit_leaks
 from medclass.data.check import check_data
+from medclass.data.fingerprint import from_hex
 from medclass.data.naming import name_prefixes, recognise_scheme
 from medclass.data.patients import describe_patient_ids
 from medclass.data.prepare import prepare_data
@@ -134,7 +135,7 @@ def test_audit_estimates_patient_leaks_it_cannot_see():
     rows = [("IM-0001-0001.jpeg", "train"), ("IM-0001-0002.jpeg", "test"), ("IM-0002-0001.jpeg", "train"),
             ("IM-0002-0002.jpeg", "train"), ("scan_7.png", "val"), ("scan_8.png", "test")]
     table = DataTable(pd.DataFrame([{"path": p, "label": "A", "split": s} for p, s in rows]), ["A"])
-    fp = pd.DataFrame({"path": [p for p, _ in rows], "sha256": [f"s{i}" for i in range(6)], "phash": [""] * 6})
+    fp = from_hex(pd.DataFrame({"path": [p for p, _ in rows], "sha256": [f"{i:064x}" for i in range(6)], "phash": ""}))
     report = audit_leaks(table, fp, near_duplicates=False)
     counts = report.counts()
     assert counts["images_without_patient"] == 6 and counts["prefix_groups_cross_split"] == 1

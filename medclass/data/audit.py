@@ -44,6 +44,7 @@ from scipy.sparse.csgraph import connected_components
 
 from ..config import DuplicatePolicy, choices
 from ..errors import LeakError, check_choice
+from .fingerprint import hash_words
 from .naming import name_prefixes
 from .neardup import hamming_edges
 from .patients import LINKED_PREFIX, known_patient
@@ -178,16 +179,6 @@ def _describe(df: pd.DataFrame, groups: pd.Series, rows: list[int]) -> dict:
     return _describe_groups(df, groups, np.asarray(rows, dtype=np.int64), np.zeros(len(rows), dtype=np.int64))[0]
 
 
-def _hash_words(hex_hashes: list[str]) -> np.ndarray:
-    """Hex hashes (all of one length, a multiple of 16 digits) as an ``(n, words)`` uint64 array."""
-    lengths = set(pd.Series(hex_hashes, dtype=object).str.len().unique().tolist()) if hex_hashes else set()
-    if len(lengths) > 1 or any(n % 16 for n in lengths):
-        raise ValueError(f"Perceptual hashes of mixed or odd lengths {sorted(lengths)}; recompute the fingerprints.")
-    words = lengths.pop() // 16 if lengths else 1
-    raw = bytes.fromhex("".join(hex_hashes))
-    return np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(len(hex_hashes), words)
-
-
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Component label of each of ``n`` nodes of the graph with edges ``a - b``."""
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
@@ -254,24 +245,23 @@ def audit_leaks(
         report.patient_overlap.append({"patient": str(patient), "splits": {s: int(n) for s, n in row.items() if n}})
     _estimate_unnamed(report, df[~known_patient(df["patient"]) & (df["split"] != "")])
 
-    hashed = np.flatnonzero(fp["sha256"].fillna("").to_numpy() != "")
+    hashed = np.flatnonzero(fp["error"].fillna("").to_numpy() == "")  # unreadable rows have no hashes
     report.unhashed = len(df) - len(hashed)
-    sha = fp["sha256"].iloc[hashed]
-    copies = sha.duplicated(keep=False).to_numpy()
-    if copies.any():
-        report.exact_groups = _describe_groups(df, groups, hashed[copies], pd.factorize(sha[copies])[0])
+    _, sha, copies = np.unique(hash_words(fp, "sha256")[hashed].view("V32").ravel(), return_inverse=True,
+                               return_counts=True)  # sha: one id per distinct file content
+    copied = copies[sha] > 1
+    if copied.any():
+        report.exact_groups = _describe_groups(df, groups, hashed[copied], sha[copied])
 
     if near_duplicates:
-        with_phash = hashed[fp["phash"].iloc[hashed].fillna("").to_numpy() != ""]
-        hashes = _hash_words(fp["phash"].iloc[with_phash].tolist())
-        edges = hamming_edges(hashes, max_distance)
-        label = _components(len(hashes), *edges) if len(hashes) else np.zeros(0, dtype=np.int64)
-        members = pd.DataFrame({"label": label, "sha": fp["sha256"].iloc[with_phash].to_numpy()})
+        edges = hamming_edges(hash_words(fp, "phash")[hashed], max_distance)
+        label = _components(len(hashed), *edges) if len(hashed) else np.zeros(0, dtype=np.int64)
+        members = pd.DataFrame({"label": label, "sha": sha})
         per = members.groupby("label")["sha"].agg(["size", "nunique"])
         near = per.index[(per["size"] > 1) & (per["nunique"] > 1)]  # not one exact-duplicate group
         keep = np.isin(label, near)
         if keep.any():
-            report.near_groups = _describe_groups(df, groups, with_phash[keep], label[keep])
+            report.near_groups = _describe_groups(df, groups, hashed[keep], label[keep])
     log.debug("Leak audit:\n%s", report.summary())  # callers report the audit that matters, once
     return report
 

@@ -10,7 +10,9 @@ file or setting never reads a stale cache:
 
 The build streams rows into the memory map (constant memory), writes the two side files, and
 renames ``.npy.partial`` to ``.npy`` last: an interrupted build never leaves a file that looks
-complete. Pixels are :func:`~.transforms.prepare_image` output rounded to 1/255, so a cached
+complete. One process builds a given cache at a time (a file lock ``images-<key>.lock`` beside it,
+:mod:`._lock`): a second builder, on this machine or another node of a shared file system, waits and
+then maps the finished file. Pixels are :func:`~.transforms.prepare_image` output rounded to 1/255, so a cached
 image differs from a fresh decode by at most half a grey level.
 
 Memory: the mapped pages belong to the kernel's page cache, shared by all DataLoader workers
@@ -38,6 +40,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..errors import ConfigError, DatasetError, ImageReadError
 from ..utils import write_json
+from ._lock import building
 from ._pool import decode_pool, watched_imap
 from .fingerprint import default_workers
 from .table import DataTable
@@ -178,9 +181,18 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
     folder.mkdir(parents=True, exist_ok=True)
     key = cache_key(table, image_size, in_chans, window, keep_aspect)
     final = folder / f"images-{key[:32]}.npy"
-    if final.is_file():
-        log.info("Using image cache %s", final)
-        return ImageCache.open(final)
+    with building(final.with_suffix(".lock"), f"the image cache {final.name}"):  # a second builder waits, then reuses
+        if final.is_file():
+            log.info("Using image cache %s", final)
+            return ImageCache.open(final)
+        _build(table, final, key, window, image_size, in_chans, keep_aspect, workers, progress, stall_timeout, cluster)
+    return ImageCache.open(final)
+
+
+def _build(table: DataTable, final: Path, key: str, window: str, image_size: int, in_chans: int, keep_aspect: bool,
+           workers: int | None, progress: bool, stall_timeout: float, cluster: str) -> None:
+    """Write the cache ``final`` (and its side files); ``.npy.partial`` becomes ``final`` last."""
+    folder = final.parent
     n = len(table)
     shape = (n, in_chans, image_size, image_size)
     _check_disk(folder, int(np.prod(shape)))
@@ -209,7 +221,6 @@ def build_cache(table: DataTable, image_size: int, in_chans: int, window: str = 
         log.warning("Image cache: %d of %d rows could not be read and will be skipped, e.g. %s", len(reasons), n,
                     "; ".join(f"{tasks[i][0]}: {r}" for i, r in list(reasons.items())[:3]))
     log.info("Built image cache %s (%d rows, %.1f MiB)", final, n, final.stat().st_size / 2**20)
-    return ImageCache.open(final)
 
 
 def _fill(images: np.ndarray, valid: np.ndarray, reasons: dict[int, str], tasks: list[tuple], pool: Any,

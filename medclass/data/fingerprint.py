@@ -5,11 +5,11 @@ Per row of a :class:`DataTable` :func:`fingerprint` computes
 ==========  ====================================================================================
 column      meaning
 ==========  ====================================================================================
-sha256      hex digest of the file bytes; for rows with ``frame >= 0`` (a frame of a multi-frame
+sha256_0-3  sha256 of the file bytes as four uint64 words (:func:`hex_digests` prints it); for rows with ``frame >= 0`` (a frame of a multi-frame
             DICOM, an index into a .npz array) of the decoded frame instead: its shape and float32
             pixel bytes, so two frames of one file differ and equal frames in two files match
-phash       256-bit perceptual hash (``imagehash.phash`` with ``hash_size=16``) of the decoded image,
-            as 64 hex digits. 256 rather than 64 bits: on chest_xray the 64-bit hash puts 12 pairs
+phash_0-3   256-bit perceptual hash (``imagehash.phash`` with ``hash_size=16``) of the decoded image,
+            as four uint64 words (``hash_words(fp, "phash")`` gives the ``(n, 4)`` array). 256 rather than 64 bits: on chest_xray the 64-bit hash puts 12 pairs
             of different X-rays at distance 2 and 138 at 4, while JPEG re-encoding or resizing
             moves a hash by 0-2 bits; with 256 bits different X-rays are >= 38 bits apart and
             re-encoded, resized or brightened copies <= 16
@@ -22,24 +22,27 @@ mean, std   of the [0, 1] pixels
 error       '' or the reason the image cannot be read (then the other fields are empty)
 ==========  ====================================================================================
 
+Every field is fixed-width in memory (hashes as uint64 words, not hex text; ``mode`` and ``error`` share
+one text object per distinct value): the returned table takes about 125 bytes a row, see :mod:`._fpstore`.
 Images are read in worker processes one at a time (never all in memory). With ``cache_dir`` the
-results are kept in ``fingerprints.csv`` keyed by absolute path, size, mtime_ns, frame and window,
-so that a second pass over unchanged files only stats them. While a pass runs, every
-:data:`FLUSH_ROWS` new results are written to a part file (``fingerprints.part-*.csv``, atomically),
-so that an interrupted data check resumes where it stopped; the parts are merged into
-``fingerprints.csv`` at the end of a pass.
+results are kept in parts ``fingerprints.part-*.npz`` keyed by absolute path, size, mtime_ns, frame
+and window, so that a second pass over unchanged files only stats them. While a pass runs, every
+:data:`FLUSH_ROWS` new results are written as a new part (atomically), so that an interrupted data
+check resumes where it stopped. The cache of earlier versions (``fingerprints.csv``) is converted once.
 
 Example:
     >>> fp = fingerprint(table, workers=2, cache_dir=".medclass-cache", progress=True)
     >>> fp[fp["error"] != ""][["path", "error"]]
+    >>> hex_digests(fp, "phash")[:1]
+    ['c3d4...']
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +50,14 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig
-from ..utils import atomic_write_text
+from ._fpstore import HASH_WORDS, LOCK_FILE, PART_GLOB, Columns, Store, hex_words, row_keys, words_hex
+from ._lock import building
 from ._pool import decode_pool, watched_imap
 from .table import DataTable
 
 log = logging.getLogger(__name__)
 
-CACHE_FILE = "fingerprints.csv"
-PART_GLOB = "fingerprints.part-*.csv"  # results of a pass still running, or interrupted
 FLUSH_ROWS = 2048  # new results written to the cache at a time
-FIELDS = ("sha256", "phash", "width", "height", "channels", "mode", "mean", "std", "error")
 _TEXT_FIELDS = ("sha256", "phash", "mode", "error")
 _CHUNK = 1 << 20
 PHASH_SIZE = 16  # imagehash hash_size: a 16 x 16 = 256-bit hash
@@ -126,68 +127,37 @@ def _task(args: tuple[str, int, str]) -> dict[str, Any]:
     return fingerprint_image(*args)
 
 
-def _cache_key(path: str, frame: int, window: str) -> str:
-    """``abs path|size|mtime_ns|frame|window``, or '' when the file cannot be stat'ed."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return ""
-    return f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{frame}|{window}"
+def _run(tasks: list[tuple[str, int, str]], pool: Any, workers: int) -> Iterator[dict[str, Any]]:
+    return watched_imap(pool, _task, tasks, stall_timeout=TrainConfig.stall_timeout, what="Fingerprinting images",
+                        chunksize=max(1, min(64, len(tasks) // (4 * workers))))
 
 
-def _read_cache(cache_dir: Path | None) -> pd.DataFrame:
-    files = [cache_dir / CACHE_FILE, *sorted(cache_dir.glob(PART_GLOB), key=os.path.getmtime)] if cache_dir else []
-    parts = [pd.read_csv(f, dtype={c: str for c in ("key", *_TEXT_FIELDS)}, keep_default_na=False)
-             for f in files if f.is_file()]
-    if not parts:
-        return pd.DataFrame(columns=["key", *FIELDS]).set_index("key")
-    cache = pd.concat(parts, ignore_index=True)
-    cache["mean"] = pd.to_numeric(cache["mean"], errors="coerce")
-    cache["std"] = pd.to_numeric(cache["std"], errors="coerce")
-    return cache.drop_duplicates("key", keep="last").set_index("key")
-
-
-def _write_part(cache_dir: Path, keys: list[str], results: list[dict[str, Any]]) -> None:
-    """Append results to the cache as one new part file (written atomically: a kill leaves no half file)."""
-    part = pd.DataFrame(results, columns=list(FIELDS)).assign(key=keys)
-    part = part[part["key"] != ""]
-    if len(part):
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        name = PART_GLOB.replace("*", f"{time.time_ns()}-{os.getpid()}")
-        atomic_write_text(cache_dir / name, part[["key", *FIELDS]].to_csv(index=False))
-
-
-def _run(tasks: list[tuple[str, int, str]], workers: int, progress: bool, cluster: str = "") -> Iterator[dict[str, Any]]:
-    if not tasks:
+def _fingerprint_new(out: Columns, rows: np.ndarray, tasks: Sequence[tuple[str, int, str]], keys: np.ndarray,
+                     workers: int, progress: bool, store: Store | None, cluster: str = "") -> None:
+    """Fingerprint ``tasks`` into the rows ``rows`` of ``out``, :data:`FLUSH_ROWS` at a time, each such chunk
+    appended to the cache as it comes (an interrupted pass keeps what it did)."""
+    if not len(rows):
         return
-    with decode_pool(min(workers, len(tasks)) if len(tasks) > 1 else 1, cluster) as pool:
-        results = watched_imap(pool, _task, tasks, stall_timeout=TrainConfig.stall_timeout,
-                               what="Fingerprinting images", chunksize=max(1, min(64, len(tasks) // (4 * workers))))
-        if progress:
-            from rich.progress import track
+    bar = None
+    if progress:
+        from rich.progress import Progress
 
-            results = track(results, total=len(tasks), description="Fingerprinting images")
-        yield from results
-
-
-def _fingerprint_new(todo: list[tuple[str, int]], key_of: dict[tuple[str, int], str], window: str, workers: int,
-                     progress: bool, cache_dir: Path | None, cluster: str = "") -> pd.DataFrame:
-    """Fingerprint ``todo`` (columns ``path, frame`` and :data:`FIELDS`, in its order), writing every
-    :data:`FLUSH_ROWS` results to a cache part as they come; results are kept as tables of that many rows, not
-    one dict per row (a quarter of the memory)."""
-    chunks: list[pd.DataFrame] = []
-    results = _run([(p, f, window) for p, f in todo], workers, progress, cluster)
+        bar = Progress()
+        bar.start()
+        job = bar.add_task("Fingerprinting images", total=len(rows))
     try:
-        for start in range(0, len(todo), FLUSH_ROWS):
-            items = todo[start:start + FLUSH_ROWS]
-            pending = [next(results) for _ in items]
-            if cache_dir is not None:
-                _write_part(cache_dir, [key_of[i] for i in items], pending)
-            chunk = pd.DataFrame(pending, columns=list(FIELDS))
-            chunks.append(chunk.assign(path=[p for p, _ in items], frame=[f for _, f in items]))
+        with decode_pool(min(workers, len(rows)) if len(rows) > 1 else 1, cluster) as pool:
+            for start in range(0, len(rows), FLUSH_ROWS):
+                chunk = [tasks[i] for i in range(start, min(start + FLUSH_ROWS, len(rows)))]
+                part = Columns.from_results(list(_run(chunk, pool, workers)), keys[start:start + len(chunk)])
+                if store is not None:
+                    store.append(part)
+                out.put(rows[start:start + len(chunk)], part)
+                if bar is not None:
+                    bar.advance(job, len(chunk))
     finally:
-        results.close()  # the worker pool (or the cluster connection) ends here, not at garbage collection
-    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=["path", "frame", *FIELDS])
+        if bar is not None:
+            bar.stop()
 
 
 def fingerprint(
@@ -203,48 +173,89 @@ def fingerprint(
     Args:
         table: the images (``path`` and ``frame`` columns are used).
         workers: processes (``None`` = the usable CPU cores; 1 = in this process).
-        cache_dir: folder of the on-disk cache ``fingerprints.csv`` (``None`` = no cache).
+        cache_dir: folder of the on-disk cache (``None`` = no cache); one process at a time uses it, a second
+            one waits for the first (:mod:`~medclass.data._lock`) and then reads its results.
         progress: show a rich progress bar.
         window: DICOM window passed to the reader (part of the cache key).
         cluster: a Dask cluster to read the images on instead of local processes (``tcp://HOST:8786`` or
             ``local:N``, see :mod:`medclass.data.cluster`); the results and the cache are the same.
 
     Returns:
-        Columns ``path, frame`` and the fields of the module docstring, one row per table row.
+        Columns :data:`FIELDS` (the module docstring), one row per table row; the hashes as uint64 words
+        (:func:`hash_words`, :func:`hex_digests`).
 
     Example:
         >>> fp = fingerprint(table, cache_dir="cache")
-        >>> fp["sha256"].duplicated(keep=False).sum()
+        >>> fp.duplicated(list(SHA256_COLUMNS), keep=False).sum()
     """
     workers = default_workers() if workers is None else int(workers)
     cache_dir = Path(cache_dir) if cache_dir else None
-    paths = table.frame["path"].tolist()
-    frames = table.frame["frame"].astype(int).tolist()
-    keys = [_cache_key(p, f, window) for p, f in zip(paths, frames)]
-    parts = sorted(cache_dir.glob(PART_GLOB)) if cache_dir is not None else []  # merged below, then removed
-    cache = _read_cache(cache_dir)
-    todo = sorted({(p, f) for p, f, k in zip(paths, frames, keys) if not k or k not in cache.index})
-    if todo:
-        log.info("Fingerprinting %d image(s) with %d worker(s); %d from the cache.", len(todo), workers, len(paths) - len(todo))
-    fresh = _fingerprint_new(todo, dict(zip(zip(paths, frames), keys)), window, workers, progress, cache_dir, cluster)
-    out = cache.reindex(keys).reset_index(drop=True)[list(FIELDS)]
-    at = pd.MultiIndex.from_frame(fresh[["path", "frame"]].astype({"frame": int})).get_indexer(
-        pd.MultiIndex.from_arrays([paths, frames])) if len(fresh) else np.full(len(paths), -1)
-    is_fresh = at >= 0
-    if is_fresh.any():
-        new_rows = fresh.iloc[at[is_fresh]][list(FIELDS)]
-        out.loc[is_fresh, list(FIELDS)] = new_rows.set_axis(out.index[is_fresh])
-    out.insert(0, "frame", frames)
-    out.insert(0, "path", paths)
-    out = out.astype({"width": int, "height": int, "channels": int, "mean": float, "std": float})
-    out[list(_TEXT_FIELDS)] = out[list(_TEXT_FIELDS)].fillna("").astype(str)
-    if cache_dir is not None and (len(fresh) or parts):  # one file again: the cache read plus this pass
-        new = out.assign(key=keys)[is_fresh]
-        merged = pd.concat([cache.reset_index(), new[new["key"] != ""]]).drop_duplicates("key", keep="last")
-        atomic_write_text(cache_dir / CACHE_FILE, merged[["key", *FIELDS]].to_csv(index=False))
-        for part in {*parts, *cache_dir.glob(PART_GLOB.replace("*", f"*-{os.getpid()}"))}:  # not other passes' parts
-            part.unlink(missing_ok=True)
-    return out
+    paths, frames = table.frame["path"], table.frame["frame"].to_numpy(dtype=np.int64)
+    with building(cache_dir / LOCK_FILE, "the fingerprint cache") if cache_dir else contextlib.nullcontext():
+        store = Store(cache_dir) if cache_dir is not None else None
+        keys = row_keys(paths, frames, window)
+        out = Columns.empty(len(table))
+        cached = store.read_into(keys, out) if store is not None else np.zeros(0, dtype=np.int64)
+        todo = np.setdiff1d(np.arange(len(table)), cached, assume_unique=True)
+        keyed = todo[keys[todo].any(axis=1)]  # rows without a key (no such file) are each tried
+        _, at, same = np.unique(keys[keyed].view("V16").ravel(), return_index=True, return_inverse=True)
+        source = keyed[at][same]  # the row whose file is read for each keyed row: a file listed twice is read once
+        first = np.union1d(np.setdiff1d(todo, keyed, assume_unique=True), keyed[at])
+        if len(todo):
+            log.info("Fingerprinting %d image(s) with %d worker(s); %d from the cache.", len(first), workers, len(cached))
+        _fingerprint_new(out, first, _Tasks(paths, frames, first, window), keys[first], workers, progress, store, cluster)
+        copies = source != keyed
+        if copies.any():
+            out.put(keyed[copies], out.take(source[copies]))
+        if store is not None:
+            store.compact()
+    return out.frame(paths, frames)
 
 
-__all__ = ["CACHE_FILE", "FIELDS", "FLUSH_ROWS", "PHASH_SIZE", "default_workers", "fingerprint", "fingerprint_image"]
+class _Tasks(Sequence):
+    """``(path, frame, window)`` of the rows ``rows``, made when asked (not a million tuples at once)."""
+
+    def __init__(self, paths: pd.Series, frames: np.ndarray, rows: np.ndarray, window: str) -> None:
+        self.paths, self.frames, self.rows, self.window = paths.to_numpy(), frames, rows, window
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> tuple[str, int, str]:  # type: ignore[override]
+        row = self.rows[i]
+        return str(self.paths[row]), int(self.frames[row]), self.window
+
+
+def hash_words(fp: pd.DataFrame, name: str) -> np.ndarray:
+    """``(n, 4)`` uint64: the ``sha256`` or ``phash`` of every row of a :func:`fingerprint` table."""
+    return np.ascontiguousarray(fp[[f"{name}_{w}" for w in range(HASH_WORDS)]].to_numpy(dtype=np.uint64))
+
+
+def hex_digests(fp: pd.DataFrame, name: str) -> list[str]:
+    """The ``sha256`` or ``phash`` of every row as hex text, as ``hashlib``/``imagehash`` print it ('' if unreadable).
+
+    >>> hex_digests(fingerprint(table), "sha256")[0] == hashlib.sha256(open(path, "rb").read()).hexdigest()
+    True
+    """
+    text = words_hex(hash_words(fp, name))
+    return [t if e == "" else "" for t, e in zip(text, fp["error"])]
+
+
+def from_hex(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table with hex ``sha256``/``phash`` text columns (hand-made, or saved by an earlier version) as
+    :func:`fingerprint` returns it: the hash words in their place, ``frame`` -1 and ``error`` '' where absent."""
+    out = frame.drop(columns=["sha256", "phash"])
+    for name in ("sha256", "phash"):
+        words = hex_words(frame[name]) if name in frame else np.zeros((len(frame), HASH_WORDS), np.uint64)
+        out = out.assign(**{f"{name}_{w}": words[:, w] for w in range(HASH_WORDS)})
+    return out.assign(frame=frame.get("frame", -1), error=frame.get("error", ""))
+
+
+SHA256_COLUMNS = tuple(f"sha256_{w}" for w in range(HASH_WORDS))
+PHASH_COLUMNS = tuple(f"phash_{w}" for w in range(HASH_WORDS))
+FIELDS = ("path", "frame", *SHA256_COLUMNS, *PHASH_COLUMNS, "width", "height", "channels", "mode", "mean", "std",
+          "error")
+
+
+__all__ = ["FIELDS", "FLUSH_ROWS", "PART_GLOB", "PHASH_COLUMNS", "PHASH_SIZE", "SHA256_COLUMNS", "default_workers",
+           "fingerprint", "fingerprint_image", "from_hex", "hash_words", "hex_digests"]

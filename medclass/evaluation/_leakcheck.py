@@ -169,7 +169,7 @@ def check_held_out(evaluated: DataTable, reference: DataTable | None, *, ref_nam
     methods = "path, file hash (sha256) and patient id"
     if near_duplicates:
         methods += f", and near-duplicates by perceptual hash (<= {report.max_distance} of 256 bits)"
-    unhashed = int((fp["sha256"] == "").sum())
+    unhashed = int((fp["error"] != "").sum())
     p_eval, p_ref = _patients(ev_frame), _patients(ref_frame)
     statement = _statement(counts, len(ev_frame), p_eval, len(ref_frame), p_ref, ref_names, methods)
     if unhashed:

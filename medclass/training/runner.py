@@ -42,7 +42,7 @@ from ..utils import epoch_number, exclusive_lock, leftover_writes, peak_rss_mb, 
 from ._noise import filter_third_party_noise
 from .accel import prepare_model, resolve_augment_on
 from .callbacks import EMAWeights, EpochBar, ExportCheckpoints, MetricsCSV, ResumeState
-from .datamodule import SplitDataModule
+from .datamodule import SplitDataModule, volume_cache_dir, volume_prep
 from .module import ClassifierModule
 
 log = logging.getLogger(__name__)
@@ -396,8 +396,15 @@ def build_caches(table: DataTable, cfg: RunConfig) -> dict:
     With augmentation on the device (a GPU), an empty ``data.cache`` means ``<workspace>/.cache``:
     images are decoded once, so the workers only copy uint8 pixels.
     """
-    if table.spatial_dims == 3:
-        return {}  # volumes have their own per-file cache (volume.cache, medclass.data.volumes.VolumeCache)
+    if table.spatial_dims == 3:  # volumes have their own per-file cache (volume.cache, data.volumes.VolumeCache) ...
+        folder = volume_cache_dir(cfg)
+        if folder is not None and cfg.data.cluster:  # ... filled on the cluster before training, else in the 1st epoch
+            from ..data.volumes.prepare import prepare_volumes
+
+            prep = volume_prep(cfg, *model_info(cfg.model.name).mean_std(cfg.model.in_chans))
+            prepare_volumes(table.subset(table.frame["split"].isin(["train", "val"]).to_numpy()), prep, folder,
+                            stall_timeout=cfg.train.stall_timeout, cluster=cfg.data.cluster)
+        return {}
     folder = cfg.data.cache or (str(Path(cfg.workspace) / ".cache") if resolve_augment_on(cfg.train) == "device" else "")
     if not folder:
         return {}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -36,6 +37,8 @@ import torch
 from ...config import RunConfig, parse_window
 from ...errors import ConfigError, ImageTooLargeError
 from .read import Volume, check_fits, read_volume
+
+log = logging.getLogger(__name__)
 
 PERCENTILES = (0.5, 99.5)  # intensity range of a volume without a window
 
@@ -215,6 +218,49 @@ class VolumeCache:
         return np.load(target, mmap_mode="r")  # the cached values (float16) from the first epoch on
 
 
+def _prepare_one(job: tuple[str, VolumePrep, str, int]) -> str:
+    """Prepare one volume into the cache (on a worker); '' or why it cannot be read."""
+    folder, prep, path, frame = job
+    try:
+        VolumeCache(folder, prep)(path, frame)
+    except OSError as e:  # ImageReadError, ImageTooLargeError, a missing file
+        return getattr(e, "reason", None) or str(e)
+    return ""
+
+
+def prepare_volumes(table, prep: VolumePrep, folder: str | Path, *, workers: int | None = None, progress: bool = False,
+                    stall_timeout: float = 0, cluster: str = "") -> dict[str, int]:
+    """Fill the :class:`VolumeCache` in ``folder`` for every row of ``table`` before training, on ``workers`` local
+    processes or the Dask cluster ``cluster`` (``tcp://HOST:8786`` / ``local:N``, :mod:`medclass.data.cluster`),
+    the same path as the 2-D image cache. Workers write the prepared ``.npy`` files themselves (atomically), so
+    ``folder`` must be on storage they and the training nodes share; one builder at a time (a second waits, then
+    finds the files). Unreadable volumes are counted and left to the dataset, which skips them.
+
+    Returns ``{"volumes": n, "unreadable": k}``.
+
+    >>> prepare_volumes(table, VolumePrep(size=(32, 32, 32)), "/shared/cache/volumes", cluster="local:2")
+    {'volumes': 120, 'unreadable': 0}
+    """
+    from .._lock import building
+    from .._pool import decode_pool, watched_imap
+    from ..fingerprint import default_workers
+
+    folder = Path(folder)
+    jobs = [(str(folder), prep, str(p), int(f)) for p, f in zip(table.frame["path"], table.frame["frame"])]
+    workers = min(workers or default_workers(), max(1, len(jobs)))
+    with building(folder / f"{prep.key()}.lock", "the prepared-volume cache"), decode_pool(workers, cluster) as pool:
+        results = watched_imap(pool, _prepare_one, jobs, stall_timeout=stall_timeout, what="Preparing volumes",
+                               chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+        if progress:
+            from rich.progress import track
+
+            results = track(results, total=len(jobs), description="Preparing volumes")
+        unreadable = sum(bool(reason) for reason in results)
+    if unreadable:
+        log.warning("%d of %d volume(s) could not be prepared; training skips them.", unreadable, len(jobs))
+    return {"volumes": len(jobs), "unreadable": unreadable}
+
+
 def read_prepared(path: str, frame: int = -1, prep: VolumePrep | None = None, limit: int | None = None,
                   **_: Any) -> np.ndarray:
     """Read and prepare one volume (no cache); the reader interface of ``ImageDataset``. ``limit``: the most bytes
@@ -256,5 +302,5 @@ def volume_dataset(table, prep: VolumePrep, *, train: bool = False, augment: boo
                         reader=VolumeCache(cache_dir, prep) if cache_dir else transform.reader)
 
 
-__all__ = ["volume_dataset", "VolumePrep", "VolumeTransform", "VolumeCache", "prepare", "read_prepared", "stack_slices",
-           "prepare_mask"]
+__all__ = ["volume_dataset", "VolumePrep", "VolumeTransform", "VolumeCache", "prepare", "prepare_volumes", "read_prepared",
+           "stack_slices", "prepare_mask"]
