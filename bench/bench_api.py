@@ -15,13 +15,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import psutil
 
 SHARED = Path(os.environ.get("MEDCLASS_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -104,6 +107,65 @@ def run_load(url: str, payloads: list[tuple[str, bytes, str]], n_requests: int =
             "statuses": dict(zip(map(int, values), map(int, counts))), "seconds": seconds,
             "rps": n_requests / seconds, "p50_ms": float(np.percentile(latencies, 50) * 1000),
             "p95_ms": float(np.percentile(latencies, 95) * 1000)}
+
+
+class RssSampler:
+    """The resident memory of process ``pid`` sampled every ``interval`` s in a thread, while the block runs:
+    ``samples`` holds ``(seconds since start, requests done then, MiB)``, from a first sample at entry to a last at exit.
+
+    >>> with RssSampler(server.pid, lambda: done[0]) as rss: ...  # doctest: +SKIP
+    """
+
+    def __init__(self, pid: int, done: Callable[[], int], interval: float = 1.0) -> None:
+        self.process, self.done, self.interval = psutil.Process(pid), done, interval
+        self.samples: list[tuple[float, int, float]] = []
+        self._stop, self._thread = threading.Event(), threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        self.samples.append((time.perf_counter() - self._start, self.done(), self.process.memory_info().rss / 2**20))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> "RssSampler":
+        self._start = time.perf_counter()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+def latency_rss_summary(latency: np.ndarray, valid: np.ndarray, hostile: np.ndarray,
+                        rss: list[tuple[float, int, float]]) -> dict[str, Any]:
+    """The figures a load benchmark reports: latency percentiles (ms) of the ``valid`` and ``hostile`` requests
+    (boolean masks over ``latency``, in seconds) and the server's RSS (MiB) from :class:`RssSampler` samples: at
+    the start, once 10 % of the requests were done, at the end and its maximum, plus every tenth sample."""
+
+    def pct(mask: np.ndarray, q: float) -> float:
+        return float(np.percentile(latency[mask], q) * 1000) if mask.any() else float("nan")
+
+    mib = np.array([m for *_, m in rss])
+    total = rss[-1][1]
+    tenth = next(m for _, n, m in rss if n >= total / 10)  # the last sample has n == total
+    return {**{f"{kind}_p{q}_ms": pct(mask, q) for kind, mask in (("valid", valid), ("hostile", hostile))
+               for q in (50, 95, 99)},
+            "rss_start_mb": float(mib[0]), "rss_10pct_mb": float(tenth), "rss_end_mb": float(mib[-1]),
+            "rss_max_mb": float(mib.max()), "rss_trace": [(round(t, 1), n, round(m, 1)) for t, n, m in rss[::10]]}
+
+
+def summary_cells(r: dict[str, Any]) -> str:
+    """The latency and RSS cells of a load benchmark's markdown row, from :func:`latency_rss_summary`."""
+    return (f"{r['valid_p50_ms']:.0f} / {r['valid_p95_ms']:.0f} / {r['valid_p99_ms']:.0f} | {r['hostile_p50_ms']:.0f} / "
+            f"{r['hostile_p95_ms']:.0f} / {r['hostile_p99_ms']:.0f} | {r['rss_start_mb']:.0f}, {r['rss_10pct_mb']:.0f}, "
+            f"{r['rss_end_mb']:.0f} ({r['rss_max_mb']:.0f})")
+
+
+SUMMARY_HEADER = "valid p50 / p95 / p99 ms | hostile p50 / p95 / p99 ms | server RSS MiB: start, after 10 %, end (max)"
 
 
 def xray_payloads(n: int = 16, root: Path = SHARED / "chest_xray") -> list[tuple[str, bytes, str]]:
