@@ -52,20 +52,37 @@ def wait_ready(url: str, timeout: float = 60.0, process: subprocess.Popen | None
 
 
 def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16,
-                     max_upload_mb: float | None = None, web: bool = False, **options: Any) -> subprocess.Popen:
+                     max_upload_mb: float | None = None, web: bool = False, log: Path | None = None,
+                     **options: Any) -> subprocess.Popen:
     """``create_api(checkpoint)`` under uvicorn in a subprocess on 127.0.0.1:port (``max_upload_mb``: the API's
     default); ``web``: what ``medclass serve`` runs instead, ``create_app`` (the web app with the API) in a private
-    upload folder. ``options``: more keyword arguments of the app factory."""
+    upload folder. Logged as ``medclass serve`` logs (warnings and up), to ``log`` when given (the server's stdout
+    and stderr), else to this process's. ``options``: more keyword arguments of the app factory."""
     options = {"max_batch": max_batch, **({} if max_upload_mb is None else {"max_upload_mb": max_upload_mb}), **options}
     options = ", ".join(f"{k}={v!r}" for k, v in options.items())
-    run = f"uvicorn.run(%s({str(checkpoint)!r}, {options}), host='127.0.0.1', port={port}, log_level='warning')"
-    code = ("import uvicorn; from medclass.serving.webapp import create_app, private_upload_folder\n"
+    run = (f"uvicorn.run(%s({str(checkpoint)!r}, {options}), host='127.0.0.1', port={port}, log_level='warning', "
+           "log_config=uvicorn_log_config())")
+    imports = ("import logging, uvicorn; from medclass.serving._server_log import uvicorn_log_config; "
+               "logging.basicConfig(format='%(levelname)s: %(message)s'); ")  # medclass's lines as the CLI prints them
+    code = (f"{imports}from medclass.serving.webapp import create_app, private_upload_folder\n"
             f"with private_upload_folder(): {run % 'create_app'}" if web else
-            f"import uvicorn; from medclass.serving.api import create_api; {run % 'create_api'}")
+            f"{imports}from medclass.serving.api import create_api; {run % 'create_api'}")
     env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}  # the app's own private folder
-    process = subprocess.Popen([sys.executable, "-c", code], env=env)
+    if log is None:
+        process = subprocess.Popen([sys.executable, "-c", code], env=env)
+    else:
+        with open(log, "a") as out:
+            process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=out, stderr=subprocess.STDOUT)
     wait_ready(f"http://127.0.0.1:{port}/health", timeout=300, process=process)  # a busy machine starts slowly
     return process
+
+
+def log_counts(log: Path) -> dict[str, int]:
+    """What a server wrote to ``log``: ``{"tracebacks": ..., "warnings": ..., "errors": ...}`` (lines that start one)."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    return {"tracebacks": sum(line.startswith("Traceback") for line in lines),
+            "warnings": sum(line.startswith("WARNING") for line in lines),
+            "errors": sum(line.startswith("ERROR") for line in lines)}
 
 
 def timed_post(client: httpx.Client, url: str, name: str, data: bytes, content_type: str,

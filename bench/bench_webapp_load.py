@@ -13,7 +13,8 @@ server, as with real users. ``--slow-clients`` connections trickle an upload int
 Outcomes: ``complete`` (the decision is shown), ``error`` with a message (the page shows why the file was
 refused), ``http 413`` (the upload route refuses a file over the limit); a server error is a 5xx, a dropped
 connection or an error event without a message (an unhandled exception). Also reported: latency
-percentiles (upload to result), the server's RSS sampled every second, and the files left in its upload folder.
+percentiles (upload to result), the server's RSS sampled every second, the files left in its upload folder, and
+the tracebacks, warnings and errors in the server's log (``--json FILE``: kept beside it as FILE.log).
 
     .venv/bin/python bench/bench_webapp_load.py --requests 2000 --concurrency 64 --slow-clients 4
 """
@@ -35,7 +36,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 from bench_api import (SUMMARY_HEADER, RssSampler, _random_checkpoint, free_port, latency_rss_summary,  # noqa: E402
-                       start_api_server, summary_cells, timed_upload)
+                       log_counts, start_api_server, summary_cells, timed_upload)
 from bench_api_load import HOST, MAX_UPLOAD_MB, payloads, slow_client  # noqa: E402
 
 EVENT = "analyse"  # the upload's event: Gradio names an event without api_name after its function
@@ -154,8 +155,9 @@ def main() -> None:
     items = payloads()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _random_checkpoint(Path(tmp), args.model, args.image_size)
-        port = free_port()
-        server = start_api_server(ckpt, port, max_upload_mb=MAX_UPLOAD_MB, web=True,
+        port, log = free_port(), Path(args.json).with_suffix(".log") if args.json else Path(tmp) / "server.log"
+        log.unlink(missing_ok=True)
+        server = start_api_server(ckpt, port, max_upload_mb=MAX_UPLOAD_MB, web=True, log=log,
                                   **({"keep_files_s": args.keep_files_s} if args.keep_files_s else {}))
         try:
             base = f"http://{HOST}:{port}"
@@ -164,6 +166,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+        r["server_log"] = log_counts(log)  # the warm-up's lines included
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1, default=str))
     print(f"| analyses | clients | slow clients | s | analyses/s | server errors | unexpected outcome | {SUMMARY_HEADER} "
@@ -172,7 +175,8 @@ def main() -> None:
     print(f"| {r['requests']} | {r['concurrency']} | {args.slow_clients} | {r['seconds']:.0f} | {r['rps']:.1f} | "
           f"{r['server_errors']} | {r['unexpected']} | {summary_cells(r)} | "
           f"{r['upload_folder_files']} files, {r['upload_folder_mb']:.1f} MiB |")
-    print(f"outcomes: {r['outcomes']}; slow clients: {r['slow_clients']}; unexpected: {r['unexpected_messages']}")
+    print(f"outcomes: {r['outcomes']}; slow clients: {r['slow_clients']}; unexpected: {r['unexpected_messages']}; "
+          f"server log lines (warm-up included): {r['server_log']}")
 
 
 if __name__ == "__main__":

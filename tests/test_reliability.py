@@ -319,14 +319,15 @@ def test_web_app_under_mixed_load_with_a_slow_upload_gives_no_server_error_and_d
     """A short run of bench/bench_webapp_load.py against what `medclass serve` runs (127.0.0.1 only): uploads go
     through the page's upload route and queued event, every payload gets the outcome the page must show, a client
     trickling a large upload into the upload route holds no worker, and uploads and shown images are deleted
-    once older than ``keep_files_s``, with the empty temporary file Gradio's File component leaves per event."""
+    once older than ``keep_files_s``, with the empty temporary file Gradio's File component leaves per event; the
+    server log has a warning line for each refused file and not one traceback."""
     bench = _bench_api_load("bench_webapp_load")
     from medclass.data.catalog import sample_path
 
     items = bench.payloads(4, root=sample_path())  # the packaged X-rays: no ../shared needed
-    port = bench.free_port()
+    port, log = bench.free_port(), tmp_path / "server.log"
     server = bench.start_api_server(bench._random_checkpoint(tmp_path, "simple_cnn", 32), port,
-                                    max_upload_mb=bench.MAX_UPLOAD_MB, web=True, keep_files_s=10)
+                                    max_upload_mb=bench.MAX_UPLOAD_MB, web=True, keep_files_s=10, log=log)
     try:
         base = f"http://{bench.HOST}:{port}"
         r = bench.run(base, port, items, n_requests=len(items), concurrency=8, max_seconds=240,
@@ -340,6 +341,8 @@ def test_web_app_under_mixed_load_with_a_slow_upload_gives_no_server_error_and_d
     assert r["outcomes"] == {"complete": 8, "error": 5, "http 413": 1}, r["outcomes"]
     assert r["slow_clients"] == ["held"] and r["valid_p50_ms"] > 0
     assert r["upload_folder_files"] >= 8 and files_later == 0, (r["upload_folder_files"], files_later)
+    counts = bench.log_counts(log)  # each refused file is one warning line, the slow client's disconnect too
+    assert counts["tracebacks"] == 0 and counts["errors"] == 0 and counts["warnings"] >= 5, (counts, log.read_text()[-3000:])
 
 
 def test_web_app_keeps_the_state_of_a_bounded_number_of_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

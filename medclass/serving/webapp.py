@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from ._volume_view import orthogonal_slices
 from ._verdict import decision_line, ood_banner, probability_bars
 from .predictor import Predictor
 
+_log = logging.getLogger(__name__)
 MAX_PIXELS = 50_000_000
 DISPLAY_SIDE = 336  # smallest height of the images shown
 ANALYSES_AT_ONCE = 4  # analyses run at the same time (Gradio's default, 1, queues every user behind one analysis)
@@ -93,8 +95,8 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
                 image = decode_upload(data, Path(file).name, None, window=predictor.window,
                                       frame=k - 1 if n_frames > 1 else -1, max_pixels=max_pixels,
                                       size_hint=predictor.transform.image_size)
-        except UploadError as e:  # the user's file, not a server fault: no traceback in the server log
-            raise gr.Error(e.message, print_exception=False) from None
+        except UploadError as e:  # the user's file, not a server fault: one line in the server log
+            raise _refused(Path(file).name, e.message) from None
         shown = analysis(predictor, image)
         seen = orthogonal_slices(image) if volumes else _to_uint8(image)
         return (gr.HTML(shown.banner, visible=shown.flagged), f"<p style='font-size:1.3em;margin:0'><strong>Decision:"
@@ -121,7 +123,7 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         decision = gr.HTML(elem_id="decision")
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="NIfTI file (.nii, .nii.gz) or .zip of one DICOM series" if volumes else
+                upload = _UploadFile(label="NIfTI file (.nii, .nii.gz) or .zip of one DICOM series" if volumes else
                                  "Image or DICOM file", file_types=accepted, type="filepath", elem_id="upload")
                 frame = gr.Number(value=1, precision=0, minimum=1, maximum=100_000, visible=not volumes,
                                   label="Frame of a multi-frame DICOM (1 = first; press Enter)", elem_id="frame")
@@ -146,6 +148,27 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
     demo.state_session_capacity = SESSIONS_KEPT  # read when the app is created (launch() or mount_gradio_app)
     demo.temp_file_sets.append(_StrayFiles(upload.GRADIO_CACHE))
     return demo
+
+
+def _refused(name: str, message: str) -> gr.Error:
+    """The page's error for an uploaded file that cannot be analysed, reported in one warning line in the server
+    log (the user's file, not a server fault: the traceback only when this module logs at DEBUG, as with
+    ``medclass --debug serve``)."""
+    _log.warning("refused the upload %r: %s", name, message, exc_info=_log.isEnabledFor(logging.DEBUG))
+    return gr.Error(message, print_exception=False)
+
+
+class _UploadFile(gr.File):
+    """``gr.File`` (same page component) whose refusal of a file type it does not accept is reported as
+    :func:`_refused` does, instead of a traceback that Gradio's queue prints for each such upload."""
+
+    is_template = True  # Gradio's mark for a subclass shown by its parent's page component
+
+    def preprocess(self, payload: Any) -> Any:  # noqa: D102
+        try:
+            return super().preprocess(payload)
+        except gr.Error as e:  # Gradio 6 raises only the file-type check's Error here
+            raise _refused(Path(getattr(payload, "orig_name", None) or "").name or "?", str(e.message)) from None
 
 
 class _StrayFiles(set):
@@ -270,15 +293,24 @@ def create_app(checkpoint: str | Path | Predictor, api: bool = True, keep_files_
     return app
 
 
-def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api: bool = True) -> None:
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api: bool = True,
+          debug: bool = False) -> None:
     """Run the web app (and the REST API) with uvicorn until interrupted; binds to 127.0.0.1 by default.
+
+    What a user causes (a refused upload, a client that leaves mid-request) is one warning line in the log,
+    with its traceback only when ``debug``; a server fault always logs its traceback.
 
     >>> serve("best.safetensors", port=8080, api=False)  # doctest: +SKIP
     """
     import uvicorn
 
+    from ._server_log import uvicorn_log_config
+
+    if debug:
+        _log.setLevel(logging.DEBUG)
     with private_upload_folder():
-        uvicorn.run(create_app(checkpoint, api=api), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(checkpoint, api=api), host=host, port=port, log_level="info",
+                    log_config=uvicorn_log_config(debug))
 
 
 @contextlib.contextmanager
