@@ -139,3 +139,25 @@ def test_user_fault_filter_rewrites_only_what_a_client_caused(debug: bool) -> No
         assert keep.filter(record) and record.levelno == logging.ERROR and record.exc_info[1] is exc
         assert record.getMessage() == "Exception in ASGI application\n"
     assert uvicorn_log_config(debug)["loggers"]["uvicorn.error"]["filters"] == ["user_faults"]
+
+
+def test_a_refused_upload_is_one_line_with_its_traceback_only_at_debug(caplog: pytest.LogCaptureFixture,
+                                                                     tmp_path: Path) -> None:
+    """The page's refusal of a file is one warning line naming it; its traceback is kept only when the web app
+    logs at DEBUG (`medclass --debug serve`); the page still shows Gradio's own file component."""
+    from medclass.serving import webapp
+    from medclass.serving._upload import UploadError
+
+    for level, traceback in ((logging.INFO, False), (logging.DEBUG, True)):
+        caplog.clear()
+        caplog.set_level(level, logger=webapp.__name__)
+        try:
+            raise UploadError(422, "Cannot read the upload: not an image.")
+        except UploadError as e:
+            error = webapp._refused("notes.png", e.message)
+        assert error.print_exception is False and str(error.message) == "Cannot read the upload: not an image."
+        assert [(r.levelname, r.getMessage(), bool(r.exc_info)) for r in caplog.records] == [
+            ("WARNING", "refused the upload 'notes.png': Cannot read the upload: not an image.", traceback)]
+    ckpt = load_bench_api()._random_checkpoint(tmp_path, "simple_cnn", 32)
+    components = webapp.create_webapp(ckpt).get_config_file()["components"]
+    assert [c["type"] for c in components if c["props"].get("elem_id") == "upload"] == ["file"]
