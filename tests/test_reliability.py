@@ -365,3 +365,25 @@ def test_web_app_keeps_the_state_of_a_bounded_number_of_sessions(tmp_path: Path,
         blocks = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "").get_blocks()
     assert outcomes == ["complete"] * 6
     assert len(blocks.state_holder.session_data) == 3
+
+
+def test_web_app_checks_an_upload_by_lookup_never_by_a_pass_over_every_upload(tmp_path: Path) -> None:
+    """Whether a named file was uploaded through the page is two set lookups: a pass over Gradio's set of uploads
+    (changed meanwhile by its upload route and deletion round) failed under load with "Set changed size during
+    iteration" (once in ~5,000 analyses), and cost a step per file still kept."""
+    from medclass.serving import webapp
+    from medclass.serving._upload import UploadError
+
+    class NoPass(set):
+        def __iter__(self):
+            raise AssertionError("a pass over every upload")
+
+    (tmp_path / "a.png").write_bytes(b"image bytes")
+    (tmp_path / "x").mkdir()
+    uploaded = NoPass({str(tmp_path / "a.png")})
+    assert webapp._read_uploaded(str(tmp_path / "a.png"), uploaded) == b"image bytes"
+    assert webapp._read_uploaded(f"{tmp_path}/x/../a.png", uploaded) == b"image bytes"  # the same file, normalised
+    (tmp_path / "b.png").write_bytes(b"not uploaded here")
+    with pytest.raises(UploadError) as refused:
+        webapp._read_uploaded(str(tmp_path / "b.png"), uploaded)
+    assert refused.value.status == 403

@@ -123,8 +123,9 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         decision = gr.HTML(elem_id="decision")
         with gr.Row():
             with gr.Column():
-                upload = _UploadFile(label="NIfTI file (.nii, .nii.gz) or .zip of one DICOM series" if volumes else
+                upload = gr.File(label="NIfTI file (.nii, .nii.gz) or .zip of one DICOM series" if volumes else
                                  "Image or DICOM file", file_types=accepted, type="filepath", elem_id="upload")
+                _file_type_refusal_in_one_line(upload)
                 frame = gr.Number(value=1, precision=0, minimum=1, maximum=100_000, visible=not volumes,
                                   label="Frame of a multi-frame DICOM (1 = first; press Enter)", elem_id="frame")
                 frame_info = gr.Markdown(elem_id="frame-info")
@@ -158,17 +159,22 @@ def _refused(name: str, message: str) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
-class _UploadFile(gr.File):
-    """``gr.File`` (same page component) whose refusal of a file type it does not accept is reported as
-    :func:`_refused` does, instead of a traceback that Gradio's queue prints for each such upload."""
+def _file_type_refusal_in_one_line(upload: gr.File) -> None:
+    """Report ``upload``'s refusal of a file type it does not accept as :func:`_refused` does, instead of the
+    traceback that Gradio's queue prints for it (``gr.File.preprocess`` raises a ``gr.Error`` that prints one).
 
-    is_template = True  # Gradio's mark for a subclass shown by its parent's page component
+    The component's own ``preprocess`` is wrapped: a ``gr.File`` subclass would do the same, but Gradio writes a
+    ``.pyi`` stub beside the module of every component subclass, at import.
+    """
+    preprocess = upload.preprocess
 
-    def preprocess(self, payload: Any) -> Any:  # noqa: D102
+    def checked(payload: Any) -> Any:
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error as e:  # Gradio 6 raises only the file-type check's Error here
             raise _refused(Path(getattr(payload, "orig_name", None) or "").name or "?", str(e.message)) from None
+
+    upload.preprocess = checked
 
 
 class _StrayFiles(set):
@@ -240,10 +246,12 @@ def _read_uploaded(path: str, uploaded: set[str]) -> bytes:
     """The bytes of a file that this app's upload route wrote, else :class:`UploadError` (403).
 
     A client names its input by a server path; only the exact paths that Gradio's upload route
-    returned are accepted (no other file, no ``../``), and the final component must not be a
-    symlink (``O_NOFOLLOW``).
+    returned (absolute, normalised) are accepted (no other file, no ``../``), and the final component must not
+    be a symlink (``O_NOFOLLOW``).
     """
-    if os.path.abspath(path) not in {os.path.abspath(p) for p in uploaded}:
+    # set lookups, never a pass over the set: Gradio's upload route and its deletion round change it meanwhile
+    # (iterating it in this worker thread failed once in ~5,000 analyses with "Set changed size during iteration")
+    if path not in uploaded and os.path.abspath(path) not in uploaded:
         raise UploadError(403, "Only files uploaded through this page can be analysed; upload the image again.")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
