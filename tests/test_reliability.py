@@ -387,3 +387,27 @@ def test_web_app_checks_an_upload_by_lookup_never_by_a_pass_over_every_upload(tm
     with pytest.raises(UploadError) as refused:
         webapp._read_uploaded(str(tmp_path / "b.png"), uploaded)
     assert refused.value.status == 403
+
+
+def test_gradios_deletion_round_goes_through_a_copy_of_each_set_of_files(tmp_path: Path) -> None:
+    """Gradio's deletion round iterates its sets of files to delete in a worker thread while uploads and analyses
+    add to them; the web app hands it a copy of each (a plain set failed under load with "Set changed size during
+    iteration", which ended Gradio's deletion task for good), and removals reach the real set."""
+    from medclass.serving import webapp
+
+    demo = webapp.create_webapp(load_bench_api()._random_checkpoint(tmp_path, "simple_cnn", 32))
+    assert demo.temp_file_sets and all(isinstance(s, (webapp._FilesToDelete, webapp._StrayFiles))
+                                       for s in demo.temp_file_sets)
+    files = {"a", "b"}
+    view = webapp._FilesToDelete(files)
+    seen = iter(view)
+    next(seen)
+    files.add("c")  # what the upload route does meanwhile
+    assert len(list(seen)) == 1  # the rest of the copy, no RuntimeError
+    view -= {"a"}
+    assert files == {"b", "c"} and sorted(view) == ["b", "c"]
+    with pytest.raises(RuntimeError, match="changed size"):  # what the plain set did
+        seen = iter(files)
+        next(seen)
+        files.add("d")
+        next(seen)

@@ -147,7 +147,7 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         show.click(lambda: (gr.Column(visible=True), gr.Button(visible=False)), outputs=[details, show],
                    api_visibility="private")
     demo.state_session_capacity = SESSIONS_KEPT  # read when the app is created (launch() or mount_gradio_app)
-    demo.temp_file_sets.append(_StrayFiles(upload.GRADIO_CACHE))
+    demo.temp_file_sets[:] = [*map(_FilesToDelete, demo.temp_file_sets), _StrayFiles(upload.GRADIO_CACHE)]
     return demo
 
 
@@ -175,6 +175,27 @@ def _file_type_refusal_in_one_line(upload: gr.File) -> None:
             raise _refused(Path(getattr(payload, "orig_name", None) or "").name or "?", str(e.message)) from None
 
     upload.preprocess = checked
+
+
+class _FilesToDelete(set):
+    """One of Gradio's sets of files to delete (the uploads, each component's shown images) as its deletion round
+    sees it: a copy taken at once to go through, and removals applied at once.
+
+    Gradio 6 (``route_utils.delete_files_created_by_app``) iterates the set itself in a worker thread while the
+    upload route and the analyses add to it: under load it failed with "Set changed size during iteration", and
+    the failure ends Gradio's deletion task for good (nothing is deleted again while the server runs).
+    """
+
+    def __init__(self, files: set[str]) -> None:
+        super().__init__()
+        self.files = files
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files.copy())  # one C call: no other thread changes the set during it
+
+    def __isub__(self, removed: Any) -> "_FilesToDelete":
+        self.files.difference_update(removed)
+        return self
 
 
 class _StrayFiles(set):
