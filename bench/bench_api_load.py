@@ -25,11 +25,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-from bench_api import _random_checkpoint, free_port, start_api_server, timed_post, xray_payloads  # noqa: E402
+from bench_api import (SUMMARY_HEADER, RssSampler, _random_checkpoint, free_port, latency_rss_summary,  # noqa: E402
+                       start_api_server, summary_cells, timed_post, xray_payloads)  # noqa: E402
 from _hostile import ODD_BUT_READABLE, UNREADABLE, write_hostile  # noqa: E402
 
 HOST = "127.0.0.1"  # the only host this benchmark ever connects to
@@ -76,21 +76,19 @@ def run(url: str, port: int, items: list[tuple[str, bytes, str, int]], n_request
     status = np.zeros(n_requests, dtype=int)
     expected = np.array([items[i % len(items)][3] for i in range(n_requests)])
     deadline = time.monotonic() + max_seconds
-    server = psutil.Process(server_pid)
-    rss = [(-1, server.memory_info().rss)]  # (request index, server RSS in bytes)
-    stop, slow = threading.Event(), []
+    stop, slow, done = threading.Event(), [], [0]
     slow_threads = [threading.Thread(target=slow_client, args=(port, stop, slow)) for _ in range(n_slow)]
     for t in slow_threads:
         t.start()
-    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client:
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=concurrency)) as client, \
+            RssSampler(server_pid, lambda: done[0]) as rss:
 
         def one(i: int) -> None:
             if time.monotonic() > deadline:
                 return
             name, data, ctype, _ = items[i % len(items)]
             status[i], latency[i] = timed_post(client, url, name, data, ctype)
-            if i % 250 == 0:
-                rss.append((i, server.memory_info().rss))
+            done[0] += 1
 
         start = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
@@ -99,23 +97,13 @@ def run(url: str, port: int, items: list[tuple[str, bytes, str, int]], n_request
     stop.set()
     for t in slow_threads:
         t.join()
-    rss.append((n_requests, server.memory_info().rss))
-    mib = np.array([r for _, r in sorted(rss)]) / 2**20
-    done = status != 0
-    valid, hostile = done & (expected == 200), done & (expected != 200)
-
-    def pct(mask: np.ndarray, q: float) -> float:
-        return float(np.percentile(latency[mask], q) * 1000) if mask.any() else float("nan")
-
-    values, counts = np.unique(status[done], return_counts=True)
-    return {"requests": int(done.sum()), "concurrency": concurrency, "seconds": seconds, "rps": done.sum() / seconds,
-            "server_errors": int(((status >= 500) | (status == -1)).sum()),
-            "unexpected": int((done & (status != expected)).sum()),
+    finished = status != 0
+    values, counts = np.unique(status[finished], return_counts=True)
+    return {"requests": int(finished.sum()), "concurrency": concurrency, "seconds": seconds,
+            "rps": finished.sum() / seconds, "server_errors": int(((status >= 500) | (status == -1)).sum()),
+            "unexpected": int((finished & (status != expected)).sum()),
             "statuses": dict(zip(map(int, values), map(int, counts))),
-            "valid_p50_ms": pct(valid, 50), "valid_p95_ms": pct(valid, 95), "valid_p99_ms": pct(valid, 99),
-            "hostile_p50_ms": pct(hostile, 50), "hostile_p95_ms": pct(hostile, 95),
-            "rss_start_mb": float(mib[0]), "rss_10pct_mb": float(mib[max(1, len(mib) // 10)]),
-            "rss_end_mb": float(mib[-1]), "rss_max_mb": float(mib.max()),
+            **latency_rss_summary(latency, finished & (expected == 200), finished & (expected != 200), rss.samples),
             "slow_clients": slow}
 
 
@@ -140,13 +128,10 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    print("| requests | clients | slow clients | s | req/s | server errors | unexpected status | valid p50 / p95 / p99 ms "
-          "| hostile p50 / p95 ms | server RSS MiB: start, after 10 %, end (max) |")
+    print(f"| requests | clients | slow clients | s | req/s | server errors | unexpected status | {SUMMARY_HEADER} |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {r['requests']} | {r['concurrency']} | {args.slow_clients} | {r['seconds']:.0f} | {r['rps']:.1f} | "
-          f"{r['server_errors']} | {r['unexpected']} | {r['valid_p50_ms']:.0f} / {r['valid_p95_ms']:.0f} / "
-          f"{r['valid_p99_ms']:.0f} | {r['hostile_p50_ms']:.0f} / {r['hostile_p95_ms']:.0f} | "
-          f"{r['rss_start_mb']:.0f}, {r['rss_10pct_mb']:.0f}, {r['rss_end_mb']:.0f} ({r['rss_max_mb']:.0f}) |")
+          f"{r['server_errors']} | {r['unexpected']} | {summary_cells(r)} |")
     print(f"statuses: {r['statuses']}; slow clients: {r['slow_clients']}")
 
 

@@ -13,7 +13,8 @@ server, as with real users. ``--slow-clients`` connections trickle an upload int
 Outcomes: ``complete`` (the decision is shown), ``error`` with a message (the page shows why the file was
 refused), ``http 413`` (the upload route refuses a file over the limit); a server error is a 5xx, a dropped
 connection or an error event without a message (an unhandled exception). Also reported: latency
-percentiles (upload to result), the server's RSS sampled every second, and the files left in its upload folder.
+percentiles (upload to result), the server's RSS sampled every second, the files left in its upload folder, and
+the tracebacks, warnings and errors in the server's log (``--json FILE``: kept beside it as FILE.log).
 
     .venv/bin/python bench/bench_webapp_load.py --requests 2000 --concurrency 64 --slow-clients 4
 """
@@ -31,11 +32,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import psutil
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
-from bench_api import _random_checkpoint, free_port, start_api_server, timed_upload  # noqa: E402
+from bench_api import (SUMMARY_HEADER, RssSampler, _random_checkpoint, free_port, latency_rss_summary,  # noqa: E402
+                       log_counts, start_api_server, summary_cells, timed_upload)
 from bench_api_load import HOST, MAX_UPLOAD_MB, payloads, slow_client  # noqa: E402
 
 EVENT = "analyse"  # the upload's event: Gradio names an event without api_name after its function
@@ -96,65 +97,46 @@ def run(base: str, port: int, items: list[tuple[str, bytes, str, int]], n_reques
                         dtype=object)
     messages: dict[str, int] = {}
     deadline = time.monotonic() + max_seconds
-    server = psutil.Process(server_pid)
-    rss: list[tuple[float, int, float]] = []  # (seconds, requests done, MiB)
     stop, slow, done = threading.Event(), [], [0]
-    start = time.perf_counter()
-
-    def sample() -> None:
-        while True:
-            rss.append((time.perf_counter() - start, done[0], server.memory_info().rss / 2**20))
-            if stop.wait(1.0):
-                return
-
-    threads = [threading.Thread(target=sample)] + [
-        threading.Thread(target=slow_client, args=(port, stop, slow, "/gradio_api/upload", "files", slow_bytes))
-        for _ in range(n_slow)]
+    threads = [threading.Thread(target=slow_client, args=(port, stop, slow, "/gradio_api/upload", "files", slow_bytes))
+               for _ in range(n_slow)]
     for t in threads:
         t.start()
     folder: list[Path] = []
     with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+        with RssSampler(server_pid, lambda: done[0]) as rss:
 
-        def one(i: int) -> None:
-            if time.monotonic() > deadline:
-                return
-            name, data, ctype, _ = unique(items, i)
-            outcome[i], message, latency[i] = analyse(client, base, name, data, ctype)
-            if outcome[i] != expected[i]:
-                key = f"{name}: {outcome[i]} {message[:120]}"
-                messages[key] = messages.get(key, 0) + 1
-            done[0] += 1
+            def one(i: int) -> None:
+                if time.monotonic() > deadline:
+                    return
+                name, data, ctype, _ = unique(items, i)
+                outcome[i], message, latency[i] = analyse(client, base, name, data, ctype)
+                if outcome[i] != expected[i]:
+                    key = f"{name}: {outcome[i]} {message[:120]}"
+                    messages[key] = messages.get(key, 0) + 1
+                done[0] += 1
 
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(one, range(n_requests)))
-        seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            with ThreadPoolExecutor(concurrency) as pool:
+                list(pool.map(one, range(n_requests)))
+            seconds = time.perf_counter() - start
         probe = client.post(f"{base}/gradio_api/upload", files={"files": ("probe.txt", b"x", "text/plain")})
         if probe.status_code == 200:  # <upload folder>/<digest>/probe.txt
             folder.append(Path(probe.json()[0]).parents[1])
     stop.set()
     for t in threads:
         t.join()
-    rss.append((time.perf_counter() - start, done[0], server.memory_info().rss / 2**20))
     finished = outcome != ""
     valid, hostile = finished & (expected == "complete"), finished & (expected != "complete")
     server_errors = (finished & np.isin(outcome, ["dropped", "error without message"])) | np.array(
         [o.startswith("http 5") for o in outcome])
-
-    def pct(mask: np.ndarray, q: float) -> float:
-        return float(np.percentile(latency[mask], q) * 1000) if mask.any() else float("nan")
-
-    mib = np.array([m for *_, m in rss])
-    tenth = next((m for _, n, m in rss if n >= finished.sum() / 10), mib[-1])
     files, folder_mib = folder_usage(folder[0] if folder else None)
     values, counts = np.unique(outcome[finished].astype(str), return_counts=True)
     return {"requests": int(finished.sum()), "concurrency": concurrency, "seconds": seconds,
             "rps": finished.sum() / seconds, "server_errors": int(server_errors.sum()),
             "unexpected": int((finished & (outcome != expected)).sum()), "unexpected_messages": messages,
             "outcomes": dict(zip(values.tolist(), map(int, counts))),
-            "valid_p50_ms": pct(valid, 50), "valid_p95_ms": pct(valid, 95), "valid_p99_ms": pct(valid, 99),
-            "hostile_p50_ms": pct(hostile, 50), "hostile_p95_ms": pct(hostile, 95),
-            "rss_start_mb": float(mib[0]), "rss_10pct_mb": float(tenth), "rss_end_mb": float(mib[-1]),
-            "rss_max_mb": float(mib.max()), "rss_trace": [(round(t, 1), n, round(m, 1)) for t, n, m in rss[::10]],
+            **latency_rss_summary(latency, valid, hostile, rss.samples),
             "upload_folder": folder[0] if folder else None, "upload_folder_files": files, "upload_folder_mb": folder_mib,
             "slow_clients": slow}
 
@@ -173,8 +155,9 @@ def main() -> None:
     items = payloads()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = _random_checkpoint(Path(tmp), args.model, args.image_size)
-        port = free_port()
-        server = start_api_server(ckpt, port, max_upload_mb=MAX_UPLOAD_MB, web=True,
+        port, log = free_port(), Path(args.json).with_suffix(".log") if args.json else Path(tmp) / "server.log"
+        log.unlink(missing_ok=True)
+        server = start_api_server(ckpt, port, max_upload_mb=MAX_UPLOAD_MB, web=True, log=log,
                                   **({"keep_files_s": args.keep_files_s} if args.keep_files_s else {}))
         try:
             base = f"http://{HOST}:{port}"
@@ -183,17 +166,17 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=30)
+        r["server_log"] = log_counts(log)  # the warm-up's lines included
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1, default=str))
-    print("| analyses | clients | slow clients | s | analyses/s | server errors | unexpected outcome | valid p50 / p95 / "
-          "p99 ms | hostile p50 / p95 ms | server RSS MiB: start, after 10 %, end (max) | upload folder at end |")
+    print(f"| analyses | clients | slow clients | s | analyses/s | server errors | unexpected outcome | {SUMMARY_HEADER} "
+          "| upload folder at end |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     print(f"| {r['requests']} | {r['concurrency']} | {args.slow_clients} | {r['seconds']:.0f} | {r['rps']:.1f} | "
-          f"{r['server_errors']} | {r['unexpected']} | {r['valid_p50_ms']:.0f} / {r['valid_p95_ms']:.0f} / "
-          f"{r['valid_p99_ms']:.0f} | {r['hostile_p50_ms']:.0f} / {r['hostile_p95_ms']:.0f} | "
-          f"{r['rss_start_mb']:.0f}, {r['rss_10pct_mb']:.0f}, {r['rss_end_mb']:.0f} ({r['rss_max_mb']:.0f}) | "
+          f"{r['server_errors']} | {r['unexpected']} | {summary_cells(r)} | "
           f"{r['upload_folder_files']} files, {r['upload_folder_mb']:.1f} MiB |")
-    print(f"outcomes: {r['outcomes']}; slow clients: {r['slow_clients']}; unexpected: {r['unexpected_messages']}")
+    print(f"outcomes: {r['outcomes']}; slow clients: {r['slow_clients']}; unexpected: {r['unexpected_messages']}; "
+          f"server log lines (warm-up included): {r['server_log']}")
 
 
 if __name__ == "__main__":

@@ -319,14 +319,15 @@ def test_web_app_under_mixed_load_with_a_slow_upload_gives_no_server_error_and_d
     """A short run of bench/bench_webapp_load.py against what `medclass serve` runs (127.0.0.1 only): uploads go
     through the page's upload route and queued event, every payload gets the outcome the page must show, a client
     trickling a large upload into the upload route holds no worker, and uploads and shown images are deleted
-    once older than ``keep_files_s``, with the empty temporary file Gradio's File component leaves per event."""
+    once older than ``keep_files_s``, with the empty temporary file Gradio's File component leaves per event; the
+    server log has a warning line for each refused file and not one traceback."""
     bench = _bench_api_load("bench_webapp_load")
     from medclass.data.catalog import sample_path
 
     items = bench.payloads(4, root=sample_path())  # the packaged X-rays: no ../shared needed
-    port = bench.free_port()
+    port, log = bench.free_port(), tmp_path / "server.log"
     server = bench.start_api_server(bench._random_checkpoint(tmp_path, "simple_cnn", 32), port,
-                                    max_upload_mb=bench.MAX_UPLOAD_MB, web=True, keep_files_s=10)
+                                    max_upload_mb=bench.MAX_UPLOAD_MB, web=True, keep_files_s=10, log=log)
     try:
         base = f"http://{bench.HOST}:{port}"
         r = bench.run(base, port, items, n_requests=len(items), concurrency=8, max_seconds=240,
@@ -340,6 +341,8 @@ def test_web_app_under_mixed_load_with_a_slow_upload_gives_no_server_error_and_d
     assert r["outcomes"] == {"complete": 8, "error": 5, "http 413": 1}, r["outcomes"]
     assert r["slow_clients"] == ["held"] and r["valid_p50_ms"] > 0
     assert r["upload_folder_files"] >= 8 and files_later == 0, (r["upload_folder_files"], files_later)
+    counts = bench.log_counts(log)  # each refused file is one warning line, the slow client's disconnect too
+    assert counts["tracebacks"] == 0 and counts["errors"] == 0 and counts["warnings"] >= 5, (counts, log.read_text()[-3000:])
 
 
 def test_web_app_keeps_the_state_of_a_bounded_number_of_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,3 +365,49 @@ def test_web_app_keeps_the_state_of_a_bounded_number_of_sessions(tmp_path: Path,
         blocks = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "").get_blocks()
     assert outcomes == ["complete"] * 6
     assert len(blocks.state_holder.session_data) == 3
+
+
+def test_web_app_checks_an_upload_by_lookup_never_by_a_pass_over_every_upload(tmp_path: Path) -> None:
+    """Whether a named file was uploaded through the page is two set lookups: a pass over Gradio's set of uploads
+    (changed meanwhile by its upload route and deletion round) failed under load with "Set changed size during
+    iteration" (once in ~5,000 analyses), and cost a step per file still kept."""
+    from medclass.serving import webapp
+    from medclass.serving._upload import UploadError
+
+    class NoPass(set):
+        def __iter__(self):
+            raise AssertionError("a pass over every upload")
+
+    (tmp_path / "a.png").write_bytes(b"image bytes")
+    (tmp_path / "x").mkdir()
+    uploaded = NoPass({str(tmp_path / "a.png")})
+    assert webapp._read_uploaded(str(tmp_path / "a.png"), uploaded) == b"image bytes"
+    assert webapp._read_uploaded(f"{tmp_path}/x/../a.png", uploaded) == b"image bytes"  # the same file, normalised
+    (tmp_path / "b.png").write_bytes(b"not uploaded here")
+    with pytest.raises(UploadError) as refused:
+        webapp._read_uploaded(str(tmp_path / "b.png"), uploaded)
+    assert refused.value.status == 403
+
+
+def test_gradios_deletion_round_goes_through_a_copy_of_each_set_of_files(tmp_path: Path) -> None:
+    """Gradio's deletion round iterates its sets of files to delete in a worker thread while uploads and analyses
+    add to them; the web app hands it a copy of each (a plain set failed under load with "Set changed size during
+    iteration", which ended Gradio's deletion task for good), and removals reach the real set."""
+    from medclass.serving import webapp
+
+    demo = webapp.create_webapp(load_bench_api()._random_checkpoint(tmp_path, "simple_cnn", 32))
+    assert demo.temp_file_sets and all(isinstance(s, (webapp._FilesToDelete, webapp._StrayFiles))
+                                       for s in demo.temp_file_sets)
+    files = {"a", "b"}
+    view = webapp._FilesToDelete(files)
+    seen = iter(view)
+    next(seen)
+    files.add("c")  # what the upload route does meanwhile
+    assert len(list(seen)) == 1  # the rest of the copy, no RuntimeError
+    view -= {"a"}
+    assert files == {"b", "c"} and sorted(view) == ["b", "c"]
+    with pytest.raises(RuntimeError, match="changed size"):  # what the plain set did
+        seen = iter(files)
+        next(seen)
+        files.add("d")
+        next(seen)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, friendly_errors
+from ._common import OUTPUT, console, friendly_errors
 
 
 def serve_command(
@@ -15,7 +15,11 @@ def serve_command(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 7860,
     api: Annotated[bool, typer.Option("--api/--no-api", help="Also serve the REST API (/predict, /model, /health, /docs).")] = True,
 ) -> None:
-    """Serve the web app (upload, probabilities, Grad-CAM, model card) and the REST API."""
+    """Serve the web app (upload, probabilities, Grad-CAM, model card) and the REST API.
+
+    A refused upload or a client that leaves mid-request is one warning line in the log (``medclass --debug
+    serve`` adds its traceback); a server fault always logs its traceback.
+    """
     from ..serving.webapp import serve
 
     with friendly_errors():
@@ -23,7 +27,7 @@ def serve_command(
             console.print(f"[bold yellow]warning:[/] binding to {host} exposes an unauthenticated model to the network.")
         console.print(f"[bold]medclass[/] serving {checkpoint} on http://{host}:{port}/"
                       + (" (API docs on /docs)" if api else ""))
-        serve(checkpoint, host=host, port=port, api=api)
+        serve(checkpoint, host=host, port=port, api=api, debug=OUTPUT.debug)
 
 
 def register(app: typer.Typer) -> None:

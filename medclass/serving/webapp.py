@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -44,6 +45,7 @@ from ._volume_view import orthogonal_slices
 from ._verdict import decision_line, ood_banner, probability_bars
 from .predictor import Predictor
 
+_log = logging.getLogger(__name__)
 MAX_PIXELS = 50_000_000
 DISPLAY_SIDE = 336  # smallest height of the images shown
 ANALYSES_AT_ONCE = 4  # analyses run at the same time (Gradio's default, 1, queues every user behind one analysis)
@@ -93,8 +95,8 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
                 image = decode_upload(data, Path(file).name, None, window=predictor.window,
                                       frame=k - 1 if n_frames > 1 else -1, max_pixels=max_pixels,
                                       size_hint=predictor.transform.image_size)
-        except UploadError as e:  # the user's file, not a server fault: no traceback in the server log
-            raise gr.Error(e.message, print_exception=False) from None
+        except UploadError as e:  # the user's file, not a server fault: one line in the server log
+            raise _refused(Path(file).name, e.message) from None
         shown = analysis(predictor, image)
         seen = orthogonal_slices(image) if volumes else _to_uint8(image)
         return (gr.HTML(shown.banner, visible=shown.flagged), f"<p style='font-size:1.3em;margin:0'><strong>Decision:"
@@ -123,6 +125,7 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
             with gr.Column():
                 upload = gr.File(label="NIfTI file (.nii, .nii.gz) or .zip of one DICOM series" if volumes else
                                  "Image or DICOM file", file_types=accepted, type="filepath", elem_id="upload")
+                _file_type_refusal_in_one_line(upload)
                 frame = gr.Number(value=1, precision=0, minimum=1, maximum=100_000, visible=not volumes,
                                   label="Frame of a multi-frame DICOM (1 = first; press Enter)", elem_id="frame")
                 frame_info = gr.Markdown(elem_id="frame-info")
@@ -144,8 +147,55 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         show.click(lambda: (gr.Column(visible=True), gr.Button(visible=False)), outputs=[details, show],
                    api_visibility="private")
     demo.state_session_capacity = SESSIONS_KEPT  # read when the app is created (launch() or mount_gradio_app)
-    demo.temp_file_sets.append(_StrayFiles(upload.GRADIO_CACHE))
+    demo.temp_file_sets[:] = [*map(_FilesToDelete, demo.temp_file_sets), _StrayFiles(upload.GRADIO_CACHE)]
     return demo
+
+
+def _refused(name: str, message: str) -> gr.Error:
+    """The page's error for an uploaded file that cannot be analysed, reported in one warning line in the server
+    log (the user's file, not a server fault: the traceback only when this module logs at DEBUG, as with
+    ``medclass --debug serve``)."""
+    _log.warning("refused the upload %r: %s", name, message, exc_info=_log.isEnabledFor(logging.DEBUG))
+    return gr.Error(message, print_exception=False)
+
+
+def _file_type_refusal_in_one_line(upload: gr.File) -> None:
+    """Report ``upload``'s refusal of a file type it does not accept as :func:`_refused` does, instead of the
+    traceback that Gradio's queue prints for it (``gr.File.preprocess`` raises a ``gr.Error`` that prints one).
+
+    The component's own ``preprocess`` is wrapped: a ``gr.File`` subclass would do the same, but Gradio writes a
+    ``.pyi`` stub beside the module of every component subclass, at import.
+    """
+    preprocess = upload.preprocess
+
+    def checked(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except gr.Error as e:  # Gradio 6 raises only the file-type check's Error here
+            raise _refused(Path(getattr(payload, "orig_name", None) or "").name or "?", str(e.message)) from None
+
+    upload.preprocess = checked
+
+
+class _FilesToDelete(set):
+    """One of Gradio's sets of files to delete (the uploads, each component's shown images) as its deletion round
+    sees it: a copy taken at once to go through, and removals applied at once.
+
+    Gradio 6 (``route_utils.delete_files_created_by_app``) iterates the set itself in a worker thread while the
+    upload route and the analyses add to it: under load it failed with "Set changed size during iteration", and
+    the failure ends Gradio's deletion task for good (nothing is deleted again while the server runs).
+    """
+
+    def __init__(self, files: set[str]) -> None:
+        super().__init__()
+        self.files = files
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.files.copy())  # one C call: no other thread changes the set during it
+
+    def __isub__(self, removed: Any) -> "_FilesToDelete":
+        self.files.difference_update(removed)
+        return self
 
 
 class _StrayFiles(set):
@@ -217,10 +267,12 @@ def _read_uploaded(path: str, uploaded: set[str]) -> bytes:
     """The bytes of a file that this app's upload route wrote, else :class:`UploadError` (403).
 
     A client names its input by a server path; only the exact paths that Gradio's upload route
-    returned are accepted (no other file, no ``../``), and the final component must not be a
-    symlink (``O_NOFOLLOW``).
+    returned (absolute, normalised) are accepted (no other file, no ``../``), and the final component must not
+    be a symlink (``O_NOFOLLOW``).
     """
-    if os.path.abspath(path) not in {os.path.abspath(p) for p in uploaded}:
+    # set lookups, never a pass over the set: Gradio's upload route and its deletion round change it meanwhile
+    # (iterating it in this worker thread failed once in ~5,000 analyses with "Set changed size during iteration")
+    if path not in uploaded and os.path.abspath(path) not in uploaded:
         raise UploadError(403, "Only files uploaded through this page can be analysed; upload the image again.")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
@@ -270,15 +322,24 @@ def create_app(checkpoint: str | Path | Predictor, api: bool = True, keep_files_
     return app
 
 
-def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api: bool = True) -> None:
+def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api: bool = True,
+          debug: bool = False) -> None:
     """Run the web app (and the REST API) with uvicorn until interrupted; binds to 127.0.0.1 by default.
+
+    What a user causes (a refused upload, a client that leaves mid-request) is one warning line in the log,
+    with its traceback only when ``debug``; a server fault always logs its traceback.
 
     >>> serve("best.safetensors", port=8080, api=False)  # doctest: +SKIP
     """
     import uvicorn
 
+    from ._server_log import uvicorn_log_config
+
+    if debug:
+        _log.setLevel(logging.DEBUG)
     with private_upload_folder():
-        uvicorn.run(create_app(checkpoint, api=api), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(checkpoint, api=api), host=host, port=port, log_level="info",
+                    log_config=uvicorn_log_config(debug))
 
 
 @contextlib.contextmanager
