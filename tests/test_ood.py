@@ -337,9 +337,16 @@ def test_band_limited_features_do_not_depend_on_the_stored_resolution() -> None:
     after = (band_limited(big, LOWPASS) - band_limited(small, LOWPASS)).abs().mean()
     assert after < 0.5 * before
     model = create_model("simple_cnn", 2, in_chans=1).eval()
+    both = torch.cat([big, small])  # rows of a batch stay apart
+    calls: list[int] = []
+    hook = model.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
     with torch.no_grad():
-        logits, _, stages = forward_with_features(model, big, LOWPASS)
-        plain_logits, _, plain_stages = forward_with_features(model, big)
-        _, _, limited = forward_with_features(model, band_limited(big, LOWPASS))
+        logits, feats, stages = forward_with_features(model, both, LOWPASS)
+        hook.remove()
+        plain_logits, plain_feats, plain_stages = forward_with_features(model, both)
+        _, _, limited = forward_with_features(model, band_limited(both, LOWPASS))
+    assert calls == [4]  # one call: the 2 inputs and their band-limited copies as one batch
     torch.testing.assert_close(logits, plain_logits)  # the prediction uses the input as is
-    torch.testing.assert_close(stages, limited) and not torch.allclose(stages, plain_stages)
+    torch.testing.assert_close(feats, plain_feats)
+    torch.testing.assert_close(stages, limited)
+    assert not torch.allclose(stages, plain_stages)
