@@ -113,9 +113,8 @@ def forward_with_features(model: torch.nn.Module, x: torch.Tensor,
     (:func:`stage_names`), concatenated: of the same forward pass, or with ``lowpass < 1`` of the
     :func:`band_limited` input (the out-of-distribution features, :data:`medclass.metrics.ood.LOWPASS`;
     the logits and penultimate features always come from ``x`` as is). Then ``x`` and its band-limited copy
-    go through the model as one batch of ``2 n`` (one call instead of two: 1.3-1.6x less time per image on
-    CPU at batch 1, bench/bench_ood_cost.py); the model must be in eval mode (batch norm with running
-    statistics), as in every caller.
+    go through the model as one batch of ``2 n`` (one call instead of two, bench/bench_ood_cost.py); the model
+    must be in eval mode (batch norm with running statistics, rows do not mix), as in every caller.
 
     >>> from medclass.models import create_model
     >>> logits, feats, stages = forward_with_features(create_model("resnet18", 2, in_chans=1).eval(),
