@@ -70,13 +70,14 @@ def stage_names(model: torch.nn.Module) -> list[str]:
 
 
 @contextmanager
-def _captured(model: torch.nn.Module) -> Iterator[dict[str, list[torch.Tensor]]]:
-    """Collect the classifier's input and every stage's statistics during the forward passes inside the block."""
+def _captured(model: torch.nn.Module, stage_rows: slice = slice(None)) -> Iterator[dict[str, list[torch.Tensor]]]:
+    """Collect the classifier's input and every stage's statistics (of the batch rows ``stage_rows`` only) during the
+    forward passes inside the block."""
     seen: dict[str, list[torch.Tensor]] = {"classifier": [], "stages": []}
 
     def stage_hook(module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
         if isinstance(out, torch.Tensor) and out.ndim in (4, 5):  # 2-D maps, or 3-D maps of a volume network  # computed now: an in-place op may change `out` later
-            seen["stages"].append(stage_statistics(out))
+            seen["stages"].append(stage_statistics(out[stage_rows]))
 
     handles = [model.get_classifier().register_forward_pre_hook(lambda module, args: seen["classifier"].append(args[0]))]
     handles += [model.get_submodule(name).register_forward_hook(stage_hook) for name in stage_names(model)]
@@ -109,9 +110,11 @@ def forward_with_features(model: torch.nn.Module, x: torch.Tensor,
     The penultimate features are the input of ``model.get_classifier()``, flattened to ``(n, d)``: for
     timm models ``forward_head(forward_features(x), pre_logits=True)`` (pooled backbone features), for
     SimpleCNN its hidden dense layer. The stage statistics are :func:`stage_statistics` of every stage
-    (:func:`stage_names`), concatenated: of the same forward pass, or with ``lowpass < 1`` of a second pass
-    over :func:`band_limited` input (the out-of-distribution features, :data:`medclass.metrics.ood.LOWPASS`;
-    the logits and penultimate features always come from ``x`` as is).
+    (:func:`stage_names`), concatenated: of the same forward pass, or with ``lowpass < 1`` of the
+    :func:`band_limited` input (the out-of-distribution features, :data:`medclass.metrics.ood.LOWPASS`;
+    the logits and penultimate features always come from ``x`` as is). Then ``x`` and its band-limited copy
+    go through the model as one batch of ``2 n`` (one call instead of two, bench/bench_ood_cost.py); the model
+    must be in eval mode (batch norm with running statistics, rows do not mix), as in every caller.
 
     >>> from medclass.models import create_model
     >>> logits, feats, stages = forward_with_features(create_model("resnet18", 2, in_chans=1).eval(),
@@ -119,13 +122,15 @@ def forward_with_features(model: torch.nn.Module, x: torch.Tensor,
     >>> tuple(logits.shape), tuple(feats.shape), tuple(stages.shape)
     ((2, 1), (2, 512), (2, 640))
     """
-    with _captured(model) as seen:
-        logits = model(x)
-        penultimate = seen["classifier"][-1].flatten(1)
-        if lowpass < 1.0 and x.ndim == 4:
-            seen["stages"].clear()
-            model(band_limited(x, lowpass))
-    stages = torch.cat(seen["stages"], dim=1) if seen["stages"] else torch.zeros(len(x), 0)
+    n = len(x)
+    if lowpass < 1.0 and x.ndim == 4:
+        with _captured(model, stage_rows=slice(n, None)) as seen:
+            logits = model(torch.cat([x, band_limited(x, lowpass)]))[:n]
+    else:
+        with _captured(model) as seen:
+            logits = model(x)
+    penultimate = seen["classifier"][-1][:n].flatten(1)
+    stages = torch.cat(seen["stages"], dim=1) if seen["stages"] else torch.zeros(n, 0)
     return logits, penultimate, stages
 
 

@@ -206,8 +206,19 @@ def _explain_and_serve(run: Path, ct: Path, tmp_path: Path) -> None:
     assert found.cam.shape == found.volume.shape == (16, 16, 16) and 0 <= found.cam.min() <= found.cam.max() <= 1
     overlay, probs = predictor.explain(str(nifti))
     assert np.array_equal(overlay, found.views) and probs.shape == (2,) and probs.sum() == pytest.approx(1)
-    page = volume_analysis(predictor, nifti)
+    calls: list[int] = []  # the model's own calls: one for probabilities and OOD score, one for the CAM
+    hook = predictor.model.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    try:
+        page = volume_analysis(predictor, nifti)
+    finally:
+        hook.remove()
+    assert calls == [1, 1], calls  # the CAM layer was resolved by explain_volume above; before: 4 calls
     assert np.array_equal(page.overlay, found.views) and "nodule" in page.bars and page.decision
+    scored = predictor.predict_with_ood([str(nifti)])
+    assert page.decision.split(":")[0] == scored.loc[0, "predicted"]
+    assert page.flagged == bool(scored["ood"].fillna(False).iloc[0])
+    assert predictor.explain_with_ood(str(nifti))[1] == pytest.approx(
+        scored.loc[0, [c for c in scored if c.startswith("prob_")]].to_numpy(float), abs=1e-6)
 
 
 def test_evaluate_shows_slice_montages_and_cam_share_inside_masks(tmp_path: Path) -> None:

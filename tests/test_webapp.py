@@ -11,12 +11,13 @@ from pathlib import Path
 
 import gradio as gr
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from medclass.serving.predictor import Predictor
 from medclass.serving.webapp import create_app, create_webapp
-from medclass.serving._verdict import probability_text
+from medclass.serving._verdict import decision_line, probability_text
 from _helpers import add_xray_ood, load_bench_api, make_checkpoint, xray_paths
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -43,6 +44,43 @@ def test_create_webapp_and_app_routes(ckpt):
     with TestClient(create_app(predictor, api=False)) as client:  # --no-api: the UI only
         assert client.get("/health").status_code == 404 and client.get("/model").status_code == 404
         assert client.get("/").status_code == 200
+
+
+def _forward_batches(model) -> tuple[list[int], object]:
+    """The batch size of every call of ``model`` itself (a forward pre-hook), and the hook's handle."""
+    sizes: list[int] = []
+    return sizes, model.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+
+
+def test_web_analysis_is_one_model_evaluation_plus_the_cam_and_shows_what_predict_gives(ckpt):
+    """One image on the page: the probabilities and the OOD score from one model call (the image and its band-limited
+    copy as one batch of 2), the Grad-CAM from one more (its forward and backward), no third; and what it shows is what
+    `predict` gives for the same image."""
+    from medclass.serving.webapp import analysis
+
+    from dataclasses import replace
+
+    from medclass.metrics.ood import LOWPASS
+
+    predictor = Predictor.from_checkpoint(ckpt)
+    predictor.ood = replace(predictor.ood, lowpass=LOWPASS)  # scored as a trained run scores: band-limited features
+    images = [predictor.load(p) for p in xray_paths()[:3]]
+    analysis(predictor, images[0])  # the first image of a shape also resolves the CAM layer (one probe)
+    sizes, hook = _forward_batches(predictor.model)
+    try:
+        pages = [analysis(predictor, image) for image in images]
+    finally:
+        hook.remove()
+    assert sizes == [2, 1] * len(images), sizes  # before: 5 calls per image (probe, probabilities, CAM, 2 for OOD)
+    expected = predictor.predict_with_ood(images)
+    for page, (_, row) in zip(pages, expected.iterrows()):
+        shown = decision_line(predictor.decision_rule, row[["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy(float))
+        assert page.decision.startswith(shown) and shown.startswith(row["predicted"] + ":"), (page.decision, shown)
+        assert page.flagged == bool(row["ood"])
+    overlay, probs, score = predictor.explain_with_ood(images[0])
+    assert probs == pytest.approx(expected.loc[0, ["prob_NORMAL", "prob_PNEUMONIA"]].to_numpy(float), abs=1e-6)
+    assert score == pytest.approx(expected.loc[0, "ood_score"], rel=1e-5)
+    assert np.array_equal(overlay, predictor.explain(images[0])[0])  # the same CAM as `medclass explain`
 
 
 def _chromium() -> str:

@@ -4,8 +4,8 @@
 >>> from medclass.explain import compute_cam, overlay_cam, save_overlay
 >>> from medclass.explain import orthogonal_views, slice_montage, volume_cams
 """
-from .cam import COLORMAPS, METHODS, ClassTarget, compute_cam, find_target_layer, overlay_cam, save_overlay
+from .cam import COLORMAPS, METHODS, ClassTarget, cam_layer, compute_cam, find_target_layer, overlay_cam, save_overlay
 from .volume import orthogonal_views, slice_montage, volume_cams
 
-__all__ = ["COLORMAPS", "METHODS", "ClassTarget", "compute_cam", "find_target_layer", "orthogonal_views", "overlay_cam",
-           "save_overlay", "slice_montage", "volume_cams"]
+__all__ = ["COLORMAPS", "METHODS", "ClassTarget", "cam_layer", "compute_cam", "find_target_layer", "orthogonal_views",
+           "overlay_cam", "save_overlay", "slice_montage", "volume_cams"]

@@ -41,7 +41,8 @@ _NOTED: set[str] = set()  # each layer substitution is logged once per process
 METHODS: dict[CamMethod, type] = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM}
 COLORMAPS = sorted(name[len("COLORMAP_"):].lower() for name in dir(cv2) if name.startswith("COLORMAP_"))
 
-__all__ = ["METHODS", "COLORMAPS", "ClassTarget", "compute_cam", "find_target_layer", "overlay_cam", "save_overlay"]
+__all__ = ["METHODS", "COLORMAPS", "ClassTarget", "cam_layer", "compute_cam", "find_target_layer", "overlay_cam",
+           "save_overlay"]
 
 
 def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list[int] | None = None,
@@ -69,13 +70,7 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
     if images.dim() not in (4, 5):
         raise ValueError(f"images must be a batch (N, C, H, W) or of volumes (N, C, X, Y, Z), got shape "
                          f"{tuple(images.shape)}.")
-    if isinstance(target_layer, nn.Module):
-        layer = target_layer
-    else:
-        layer, note = layer_for_input(model, images, target_layer)
-        if note and note not in _NOTED:
-            _NOTED.add(note)
-            log.warning(note)
+    layer = cam_layer(model, images, target_layer)
     was_training = model.training
     model.eval()
     try:
@@ -92,6 +87,21 @@ def compute_cam(model: nn.Module, images: torch.Tensor, target_class: int | list
                     "heat.", method, empty, len(maps))
     # the 3-D upsampling (cubic spline zoom) over- and undershoots a little; maps stay in [0, 1]
     return np.clip(maps, 0.0, 1.0).astype(np.float32)
+
+
+def cam_layer(model: nn.Module, images: torch.Tensor, target_layer: str | nn.Module | None = None) -> nn.Module:
+    """The layer :func:`compute_cam` explains for inputs shaped like ``images``: ``target_layer`` itself when it is a
+    module, else the named or default layer, replaced by an earlier stage when its maps would be too small (each
+    substitution logged once). Resolving it probes the model with one forward pass: a caller explaining many
+    inputs of one shape may resolve it once and pass the module on.
+    """
+    if isinstance(target_layer, nn.Module):
+        return target_layer
+    layer, note = layer_for_input(model, images, target_layer)
+    if note and note not in _NOTED:
+        _NOTED.add(note)
+        log.warning(note)
+    return layer
 
 
 def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.4, colormap: str = "jet") -> np.ndarray:

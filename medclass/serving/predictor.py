@@ -78,6 +78,7 @@ class Predictor:
         self.volume = VolumePrep.from_dict(dict(meta.preprocessing.volume)) if meta.preprocessing.volume else None
         self.transform = VolumeTransform(self.volume) if self.volume else inference_transform(meta.preprocessing)
         self._lock = threading.Lock()
+        self._cam_layers: dict[tuple, torch.nn.Module] = {}  # the CAM layer per (target layer name, input shape)
         self.checkpoint_path: Path | None = None
 
     @classmethod
@@ -373,18 +374,36 @@ class Predictor:
 
         ``target_class`` defaults to the decided class (multi-label: a finding index, default the most probable finding); ``method`` to the checkpoint's
         ``eval.cam_method`` (gradcam); ``target_layer`` to the checkpoint's ``model.target_layer``
-        or the layer found automatically. Runs the PyTorch model even when the backend is ONNX.
+        or the layer found automatically. The probabilities come from the predictor's backend (as in
+        :meth:`predict`); the CAM runs the PyTorch model even when the backend is ONNX.
 
         >>> overlay, probs = p.explain("person1_virus_6.jpeg")  # doctest: +SKIP
         """
+        return self._explained(image, target_class, method, target_layer, with_ood=False)
+
+    def explain_with_ood(self, image: Any) -> tuple[np.ndarray, np.ndarray, float]:
+        """:meth:`explain` of the decided class and the out-of-distribution score, as the web app shows one image or
+        volume: ``(overlay, probabilities, ood_score)`` (NaN without statistics).
+
+        One model evaluation gives the probabilities and the score (:meth:`probabilities_with_ood`), the same
+        numbers as :meth:`predict_with_ood`; the CAM adds its own forward and backward pass.
+        """
+        overlay, scored = self._explained(image, None, None, None, with_ood=True)
+        return overlay, scored[:-1], float(scored[-1])
+
+    def _explained(self, image: Any, target_class: int | None, method: str | None, target_layer: str | None,
+                   with_ood: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(overlay or orthogonal views, probabilities [+ OOD score])`` of one image or volume."""
         from ..explain.cam import overlay_cam
 
         if self.volume is not None:
-            found = self.explain_volume(image, target_class, method, target_layer)
-            return found.views, found.probs
+            prepared = image if isinstance(image, np.ndarray) else self.load(image)
+            cam, scored = self._cam(prepared, target_class, method, target_layer, with_ood)
+            found = self._volume_explanation(prepared, cam, scored[:len(self.classes)])
+            return found.views, scored
         unit = self.load(image)
-        cam, probs = self._cam(unit, target_class, method, target_layer)
-        return overlay_cam(unit, cam[0]), probs  # the square map is stretched back like the input was
+        cam, scored = self._cam(unit, target_class, method, target_layer, with_ood)
+        return overlay_cam(unit, cam[0]), scored  # the square map is stretched back like the input was
 
     def explain_volume(self, path: str | Path | np.ndarray, target_class: int | None = None, method: str | None = None,
                        target_layer: str | None = None) -> VolumeExplanation:
@@ -398,35 +417,52 @@ class Predictor:
         >>> p.explain_volume("nodule.nii.gz").views.shape   # doctest: +SKIP
         (206, 612, 3)
         """
-        from ..explain.volume import orthogonal_views, slice_montage, stack_cam
-
         if self.volume is None:
             raise TypeError("explain_volume needs a volume model (CT/MRI); this checkpoint takes 2-D images: use explain().")
         prepared = path if isinstance(path, np.ndarray) else self.load(path)
-        cam, probs = self._cam(prepared, target_class, method, target_layer)
+        cam, probs = self._cam(prepared, target_class, method, target_layer, with_ood=False)
+        return self._volume_explanation(prepared, cam, probs)
+
+    def _volume_explanation(self, prepared: np.ndarray, cam: np.ndarray, probs: np.ndarray) -> VolumeExplanation:
+        from ..explain.volume import orthogonal_views, slice_montage, stack_cam
+
         cam = stack_cam(cam, self.volume)[0]
         volume = np.asarray(prepared, dtype=np.float32)[0]
         return VolumeExplanation(volume, cam, probs, slice_montage(volume, cam), orthogonal_views(volume, cam))
 
-    def _cam(self, unit: np.ndarray, target_class: int | None, method: str | None,
-             target_layer: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """``(CAM of the model input, probabilities)`` of one loaded image or prepared volume."""
+    def _cam(self, unit: np.ndarray, target_class: int | None, method: str | None, target_layer: str | None,
+             with_ood: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(CAM of the model input, probabilities [+ OOD score with with_ood])`` of one loaded image or prepared volume.
+
+        The probabilities (and score) come from one model evaluation (:meth:`probabilities` or
+        :meth:`probabilities_with_ood`); the CAM's layer is resolved once per input shape, so a CAM costs its
+        own forward and backward pass only.
+        """
         from ..explain.cam import compute_cam
 
         config = self.meta.run_config
         method = method or config.eval.cam_method
-        target_layer = target_layer or config.model.target_layer or None
-        x = self.transform(unit)[None].to(self.device)
+        batch = self.preprocess([unit])
+        scored = (self.probabilities_with_ood if with_ood else self.probabilities)(batch)[0]
+        probs = scored[:len(self.classes)]
+        if target_class is None and self.multi_label:
+            target_class = int(probs.argmax())
+        elif target_class is None:
+            target_class = self.classes.index(self.decide(probs[None])[0])
+        x = torch.from_numpy(batch).to(self.device)
         with self._lock:
-            with torch.no_grad():
-                logits = self.model(x).float().cpu()
-            probs = to_probs(logits, self.temperature, self.multi_label).numpy()
-            if target_class is None and self.multi_label:
-                target_class = int(probs[0].argmax())
-            elif target_class is None:
-                target_class = self.classes.index(self.decide(probs)[0])
-            cam = compute_cam(self.model, x, target_class=target_class, method=method, target_layer=target_layer)
-        return cam, probs[0]
+            layer = self._cam_layer(x, target_layer or config.model.target_layer or None)
+            cam = compute_cam(self.model, x, target_class=target_class, method=method, target_layer=layer)
+        return cam, scored
+
+    def _cam_layer(self, x: torch.Tensor, target_layer: str | None) -> torch.nn.Module:
+        """The CAM layer for inputs shaped like ``x`` (:func:`~medclass.explain.cam.cam_layer`), resolved once per shape."""
+        from ..explain.cam import cam_layer
+
+        key = (target_layer, tuple(x.shape[1:]))
+        if key not in self._cam_layers:
+            self._cam_layers[key] = cam_layer(self.model, x, target_layer)
+        return self._cam_layers[key]
 
 
 @dataclass(frozen=True)

@@ -239,12 +239,9 @@ def analysis(predictor: Predictor, image: np.ndarray) -> Analysis:
     >>> analysis(Predictor.from_checkpoint("best.safetensors"), image).decision  # doctest: +SKIP
     'NORMAL: P(PNEUMONIA) = 0.352 < threshold 0.400'
     """
-    if predictor.volume is not None:  # axial, coronal and sagittal slices through the 3-D Grad-CAM's peak
-        found = predictor.explain_volume(image)
-        overlay, probs = found.views, found.probs
-    else:
-        overlay, probs = predictor.explain(image)
-    score = float(predictor.probabilities_with_ood(predictor.preprocess([image]))[0, -1])
+    # one model evaluation gives the probabilities and the OOD score, the CAM its own forward and backward pass;
+    # a volume's overlay: the axial, coronal and sagittal slices through the 3-D Grad-CAM's peak
+    overlay, probs, score = predictor.explain_with_ood(image)
     flagged = bool(predictor.is_ood(score))
     line = decision_line(predictor.decision_rule, probs)
     return Analysis(banner=ood_banner(score, predictor.ood.threshold) if flagged else "",

@@ -108,7 +108,8 @@ def _fit_ood(model: torch.nn.Module, dm: SplitDataModule, cfg: RunConfig, val_fe
     if val_features is None or len(val_features) < 1 or len(fit.labels) < 2:
         log.warning("too few readable training/validation images to fit out-of-distribution statistics")
         return None
-    ood = fit_mahalanobis(fit.stage_features, None if one_group else fit.labels, val_features, lowpass=LOWPASS)
+    ood = fit_mahalanobis(fit.stage_features, None if one_group else fit.labels, val_features, lowpass=LOWPASS,
+                          groups=np.asarray(fit.patients))  # a patient's images held out together
     log.info("out-of-distribution statistics fitted on %d training images; threshold %s", ood.n_train,
              threshold_text({"threshold": ood.threshold, "quantile": ood.quantile, "n_calibration": ood.n_calibration,
                              "n_val": ood.n_val}))
