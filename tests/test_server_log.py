@@ -101,7 +101,7 @@ def test_a_server_fault_still_logs_its_traceback(tmp_path: Path) -> None:
     ckpt, port, log = bench._random_checkpoint(tmp_path, "simple_cnn", 32), bench.free_port(), tmp_path / "serve.log"
     server = _start("from medclass.serving.predictor import Predictor\n"
                     "def broken(*args, **kwargs): raise RuntimeError('a deliberate server fault')\n"
-                    "Predictor.explain = broken\n"
+                    "Predictor.explain = Predictor.explain_with_ood = broken\n"
                     f"from medclass.serving.webapp import serve; serve({str(ckpt)!r}, port={port})", port, log)
     base, xray = f"http://127.0.0.1:{port}", next(sample_path().glob("NORMAL/*.jpeg"))
     try:
