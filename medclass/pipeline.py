@@ -79,6 +79,7 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     from .evaluation.evaluate import evaluate
     from .training import train
     from .training.accel import on_gpu
+    from .training.runner import resolve_model
 
     own_data = dict(data_settings or {})
     cfg = apply_overrides(RunConfig(), [
@@ -95,7 +96,8 @@ def quickstart(data: str = DEFAULT_DATA, *, workspace: str = "workspace", model:
     run = RunDir(cfg.run_dir())
     if run.is_resumable:  # continue an interrupted (or finished) quickstart only if it is the same job
         stored = load_config(run.config).to_dict()
-        changed = sorted(f"{section}.{key}" for section, fields in cfg.to_dict().items() if isinstance(fields, dict)
+        asked = resolve_model(cfg)[0].to_dict()  # as training stored it: model.name / volume.input=auto made concrete
+        changed = sorted(f"{section}.{key}" for section, fields in asked.items() if isinstance(fields, dict)
                          for key, value in fields.items() if stored.get(section, {}).get(key) != value)
         if changed:
             raise ConfigError(f"{run.path} holds a quickstart run with other settings ({', '.join(changed[:5])}); "

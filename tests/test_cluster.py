@@ -141,7 +141,7 @@ def test_volumes_are_prepared_on_the_cluster_before_training(scheduler, tmp_path
     (tmp_path / "broken.nii.gz").write_bytes(b"not a volume")
     rows.append({"path": str(tmp_path / "broken.nii.gz"), "label": "a", "split": "train"})
     table = DataTable(pd.DataFrame(rows), ["a", "b"])
-    cfg = apply_overrides(RunConfig(), ["model.in_chans=1", "volume.size=[12,12,8]", f"data.cache={tmp_path / 'shared'}",
+    cfg = apply_overrides(RunConfig(), ["model.name=resnet10_3d", "volume.input=3d", "model.in_chans=1", "volume.size=[12,12,8]", f"data.cache={tmp_path / 'shared'}",
                                         f"data.cluster={scheduler}"])
     assert build_caches(table, cfg) == {}  # volumes: no 2-D image cache, but ...
     folder = volume_cache_dir(cfg)
