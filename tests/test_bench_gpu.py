@@ -7,11 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from _helpers import make_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # a benchmark run: CI's slow stage
 def test_bench_gpu_runs_on_the_cpu(tmp_path: Path) -> None:
     data = make_images(tmp_path / "data", n_per_class=8, size=40)
     out = tmp_path / "out"

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import numpy as np
 import pandas as pd
 
@@ -30,6 +32,7 @@ def _wait_for(condition, what: str) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a race between two real processes: CI's slow stage
 def test_two_processes_building_the_same_caches_build_them_once(tmp_path: Path) -> None:
     table = make_table(tmp_path, n=12)
     csv = tmp_path / "table.csv"

@@ -33,6 +33,7 @@ _HANG = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a hang check in a real subprocess: CI's slow stage
 def test_cache_build_after_a_parallel_torch_op_does_not_hang(tmp_path) -> None:
     """Issue 12 hang: forked cache workers waited forever in their first large torch op (clamp of a 400 px image)."""
     script = _HANG.format(folder=str(tmp_path))

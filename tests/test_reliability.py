@@ -186,6 +186,7 @@ def test_one_lock_holder_at_a_time(tmp_path: Path) -> None:
         assert previous == ""  # released cleanly: nothing to report
 
 
+@pytest.mark.slow  # a fault test with two real training processes: CI's slow stage
 def test_a_running_train_refuses_a_second_one_and_ctrl_c_exits_130(tmp_path: Path) -> None:
     data = make_images(tmp_path / "data", n_per_class=8)
     run = tmp_path / "ws" / "default" / "busy"
@@ -221,6 +222,7 @@ def _bench_api_load(name: str = "bench_api_load"):
     return bench
 
 
+@pytest.mark.slow  # a fault test with real servers: CI's slow stage
 def test_api_server_killed_mid_request_then_restarted_answers_again(tmp_path: Path) -> None:
     """SIGKILL while a client is still sending its upload: the client gets a closed connection at once (no hang),
     and a server restarted on the same port answers the next upload (127.0.0.1 only)."""
@@ -315,6 +317,7 @@ def test_hostile_volume_uploads_to_a_real_server_leave_no_traceback_and_no_file(
     assert list(server_tmp.iterdir()) == []
 
 
+@pytest.mark.slow  # a load test: CI's slow stage
 def test_web_app_under_mixed_load_with_a_slow_upload_gives_no_server_error_and_deletes_old_files(tmp_path: Path) -> None:
     """A short run of bench/bench_webapp_load.py against what `medclass serve` runs (127.0.0.1 only): uploads go
     through the page's upload route and queued event, every payload gets the outcome the page must show, a client

@@ -102,6 +102,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tiny_data: Path, tmp_pat
     _assert_same_run(straight.run_dir, resumed)
 
 
+@pytest.mark.slow  # a second kill-and-resume run (the default one stays): CI's slow stage
 def test_resume_with_ema_matches_uninterrupted_run(tiny_data: Path, tmp_path: Path) -> None:
     """train.ema: killed mid-epoch, resumed: both weight sets come back from the training state (same run as unbroken)."""
     over = {**DEFAULTS, "train.ema": "0.8", "train.num_workers": "0"}
@@ -258,8 +259,8 @@ def test_class_weights() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("resnet18_3d", "densenet121_3d") else n
-                                  for n in list_models()])  # the big 3-D networks run in CI (slow)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("resnet18_3d", "densenet121_3d", "vgg16_bn") else n
+                                  for n in list_models()])  # the biggest networks run in CI's slow stage
 def test_every_registered_model_takes_one_training_step(name: str) -> None:
     torch.manual_seed(0)
     dims = model_info(name).spatial_dims
