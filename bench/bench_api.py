@@ -53,21 +53,22 @@ def wait_ready(url: str, timeout: float = 60.0, process: subprocess.Popen | None
 
 def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16,
                      max_upload_mb: float | None = None, web: bool = False, log: Path | None = None,
-                     **options: Any) -> subprocess.Popen:
+                     prelude: str = "", env: dict[str, str] | None = None, **options: Any) -> subprocess.Popen:
     """``create_api(checkpoint)`` under uvicorn in a subprocess on 127.0.0.1:port (``max_upload_mb``: the API's
     default); ``web``: what ``medclass serve`` runs instead, ``create_app`` (the web app with the API) in a private
     upload folder. Logged as ``medclass serve`` logs (warnings and up), to ``log`` when given (the server's stdout
-    and stderr), else to this process's. ``options``: more keyword arguments of the app factory."""
+    and stderr), else to this process's. ``prelude``: Python run in the server process first (a diagnostic hook);
+    ``env``: more environment variables for it; ``options``: more keyword arguments of the app factory."""
     options = {"max_batch": max_batch, **({} if max_upload_mb is None else {"max_upload_mb": max_upload_mb}), **options}
     options = ", ".join(f"{k}={v!r}" for k, v in options.items())
     run = (f"uvicorn.run(%s({str(checkpoint)!r}, {options}), host='127.0.0.1', port={port}, log_level='warning', "
            "log_config=uvicorn_log_config())")
     imports = ("import logging, uvicorn; from medclass.serving._server_log import uvicorn_log_config; "
                "logging.basicConfig(format='%(levelname)s: %(message)s'); ")  # medclass's lines as the CLI prints them
-    code = (f"{imports}from medclass.serving.webapp import create_app, private_upload_folder\n"
+    code = prelude + "\n" + (f"{imports}from medclass.serving.webapp import create_app, private_upload_folder\n"
             f"with private_upload_folder(): {run % 'create_app'}" if web else
             f"{imports}from medclass.serving.api import create_api; {run % 'create_api'}")
-    env = {k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}  # the app's own private folder
+    env = {**{k: v for k, v in os.environ.items() if k != "GRADIO_TEMP_DIR"}, **(env or {})}  # the app's own folder
     if log is None:
         process = subprocess.Popen([sys.executable, "-c", code], env=env)
     else:

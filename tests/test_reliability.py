@@ -350,15 +350,20 @@ def test_web_app_under_mixed_load_with_a_slow_upload_gives_no_server_error_and_d
 
 def test_web_app_keeps_the_state_of_a_bounded_number_of_sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every API call (and page load) is a Gradio session holding its component updates; only the newest
-    SESSIONS_KEPT are kept, so memory does not grow with the number of users (Gradio's default kept 10,000)."""
+    SESSIONS_KEPT are kept, so memory does not grow with the number of users (Gradio's default kept 10,000).
+    Gradio's timings of past events are bounded the same way, and a session whose events are all done leaves
+    Gradio's map of pending event ids (Gradio 6.31 kept an empty set for every session ever seen: one entry more
+    per analysis through the API, found by ``bench/diag_webapp_memory.py``)."""
     from fastapi.testclient import TestClient
     from starlette.routing import Mount
 
     from medclass.data.catalog import sample_path
-    from medclass.serving import webapp
+    from medclass.serving import _gradio_bounds, webapp
 
     bench = _bench_api_load("bench_webapp_load")
-    monkeypatch.setattr(webapp, "SESSIONS_KEPT", 3)
+    monkeypatch.setattr(_gradio_bounds, "SESSIONS_KEPT", 3)
+    monkeypatch.setattr(_gradio_bounds, "EVENTS_TIMED", 2)
+    monkeypatch.setattr(_gradio_bounds._PendingEventIds, "MIN_SWEEP", 2)
     xray = next(sample_path().glob("NORMAL/*.jpeg"))
     with webapp.private_upload_folder():
         app = webapp.create_app(bench._random_checkpoint(tmp_path, "simple_cnn", 32))
@@ -368,6 +373,28 @@ def test_web_app_keeps_the_state_of_a_bounded_number_of_sessions(tmp_path: Path,
         blocks = next(r.app for r in app.routes if isinstance(r, Mount) and r.path == "").get_blocks()
     assert outcomes == ["complete"] * 6
     assert len(blocks.state_holder.session_data) == 3
+    assert len(blocks._queue.event_analytics) == 2
+    assert 1 <= len(blocks._queue.pending_event_ids_session) <= 2, blocks._queue.pending_event_ids_session  # was 6
+
+
+def test_gradios_pending_event_ids_drop_only_sessions_with_none_pending() -> None:
+    """The sweep runs when a new session is added and the map has doubled since the last one: sessions with
+    pending events stay, emptied ones go, and a session seen again gets a new set (amortised O(1) a session)."""
+    from medclass.serving._gradio_bounds import _PendingEventIds
+
+    ids = _PendingEventIds()
+    for i in range(300):
+        ids[f"s{i}"] = set()
+        ids[f"s{i}"].add(f"e{i}")
+        if i % 3:  # two sessions in three get their result: Gradio empties their set and keeps it
+            ids[f"s{i}"].remove(f"e{i}")
+    pending = {f"s{i}" for i in range(300) if i % 3 == 0}
+    assert pending <= ids.keys() and len(ids) < 2 * len(pending) + _PendingEventIds.MIN_SWEEP
+    assert all(ids[s] == {f"e{s[1:]}"} for s in pending)
+    ids["s1"] = set()  # an old session that queues again
+    assert ids["s1"] == set() and "s1" in ids
+    ids["s0"] = ids["s0"] - {"e0"}  # what Gradio's clean_events does to an existing session: no sweep, no loss
+    assert "s0" in ids
 
 
 def test_web_app_checks_an_upload_by_lookup_never_by_a_pass_over_every_upload(tmp_path: Path) -> None:
@@ -396,13 +423,13 @@ def test_gradios_deletion_round_goes_through_a_copy_of_each_set_of_files(tmp_pat
     """Gradio's deletion round iterates its sets of files to delete in a worker thread while uploads and analyses
     add to them; the web app hands it a copy of each (a plain set failed under load with "Set changed size during
     iteration", which ended Gradio's deletion task for good), and removals reach the real set."""
-    from medclass.serving import webapp
+    from medclass.serving import _gradio_bounds, webapp
 
     demo = webapp.create_webapp(load_bench_api()._random_checkpoint(tmp_path, "simple_cnn", 32))
-    assert demo.temp_file_sets and all(isinstance(s, (webapp._FilesToDelete, webapp._StrayFiles))
+    assert demo.temp_file_sets and all(isinstance(s, (_gradio_bounds._FilesToDelete, _gradio_bounds._StrayFiles))
                                        for s in demo.temp_file_sets)
     files = {"a", "b"}
-    view = webapp._FilesToDelete(files)
+    view = _gradio_bounds._FilesToDelete(files)
     seen = iter(view)
     next(seen)
     files.add("c")  # what the upload route does meanwhile

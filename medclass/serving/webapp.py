@@ -39,6 +39,7 @@ from PIL import Image
 from ..data.dicom import DICOM_EXTENSIONS
 from ..data.io import IMAGE_EXTENSIONS
 from ._card import card_markdown, model_card, saved_card
+from ._gradio_bounds import bound_gradio_state
 from ._upload import UploadError, decode_upload, default_upload_mb, upload_frames
 from ._volume_upload import MAX_VOLUME_MB, VOLUME_SUFFIXES, VolumeLimits, check_model_takes, read_volume_upload, volume_kind
 from ._volume_view import orthogonal_slices
@@ -50,9 +51,6 @@ MAX_PIXELS = 50_000_000
 DISPLAY_SIDE = 336  # smallest height of the images shown
 ANALYSES_AT_ONCE = 4  # analyses run at the same time (Gradio's default, 1, queues every user behind one analysis)
 KEEP_FILES_S = 3600  # uploads and shown images are deleted this many seconds after they were written
-# browser sessions (page loads, API calls) whose component updates Gradio keeps (its default, 10,000, is ~90 KB
-# each here: memory grew by ~0.9 GB); an evicted session only loses what the next analysis sets again
-SESSIONS_KEPT = 500
 
 
 def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXELS,
@@ -61,9 +59,9 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
 
     Under load: up to :data:`ANALYSES_AT_ONCE` analyses run at once (the predictor is thread-safe; Grad-CAM
     takes its lock); every upload and shown image is deleted ``keep_files_s`` seconds after it was written
-    (checked every quarter of that), and the component state of at most :data:`SESSIONS_KEPT` sessions is
-    kept, so the upload folder, Gradio's list of uploaded files and the memory stay bounded on a server
-    that runs for weeks.
+    (checked every quarter of that), and what Gradio keeps per session is bounded
+    (:func:`~._gradio_bounds.bound_gradio_state`), so the upload folder, Gradio's list of uploaded files and the
+    memory stay bounded on a server that runs for weeks.
 
     What a person sees after an upload, from the top: a coloured out-of-distribution banner (when the
     image looks unlike the training images), the decision in one line (class, probability,
@@ -146,8 +144,7 @@ def create_webapp(checkpoint: str | Path | Predictor, max_pixels: int = MAX_PIXE
         frame.submit(analyse, inputs=[upload, frame], outputs=outputs, api_visibility="undocumented", **at_once)
         show.click(lambda: (gr.Column(visible=True), gr.Button(visible=False)), outputs=[details, show],
                    api_visibility="private")
-    demo.state_session_capacity = SESSIONS_KEPT  # read when the app is created (launch() or mount_gradio_app)
-    demo.temp_file_sets[:] = [*map(_FilesToDelete, demo.temp_file_sets), _StrayFiles(upload.GRADIO_CACHE)]
+    bound_gradio_state(demo, upload.GRADIO_CACHE)
     return demo
 
 
@@ -175,51 +172,6 @@ def _file_type_refusal_in_one_line(upload: gr.File) -> None:
             raise _refused(Path(getattr(payload, "orig_name", None) or "").name or "?", str(e.message)) from None
 
     upload.preprocess = checked
-
-
-class _FilesToDelete(set):
-    """One of Gradio's sets of files to delete (the uploads, each component's shown images) as its deletion round
-    sees it: a copy taken at once to go through, and removals applied at once.
-
-    Gradio 6 (``route_utils.delete_files_created_by_app``) iterates the set itself in a worker thread while the
-    upload route and the analyses add to it: under load it failed with "Set changed size during iteration", and
-    the failure ends Gradio's deletion task for good (nothing is deleted again while the server runs).
-    """
-
-    def __init__(self, files: set[str]) -> None:
-        super().__init__()
-        self.files = files
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.files.copy())  # one C call: no other thread changes the set during it
-
-    def __isub__(self, removed: Any) -> "_FilesToDelete":
-        self.files.difference_update(removed)
-        return self
-
-
-class _StrayFiles(set):
-    """The loose ``tmp*`` files directly in the upload folder, listed afresh each time Gradio's ``delete_cache``
-    round asks (it removes those older than its age), so they are deleted with the uploads.
-
-    ``gr.File(type="filepath")`` creates an empty temporary file there on every event and never removes
-    it (Gradio 6, ``components/file.py``); uploads and shown images live in sub-folders, and an upload in
-    flight is a young ``tmp*`` file that the age keeps.
-    """
-
-    def __init__(self, folder: str) -> None:
-        super().__init__()
-        self.folder = folder
-
-    def __iter__(self) -> Iterator[str]:
-        try:
-            with os.scandir(self.folder) as entries:
-                return iter([e.path for e in entries if e.name.startswith("tmp") and e.is_file(follow_symlinks=False)])
-        except OSError:
-            return iter([])
-
-    def __isub__(self, removed: Any) -> "_StrayFiles":
-        return self  # nothing to forget: the folder is listed again next round
 
 
 @dataclass(frozen=True)
