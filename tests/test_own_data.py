@@ -93,3 +93,29 @@ def test_recipe6_fundus_per_eye_manifest_and_a_tiny_run(shared_data, tmp_path):
     assert set(split["label"]) == {"normal", "diabetic_retinopathy"}
     assert split.groupby("patient")["split"].nunique().max() == 1  # both eyes on one side of every split
     assert json.loads((result.run_dir / "audit.json").read_text())["final_clean"]
+
+
+def test_a_hospital_csv_with_its_own_column_names_needs_no_column_flags(tmp_path):
+    """A manifest as a new site sends it: the image column named otherwise (found by its values, which name image
+    files in a sub-folder), 'Label' capitalised, a patient column the user must still name (its hint is given)."""
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "site" / "imgs").mkdir(parents=True)
+    rows = []
+    for i in range(24):
+        Image.fromarray(np.full((16, 16), 10 * i, np.uint8)).save(tmp_path / "site" / "imgs" / f"s{i:03d}.png")
+        rows.append({"Image File": f"imgs/s{i:03d}.png", "Label": ["normal", "effusion"][i % 2],
+                     "PatientID": f"P{i // 2}", "age": str(40 + i)})
+    csv = tmp_path / "site" / "manifest.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    out = _ok(runner.invoke(app, ["data", "check", str(csv), "--no-near-duplicates", "--workers", "1"]))
+    assert "using 'Image File', whose values name the image files" in out and "using 'Label'" in out
+    assert "24 images" in out and "['effusion', 'normal']" in out
+    assert "--patient-column PatientID" in out  # the patient column is named, never guessed silently
+    out = _ok(runner.invoke(app, ["data", "check", str(csv), "--patient-column", "PatientID", "--no-near-duplicates",
+                                  "--workers", "1"]))
+    assert "12 patients" in out
+    (tmp_path / "site" / "two.csv").write_text("a,b,label\nimgs/s000.png,imgs/s001.png,normal\n")
+    res = runner.invoke(app, ["data", "check", str(tmp_path / "site" / "two.csv")])  # two image columns: no guess
+    assert res.exit_code != 0 and "no column 'path'" in " ".join(res.output.split())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import DataConfig
 from ..errors import DatasetError, did_you_mean
 from ._scan import (MISSING_LABELS, SPLIT_ALIASES, file_kind, file_rows, name_labels, read_manifest, skip,
                     skipped_summary, unsupported_reason, walk_files)
 from .io import SUPPORTED_EXTENSIONS
+from .volumes.read import NIFTI_EXTENSIONS
 from .multilabel import MULTI, FindingSpec, apply_uncertain, with_findings
 from .patients import patient_rule
 from .table import REQUIRED_COLUMNS, DataTable
@@ -31,7 +34,7 @@ from .table import REQUIRED_COLUMNS, DataTable
 log = logging.getLogger(__name__)
 
 
-def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str = "label",
+def from_csv(csv_path: str | Path, path_column: str = DataConfig.path_column, label_column: str = DataConfig.label_column,
              patient_column: str = "", image_root: str | Path = "", path_template: str = "{}",
              class_names: Sequence[str] = (), split_column: str = "auto",
              patient_regex: str = "none", findings: FindingSpec | None = None,
@@ -70,13 +73,17 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
     if findings:
         used.update({("labels_from" if findings.labels_from else f"label_columns[{i}]"): c
                      for i, c in enumerate(findings.source_columns())})
-    elif (path_column, label_column) == ("path", "label") and len(df.columns) == 2 and \
-            not {"path", "label"} & set(df.columns):
+    if not findings and (path_column, label_column) == (PATH_DEFAULT, LABEL_DEFAULT) and len(df.columns) == 2 and \
+            not {PATH_DEFAULT, LABEL_DEFAULT} & set(df.columns):
         # A two-column manifest such as head_ct's `id, hemorrhage`: first column = image, second = label.
         path_column, label_column = df.columns[0], df.columns[1]
         used.update(path_column=path_column, label_column=label_column)
         log.info("%s: two columns without 'path'/'label'; using %r as the image and %r as the label "
                  "(set data.path_column / data.label_column to choose)", csv_path, path_column, label_column)
+    else:  # a multi-label manifest reads no label column
+        path_column, label = guess_columns(df, path_column, "" if findings else label_column, csv_path)
+        label_column = label or label_column
+        used.update(path_column=path_column, label_column=label)
     for option, column in used.items():
         if column and column not in df.columns:
             raise DatasetError(
@@ -133,6 +140,44 @@ def from_csv(csv_path: str | Path, path_column: str = "path", label_column: str 
         return DataTable(with_findings(frame, names, matrix), names, skipped, "csv", str(csv_path), MULTI)
     frame["label"], classes = name_labels(frame["label"], class_names, str(csv_path))
     return DataTable(frame, classes, skipped, "csv", str(csv_path))
+
+
+PATH_DEFAULT, LABEL_DEFAULT = DataConfig.path_column, DataConfig.label_column  # what a user who names no column gets
+_FILE_SUFFIXES = tuple(SUPPORTED_EXTENSIONS + NIFTI_EXTENSIONS)
+_NAMES_FILES = 0.9  # share of a column's non-empty values that must name image files for it to be the path column
+
+
+def guess_columns(df: pd.DataFrame, path_column: str, label_column: str, csv_path: str | Path = "") -> tuple[str, str]:
+    """The image and label columns of a single-label manifest whose columns are not the defaults.
+
+    Only a default that the manifest lacks is replaced, and only when one column fits: the column named
+    ``path`` / ``label`` in another case (``Path``, ``Label``), else for the image the one column whose values
+    name image, DICOM or NIfTI files (90 % of its non-empty values), as ``image`` or ``Image Index`` do. The
+    choice is logged with the flag that makes it explicit; otherwise the names are returned unchanged and the
+    caller's missing-column error lists the columns.
+
+    >>> guess_columns(pd.DataFrame({"Image": ["a.png"], "Label": ["x"], "age": ["3"]}), "path", "label")
+    ('Image', 'Label')
+    """
+    columns = [str(c) for c in df.columns]
+
+    def fold(name: str) -> list[str]:
+        return [c for c in columns if c.casefold() == name]
+
+    if path_column == PATH_DEFAULT and path_column not in columns:
+        found = fold(PATH_DEFAULT)
+        if not found:  # vectorised per column: no pass over the rows in Python
+            found = [c for c in columns if (values := df[c].dropna()).size and (values.str.lower().str.endswith(
+                _FILE_SUFFIXES)).mean() >= _NAMES_FILES]
+        if len(found) == 1:
+            path_column = found[0]
+            log.warning("%s has no column 'path'; using %r, whose values name the image files (--path-column %s to "
+                        "say so)", csv_path, path_column, shlex.quote(path_column))
+    if label_column == LABEL_DEFAULT and label_column not in columns and len(found := fold(LABEL_DEFAULT)) == 1:
+        label_column = found[0]
+        log.warning("%s has no column 'label'; using %r (--label-column %s to say so)", csv_path, label_column,
+                    shlex.quote(label_column))
+    return path_column, label_column
 
 
 def csv_image_root(csv_path: str | Path, image_root: str | Path = "") -> Path:
