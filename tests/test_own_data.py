@@ -110,12 +110,19 @@ def test_a_hospital_csv_with_its_own_column_names_needs_no_column_flags(tmp_path
     csv = tmp_path / "site" / "manifest.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
     out = _ok(runner.invoke(app, ["data", "check", str(csv), "--no-near-duplicates", "--workers", "1"]))
-    assert "using 'Image File', whose values name the image files" in out and "using 'Label'" in out
+    assert "using 'Image File' (its values name the image files" in out and "using 'Label'" in out
     assert "24 images" in out and "['effusion', 'normal']" in out
     assert "--patient-column PatientID" in out  # the patient column is named, never guessed silently
     out = _ok(runner.invoke(app, ["data", "check", str(csv), "--patient-column", "PatientID", "--no-near-duplicates",
                                   "--workers", "1"]))
     assert "12 patients" in out
+    ids = pd.DataFrame({"id_code": [f"s{i:03d}" for i in range(24)], "diagnosis": [r["Label"] for r in rows],
+                        "PatientID": [r["PatientID"] for r in rows]})  # ids without an extension, a usual label name
+    ids.to_csv(tmp_path / "site" / "ids.csv", index=False)
+    out = _ok(runner.invoke(app, ["data", "check", str(tmp_path / "site" / "ids.csv"), "--image-root",
+                                  str(tmp_path / "site" / "imgs"), "--patient-column", "PatientID",
+                                  "--no-near-duplicates", "--workers", "1"]))
+    assert "using 'id_code' (a usual name" in out and "using 'diagnosis'" in out and "24 images" in out
     (tmp_path / "site" / "two.csv").write_text("a,b,label\nimgs/s000.png,imgs/s001.png,normal\n")
     res = runner.invoke(app, ["data", "check", str(tmp_path / "site" / "two.csv")])  # two image columns: no guess
     assert res.exit_code != 0 and "no column 'path'" in " ".join(res.output.split())

@@ -145,38 +145,51 @@ def from_csv(csv_path: str | Path, path_column: str = DataConfig.path_column, la
 PATH_DEFAULT, LABEL_DEFAULT = DataConfig.path_column, DataConfig.label_column  # what a user who names no column gets
 _FILE_SUFFIXES = tuple(SUPPORTED_EXTENSIONS + NIFTI_EXTENSIONS)
 _NAMES_FILES = 0.9  # share of a column's non-empty values that must name image files for it to be the path column
+# usual names of a manifest's image and label columns (compared in lower case, spaces as '_')
+PATH_NAMES = ("image", "image_path", "image_file", "image_id", "image_name", "filename", "file_name", "file",
+              "filepath", "file_path", "id_code", "img")
+LABEL_NAMES = ("class", "class_name", "target", "diagnosis", "category", "finding")
 
 
 def guess_columns(df: pd.DataFrame, path_column: str, label_column: str, csv_path: str | Path = "") -> tuple[str, str]:
     """The image and label columns of a single-label manifest whose columns are not the defaults.
 
-    Only a default that the manifest lacks is replaced, and only when one column fits: the column named
-    ``path`` / ``label`` in another case (``Path``, ``Label``), else for the image the one column whose values
-    name image, DICOM or NIfTI files (90 % of its non-empty values), as ``image`` or ``Image Index`` do. The
-    choice is logged with the flag that makes it explicit; otherwise the names are returned unchanged and the
-    caller's missing-column error lists the columns.
+    Only a default that the manifest lacks is replaced, and only by a column that is the one fit, tried in
+    order: for the image, the column ``path`` in another case (``Path``), the column whose values name image,
+    DICOM or NIfTI files (90 % of its non-empty values, as ``image`` or ``Image Index`` do), a usual name
+    (:data:`PATH_NAMES`: ``image_id``, ``filename``...; ids without an extension are looked up as files); for the
+    label, ``label`` in another case, then a usual name (:data:`LABEL_NAMES`: ``class``, ``diagnosis``...). Each
+    choice is a warning line with the flag that makes it explicit; otherwise the names are returned unchanged
+    and the caller's missing-column error lists the columns.
 
     >>> guess_columns(pd.DataFrame({"Image": ["a.png"], "Label": ["x"], "age": ["3"]}), "path", "label")
     ('Image', 'Label')
     """
     columns = [str(c) for c in df.columns]
 
-    def fold(name: str) -> list[str]:
-        return [c for c in columns if c.casefold() == name]
+    def named(names: tuple[str, ...]) -> list[str]:
+        return [c for c in columns if c.casefold().replace(" ", "_") in names]
+
+    def one(found: list[str]) -> str:
+        return found[0] if len(found) == 1 else ""
 
     if path_column == PATH_DEFAULT and path_column not in columns:
-        found = fold(PATH_DEFAULT)
-        if not found:  # vectorised per column: no pass over the rows in Python
-            found = [c for c in columns if (values := df[c].dropna()).size and (values.str.lower().str.endswith(
-                _FILE_SUFFIXES)).mean() >= _NAMES_FILES]
-        if len(found) == 1:
-            path_column = found[0]
-            log.warning("%s has no column 'path'; using %r, whose values name the image files (--path-column %s to "
-                        "say so)", csv_path, path_column, shlex.quote(path_column))
-    if label_column == LABEL_DEFAULT and label_column not in columns and len(found := fold(LABEL_DEFAULT)) == 1:
-        label_column = found[0]
-        log.warning("%s has no column 'label'; using %r (--label-column %s to say so)", csv_path, label_column,
-                    shlex.quote(label_column))
+        # vectorised per column: no pass over the rows in Python
+        files = [c for c in columns if (values := df[c].dropna()).size and (values.str.lower().str.endswith(
+            _FILE_SUFFIXES)).mean() >= _NAMES_FILES]
+        for found, why in ((one(named((PATH_DEFAULT,))), "its name"), (one(files), "its values name the image files"),
+                           (one(named(PATH_NAMES)) if not files else "", "a usual name for the image column")):
+            if found:
+                path_column = found
+                log.warning("%s has no column 'path'; using %r (%s; --path-column %s to say so)", csv_path, found,
+                            why, shlex.quote(found))
+                break
+    if label_column == LABEL_DEFAULT and label_column not in columns:
+        found = one(named((LABEL_DEFAULT,))) or one(named(LABEL_NAMES))
+        if found:
+            label_column = found
+            log.warning("%s has no column 'label'; using %r (--label-column %s to say so)", csv_path, found,
+                        shlex.quote(found))
     return path_column, label_column
 
 

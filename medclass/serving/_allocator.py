@@ -2,9 +2,10 @@
 
 glibc gives each new thread its own malloc arena, up to 8 per core; a server runs an event loop, a pool of
 worker threads for Gradio and the API, and PyTorch's own threads, and memory freed in one arena is not reused
-by the others. Under a long load (``bench/diag_webapp_memory.py``) the web app's RSS kept rising after every
-Python-level store was bounded, with about twenty arenas of 20-30 MiB each; with 2 arenas it stays lower and
-flatter at the same throughput (figures in ``bench/README_serving.md``).
+by the others. Under a long load (``bench/diag_webapp_memory.py``, 64 clients) the web app's RSS kept rising
+by 16-25 KiB an analysis once no Python object count grew any more, held in about twenty arenas of 20-30 MiB
+each; with 2 arenas it rose by 6 and then 2 KiB an analysis, at the same throughput (figures in
+``bench/README_serving.md``).
 
 Hand-written because it is one ``mallopt`` call (no library sets it); ``MALLOC_ARENA_MAX`` in the
 environment, the standard glibc setting, wins over it, and other C libraries (musl, macOS) are left alone.
