@@ -64,7 +64,7 @@ def start_api_server(checkpoint: str | Path, port: int, max_batch: int = 16,
     run = (f"uvicorn.run(%s({str(checkpoint)!r}, {options}), host='127.0.0.1', port={port}, log_level='warning', "
            "log_config=uvicorn_log_config())")
     imports = ("import logging, uvicorn; from medclass.serving._server_log import uvicorn_log_config; "
-               "from medclass.serving._allocator import limit_malloc_arenas; limit_malloc_arenas(); "  # as serve()
+               "from medclass.serving._allocator import tune_malloc; tune_malloc(); "  # as serve()
                "logging.basicConfig(format='%(levelname)s: %(message)s'); ")  # medclass's lines as the CLI prints them
     code = prelude + "\n" + (f"{imports}from medclass.serving.webapp import create_app, private_upload_folder\n"
             f"with private_upload_folder(): {run % 'create_app'}" if web else

@@ -1,14 +1,21 @@
-"""The server process's C allocator: fewer glibc malloc arenas, so that its memory does not creep under load.
+"""The server process's C allocator (glibc): 2 malloc arenas and a fixed mmap threshold, so that memory stays flat
+under a long load.
 
-glibc gives each new thread its own malloc arena, up to 8 per core; a server runs an event loop, a pool of
-worker threads for Gradio and the API, and PyTorch's own threads, and memory freed in one arena is not reused
-by the others. Under a long load (``bench/diag_webapp_memory.py``, 64 clients) the web app's RSS kept rising
-by 16-25 KiB an analysis once no Python object count grew any more, held in about twenty arenas of 20-30 MiB
-each; with 2 arenas it rose by 6 and then 2 KiB an analysis, at the same throughput (figures in
-``bench/README_serving.md``).
+Two glibc defaults made the web app's RSS creep by 10-25 KiB an analysis after every Python-level store was
+bounded (``bench/diag_webapp_memory.py`` and ``bench/bench_webapp_load.py``, figures in
+``bench/README_serving.md``):
 
-Hand-written because it is one ``mallopt`` call (no library sets it); ``MALLOC_ARENA_MAX`` in the
-environment, the standard glibc setting, wins over it, and other C libraries (musl, macOS) are left alone.
+- **an arena per thread**, up to 8 per core: the server's event loop, worker threads and PyTorch's threads each
+  allocate in their own arena, and memory freed in one is not reused by the others (about twenty arenas of
+  20-30 MiB each after 9,000 analyses). Capped at :data:`SERVER_ARENAS`;
+- **a dynamic mmap threshold**: after the first large buffer (an image, a CAM map) is freed, glibc raises the
+  size above which it maps memory from the system, so later buffers of that size come from the heap and
+  fragment it. Fixed at :data:`MMAP_THRESHOLD` (glibc's starting value), which also turns the raising off: every
+  large buffer goes back to the system when freed.
+
+Hand-written because these are two ``mallopt`` calls (no library sets them). ``MALLOC_ARENA_MAX`` and
+``MALLOC_MMAP_THRESHOLD_`` in the environment, glibc's own settings, win over them; other C libraries (musl,
+macOS) are left alone.
 """
 from __future__ import annotations
 
@@ -18,25 +25,29 @@ import os
 
 _log = logging.getLogger(__name__)
 SERVER_ARENAS = 2  # malloc arenas of a serving process (glibc's default: 8 per core)
-_M_ARENA_MAX = -8  # mallopt's parameter number for the arena limit (glibc's malloc.h)
+MMAP_THRESHOLD = 128 * 1024  # bytes; allocations this large are mapped and returned to the system when freed
+_M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3  # mallopt's parameter numbers (glibc's malloc.h)
 
 
-def limit_malloc_arenas(arenas: int = SERVER_ARENAS) -> bool:
-    """Cap glibc's malloc arenas at ``arenas`` for this process; call it before the server starts its threads.
+def tune_malloc(arenas: int = SERVER_ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> dict[str, bool]:
+    """Cap glibc's malloc arenas at ``arenas`` and fix its mmap threshold at ``mmap_threshold`` bytes for this
+    process; call it before the server starts its threads.
 
-    Returns whether the limit was set: not when ``MALLOC_ARENA_MAX`` is set (the user's choice stands) or the C
-    library is not glibc.
+    Returns which of the two were set (``{"arenas": ..., "mmap_threshold": ...}``): not one whose environment
+    variable is set (the user's choice stands), neither when the C library is not glibc.
 
-    >>> limit_malloc_arenas()  # doctest: +SKIP
-    True
+    >>> tune_malloc()  # doctest: +SKIP
+    {'arenas': True, 'mmap_threshold': True}
     """
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
+    done = {"arenas": False, "mmap_threshold": False}
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # not glibc
-        return False
-    done = bool(mallopt(_M_ARENA_MAX, arenas))
-    _log.debug("malloc arenas capped at %d: %s", arenas, done)
+        return done
+    for key, variable, parameter, value in (("arenas", "MALLOC_ARENA_MAX", _M_ARENA_MAX, arenas),
+                                            ("mmap_threshold", "MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD,
+                                             mmap_threshold)):
+        if not os.environ.get(variable):
+            done[key] = bool(mallopt(parameter, value))
+    _log.debug("malloc tuned: %s", done)
     return done

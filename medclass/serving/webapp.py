@@ -277,16 +277,16 @@ def serve(checkpoint: str | Path, host: str = "127.0.0.1", port: int = 7860, api
 
     What a user causes (a refused upload, a client that leaves mid-request) is one warning line in the log,
     with its traceback only when ``debug``; a server fault always logs its traceback. The process's malloc
-    arenas are capped first (:func:`~._allocator.limit_malloc_arenas`; ``MALLOC_ARENA_MAX`` overrides).
+    arenas are capped first (:func:`~._allocator.tune_malloc`; ``MALLOC_ARENA_MAX`` overrides).
 
     >>> serve("best.safetensors", port=8080, api=False)  # doctest: +SKIP
     """
     import uvicorn
 
-    from ._allocator import limit_malloc_arenas
+    from ._allocator import tune_malloc
     from ._server_log import uvicorn_log_config
 
-    limit_malloc_arenas()  # before the server's threads start: memory flat under load (see _allocator)
+    tune_malloc()  # before the server's threads start: memory flat under load (see _allocator)
     if debug:
         _log.setLevel(logging.DEBUG)
     with private_upload_folder():
