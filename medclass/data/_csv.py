@@ -73,17 +73,10 @@ def from_csv(csv_path: str | Path, path_column: str = DataConfig.path_column, la
     if findings:
         used.update({("labels_from" if findings.labels_from else f"label_columns[{i}]"): c
                      for i, c in enumerate(findings.source_columns())})
-    if not findings and (path_column, label_column) == (PATH_DEFAULT, LABEL_DEFAULT) and len(df.columns) == 2 and \
-            not {PATH_DEFAULT, LABEL_DEFAULT} & set(df.columns):
-        # A two-column manifest such as head_ct's `id, hemorrhage`: first column = image, second = label.
-        path_column, label_column = df.columns[0], df.columns[1]
-        used.update(path_column=path_column, label_column=label_column)
-        log.info("%s: two columns without 'path'/'label'; using %r as the image and %r as the label "
-                 "(set data.path_column / data.label_column to choose)", csv_path, path_column, label_column)
-    else:  # a multi-label manifest reads no label column
-        path_column, label = guess_columns(df, path_column, "" if findings else label_column, csv_path)
-        label_column = label or label_column
-        used.update(path_column=path_column, label_column=label)
+    # a multi-label manifest reads no label column
+    path_column, label = guess_columns(df, path_column, "" if findings else label_column, csv_path)
+    label_column = label or label_column
+    used.update(path_column=path_column, label_column=label)
     for option, column in used.items():
         if column and column not in df.columns:
             raise DatasetError(
@@ -154,7 +147,9 @@ LABEL_NAMES = ("class", "class_name", "target", "diagnosis", "category", "findin
 def guess_columns(df: pd.DataFrame, path_column: str, label_column: str, csv_path: str | Path = "") -> tuple[str, str]:
     """The image and label columns of a single-label manifest whose columns are not the defaults.
 
-    Only a default that the manifest lacks is replaced, and only by a column that is the one fit, tried in
+    A manifest of two columns named neither ``path`` nor ``label`` (head_ct's ``id, hemorrhage``) is read as image,
+    label (logged at info level). Otherwise only a default that the manifest lacks is replaced, and only by a
+    column that is the one fit, tried in
     order: for the image, the column ``path`` in another case (``Path``), the column whose values name image,
     DICOM or NIfTI files (90 % of its non-empty values, as ``image`` or ``Image Index`` do), a usual name
     (:data:`PATH_NAMES`: ``image_id``, ``filename``...; ids without an extension are looked up as files); for the
@@ -166,6 +161,11 @@ def guess_columns(df: pd.DataFrame, path_column: str, label_column: str, csv_pat
     ('Image', 'Label')
     """
     columns = [str(c) for c in df.columns]
+    if (path_column, label_column) == (PATH_DEFAULT, LABEL_DEFAULT) and len(columns) == 2 and \
+            not {PATH_DEFAULT, LABEL_DEFAULT} & set(columns):
+        log.info("%s: two columns without 'path'/'label'; using %r as the image and %r as the label "
+                 "(set data.path_column / data.label_column to choose)", csv_path, *columns)
+        return columns[0], columns[1]
 
     def named(names: tuple[str, ...]) -> list[str]:
         return [c for c in columns if c.casefold().replace(" ", "_") in names]
